@@ -1,0 +1,93 @@
+"""The Provider protocol: what executes one node's job (local processes or Domino Jobs).
+
+The scheduler knows providers only through this protocol. A provider receives a fully resolved
+`JobSpec` (inputs already bound to values, blob URIs or paths), and returns a `JobResult` whose
+outputs are already stored in the blob store (content-addressed), so the scheduler only records them.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from reconcile.digest import StatCache
+from reconcile.graph import Node, NodeKind
+from state.model import OutputRecord
+
+
+class InputValue(BaseModel):
+    type: str
+    value: Any = None          # primitives (already parsed to the declared type)
+    uri: str | None = None     # files / directories: blob URI, local path or s3:// URI
+    digest: str | None = None
+
+
+class JobSpec(BaseModel):
+    run_id: str
+    address: str
+    task_name: str
+    kind: NodeKind
+    command: str = ""
+    job_config: dict[str, Any] = Field(default_factory=dict)  # resolved (provider.resolve_config)
+    inputs: dict[str, InputValue] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)     # name -> canonical type
+    attempt: int = 1
+    timeout_seconds: float | None = None
+    key: str | None = None
+    python: dict[str, str] | None = None
+    export_specs: list[dict[str, Any]] = Field(default_factory=list)
+    project_root: str
+    flow_file: str
+    log_path: str              # the provider writes this attempt's stdout+stderr here
+
+
+class JobHandle(BaseModel):
+    provider: str
+    job_id: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+JobStatus = Literal["succeeded", "failed", "timed_out", "cancelled"]
+
+
+class JobResult(BaseModel):
+    status: JobStatus
+    outputs: dict[str, OutputRecord] = Field(default_factory=dict)
+    error: str | None = None
+    log_tail: str = ""
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Provider(Protocol):
+    name: str
+    # How many jobs may run at once on this provider's own account (None: no limit of its own).
+    max_parallel: int | None
+
+    def resolve_config(self, node: Node) -> dict[str, Any]:
+        """Plan time: the node's job config with project defaults resolved (Domino: commit, environment
+        revision, ...). Never starts a job. Local: the config as written."""
+        ...
+
+    def code_identity(self, node: Node, project_root: Path, digests: StatCache) -> dict[str, str]:
+        """What version of the code the node runs: local, `{project file: digest}` for files named in the
+        command; Domino, `{"commit": <resolved commit>}`."""
+        ...
+
+    def start(self, job: JobSpec) -> JobHandle:
+        """Launch the job and return at once with its id (journaled by the caller before waiting)."""
+        ...
+
+    def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event) -> JobResult:
+        """Wait for the job; stop it and return `timed_out` past `job.timeout_seconds`, `cancelled` when
+        `cancel` is set. Outputs are checked, parsed and stored in the blob store before returning."""
+        ...
+
+    def stop(self, handle: JobHandle) -> None: ...
+
+    def attach(self, job_id: str, job: JobSpec) -> JobHandle | None:
+        """Recover: a handle to a job started by an earlier process, or None when it cannot still be running."""
+        ...
+
+    def logs(self, job_id: str) -> str: ...

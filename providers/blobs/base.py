@@ -1,0 +1,70 @@
+"""The BlobStore protocol: content-addressed, write-once storage of node outputs.
+
+A blob's URI is derived from its digest (`<store>/<2 hex>/<digest>`); a directory is stored as its
+files' blobs plus a manifest blob whose digest is the directory's digest.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel
+
+
+class StoredBlob(BaseModel):
+    digest: str
+    uri: str
+    size: int
+
+
+class BlobStore(Protocol):
+    url: str
+
+    def put_file(self, path: Path, digest: str | None = None) -> StoredBlob:
+        """Store a file (skipped when a blob with its digest exists); `digest` if the caller already has it."""
+        ...
+
+    def put_bytes(self, data: bytes) -> StoredBlob: ...
+
+    def put_dir(self, path: Path) -> StoredBlob:
+        """Store every file of a directory and its manifest; the manifest's digest names the directory."""
+        ...
+
+    def exists(self, uris: list[str]) -> dict[str, bool]:
+        """Which of these blobs exist (batched/parallel for remote stores)."""
+        ...
+
+    def get_file(self, uri: str, dest: Path) -> None:
+        """Write the blob to `dest` (a file)."""
+        ...
+
+    def get_dir(self, uri: str, dest: Path) -> None:
+        """Materialise a stored directory (manifest URI) at `dest`."""
+        ...
+
+    def read_bytes(self, uri: str) -> bytes: ...
+
+    def list_digests(self) -> set[str]:
+        """Every blob digest in the store (for garbage collection)."""
+        ...
+
+    def delete(self, digests: set[str]) -> int:
+        """Delete these blobs; return how many were deleted."""
+        ...
+
+
+def shard(digest: str) -> str:
+    return f"{digest[:2]}/{digest}"
+
+
+def is_s3(url: str) -> bool:
+    return url.startswith("s3://")
+
+
+def ensure_inside(base: Path, rel: str) -> Path:
+    """`base/rel`, refusing names that would escape `base` (manifests come from storage we do not trust)."""
+    target = (base / rel).resolve()
+    if os.path.commonpath([str(base.resolve()), str(target)]) != str(base.resolve()):
+        raise ValueError(f"path {rel!r} escapes {base}")
+    return target

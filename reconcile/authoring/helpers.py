@@ -1,0 +1,70 @@
+"""`flytekitplugins.domino.helpers`: Input, Output and run_domino_job_task."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from reconcile.authoring.domino_task import DatasetSnapshot, DominoJobConfig, DominoJobTask, GitRef
+from reconcile.authoring.domino_task import EnvironmentRevisionSpecification, EnvironmentRevisionType
+
+
+@dataclasses.dataclass
+class Input:
+    name: str
+    type: Any
+    value: Any = None
+
+
+@dataclasses.dataclass
+class Output:
+    name: str
+    type: Any
+
+
+def run_domino_job_task(
+    flyte_task_name: str,
+    command: str,
+    job_title: str | None = None,
+    inputs: list[Input] | None = None,
+    output_specs: list[Output] | None = None,
+    environment_name: str | None = None,
+    environment_id: str | None = None,
+    environment_revision_id: str | None = None,
+    hardware_tier_name: str | None = None,
+    hardware_tier_id: str | None = None,
+    main_git_repo_ref: GitRef | None = None,
+    dfs_repo_commit_id: str | None = None,
+    dataset_snapshots: list[DatasetSnapshot] | None = None,
+    netapp_volume_snapshots: list[Any] | None = None,
+    external_data_volumes: list[Any] | None = None,
+    volume_size_gib: float | None = None,
+    use_project_defaults_for_omitted: bool = False,
+    cache: Any = None,
+    cache_version: str = "",
+    cache_ignore_input_vars: tuple[str, ...] | list[str] = (),
+    retries: int = 0,
+    timeout: Any = dt.timedelta(hours=3),
+    **_: Any,
+) -> Any:
+    """Define a DominoJobTask and call it with the given inputs, in one step (as the Domino helper does)."""
+    revision = None
+    if environment_revision_id:
+        revision = EnvironmentRevisionSpecification(EnvironmentRevisionType.SomeRevision, environment_revision_id)
+    volumes = [getattr(v, "Id", None) or getattr(v, "id", None) or v for v in (external_data_volumes or [])]
+    config = DominoJobConfig(
+        Command=command, Title=job_title, CommitId=dfs_repo_commit_id, MainRepoGitRef=main_git_repo_ref,
+        HardwareTierId=hardware_tier_id, HardwareTierName=hardware_tier_name, EnvironmentId=environment_id,
+        EnvironmentName=environment_name, EnvironmentRevisionSpec=revision, VolumeSizeGiB=volume_size_gib,
+        DatasetSnapshots=list(dataset_snapshots or []) or None,
+        NetAppVolumeSnapshots=list(netapp_volume_snapshots or []) or None,
+        ExternalVolumeMountIds=[str(v) for v in volumes] or None,
+    )
+    task = DominoJobTask(
+        name=flyte_task_name, domino_job_config=config,
+        inputs={i.name: i.type for i in inputs or []},
+        outputs={o.name: o.type for o in output_specs or []},
+        use_latest=use_project_defaults_for_omitted, cache=cache, cache_version=cache_version,
+        cache_ignore_input_vars=cache_ignore_input_vars, retries=retries, timeout=timeout,
+    )
+    return task(**{i.name: i.value for i in inputs or []})

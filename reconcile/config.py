@@ -1,0 +1,139 @@
+"""Configuration: `[tool.flows]` in pyproject.toml or flows.toml at the project root, then env vars.
+
+Defaults are the embedded ones: local provider, local state in `.flows/state/`, local blobs in
+`.flows/blobs/`. Factories here build the backend, blob store and provider a command needs
+(S3 and Domino modules are imported only when configured, to keep start-up fast).
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reconcile.errors import ConfigError
+
+
+class BackendConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["local", "s3"] = "local"
+    path: str | None = None                # local: folder of state files (default .flows/state)
+    bucket: str | None = None
+    key: str = "flows/{flow}.json"
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    kms_key_id: str | None = None
+    encrypt: bool = False
+    lease_seconds: float = 120.0
+
+
+class BlobsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = None                 # local folder or s3://bucket/prefix/ (default .flows/blobs)
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+
+class ProviderConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")  # provider-specific settings (Domino host, poll interval, ...)
+    type: Literal["local", "domino"] = "local"
+
+
+class FlowsConfig(BaseModel):
+    project_root: Path
+    dir: Path                               # .flows: stat cache, logs, local state and blobs
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    blobs: BlobsConfig = Field(default_factory=BlobsConfig)
+    provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    parallelism: int | None = None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}", file=str(path)) from None
+
+
+def raw_settings(project_root: Path) -> tuple[dict[str, Any], str | None]:
+    flows_toml = project_root / "flows.toml"
+    if flows_toml.is_file():
+        data = _read_toml(flows_toml)
+        return data.get("tool", {}).get("flows", data), str(flows_toml)
+    pyproject = project_root / "pyproject.toml"
+    if pyproject.is_file():
+        data = _read_toml(pyproject)
+        return data.get("tool", {}).get("flows", {}), str(pyproject)
+    return {}, None
+
+
+def _env_overrides(settings: dict[str, Any]) -> dict[str, Any]:
+    env = os.environ
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in settings.items()}
+    if env.get("FLOWS_PROVIDER"):
+        out.setdefault("provider", {})["type"] = env["FLOWS_PROVIDER"]
+    if env.get("FLOWS_BACKEND"):
+        out.setdefault("backend", {})["type"] = env["FLOWS_BACKEND"]
+    if env.get("FLOWS_STATE_PATH"):
+        out.setdefault("backend", {})["path"] = env["FLOWS_STATE_PATH"]
+    if env.get("FLOWS_BLOBS_URL"):
+        out.setdefault("blobs", {})["url"] = env["FLOWS_BLOBS_URL"]
+    if env.get("FLOWS_PARALLELISM"):
+        out["parallelism"] = env["FLOWS_PARALLELISM"]
+    return out
+
+
+def load_config(project_root: Path) -> FlowsConfig:
+    settings, source = raw_settings(project_root)
+    settings = _env_overrides(settings)
+    folder = Path(os.environ.get("FLOWS_DIR") or settings.pop("dir", None) or project_root / ".flows")
+    if not folder.is_absolute():
+        folder = project_root / folder
+    try:
+        return FlowsConfig(project_root=project_root, dir=folder, **settings)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"[tool.flows] {loc}: {first['msg']}", file=source) from None
+
+
+def make_backend(cfg: FlowsConfig) -> Any:
+    b = cfg.backend
+    if b.type == "s3":
+        from state.s3 import S3Backend  # noqa: PLC0415 - boto3 only when needed
+        if not b.bucket:
+            raise ConfigError("[tool.flows.backend] type = \"s3\" needs a bucket")
+        return S3Backend(bucket=b.bucket, key=b.key, region=b.region, endpoint_url=b.endpoint_url,
+                         profile=b.profile, kms_key_id=b.kms_key_id, encrypt=b.encrypt,
+                         lease_seconds=b.lease_seconds)
+    from state.local import LocalBackend
+    path = Path(b.path) if b.path else cfg.dir / "state"
+    if not path.is_absolute():
+        path = cfg.project_root / path
+    return LocalBackend(path, lease_seconds=b.lease_seconds)
+
+
+def make_blob_store(cfg: FlowsConfig) -> Any:
+    url = cfg.blobs.url
+    if url and url.startswith("s3://"):
+        from providers.blobs.s3 import S3BlobStore  # noqa: PLC0415
+        return S3BlobStore(url, region=cfg.blobs.region, endpoint_url=cfg.blobs.endpoint_url,
+                           profile=cfg.blobs.profile)
+    from providers.blobs.local import LocalBlobStore
+    path = Path(url) if url else cfg.dir / "blobs"
+    if not path.is_absolute():
+        path = cfg.project_root / path
+    return LocalBlobStore(path)
+
+
+def make_provider(cfg: FlowsConfig, blobs: Any) -> Any:
+    if cfg.provider.type == "domino":
+        from providers.domino.provider import DominoProvider  # noqa: PLC0415
+        return DominoProvider.from_config(cfg, blobs)
+    from providers.local import LocalProvider
+    return LocalProvider(blobs=blobs, logs_dir=cfg.dir / "logs")

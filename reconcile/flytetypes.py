@@ -1,0 +1,300 @@
+"""Flyte value types (`FlyteFile`, `FlyteDirectory`) and the canonical type names the graph uses.
+
+A type is reduced to a short canonical string (`int`, `file[csv]`, `list[float]`, `dict[str,int]`)
+so interfaces can be compared, fingerprinted and shown without carrying Python objects around.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import typing
+from typing import Any, TypeVar
+
+
+class _FormatMeta(abc.ABCMeta):
+    """`FlyteFile[TypeVar("csv")]`, `FlyteFile["csv"]`: a cached subclass carrying the format."""
+
+    _format: str = ""
+
+    def __getitem__(cls, item: Any) -> type:
+        fmt = _format_of(item)
+        cache = cls.__dict__.get("_variants")
+        if cache is None:
+            cache = {}
+            setattr(cls, "_variants", cache)
+        if fmt not in cache:
+            cache[fmt] = type(f"{cls.__name__}[{fmt}]", (cls,), {"_format": fmt, "_variants": {}})
+        return cache[fmt]
+
+
+def _format_of(item: Any) -> str:
+    if isinstance(item, TypeVar):
+        return item.__name__
+    if isinstance(item, str):
+        return item
+    if isinstance(item, type):
+        return item.__name__
+    return str(item)
+
+
+class FlyteFile(os.PathLike, metaclass=_FormatMeta):
+    """A file value. As a type it marks a file input/output; as a value it wraps a path or `s3://` URI."""
+
+    def __init__(self, path: str | os.PathLike[str] = "", remote_path: str | None = None, **_: Any) -> None:
+        self.path = os.fspath(path)
+        self.remote_path = remote_path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FlyteFile) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def download(self) -> str:
+        return self.path
+
+
+class FlyteDirectory(os.PathLike, metaclass=_FormatMeta):
+    """A directory value (multipart blob in Flyte)."""
+
+    def __init__(self, path: str | os.PathLike[str] = "", remote_directory: str | None = None, **_: Any) -> None:
+        self.path = os.fspath(path)
+        self.remote_directory = remote_directory
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FlyteDirectory) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def download(self) -> str:
+        return self.path
+
+
+CSVFile = FlyteFile["csv"]
+PDFFile = FlyteFile["pdf"]
+PNGImageFile = FlyteFile["png"]
+JPEGImageFile = FlyteFile["jpeg"]
+HTMLPage = FlyteFile["html"]
+JSONFile = FlyteFile["json"]
+PythonPickledFile = FlyteFile["python-pickle"]
+
+
+class UnsupportedType(TypeError):
+    """A Python type that has no Flyte literal here."""
+
+
+PRIMITIVES: dict[type, str] = {
+    bool: "bool", int: "int", float: "float", str: "str",
+    dt.datetime: "datetime", dt.date: "date", dt.timedelta: "timedelta",
+}
+
+
+def type_name(tp: Any) -> str:
+    """The canonical name of a Python/Flyte type: what the graph, fingerprints and checks use."""
+    if isinstance(tp, str):  # already canonical (interfaces read back from state)
+        return tp
+    artifact_type = getattr(tp, "__flows_type__", None)
+    if artifact_type is not None:  # Artifact(...).File(...)
+        return artifact_type
+    if tp is None or tp is type(None):
+        return "none"
+    if tp is typing.Any:
+        return "any"
+    if isinstance(tp, TypeVar):  # a bare TypeVar used as a type: treat as a file format alias
+        return f"file[{tp.__name__}]"
+    if tp in PRIMITIVES:
+        return PRIMITIVES[tp]
+    if isinstance(tp, type) and issubclass(tp, FlyteFile):
+        return f"file[{tp._format}]" if tp._format else "file"
+    if isinstance(tp, type) and issubclass(tp, FlyteDirectory):
+        return f"dir[{tp._format}]" if tp._format else "dir"
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin in (list, typing.List):
+        return f"list[{type_name(args[0])}]" if args else "list[any]"
+    if origin in (dict, typing.Dict):
+        if args:
+            return f"dict[{type_name(args[0])},{type_name(args[1])}]"
+        return "dict[str,any]"
+    if origin is typing.Union or (origin is not None and getattr(origin, "__name__", "") == "UnionType"):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and len(args) == 2:
+            return f"optional[{type_name(rest[0])}]"
+        return "union[" + ",".join(sorted(type_name(a) for a in args)) + "]"
+    if tp is list:
+        return "list[any]"
+    if tp is dict:
+        return "dict[str,any]"
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return f"dataclass[{tp.__name__}]"
+    if isinstance(tp, type):
+        # Flyte pickles unknown Python types; we cannot fingerprint those reliably.
+        raise UnsupportedType(f"type {tp.__module__}.{tp.__qualname__} is not supported as a flow value")
+    raise UnsupportedType(f"type {tp!r} is not supported as a flow value")
+
+
+def is_file(t: str) -> bool:
+    return t == "file" or t.startswith("file[")
+
+
+def is_dir(t: str) -> bool:
+    return t == "dir" or t.startswith("dir[")
+
+
+def is_blob(t: str) -> bool:
+    return is_file(t) or is_dir(t)
+
+
+def _inner(t: str, prefix: str) -> str:
+    return t[len(prefix) + 1:-1]
+
+
+def assignable(src: str, dst: str) -> bool:
+    """Whether a value of type `src` may feed an input of type `dst` (Flyte's type-check rules)."""
+    if src == dst or "any" in (src, dst):
+        return True
+    if dst.startswith("optional["):
+        return src == "none" or assignable(src, _inner(dst, "optional"))
+    if is_file(src) and is_file(dst) or is_dir(src) and is_dir(dst):
+        # Flyte: blob formats must match unless one side is generic.
+        fs, fd = src.partition("[")[2].rstrip("]"), dst.partition("[")[2].rstrip("]")
+        return not fs or not fd or fs == fd
+    for prefix in ("list", "dict"):
+        if src.startswith(prefix + "[") and dst.startswith(prefix + "["):
+            a, b = _inner(src, prefix), _inner(dst, prefix)
+            if prefix == "list":
+                return assignable(a, b)
+            ka, _, va = a.partition(",")
+            kb, _, vb = b.partition(",")
+            return ka == kb and assignable(va, vb)
+    return False
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (FlyteFile, FlyteDirectory)):
+        return value.path
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def check_value(t: str, value: Any) -> str | None:
+    """None when `value` fits type `t`, else a short reason."""
+    if t == "any" or value is None and (t.startswith("optional[") or t == "none"):
+        return None
+    if t.startswith("optional["):
+        return check_value(_inner(t, "optional"), value)
+    if t == "bool":
+        return None if isinstance(value, bool) else f"expected a bool, got {value!r}"
+    if t == "int":
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"expected an int, got {value!r}"
+    if t == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else f"expected a float, got {value!r}"
+    if t == "str":
+        return None if isinstance(value, str) else f"expected a str, got {value!r}"
+    if is_blob(t):
+        ok = isinstance(value, (str, os.PathLike, FlyteFile, FlyteDirectory))
+        return None if ok else f"expected a path or URI, got {value!r}"
+    if t.startswith("list["):
+        if not isinstance(value, (list, tuple)):
+            return f"expected a list, got {value!r}"
+        inner = _inner(t, "list")
+        for v in value:
+            reason = check_value(inner, v)
+            if reason:
+                return reason
+        return None
+    if t.startswith("dict["):
+        return None if isinstance(value, dict) else f"expected a dict, got {value!r}"
+    if t in ("datetime", "date"):
+        return None if isinstance(value, (dt.date, str)) else f"expected a {t}, got {value!r}"
+    if t == "timedelta":
+        return None if isinstance(value, (dt.timedelta, int, float)) else f"expected a timedelta, got {value!r}"
+    return None
+
+
+def canonical_value(t: str, value: Any) -> Any:
+    """A JSON value that is equal for equal inputs: `1` and `1.0` for a float, dict key order, ..."""
+    if value is None:
+        return None
+    if t.startswith("optional["):
+        return canonical_value(_inner(t, "optional"), value)
+    if t == "float":
+        f = float(value)
+        return f if math.isfinite(f) else str(f)
+    if t == "int":
+        return int(value)
+    if t.startswith("list[") and isinstance(value, (list, tuple)):
+        inner = _inner(t, "list")
+        return [canonical_value(inner, v) for v in value]
+    if t.startswith("dict[") and isinstance(value, dict):
+        inner = _inner(t, "dict").partition(",")[2]
+        return {str(k): canonical_value(inner, v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if t in ("datetime", "date") and isinstance(value, str):
+        return value
+    return _jsonable(value)
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted-key, separator-stable JSON: the byte form every hash in the project is taken of."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
+
+
+def parse_cli_value(t: str, text: str) -> Any:
+    """Parse `--name VALUE` as pyflyte does: JSON for lists/dicts, paths for files."""
+    if t.startswith("optional["):
+        if text in ("", "null", "None"):
+            return None
+        return parse_cli_value(_inner(t, "optional"), text)
+    if t == "str" or is_blob(t):
+        return text
+    if t == "bool":
+        low = text.strip().lower()
+        if low in ("true", "1", "yes", "y", "t"):
+            return True
+        if low in ("false", "0", "no", "n", "f"):
+            return False
+        raise ValueError(f"not a bool: {text!r}")
+    if t == "int":
+        return int(text)
+    if t == "float":
+        return float(text)
+    if t in ("datetime", "date"):
+        return dt.datetime.fromisoformat(text) if t == "datetime" else dt.date.fromisoformat(text)
+    if t == "timedelta":
+        return dt.timedelta(seconds=float(text))
+    return json.loads(text)

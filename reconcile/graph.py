@@ -1,0 +1,136 @@
+"""The flow graph: nodes with stable addresses, typed input bindings, flow inputs/outputs, artifacts.
+
+Built by the loader from a traced `@workflow`; knows nothing of state, plans or providers.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+NodeKind = Literal["domino_job", "python", "export_artifacts"]
+
+
+class SourceRef(BaseModel):
+    file: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+class Binding(BaseModel):
+    """Where a node input (or a flow output) gets its value from."""
+
+    kind: Literal["literal", "flow_input", "node_output"]
+    type: str
+    value: Any = None          # literal: the JSON-able value
+    name: str | None = None    # flow_input: the flow input's name
+    node: str | None = None    # node_output: producing node address
+    output: str | None = None  # node_output: output name
+
+    def describe(self) -> str:
+        if self.kind == "literal":
+            return f"literal {self.value!r}"
+        if self.kind == "flow_input":
+            return f"flow input '{self.name}'"
+        return f"'{self.node}'.{self.output}"
+
+
+class ArtifactFileRef(BaseModel):
+    artifact: str
+    artifact_type: str
+    file_name: str
+
+
+class ArtifactFile(BaseModel):
+    file_name: str
+    node: str
+    output: str
+
+
+class ArtifactSpec(BaseModel):
+    name: str
+    type: str  # DATA | MODEL | REPORT
+    files: list[ArtifactFile] = Field(default_factory=list)
+
+
+class Node(BaseModel):
+    address: str
+    task_name: str
+    kind: NodeKind
+    command: str = ""
+    job_config: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict)    # interface: name -> canonical type
+    outputs: dict[str, str] = Field(default_factory=dict)
+    bindings: dict[str, Binding] = Field(default_factory=dict)
+    after: list[str] = Field(default_factory=list)          # ordering-only upstreams (`a >> b`)
+    cache: bool = True
+    cache_version: str = ""
+    cache_ignore_input_vars: list[str] = Field(default_factory=list)
+    retries: int = 0
+    timeout_seconds: float | None = None
+    resolve_defaults: bool = False  # use_latest / use_project_defaults_for_omitted
+    python: dict[str, str] | None = None  # python tasks: {"file", "module", "qualname"}
+    output_artifacts: dict[str, ArtifactFileRef] = Field(default_factory=dict)
+    export_specs: list[dict[str, Any]] = Field(default_factory=list)
+    source: SourceRef | None = None
+
+    def data_upstreams(self) -> list[str]:
+        seen: list[str] = []
+        for b in self.bindings.values():
+            if b.kind == "node_output" and b.node not in seen:
+                seen.append(b.node)  # type: ignore[arg-type]
+        return seen
+
+    def upstreams(self) -> list[str]:
+        return self.data_upstreams() + [a for a in self.after if a not in self.data_upstreams()]
+
+
+class FlowInput(BaseModel):
+    name: str
+    type: str
+    required: bool = True
+    default: Any = None
+
+
+class FlowGraph(BaseModel):
+    workflow: str
+    file: str
+    project_root: str
+    inputs: dict[str, FlowInput] = Field(default_factory=dict)
+    outputs: dict[str, Binding] = Field(default_factory=dict)
+    nodes: dict[str, Node] = Field(default_factory=dict)  # in topological order
+    artifacts: dict[str, ArtifactSpec] = Field(default_factory=dict)
+    failure_policy: str = "FAIL_IMMEDIATELY"
+    workflows: list[str] = Field(default_factory=list)  # every workflow defined in the file
+
+    def order(self) -> list[str]:
+        return list(self.nodes)
+
+    def downstream(self, address: str) -> list[str]:
+        return [a for a, n in self.nodes.items() if address in n.upstreams()]
+
+    def ancestors(self, address: str) -> set[str]:
+        out: set[str] = set()
+        stack = [address]
+        while stack:
+            for up in self.nodes[stack.pop()].upstreams():
+                if up not in out:
+                    out.add(up)
+                    stack.append(up)
+        return out
+
+    def descendants(self, address: str) -> set[str]:
+        children: dict[str, list[str]] = {a: [] for a in self.nodes}
+        for a, n in self.nodes.items():
+            for up in n.upstreams():
+                children[up].append(a)
+        out: set[str] = set()
+        stack = [address]
+        while stack:
+            for c in children[stack.pop()]:
+                if c not in out:
+                    out.add(c)
+                    stack.append(c)
+        return out

@@ -1,0 +1,160 @@
+"""Load a flow file (unmodified Domino/Flyte Python) and trace one workflow into a FlowGraph."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from reconcile import tracing
+from reconcile.authoring.workflow import WorkflowDef
+from reconcile.compat import shimmed
+from reconcile.errors import FlowLoadError, FlowsError
+from reconcile.graph import Binding, FlowGraph, Node
+
+PROJECT_MARKERS = ("flows.toml", "pyproject.toml", ".git")
+
+
+def project_root_for(flow_file: Path) -> Path:
+    """The nearest folder above the flow with flows.toml, else pyproject.toml, else .git; else the flow's folder.
+
+    It plays Domino's /mnt/code: job commands run there and script paths are resolved from it.
+    """
+    for marker in PROJECT_MARKERS:
+        for folder in [flow_file.parent, *flow_file.parent.parents]:
+            if (folder / marker).exists():
+                return folder
+    return flow_file.parent
+
+
+def _short_error(e: BaseException, path: Path) -> FlowLoadError:
+    """The Python error and the flow file's line, without a traceback."""
+    if isinstance(e, SyntaxError):
+        return FlowLoadError(f"syntax error: {e.msg}", file=str(path), line=e.lineno)
+    line = None
+    where = str(path)
+    for frame in traceback.extract_tb(e.__traceback__):
+        if os.path.abspath(frame.filename) == str(path):
+            line = frame.lineno
+        elif line is None and not frame.filename.startswith("<") and "importlib" not in frame.filename:
+            where = frame.filename  # an error in a module the flow imports
+            line = frame.lineno
+    text = str(e).splitlines()[0] if str(e) else ""
+    if len(text) > 200:
+        text = text[:200] + "…"
+    return FlowLoadError(f"failed to load: {type(e).__name__}: {text}".rstrip(": "), file=where, line=line)
+
+
+def import_flow_module(path: Path) -> ModuleType:
+    """Execute the flow file with the flytekit/Domino shims in place (its `__main__` block does not run)."""
+    if not path.is_file():
+        raise FlowLoadError("no such flow file", file=str(path))
+    name = "flows_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise FlowLoadError("not a Python file", file=str(path))
+    module = importlib.util.module_from_spec(spec)
+    extra_paths = [str(path.parent), str(project_root_for(path))]
+    before_modules = set(sys.modules)
+    with shimmed():
+        sys.path[:0] = extra_paths
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except FlowsError:
+            raise
+        except BaseException as e:  # user code: report it as one line, never a traceback
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise _short_error(e, path) from None
+        finally:
+            for p in extra_paths:
+                if p in sys.path:
+                    sys.path.remove(p)
+            # Modules the flow imported from its own folder are traced with the shims; do not keep them.
+            for mod_name in set(sys.modules) - before_modules:
+                mod_file = getattr(sys.modules.get(mod_name), "__file__", None) or ""
+                if mod_name != name and any(mod_file.startswith(p + os.sep) for p in extra_paths):
+                    sys.modules.pop(mod_name, None)
+    return module
+
+
+def workflows_in(module: ModuleType) -> dict[str, WorkflowDef]:
+    found: dict[str, WorkflowDef] = {}
+    for value in vars(module).values():
+        if isinstance(value, WorkflowDef) and value.name not in found:
+            found[value.name] = value
+    return found
+
+
+def trace_workflow(wf: WorkflowDef, path: Path) -> tuple[FlowGraph, set[str]]:
+    """Trace one workflow; also return the names of the workflows it calls (its sub-workflows)."""
+    inputs, _ = wf.interface()
+    called: set[str] = set()
+    with shimmed(), tracing.tracing(wf.name) as trace:
+        args = {n: tracing.Promise(Binding(kind="flow_input", type=fi.type, name=n)) for n, fi in inputs.items()}
+        try:
+            outputs = wf.trace_body(trace, args)
+        except FlowsError:
+            raise
+        except Exception as e:
+            raise _short_error(e, path) from None
+        called = {p.split("#")[0] for a in trace.nodes for p in a.split("/")[1:-1]}
+    root = project_root_for(path)
+    graph = FlowGraph(workflow=wf.name, file=str(path), project_root=str(root), inputs=inputs, outputs=outputs,
+                      nodes=_toposorted(trace.nodes, str(path)), artifacts=trace.artifacts,
+                      failure_policy=wf.failure_policy)
+    return graph, called
+
+
+def _toposorted(nodes: dict[str, Node], file: str) -> dict[str, Node]:
+    """Kahn's algorithm, stable in call order; a cycle (only possible through `>>`) is an error."""
+    indegree = {a: 0 for a in nodes}
+    children: dict[str, list[str]] = {a: [] for a in nodes}
+    for a, n in nodes.items():
+        for up in n.upstreams():
+            if up in nodes:
+                indegree[a] += 1
+                children[up].append(a)
+    ready = [a for a in nodes if indegree[a] == 0]
+    out: dict[str, Node] = {}
+    position = {a: i for i, a in enumerate(nodes)}
+    while ready:
+        ready.sort(key=position.__getitem__)
+        a = ready.pop(0)
+        out[a] = nodes[a]
+        for c in children[a]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    if len(out) != len(nodes):
+        stuck = [a for a in nodes if a not in out]
+        raise FlowLoadError(f"the flow has a cycle through: {' -> '.join(stuck)}", file=file)
+    return out
+
+
+def load_flow(flow_file: str | os.PathLike[str], workflow: str | None = None) -> FlowGraph:
+    """Load `flow_file` and trace the named workflow (or the only top-level one)."""
+    path = Path(flow_file).resolve()
+    module = import_flow_module(path)
+    found = workflows_in(module)
+    if not found:
+        raise FlowLoadError("no @workflow found in this file", file=str(path))
+    if workflow is not None:
+        if workflow not in found:
+            raise FlowLoadError(f"no workflow named '{workflow}' (workflows: {', '.join(sorted(found))})",
+                                file=str(path))
+        graph, _ = trace_workflow(found[workflow], path)
+    else:
+        traced = {name: trace_workflow(wf, path) for name, wf in found.items()}
+        used_as_sub = set().union(*(called for _, called in traced.values()))
+        roots = [n for n in found if n not in used_as_sub]
+        if len(roots) != 1:
+            raise FlowLoadError(f"the file defines several workflows; name one of: {', '.join(sorted(roots or found))}",
+                                file=str(path))
+        graph = traced[roots[0]][0]
+    graph.workflows = sorted(found)
+    return graph

@@ -1,0 +1,46 @@
+"""Secret redaction: API keys and secret-looking environment values never reach any output.
+
+Everything the tool prints or writes (state, plan files, logs, errors) goes through `redact`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+MASK = "***"
+_MIN_LEN = 4  # shorter values would mask ordinary words
+_registered: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    if value and len(value) >= _MIN_LEN:
+        _registered.add(value)
+
+
+def secret_values() -> list[str]:
+    found = set(_registered)
+    for name, value in os.environ.items():
+        if SECRET_ENV_NAME.search(name) and value and len(value) >= _MIN_LEN:
+            found.add(value)
+    # Longest first so a secret containing another is masked whole.
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    for value in secret_values():
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def redact_obj(obj: Any) -> Any:
+    """Redact every string inside a JSON-like structure."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {redact_obj(k): redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact_obj(v) for v in obj]
+    return obj

@@ -1,0 +1,234 @@
+"""Tracing a `@workflow` body: task calls become graph nodes, their results become promises.
+
+A workflow function is called once with placeholder promises for its inputs; every task call
+made while a trace is active registers a node and returns a `NodeOutputs` that flow code can use
+the ways real flow files do (`res["x"]`, `res.x`, `res[0]`, `res.outputs["x"]`, unpacking, passing
+a single-output result whole, `a >> b`).
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import re
+import sys
+from typing import Any, Iterator
+
+from reconcile.errors import FlowLoadError, NotSupportedError
+from reconcile.flytetypes import assignable, canonical_value, check_value
+from reconcile.graph import ArtifactFile, ArtifactSpec, Binding, Node, SourceRef
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def caller_source() -> SourceRef | None:
+    """The first stack frame outside this package: the flow file line that made the call."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        fname = os.path.abspath(frame.f_code.co_filename)
+        if not fname.startswith(_PACKAGE_DIR + os.sep) and "importlib" not in fname:
+            return SourceRef(file=fname, line=frame.f_lineno)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+class Promise:
+    """A value known only when the flow runs: a flow input or one output of a node."""
+
+    def __init__(self, binding: Binding) -> None:
+        self._binding = binding
+
+    @property
+    def binding(self) -> Binding:
+        return self._binding
+
+    def __rshift__(self, other: Any) -> Any:
+        return _order(self, other)
+
+    def __repr__(self) -> str:
+        return f"<promise {self._binding.describe()}>"
+
+    def __bool__(self) -> bool:
+        src = caller_source()
+        raise NotSupportedError(
+            "not supported: using a flow value in a Python condition inside a workflow "
+            "(the value is only known when the flow runs; use a task)",
+            file=src.file if src else None, line=src.line if src else None)
+
+    # Flyte promises also support attribute access into dataclasses; we do not.
+
+
+class NodeOutputs:
+    """What a task call returns inside a workflow."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self.outputs = {name: Promise(Binding(kind="node_output", type=t, node=node.address, output=name))
+                        for name, t in node.outputs.items()}
+
+    @property
+    def node_address(self) -> str:
+        return self._node.address
+
+    def _unknown(self, name: str) -> FlowLoadError:
+        names = list(self._node.outputs)
+        hint = difflib.get_close_matches(name, names, n=1)
+        msg = f"has no output '{name}'"
+        msg += f" (did you mean '{hint[0]}'?)" if hint else f" (outputs: {', '.join(names) or 'none'})"
+        src = caller_source()
+        return FlowLoadError(msg, file=src.file if src else None, line=src.line if src else None,
+                             node=self._node.address)
+
+    def __getitem__(self, key: int | str) -> Promise:
+        if isinstance(key, int):
+            names = list(self._node.outputs)
+            if not -len(names) <= key < len(names):
+                raise self._unknown(str(key))
+            return self.outputs[names[key]]
+        if key not in self.outputs:
+            raise self._unknown(key)
+        return self.outputs[key]
+
+    def __getattr__(self, name: str) -> Promise:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self.__dict__.get("outputs", {}):
+            raise self._unknown(name)
+        return self.outputs[name]
+
+    def __iter__(self) -> Iterator[Promise]:
+        return iter(self.outputs.values())
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def __rshift__(self, other: Any) -> Any:
+        return _order(self, other)
+
+    def __repr__(self) -> str:
+        return f"<outputs of {self._node.address}: {', '.join(self._node.outputs)}>"
+
+
+def _order(before: Any, after: Any) -> Any:
+    """`a >> b`: b waits for a, without data passing."""
+    trace = current()
+    first = _node_of(before)
+    second = _node_of(after)
+    if trace is None or first is None or second is None:
+        return after
+    node = trace.nodes[second]
+    if first not in node.after and first != second:
+        node.after.append(first)
+    return after
+
+
+def _node_of(obj: Any) -> str | None:
+    if isinstance(obj, NodeOutputs):
+        return obj.node_address
+    if isinstance(obj, Promise) and obj.binding.kind == "node_output":
+        return obj.binding.node
+    return None
+
+
+class Trace:
+    """The graph being built while one workflow is traced."""
+
+    def __init__(self, workflow: str) -> None:
+        self.workflow = workflow
+        self.nodes: dict[str, Node] = {}
+        self.prefix: list[str] = [workflow]
+        self.counters: dict[str, int] = {}
+        self.artifacts: dict[str, ArtifactSpec] = {}
+
+    def address_for(self, name: str) -> str:
+        base = "/".join(self.prefix + [name])
+        n = self.counters.get(base, 0) + 1
+        self.counters[base] = n
+        return base if n == 1 else f"{base}#{n}"
+
+    @contextlib.contextmanager
+    def sub_workflow(self, name: str) -> Iterator[None]:
+        self.prefix.append(self.address_for(name).rsplit("/", 1)[-1])
+        try:
+            yield
+        finally:
+            self.prefix.pop()
+
+    def add_node(self, node: Node, values: dict[str, Any]) -> NodeOutputs:
+        """Bind call arguments to the node's interface, check them, and register the node."""
+        where = node.source
+        file, line = (where.file, where.line) if where else (None, None)
+        for name in list(node.inputs) + list(node.outputs):
+            if not name or not SAFE_NAME.match(name):
+                raise FlowLoadError(f"input/output name {name!r} is not a safe file name "
+                                    "(letters, digits, '_', '-', '.'; no '/' or '..')",
+                                    file=file, line=line, node=node.address)
+        for name, value in values.items():
+            if name not in node.inputs:
+                hint = difflib.get_close_matches(name, list(node.inputs), n=1)
+                raise FlowLoadError(f"unknown input '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else
+                                    f" (inputs: {', '.join(node.inputs) or 'none'})"),
+                                    file=file, line=line, node=node.address)
+            node.bindings[name] = self._bind(node, name, value)
+        missing = [n for n in node.inputs if n not in node.bindings]
+        if missing:
+            raise FlowLoadError(f"missing required input(s): {', '.join(missing)}",
+                                file=file, line=line, node=node.address)
+        for output, ref in node.output_artifacts.items():
+            self.add_artifact_file(ref.artifact, ref.artifact_type, ref.file_name, node.address, output, file, line)
+        self.nodes[node.address] = node
+        return NodeOutputs(node)
+
+    def add_artifact_file(self, artifact: str, artifact_type: str, file_name: str, node: str, output: str,
+                          file: str | None, line: int | None) -> None:
+        spec = self.artifacts.setdefault(artifact, ArtifactSpec(name=artifact, type=artifact_type))
+        if spec.type != artifact_type:
+            raise FlowLoadError(f"artifact '{artifact}' is declared both {spec.type} and {artifact_type}",
+                                file=file, line=line, node=node)
+        for f in spec.files:
+            if f.file_name == file_name:
+                if f.node == node and f.output == output:
+                    return
+                raise FlowLoadError(f"artifact '{artifact}' has the file name '{file_name}' twice "
+                                    f"('{f.node}'.{f.output} and '{node}'.{output})",
+                                    file=file, line=line, node=node)
+        spec.files.append(ArtifactFile(file_name=file_name, node=node, output=output))
+
+    def _bind(self, node: Node, name: str, value: Any) -> Binding:
+        want = node.inputs[name]
+        where = node.source
+        file, line = (where.file, where.line) if where else (None, None)
+        if isinstance(value, NodeOutputs):
+            if len(value) != 1:
+                raise FlowLoadError(f"input '{name}' is given the whole result of '{value.node_address}', "
+                                    f"which has {len(value)} outputs; pick one (e.g. result[\"{next(iter(value.outputs), 'x')}\"])",
+                                    file=file, line=line, node=node.address)
+            value = next(iter(value))
+        if isinstance(value, Promise):
+            b = value.binding
+            if not assignable(b.type, want):
+                raise FlowLoadError(f"type mismatch: input '{name}' is {want} but {b.describe()} is {b.type}",
+                                    file=file, line=line, node=node.address)
+            return b
+        reason = check_value(want, value)
+        if reason:
+            raise FlowLoadError(f"input '{name}' ({want}): {reason}", file=file, line=line, node=node.address)
+        return Binding(kind="literal", type=want, value=canonical_value(want, value))
+
+
+_TRACES: list[Trace] = []
+
+
+def current() -> Trace | None:
+    return _TRACES[-1] if _TRACES else None
+
+
+@contextlib.contextmanager
+def tracing(workflow: str) -> Iterator[Trace]:
+    trace = Trace(workflow)
+    _TRACES.append(trace)
+    try:
+        yield trace
+    finally:
+        _TRACES.pop()

@@ -1,0 +1,247 @@
+"""The local file backend (the default): `.flows/state/<flow>.json` with backups, a lock file, a journal."""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import contextlib
+
+from blake3 import blake3
+
+from reconcile.errors import LockHeldError, StateError
+from reconcile.secrets import redact
+from state.backend import HistoryEntry, LockInfo
+from state.model import State, parse_state
+
+FLOW_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+KEEP_BACKUPS = 50
+POLL_SECONDS = 0.2
+
+
+def check_flow_name(flow: str) -> str:
+    if not FLOW_NAME.match(flow):
+        raise StateError(f"'{flow}' is not a valid flow name")
+    return flow
+
+
+def fsync_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically: temp file, fsync, rename, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def etag_of(data: bytes) -> str:
+    return blake3(data).hexdigest()[:32]
+
+
+class LocalBackend:
+    kind = "local"
+
+    def __init__(self, root: str | os.PathLike[str], lease_seconds: float = 60.0) -> None:
+        self.root = Path(root)
+        self.lease_seconds = lease_seconds
+
+    # -- paths -------------------------------------------------------------------------------
+    def _path(self, flow: str, suffix: str = ".json") -> Path:
+        return self.root / f"{check_flow_name(flow)}{suffix}"
+
+    def describe(self, flow: str) -> str:
+        return str(self._path(flow))
+
+    def _ensure_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def _mutex(self, flow: str) -> Iterator[None]:
+        """Serialises the check-and-swap of a write (and lock creation) between processes."""
+        self._ensure_root()
+        with open(self._path(flow, ".mutex"), "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    # -- state -------------------------------------------------------------------------------
+    def list_flows(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.stem for p in self.root.glob("*.json") if not p.name.startswith("."))
+
+    def read(self, flow: str) -> tuple[State | None, str | None]:
+        path = self._path(flow)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return parse_state(data, str(path)), etag_of(data)
+
+    def _current_etag(self, path: Path) -> str | None:
+        try:
+            return etag_of(path.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def write(self, flow: str, state: State, expected_etag: str | None) -> str:
+        path = self._path(flow)
+        data = redact(state.to_json()).encode()
+        with self._mutex(flow):
+            current = self._current_etag(path)
+            if current != expected_etag:
+                raise StateError("the state changed since it was read (another writer); nothing was written. "
+                                 "Run the command again.", file=str(path))
+            if path.exists():
+                old = path.read_bytes()
+                fsync_write(path.with_name(path.name + ".bak"), old)
+                self._keep_history(flow, old)
+            fsync_write(path, data)
+        return etag_of(data)
+
+    def _history_dir(self, flow: str) -> Path:
+        return self.root / "history" / check_flow_name(flow)
+
+    def _keep_history(self, flow: str, data: bytes) -> None:
+        folder = self._history_dir(flow)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            serial = json.loads(data).get("serial", 0)
+        except ValueError:
+            serial = 0
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        fsync_write(folder / f"{stamp}-s{serial}.json", data)
+        versions = sorted(folder.glob("*.json"))
+        for old in versions[:-KEEP_BACKUPS]:
+            old.unlink(missing_ok=True)
+
+    def history(self, flow: str) -> list[HistoryEntry]:
+        entries: list[HistoryEntry] = []
+        path = self._path(flow)
+        if path.exists():
+            entries.append(self._entry(path, "latest", latest=True))
+        folder = self._history_dir(flow)
+        if folder.is_dir():
+            for p in sorted(folder.glob("*.json"), reverse=True):
+                entries.append(self._entry(p, p.stem))
+        return entries
+
+    def _entry(self, path: Path, version_id: str, latest: bool = False) -> HistoryEntry:
+        serial = lineage = None
+        try:
+            raw = json.loads(path.read_bytes())
+            serial, lineage = raw.get("serial"), raw.get("lineage")
+        except ValueError:
+            pass
+        st = path.stat()
+        modified = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
+        return HistoryEntry(version_id=version_id, serial=serial, lineage=lineage, modified=modified,
+                            size=st.st_size, latest=latest)
+
+    def read_version(self, flow: str, version_id: str) -> State:
+        if version_id == "latest":
+            state, _ = self.read(flow)
+            if state is None:
+                raise StateError(f"flow '{flow}' has no state")
+            return state
+        path = self._history_dir(flow) / f"{version_id}.json"
+        if "/" in version_id or not path.is_file():
+            raise StateError(f"no version '{version_id}' of flow '{flow}' (see `flows state history`)")
+        return parse_state(path.read_bytes(), str(path))
+
+    # -- lock --------------------------------------------------------------------------------
+    def read_lock(self, flow: str) -> LockInfo | None:
+        try:
+            return LockInfo.model_validate_json(self._path(flow, ".lock").read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return LockInfo(id="unreadable", who="?", host="?", pid=0, created="?")
+
+    def _lease(self, info: LockInfo) -> LockInfo:
+        end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.lease_seconds)
+        return info.model_copy(update={"expires": end.isoformat(timespec="milliseconds")})
+
+    def lock(self, flow: str, info: LockInfo, *, timeout: float = 0.0, break_expired: bool = False) -> LockInfo:
+        self._ensure_root()
+        path = self._path(flow, ".lock")
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._mutex(flow):
+                held = self.read_lock(flow)
+                if held is not None and break_expired and (held.expired() or held.holder_gone()):
+                    path.unlink(missing_ok=True)
+                    info = info.model_copy(update={"operation": f"{info.operation} (broke {held.id})"})
+                    held = None
+                if held is None:
+                    info = self._lease(info)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(info.model_dump_json().encode())
+                        f.flush()
+                        os.fsync(f.fileno())
+                    return info
+            if time.monotonic() >= deadline:
+                raise LockHeldError(f"state is locked: {held.describe()}. If that process is gone, run "
+                                    f"`flows state unlock {held.id}`", file=str(path))
+            time.sleep(POLL_SECONDS)  # poll: the holder releases by deleting the file
+
+    def renew(self, flow: str, info: LockInfo) -> LockInfo:
+        with self._mutex(flow):
+            held = self.read_lock(flow)
+            if held is None or held.id != info.id:
+                raise StateError(f"lost the state lock {info.id} (it was broken by someone else)",
+                                 file=str(self._path(flow, ".lock")))
+            info = self._lease(info)
+            fsync_write(self._path(flow, ".lock"), info.model_dump_json().encode())
+            return info
+
+    def unlock(self, flow: str, lock_id: str) -> None:
+        with self._mutex(flow):
+            held = self.read_lock(flow)
+            if held is None:
+                raise StateError(f"flow '{flow}' is not locked")
+            if held.id != lock_id:
+                raise StateError(f"lock id {lock_id} does not match the held {held.describe()}")
+            self._path(flow, ".lock").unlink(missing_ok=True)
+
+    # -- journal -----------------------------------------------------------------------------
+    def journal_append(self, flow: str, record: dict[str, Any]) -> None:
+        self._ensure_root()
+        line = (redact(json.dumps(record, separators=(",", ":"), default=str)) + "\n").encode()
+        fd = os.open(self._path(flow, ".journal.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def journal_read(self, flow: str) -> list[dict[str, Any]]:
+        path = self._path(flow, ".journal.jsonl")
+        try:
+            lines = path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break  # a torn last line from a crash mid-write: everything before it is intact
+        return out
+
+    def journal_clear(self, flow: str) -> None:
+        self._path(flow, ".journal.jsonl").unlink(missing_ok=True)

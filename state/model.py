@@ -1,0 +1,134 @@
+"""The state of one flow: nodes as last applied, the cache index, runs; versioned, with serial + lineage.
+
+Plays the role of Terraform's statefile: `version` says the schema (readers upgrade older ones,
+refuse newer ones), `serial` is bumped on every write, `lineage` is set once when the state is born.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reconcile.errors import StateError
+
+STATE_VERSION = 1
+TOOL_VERSION = "0.1.0"
+
+NodeStatus = Literal["succeeded", "failed", "running", "cancelled", "skipped"]
+RunOutcome = Literal["running", "succeeded", "failed", "interrupted", "recovered"]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class OutputRecord(BaseModel):
+    """One produced output: where its bytes live (content-addressed) and what they hash to."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    digest: str
+    size: int = 0
+    uri: str | None = None      # blob store URI (files, directories, and primitives' bytes)
+    value: Any = None           # primitives: the parsed value, shown in plans and passed downstream
+
+
+class NodeRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    address: str
+    task_name: str
+    key: str | None = None
+    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    display: dict[str, Any] = Field(default_factory=dict)   # recorded, not in the key (Title, tiers, ...)
+    outputs: dict[str, OutputRecord] = Field(default_factory=dict)
+    status: NodeStatus = "succeeded"
+    run_id: str | None = None
+    job_id: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    log: str | None = None
+    reused_from: str | None = None  # run id the outputs came from, when the node was a cache hit
+
+
+class CacheEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str
+    task_name: str
+    address: str
+    outputs: dict[str, OutputRecord]
+    run_id: str | None = None
+    job_id: str | None = None
+    created_at: str = Field(default_factory=now)
+    fingerprint: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    flow: str
+    flow_file: str = ""
+    flow_digest: str = ""
+    started_at: str = Field(default_factory=now)
+    finished_at: str | None = None
+    user: str = ""
+    host: str = ""
+    pid: int | None = None
+    provider: str = "local"
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+    outcome: RunOutcome = "running"
+    error: str | None = None
+    recovered_at: str | None = None
+    # address -> {"key", "job_id", "attempt", "started_at", "status"}: what was launched, for recover.
+    jobs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class State(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    version: int = STATE_VERSION
+    serial: int = 0
+    lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    tool_version: str = TOOL_VERSION
+    flow: str
+    nodes: dict[str, NodeRecord] = Field(default_factory=dict)
+    cache: dict[str, CacheEntry] = Field(default_factory=dict)
+    runs: dict[str, RunRecord] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1)
+
+
+# Upgrade functions, one per older schema version: UPGRADES[n] turns a version-n dict into n+1.
+UPGRADES: dict[int, Any] = {}
+
+
+def parse_state(text: str | bytes, source: str) -> State:
+    """Read a state document; upgrade an older schema, refuse a newer or broken one with a clear error."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StateError(f"state is not valid JSON ({e}); restore it with `flows state history` / "
+                         "`flows state push`, or from its .bak", file=source) from None
+    if not isinstance(raw, dict):
+        raise StateError("state is not a JSON object", file=source)
+    version = raw.get("version")
+    if not isinstance(version, int):
+        raise StateError("state has no integer 'version' field", file=source)
+    if version > STATE_VERSION:
+        raise StateError(f"state version {version} was written by a newer flows "
+                         f"({raw.get('tool_version', '?')}); this flows {TOOL_VERSION} reads up to version "
+                         f"{STATE_VERSION}. Upgrade flows.", file=source)
+    while version < STATE_VERSION:
+        raw = UPGRADES[version](raw)
+        version = raw["version"]
+    try:
+        return State.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise StateError(f"state does not match the schema: {loc}: {first['msg']}", file=source) from None
