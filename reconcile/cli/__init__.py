@@ -1,0 +1,1 @@
+"""The `flows` command line: thin typer commands over the reconcile core."""

@@ -1,0 +1,62 @@
+"""`flows` entry point: the typer app, command groups, and the one place errors become messages."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from reconcile import __version__
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+                  help="Terraform-style plan/apply for Domino Flows: run only what changed, never lose a result.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"flows {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
+    """Plan and apply Domino Flows against a state file."""
+
+
+def _register() -> None:
+    # Each module adds its commands to `app` (or a sub-app); imported here so `--help` lists them.
+    from reconcile.cli import flow_cmds  # noqa: F401
+    for optional in ("state_cmds", "graph_cmds", "artifact_cmds", "recover_cmds"):
+        try:
+            __import__(f"reconcile.cli.{optional}")
+        except ModuleNotFoundError as e:
+            if e.name != f"reconcile.cli.{optional}":
+                raise
+
+
+def run() -> None:
+    """Console script: every FlowsError is one clean line on stderr and a non-zero exit, never a traceback."""
+    from reconcile.errors import FlowsError
+    from reconcile.secrets import redact
+
+    _register()
+    try:
+        app(standalone_mode=False)
+    except FlowsError as e:
+        typer.secho(f"Error: {redact(e.render())}", fg="red", err=True)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.secho("Aborted.", fg="red", err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors and the like
+        import click
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,64 @@
+"""The plan: one `NodeChange` per node with its action and the reasons (Terraform's plans.Change role).
+
+Documented JSON schema (`flows plan --json`, saved plans): see README "Plan JSON".
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+PLAN_SCHEMA_VERSION = 1
+
+Action = Literal["create", "update", "run", "pending", "reuse", "forget"]
+# Actions that start a job (pending may, once its inputs are known).
+EXECUTING: tuple[str, ...] = ("create", "update", "run")
+SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "run": "!", "pending": "?", "reuse": "=", "forget": "-"}
+COLOURS: dict[str, str] = {"create": "green", "update": "yellow", "run": "magenta", "pending": "cyan",
+                           "reuse": "dim", "forget": "red"}
+
+
+class Reason(BaseModel):
+    """One reason for an action, e.g. field `command` changed from old to new."""
+
+    field: str
+    message: str
+    old: Any = None
+    new: Any = None
+
+
+class NodeChange(BaseModel):
+    address: str
+    task_name: str
+    action: Action
+    reasons: list[Reason] = Field(default_factory=list)
+    # Recorded but not part of the key ("takes effect the next time it runs").
+    notes: list[Reason] = Field(default_factory=list)
+    key: str | None = None             # None while pending (inputs known only after apply)
+    previous_key: str | None = None
+    reused_from_run: str | None = None
+    pending_on: list[str] = Field(default_factory=list)
+    fingerprint: dict[str, Any] | None = None
+
+
+class Plan(BaseModel):
+    schema_version: int = PLAN_SCHEMA_VERSION
+    flow: str
+    flow_file: str
+    flow_digest: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    state_serial: int | None = None
+    state_lineage: str | None = None
+    backend: str = "local"
+    provider: str = "local"
+    created_at: str = ""
+    targets: list[str] = Field(default_factory=list)
+    replace: list[str] = Field(default_factory=list)
+    nodes: list[NodeChange] = Field(default_factory=list)
+    summary: dict[str, int] = Field(default_factory=dict)
+
+    def has_changes(self) -> bool:
+        return any(n.action != "reuse" for n in self.nodes)
+
+    def node(self, address: str) -> NodeChange | None:
+        return next((n for n in self.nodes if n.address == address), None)

@@ -1,0 +1,1 @@
+"""Shared pytest setup. Fixtures for real servers live in tests/fixtures/ and are imported by the tests that use them."""
