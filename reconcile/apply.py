@@ -1,0 +1,355 @@
+"""The scheduler: walks a plan in dependency order, runs invalidated nodes through the provider, and makes
+every result durable the moment it exists (journal), folding the journal into the state at the end.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import datetime as dt
+import getpass
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from reconcile.errors import StateError
+from reconcile.fingerprint import cache_key
+from reconcile.flytetypes import is_blob
+from reconcile.graph import FlowGraph, Node
+from reconcile.plan import NodeKeyer, Planner
+from reconcile.plan_model import EXECUTING, Plan
+from providers.base import InputValue, JobResult, JobSpec
+from state import journal
+from state.backend import LockInfo
+from state.model import CacheEntry, NodeRecord, OutputRecord, RunRecord, State, now
+
+DONE_OK = ("succeeded", "reused")
+POLL = 0.05
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("r%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+
+
+def safe_file_name(address: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", address).strip("_")
+
+
+@dataclasses.dataclass
+class ApplyOptions:
+    parallelism: int = os.cpu_count() or 2
+    keep_going: bool = False
+    lock_timeout: float = 0.0
+    break_expired_lock: bool = False
+
+
+@dataclasses.dataclass
+class NodeOutcome:
+    address: str
+    action: str
+    result: str = "waiting"          # waiting | running | succeeded | reused | failed | skipped | cancelled
+    started: float | None = None
+    finished: float | None = None
+    job_id: str | None = None
+    attempts: int = 0
+    detail: str = ""
+    log_tail: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.monotonic()) - self.started
+
+
+class Reporter:
+    """Receives scheduler events; the CLI renders them (live view or plain log)."""
+
+    def event(self, outcome: NodeOutcome, message: str) -> None:  # pragma: no cover - interface
+        pass
+
+
+class LeaseKeeper:
+    """Renews the state lock's lease while the apply works, so a crashed holder's lock expires."""
+
+    def __init__(self, backend: Any, flow: str, lock: LockInfo, lease_seconds: float) -> None:
+        self.backend, self.flow, self.lock = backend, flow, lock
+        self.interval = max(lease_seconds / 3.0, 0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
+        self.error: Exception | None = None
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.lock = self.backend.renew(self.flow, self.lock)
+            except Exception as e:  # reported at the end; the apply's writes are CAS-protected anyway
+                self.error = e
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def take_lock(backend: Any, flow: str, operation: str, run_id: str, opts: ApplyOptions) -> LockInfo:
+    info = LockInfo(operation=operation, run_id=run_id)
+    return backend.lock(flow, info, timeout=opts.lock_timeout, break_expired=opts.break_expired_lock)
+
+
+def fold_leftover_journal(backend: Any, flow: str) -> tuple[State, str | None]:
+    """Under the lock: fold what a crashed run left in the journal into the state (serial + 1)."""
+    stored, etag = backend.read(flow)
+    records = backend.journal_read(flow)
+    state = stored or State(flow=flow)
+    if records:
+        state = journal.fold(state, records)
+        for run in state.runs.values():
+            if run.outcome == "running":
+                run.outcome = "interrupted"
+        state.serial += 1
+        etag = backend.write(flow, state, etag)
+        backend.journal_clear(flow)
+    return state, etag
+
+
+class Scheduler:
+    def __init__(self, *, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Any, blobs: Any,
+                 backend: Any, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
+                 cancel: threading.Event) -> None:
+        self.graph, self.plan, self.state, self.keyer = graph, plan, state, keyer
+        self.provider, self.blobs, self.backend, self.run = provider, blobs, backend, run
+        self.logs_dir, self.opts, self.reporter, self.cancel = logs_dir, opts, reporter, cancel
+        self.outputs: dict[str, dict[str, OutputRecord]] = {}
+        self.outcomes: dict[str, NodeOutcome] = {}
+        self.stopping = False
+        self._lock = threading.Lock()
+        self._exists = Planner(graph, state, keyer, blobs)  # reuse its batched blob existence checks
+
+    # -- journal -----------------------------------------------------------------------------
+    def _journal(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.backend.journal_append(self.graph.workflow, record)
+
+    def _record(self, node: NodeRecord, cache: CacheEntry | None) -> None:
+        self._journal(journal.node_finished(self.run.id, node, cache))
+        with self._lock:
+            self.state.nodes[node.address] = node
+            if cache is not None:
+                self.state.cache[cache.key] = cache
+
+    # -- node execution ----------------------------------------------------------------------
+    def _inputs(self, node: Node) -> dict[str, InputValue]:
+        values: dict[str, InputValue] = {}
+        for name, b in node.bindings.items():
+            want = node.inputs[name]
+            if b.kind == "node_output":
+                rec = self.outputs[b.node][b.output]  # type: ignore[index]
+                values[name] = InputValue(type=want, value=rec.value, uri=rec.uri, digest=rec.digest)
+                continue
+            value = b.value if b.kind == "literal" else self.keyer.resolver.flow_value(b.name)  # type: ignore[arg-type]
+            if is_blob(want) and value is not None:
+                values[name] = InputValue(type=want, uri=self.keyer.resolver.literal_location(value))
+            else:
+                values[name] = InputValue(type=want, value=value)
+        return values
+
+    def _reuse(self, node: Node, outcome: NodeOutcome, key: str, fp: dict[str, Any], display: dict[str, Any],
+               entry: CacheEntry, why: str) -> None:
+        self.outputs[node.address] = entry.outputs
+        rec = self.state.nodes.get(node.address)
+        if rec is None or rec.key != key or rec.status != "succeeded":
+            self._record(NodeRecord(address=node.address, task_name=node.task_name, key=key, fingerprint=fp,
+                                    display=display, outputs=entry.outputs, status="succeeded", run_id=self.run.id,
+                                    job_id=entry.job_id, finished_at=now(), reused_from=entry.run_id), None)
+        outcome.result, outcome.detail = "reused", why
+        self.reporter.event(outcome, why)
+
+    def execute(self, address: str) -> None:
+        node = self.graph.nodes[address]
+        change = self.plan.node(address)
+        outcome = self.outcomes[address]
+        fp, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
+        key = cache_key(fp)
+        if change is not None and change.action == "pending" and node.cache and address not in self.plan.replace:
+            entry = self.state.cache.get(key)
+            if entry is not None and self._exists.outputs_exist(entry.outputs):
+                self._reuse(node, outcome, key, fp, display, entry, "early cutoff: inputs unchanged, cache hit")
+                return
+        spec = JobSpec(run_id=self.run.id, address=address, task_name=node.task_name, kind=node.kind,
+                       command=node.command, job_config=self.keyer.static_parts(node)[0], inputs=self._inputs(node),
+                       outputs=dict(node.outputs), timeout_seconds=node.timeout_seconds, key=key, python=node.python,
+                       export_specs=node.export_specs, project_root=self.graph.project_root,
+                       flow_file=self.graph.file, log_path="")
+        outcome.started = time.monotonic()
+        started_at = now()
+        result: JobResult | None = None
+        for attempt in range(1, node.retries + 2):
+            if self.cancel.is_set():
+                result = JobResult(status="cancelled", error="interrupted before it started")
+                break
+            log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
+            spec = spec.model_copy(update={"attempt": attempt, "log_path": str(log)})
+            outcome.attempts = attempt
+            handle = self.provider.start(spec)
+            outcome.job_id = handle.job_id
+            self._journal(journal.node_started(self.run.id, address, key, handle.job_id, attempt))
+            outcome.result = "running"
+            self.reporter.event(outcome, f"started {handle.job_id}" + (f" (attempt {attempt})" if attempt > 1 else ""))
+            result = self.provider.wait(handle, spec, self.cancel)
+            for w in result.warnings:
+                self.reporter.event(outcome, f"warning: {w}")
+            if result.status in ("succeeded", "cancelled"):
+                break
+            if attempt <= node.retries:
+                self.reporter.event(outcome, f"attempt {attempt} {result.status}: {result.error}; retrying")
+        assert result is not None
+        outcome.finished = time.monotonic()
+        status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(result.status, "failed")
+        record = NodeRecord(address=address, task_name=node.task_name, key=key, fingerprint=fp, display=display,
+                            outputs=result.outputs if status == "succeeded" else {}, status=status,  # type: ignore[arg-type]
+                            run_id=self.run.id, job_id=outcome.job_id, started_at=started_at, finished_at=now(),
+                            attempts=outcome.attempts, error=result.error, log=spec.log_path or None)
+        entry = None
+        if status == "succeeded" and node.cache:
+            entry = CacheEntry(key=key, task_name=node.task_name, address=address, outputs=result.outputs,
+                               run_id=self.run.id, job_id=outcome.job_id, fingerprint=fp)
+        self._record(record, entry)
+        if status == "succeeded":
+            self.outputs[address] = result.outputs
+        outcome.result = status
+        outcome.detail = result.error or ""
+        outcome.log_tail = result.log_tail
+        self.reporter.event(outcome, status if status != "failed" else f"failed: {result.error}")
+
+    # -- the walk ----------------------------------------------------------------------------
+    def run_all(self) -> dict[str, NodeOutcome]:
+        todo: list[str] = []
+        for change in self.plan.nodes:
+            if change.action == "forget":
+                continue
+            outcome = NodeOutcome(address=change.address, action=change.action)
+            self.outcomes[change.address] = outcome
+            node = self.graph.nodes[change.address]
+            if change.action == "reuse":
+                entry = self.state.cache[change.key]  # type: ignore[index]
+                fp, display = change.fingerprint or {}, {}
+                rec = self.state.nodes.get(change.address)
+                if rec is not None and rec.key == change.key:
+                    self.outputs[change.address] = entry.outputs
+                    outcome.result = "reused"
+                    self.reporter.event(outcome, "reused")
+                else:
+                    _, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
+                    self._reuse(node, outcome, change.key, fp, display, entry,  # type: ignore[arg-type]
+                                f"cache hit from run {entry.run_id}")
+            else:
+                todo.append(change.address)
+        workers = max(1, min(self.opts.parallelism, self.provider.max_parallel or self.opts.parallelism))
+        running: dict[cf.Future[None], str] = {}
+        with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node") as pool:
+            while todo or running:
+                if self.stopping or self.cancel.is_set():
+                    why = "not started: apply interrupted" if self.cancel.is_set() else "not started: stopped after a failure"
+                    for address in todo:
+                        self._skip(address, why)
+                    todo = []
+                for address in list(todo):
+                    states = [self.outcomes[u].result for u in self.graph.nodes[address].upstreams()
+                              if u in self.outcomes]
+                    if any(s in ("failed", "skipped", "cancelled") for s in states):
+                        todo.remove(address)
+                        self._skip(address, "skipped: upstream failed")
+                    elif all(s in DONE_OK for s in states) and len(running) < workers:
+                        todo.remove(address)
+                        self.outcomes[address].result = "running"
+                        running[pool.submit(self._guarded, address)] = address
+                if not running:
+                    continue  # the pass above skipped or started something, or todo is empty
+                done, _ = cf.wait(running, timeout=POLL, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    address = running.pop(fut)
+                    if self.outcomes[address].result == "failed" and not self.opts.keep_going:
+                        self.stopping = True
+        return self.outcomes
+
+    def _guarded(self, address: str) -> None:
+        try:
+            self.execute(address)
+        except Exception as e:  # a provider/bug error fails this node, never the whole state
+            outcome = self.outcomes[address]
+            outcome.result, outcome.detail = "failed", f"{type(e).__name__}: {e}"
+            outcome.finished = time.monotonic()
+            self.reporter.event(outcome, f"failed: {outcome.detail}")
+
+    def _skip(self, address: str, why: str) -> None:
+        outcome = self.outcomes[address]
+        outcome.result, outcome.detail = "skipped", why
+        self.reporter.event(outcome, why)
+
+
+def counts_of(outcomes: dict[str, NodeOutcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for o in outcomes.values():
+        counts[o.result] = counts.get(o.result, 0) + 1
+    return counts
+
+
+def outcome_of(outcomes: dict[str, NodeOutcome], cancelled: bool) -> str:
+    if cancelled:
+        return "interrupted"
+    if any(o.result in ("failed", "skipped", "cancelled") for o in outcomes.values()):
+        return "failed"
+    return "succeeded"
+
+
+def start_run(flow: str, graph: FlowGraph, flow_digest: str, provider: str, inputs: dict[str, Any],
+              run_id: str | None = None) -> RunRecord:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return RunRecord(id=run_id or new_run_id(), flow=flow, flow_file=graph.file, flow_digest=flow_digest,
+                     user=user, host=socket.gethostname(), pid=os.getpid(), provider=provider, inputs=inputs)
+
+
+def finish_state(backend: Any, flow: str, forget: list[str]) -> State:
+    """Fold this run's journal into the stored state (serial + 1), compare-and-swap, then clear the journal."""
+    stored, etag = backend.read(flow)
+    state = journal.fold(stored or State(flow=flow), backend.journal_read(flow))
+    for address in forget:
+        state.nodes.pop(address, None)
+    state.serial += 1
+    try:
+        backend.write(flow, state, etag)
+    except StateError:
+        raise
+    backend.journal_clear(flow)
+    return state
+
+
+def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Any, blobs: Any,
+                 backend: Any, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
+                 cancel: threading.Event, on_start: Callable[[], None] | None = None) -> tuple[dict[str, NodeOutcome], State]:
+    """Run the plan; the run record and every node result are journaled; the state is written at the end."""
+    backend.journal_append(graph.workflow, journal.run_started(run))
+    state.runs[run.id] = run
+    scheduler = Scheduler(graph=graph, plan=plan, state=state, keyer=keyer, provider=provider, blobs=blobs,
+                          backend=backend, run=run, logs_dir=logs_dir, opts=opts, reporter=reporter, cancel=cancel)
+    if on_start:
+        on_start()
+    outcomes = scheduler.run_all()
+    outcome = outcome_of(outcomes, cancel.is_set())
+    failures = [f"{o.address}: {o.detail}" for o in outcomes.values() if o.result == "failed"]
+    backend.journal_append(graph.workflow, journal.run_finished(run.id, outcome, counts_of(outcomes),
+                                                                "; ".join(failures)[:500] or None))
+    forget = [c.address for c in plan.nodes if c.action == "forget"]
+    final = finish_state(backend, graph.workflow, forget)
+    return outcomes, final

@@ -1,0 +1,358 @@
+"""`flows plan`, `flows apply`, `flows outputs`, `flows logs`: thin wrappers over plan/apply."""
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from reconcile.cli.main import app
+from reconcile.errors import FlowsError, InputError, StalePlanError
+from reconcile.secrets import redact
+
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _split_workflow(args: list[str]) -> tuple[str | None, list[str]]:
+    if args and not args[0].startswith("--"):
+        return args[0], args[1:]
+    return None, args
+
+
+class Prepared:
+    """A loaded flow with its inputs resolved, in its project's workspace."""
+
+    def __init__(self, flow_file: Path, workflow: str | None, input_args: list[str], inputs_file: str | None,
+                 inputs: dict[str, Any] | None = None) -> None:
+        from reconcile.digest import file_digest
+        from reconcile.inputs import read_inputs_file, resolve_inputs, split_cli_args
+        from reconcile.loader import load_flow
+        from reconcile.workspace import Workspace
+
+        self.graph = load_flow(flow_file, workflow)
+        if inputs is not None:
+            self.inputs = inputs
+        else:
+            from_file = read_inputs_file(inputs_file) if inputs_file else None
+            self.inputs = resolve_inputs(self.graph, split_cli_args(input_args), from_file)
+        self.flow_digest = file_digest(self.graph.file)
+        self.ws = Workspace(Path(self.graph.project_root))
+
+    def keyer(self) -> Any:
+        from reconcile.plan import NodeKeyer
+        return NodeKeyer(self.graph, self.inputs, self.ws.provider, self.ws.digests, self.ws.remote_digest)
+
+    def make_plan(self, state: Any, stored_serial: int | None, stored_lineage: str | None,
+                  targets: list[str], replace: list[str]) -> Any:
+        from reconcile.plan import Planner
+        planner = Planner(self.graph, state, self.keyer(), self.ws.blobs, targets=targets, replace=replace)
+        plan = planner.plan(self.flow_digest, self.inputs, self.ws.backend.kind, self.ws.provider.name,
+                            stored_serial, stored_lineage)
+        self.ws.digests.save()
+        return plan
+
+
+@app.command(context_settings=EXTRA)
+def plan(
+    ctx: typer.Context,
+    flow_file: Path = typer.Argument(..., help="The flow file (the workflow.py you run on Domino)."),
+    inputs_file: Optional[str] = typer.Option(None, "--inputs", help="JSON file of flow inputs."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Save the plan, to apply it later with `flows apply PLAN`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON (schema in the README)."),
+    target: list[str] = typer.Option([], "--target", help="Plan only this node and what it needs (repeatable)."),
+    replace: list[str] = typer.Option([], "--replace", help="Force this node to run (repeatable)."),
+    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 0: no changes, 1: error, 2: changes."),
+) -> None:
+    """Show which nodes would run and exactly why. Never writes state, never runs a job.
+
+    Usage: flows plan FLOW_FILE [WORKFLOW] [--<input> VALUE ...]
+    """
+    workflow, input_args = _split_workflow(list(ctx.args))
+    prep = Prepared(flow_file, workflow, input_args, inputs_file)
+    view = prep.ws.read_state(prep.graph.workflow)
+    stored = view.stored
+    result = prep.make_plan(view.state, stored.serial if stored else None, stored.lineage if stored else None,
+                            target, replace)
+    if as_json:
+        typer.echo(redact(result.model_dump_json(indent=2)))
+    else:
+        from reconcile.render_plan import print_plan
+        if view.journal:
+            console.print("[yellow]Note:[/yellow] an interrupted run left results in the journal; "
+                          "they are included (the next apply or `flows recover` records them).")
+        print_plan(result, console)
+    if out is not None:
+        out.write_text(redact(result.model_dump_json(indent=1)))
+        if not as_json:
+            console.print(f"Saved the plan to {escape(str(out))}; apply it with: flows apply {escape(str(out))}")
+    if detailed_exitcode and result.has_changes():
+        raise typer.Exit(2)
+
+
+def _load_saved_plan(path: Path) -> Any:
+    from pydantic import ValidationError
+
+    from reconcile.plan_model import PLAN_SCHEMA_VERSION, Plan
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as e:
+        raise StalePlanError(f"not a saved plan (invalid JSON: {e})", file=str(path)) from None
+    if not isinstance(raw, dict) or "schema_version" not in raw:
+        raise StalePlanError("not a saved plan", file=str(path))
+    if raw["schema_version"] != PLAN_SCHEMA_VERSION:
+        raise StalePlanError(f"saved plan schema {raw['schema_version']} is not {PLAN_SCHEMA_VERSION}", file=str(path))
+    try:
+        return Plan.model_validate(raw)
+    except ValidationError as e:
+        raise StalePlanError(f"saved plan is malformed: {e.errors()[0]['loc']}", file=str(path)) from None
+
+
+def _is_saved_plan(path: Path) -> bool:
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            return b"schema_version" in f.read(4096)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _interruptible(cancel: threading.Event) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM): stop starting nodes, cancel running jobs, record them; second: hard stop."""
+    def handler(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        err_console.print("[yellow]Interrupted: cancelling running jobs and recording them "
+                          "(Ctrl-C again to stop at once).[/yellow]")
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _check_not_stale(saved: Any, fresh: Any, stored: Any, flow_digest: str) -> None:
+    if saved.flow_digest != flow_digest:
+        raise StalePlanError("saved plan is stale: the flow file changed since it was planned", file=saved.flow_file)
+    serial = stored.serial if stored else None
+    lineage = stored.lineage if stored else None
+    if (saved.state_serial, saved.state_lineage) != (serial, lineage):
+        raise StalePlanError(f"saved plan is stale: it was made against state serial {saved.state_serial}, "
+                             f"the state is now at serial {serial}" +
+                             (" of another lineage" if saved.state_lineage != lineage else "") +
+                             "; run `flows plan` again")
+    before = [(n.address, n.action, n.key) for n in saved.nodes]
+    after = [(n.address, n.action, n.key) for n in fresh.nodes]
+    if before != after:
+        moved = next((f"{a[0]} was planned as {a[1]}, now {b[1]}" for a, b in zip(before, after) if a != b),
+                     "the set of nodes changed")
+        raise StalePlanError(f"saved plan is stale: {moved}; run `flows plan` again")
+
+
+def _summary_table(outcomes: dict[str, Any]) -> Table:
+    from reconcile.progress import RESULT_STYLE, fmt_duration
+    table = Table(title="Apply summary", title_justify="left")
+    for col in ("node", "action", "result", "duration", "job id"):
+        table.add_column(col)
+    for o in outcomes.values():
+        style = RESULT_STYLE.get(o.result, "")
+        table.add_row(escape(o.address), o.action, f"[{style}]{o.result}[/{style}]",
+                      fmt_duration(o.duration) if o.started else "-", o.job_id or "")
+    return table
+
+
+def _print_flow_outputs(graph: Any, state: Any) -> None:
+    if not graph.outputs:
+        return
+    console.print("[bold]Outputs:[/bold]")
+    for name, b in graph.outputs.items():
+        if b.kind == "node_output":
+            rec = state.nodes.get(b.node)
+            out = rec.outputs.get(b.output) if rec and rec.status == "succeeded" else None
+            shown = "(not produced)" if out is None else (repr(out.value) if out.value is not None else out.uri)
+        else:
+            shown = repr(b.value)
+        console.print(f"  {escape(name)} = {escape(str(shown))}")
+
+
+@app.command(context_settings=EXTRA)
+def apply(
+    ctx: typer.Context,
+    flow_file: Path = typer.Argument(..., help="The flow file, or a plan saved with `flows plan --out`."),
+    inputs_file: Optional[str] = typer.Option(None, "--inputs", help="JSON file of flow inputs."),
+    auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
+    parallelism: Optional[int] = typer.Option(None, "--parallelism", min=1, help="Jobs at once (default: cores)."),
+    keep_going: bool = typer.Option(False, "--keep-going", help="Independent branches go on after a failure."),
+    lock_timeout: str = typer.Option("0s", "--lock-timeout", help="Wait this long for the state lock (e.g. 60s)."),
+    break_expired_lock: bool = typer.Option(False, "--break-expired-lock",
+                                            help="Take over a lock whose lease has expired (its holder is gone)."),
+    target: list[str] = typer.Option([], "--target", help="Apply only this node and what it needs."),
+    replace: list[str] = typer.Option([], "--replace", help="Force this node to run."),
+) -> None:
+    """Run exactly the invalidated nodes; record each result the moment it finishes.
+
+    Usage: flows apply FLOW_FILE [WORKFLOW] [--<input> VALUE ...]   |   flows apply PLAN_FILE
+    """
+    import os
+
+    from reconcile.apply import ApplyOptions, execute_plan, fold_leftover_journal, start_run, take_lock, LeaseKeeper
+    from reconcile.progress import ConsoleReporter
+    from reconcile.render_plan import print_plan
+
+    saved = None
+    if _is_saved_plan(flow_file):
+        saved = _load_saved_plan(flow_file)
+        if ctx.args:
+            raise InputError("a saved plan takes no workflow or inputs (they are in the plan)")
+        prep = Prepared(Path(saved.flow_file), saved.flow, [], None, inputs=saved.inputs)
+        target, replace = saved.targets, saved.replace
+    else:
+        workflow, input_args = _split_workflow(list(ctx.args))
+        prep = Prepared(flow_file, workflow, input_args, inputs_file)
+    ws, graph = prep.ws, prep.graph
+    flow = graph.workflow
+    cfg_parallel = ws.config.parallelism
+    opts = ApplyOptions(parallelism=parallelism or cfg_parallel or os.cpu_count() or 2, keep_going=keep_going,
+                        lock_timeout=_seconds(lock_timeout), break_expired_lock=break_expired_lock)
+    if graph.failure_policy == "FAIL_AFTER_EXECUTABLE_NODES_COMPLETE":
+        opts.keep_going = True
+    run = start_run(flow, graph, prep.flow_digest, ws.provider.name, prep.inputs)
+    lock = take_lock(ws.backend, flow, "apply", run.id, opts)
+    if lock.operation.startswith("apply (broke"):
+        err_console.print(f"[yellow]Took over an expired lock: {escape(lock.operation)}[/yellow]")
+    cancel = threading.Event()
+    try:
+        with LeaseKeeper(ws.backend, flow, lock, ws.config.backend.lease_seconds):
+            stored_before, _ = ws.backend.read(flow)
+            state, etag = fold_leftover_journal(ws.backend, flow)
+            the_plan = prep.make_plan(state, state.serial if etag else None, state.lineage if etag else None,
+                                      target, replace)
+            if saved is not None:
+                _check_not_stale(saved, the_plan, stored_before, prep.flow_digest)
+            print_plan(the_plan, console)
+            if not the_plan.has_changes():
+                console.print("Nothing to do.")
+                _print_flow_outputs(graph, state)
+                return
+            if saved is None and not auto_approve:
+                if not sys.stdin.isatty():
+                    raise InputError("apply needs --auto-approve when not run interactively")
+                if not typer.confirm("Apply this plan?", default=False):
+                    console.print("Apply cancelled; nothing was run.")
+                    raise typer.Exit(1)
+            for w in getattr(ws.provider, "warnings", []):
+                err_console.print(f"[yellow]{escape(w)}[/yellow]")
+            reporter = ConsoleReporter(console)
+            with _interruptible(cancel), reporter:
+                outcomes, final = execute_plan(
+                    graph=graph, plan=the_plan, state=state, keyer=prep.keyer(), provider=ws.provider,
+                    blobs=ws.blobs, backend=ws.backend, run=run, logs_dir=ws.logs_dir, opts=opts,
+                    reporter=reporter, cancel=cancel, on_start=lambda: None)
+            ws.digests.save()
+    finally:
+        with contextlib.suppress(FlowsError):
+            ws.backend.unlock(flow, lock.id)
+    console.print(_summary_table(outcomes))
+    _print_flow_outputs(graph, final)
+    result = final.runs[run.id].outcome
+    console.print(f"Run {run.id}: [bold]{result}[/bold]. State serial {final.serial}.")
+    if cancel.is_set():
+        raise typer.Exit(130)
+    if result != "succeeded":
+        raise typer.Exit(1)
+
+
+def _seconds(text: str) -> float:
+    t = text.strip().lower()
+    try:
+        if t.endswith("ms"):
+            return float(t[:-2]) / 1000
+        if t.endswith("s"):
+            return float(t[:-1])
+        if t.endswith("m"):
+            return float(t[:-1]) * 60
+        return float(t)
+    except ValueError:
+        raise InputError(f"not a duration: {text!r} (e.g. 60s, 2m)", field="--lock-timeout") from None
+
+
+def _project_workspace(flow: Optional[str]) -> tuple[Any, str]:
+    """The workspace of the project around the current folder, and the flow to act on."""
+    from reconcile.loader import project_root_for
+    from reconcile.workspace import Workspace
+    ws = Workspace(project_root_for(Path.cwd() / "flows.toml"))
+    flows = ws.backend.list_flows()
+    if flow is None:
+        if len(flows) != 1:
+            raise InputError("name the flow with --flow" + (f" (flows: {', '.join(flows)})" if flows else
+                                                             " (no state found here)"))
+        flow = flows[0]
+    return ws, flow
+
+
+def _find_node(state: Any, address: str) -> Any:
+    rec = state.nodes.get(address)
+    if rec is None:
+        import difflib
+        hint = difflib.get_close_matches(address, list(state.nodes), n=1)
+        raise InputError(f"no node '{address}' in the state" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    return rec
+
+
+@app.command()
+def outputs(
+    address: str = typer.Argument(..., help="Node address, e.g. 'model_training/Train Model'."),
+    dest: Optional[Path] = typer.Option(None, "--dest", help="Copy the output files into this folder."),
+    flow: Optional[str] = typer.Option(None, "--flow", help="The flow (workflow name) if the state has several."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show a node's outputs, or copy them out of the blob store with --dest."""
+    from providers.blobs.base import ensure_inside
+    from reconcile.flytetypes import is_dir
+    ws, flow = _project_workspace(flow or address.split("/", 1)[0] if "/" in address else flow)
+    rec = _find_node(ws.read_state(flow).state, address)
+    if as_json:
+        typer.echo(json.dumps({k: v.model_dump() for k, v in rec.outputs.items()}, indent=2))
+    for name, out in rec.outputs.items():
+        where = ""
+        if dest is not None and out.uri:
+            target = ensure_inside(dest, name)
+            if is_dir(out.type):
+                ws.blobs.get_dir(out.uri, target)
+            else:
+                ws.blobs.get_file(out.uri, target)
+            where = f" -> {target}"
+        if not as_json:
+            value = f" = {out.value!r}" if out.value is not None else ""
+            console.print(f"{escape(name)} ({out.type}, {out.size} bytes, {out.digest[:12]}){escape(value)}{escape(where)}")
+
+
+@app.command()
+def logs(
+    address: str = typer.Argument(..., help="Node address."),
+    flow: Optional[str] = typer.Option(None, "--flow", help="The flow (workflow name) if the state has several."),
+) -> None:
+    """Show the log of a node's last job."""
+    ws, flow = _project_workspace(flow or address.split("/", 1)[0] if "/" in address else flow)
+    rec = _find_node(ws.read_state(flow).state, address)
+    if rec.log and Path(rec.log).is_file():
+        typer.echo(redact(Path(rec.log).read_text(errors="replace")), nl=False)
+    elif rec.job_id:
+        typer.echo(redact(ws.provider.logs(rec.job_id)), nl=False)
+    else:
+        raise InputError(f"node '{address}' has no log (it was reused from the cache: see its run "
+                         f"{rec.reused_from or rec.run_id})")

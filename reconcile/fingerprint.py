@@ -1,0 +1,137 @@
+"""Fingerprints and cache keys: the canonical record of everything that can change a node's results.
+
+Like Bazel's action key: task spec + resolved job config + code version + interface + cache_version +
+the digest (or canonical value) of every input that is not ignored. Upstream outputs enter by the
+content they produced, never by the upstream's key, so a re-run that produced identical bytes does not
+invalidate its dependents (early cutoff).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from blake3 import blake3
+
+from reconcile.digest import StatCache
+from reconcile.errors import InputError
+from reconcile.flytetypes import canonical_json, canonical_value, is_blob, is_dir
+from reconcile.graph import Binding, FlowGraph, Node
+from reconcile.secrets import redact, redact_obj
+from state.model import OutputRecord
+
+# As in Domino Flows: fields that cannot change results do not invalidate (DESIGN decision 4).
+DISPLAY_FIELDS = {"Title", "VolumeSizeGiB", "HardwareTierId", "HardwareTierName"}
+CLUSTER_DISPLAY_FIELDS = {"WorkerHardwareTierId", "WorkerCount", "WorkerStorageGiB", "MaxWorkerCount",
+                          "MasterHardwareTierId"}
+KEY_LENGTH = 40
+
+PENDING = "pending"
+
+
+def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(fields in the key, fields only recorded)."""
+    keyed: dict[str, Any] = {}
+    display: dict[str, Any] = {}
+    for name, value in config.items():
+        if name in DISPLAY_FIELDS:
+            display[name] = value
+        elif name == "ComputeClusterProperties" and isinstance(value, dict):
+            keyed[name] = {k: v for k, v in value.items() if k not in CLUSTER_DISPLAY_FIELDS}
+            sizes = {k: v for k, v in value.items() if k in CLUSTER_DISPLAY_FIELDS}
+            if sizes:
+                display[name] = sizes
+        else:
+            keyed[name] = value
+    return keyed, display
+
+
+def cache_key(fingerprint: dict[str, Any]) -> str:
+    return blake3(canonical_json(fingerprint).encode()).hexdigest()[:KEY_LENGTH]
+
+
+class InputResolver:
+    """Turns flow input values and upstream outputs into fingerprint entries and job input values."""
+
+    def __init__(self, graph: FlowGraph, flow_inputs: dict[str, Any], digests: StatCache,
+                 remote_digest: Callable[[str], str] | None = None) -> None:
+        self.graph = graph
+        self.flow_inputs = flow_inputs
+        self.digests = digests
+        self.remote_digest = remote_digest
+        self._memo: dict[tuple[str, str], str] = {}
+
+    def blob_digest(self, t: str, location: str, what: str) -> str:
+        """Digest of a file/dir given by path or URI (stat-cached locally)."""
+        memo_key = (t, location)
+        if memo_key in self._memo:
+            return self._memo[memo_key]
+        if location.startswith("s3://"):
+            if self.remote_digest is None:
+                raise InputError(f"{what}: s3:// inputs need S3 access configured", field=what)
+            digest = self.remote_digest(location)
+        else:
+            if not os.path.exists(location):
+                raise InputError(f"{what}: no such file or directory: {location}", field=what)
+            if is_dir(t):
+                if not os.path.isdir(location):
+                    raise InputError(f"{what}: expected a directory: {location}", field=what)
+                digest = self.digests.directory(location)
+            else:
+                if not os.path.isfile(location):
+                    raise InputError(f"{what}: expected a file: {location}", field=what)
+                digest = self.digests.file(location)
+        self._memo[memo_key] = digest
+        return digest
+
+    def flow_value(self, name: str) -> Any:
+        if name in self.flow_inputs:
+            return self.flow_inputs[name]
+        return self.graph.inputs[name].default
+
+    def literal_location(self, value: Any) -> str:
+        path = os.fspath(value) if not isinstance(value, str) else value
+        if path.startswith("s3://") or os.path.isabs(path):
+            return path
+        return str(Path(self.graph.project_root) / path)
+
+    def entry(self, want: str, binding: Binding,
+              upstream: Callable[[str], dict[str, OutputRecord] | None], what: str) -> dict[str, Any] | None:
+        """The fingerprint entry of one input, or None while its upstream has not produced it yet."""
+        if binding.kind == "node_output":
+            outputs = upstream(binding.node)  # type: ignore[arg-type]
+            if outputs is None:
+                return None
+            rec = outputs[binding.output]  # type: ignore[index]
+            if is_blob(want):
+                return {"type": want, "digest": rec.digest}
+            return {"type": want, "value": canonical_value(want, rec.value)}
+        value = binding.value if binding.kind == "literal" else self.flow_value(binding.name)  # type: ignore[arg-type]
+        if is_blob(want) and value is not None:
+            return {"type": want, "digest": self.blob_digest(want, self.literal_location(value), what)}
+        return {"type": want, "value": canonical_value(want, value)}
+
+
+def fingerprint(node: Node, resolved_config: dict[str, Any], code: dict[str, str],
+                inputs: dict[str, dict[str, Any] | None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(fingerprint, display fields). Pending inputs are marked and must be filled before keying."""
+    keyed, display = split_config(resolved_config)
+    task: dict[str, Any] = {
+        "name": node.task_name,
+        "kind": node.kind,
+        "command": redact(node.command),
+        "config": redact_obj(keyed),
+        "interface": {"inputs": dict(sorted(node.inputs.items())), "outputs": dict(sorted(node.outputs.items()))},
+        "cache_version": node.cache_version,
+    }
+    if node.output_artifacts:
+        task["artifacts"] = {k: v.model_dump() for k, v in sorted(node.output_artifacts.items())}
+    if node.export_specs:
+        task["exports"] = node.export_specs
+    fp_inputs = {name: (entry if entry is not None else {"type": node.inputs[name], PENDING: True})
+                 for name, entry in sorted(inputs.items()) if name not in node.cache_ignore_input_vars}
+    return {"task": task, "code": dict(sorted(code.items())), "inputs": fp_inputs}, display
+
+
+def is_pending(fp: dict[str, Any]) -> bool:
+    return any(v.get(PENDING) for v in fp.get("inputs", {}).values())

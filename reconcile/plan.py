@@ -1,0 +1,155 @@
+"""Planning: for every node one action and its reasons. Reads the state, never writes it, never runs a job."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reconcile.errors import FlowsError
+from reconcile.fingerprint import InputResolver, cache_key, fingerprint, is_pending
+from reconcile.flytetypes import is_blob
+from reconcile.graph import FlowGraph, Node
+from reconcile.plan_model import EXECUTING, NodeChange, Plan, Reason
+from reconcile.reasons import display_notes, fingerprint_reasons
+from state.model import CacheEntry, OutputRecord, State, now
+
+
+class NodeKeyer:
+    """Computes a node's fingerprint and key from what is known of its upstreams (shared by plan and apply)."""
+
+    def __init__(self, graph: FlowGraph, flow_inputs: dict[str, Any], provider: Any, digests: Any,
+                 remote_digest: Any = None) -> None:
+        self.graph = graph
+        self.provider = provider
+        self.digests = digests
+        self.resolver = InputResolver(graph, flow_inputs, digests, remote_digest)
+        self._static: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
+
+    def static_parts(self, node: Node) -> tuple[dict[str, Any], dict[str, str]]:
+        """(resolved config, code identity): fixed for the whole command, computed once per node."""
+        if node.address not in self._static:
+            config = self.provider.resolve_config(node)
+            code = self.provider.code_identity(node, Path(self.graph.project_root), self.digests)
+            self._static[node.address] = (config, code)
+        return self._static[node.address]
+
+    def fingerprint(self, node: Node, upstream_outputs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        config, code = self.static_parts(node)
+        entries = {name: self.resolver.entry(node.inputs[name], b, upstream_outputs, f"{node.address}: input {name}")
+                   for name, b in node.bindings.items()}
+        return fingerprint(node, config, code, entries)
+
+
+def _blob_uris(outputs: dict[str, OutputRecord]) -> list[str]:
+    return [o.uri for o in outputs.values() if o.uri and is_blob(o.type)]
+
+
+class Planner:
+    def __init__(self, graph: FlowGraph, state: State, keyer: NodeKeyer, blobs: Any,
+                 targets: list[str] | None = None, replace: list[str] | None = None) -> None:
+        self.graph = graph
+        self.state = state
+        self.keyer = keyer
+        self.blobs = blobs
+        self.targets = targets or []
+        self.replace = replace or []
+        self._exists: dict[str, bool] = {}
+        for address in self.targets + self.replace:
+            if address not in graph.nodes:
+                import difflib
+                hint = difflib.get_close_matches(address, list(graph.nodes), n=1)
+                raise FlowsError(f"no node '{address}' in workflow '{graph.workflow}'" +
+                                 (f" (did you mean '{hint[0]}'?)" if hint else ""), node=address)
+
+    def outputs_exist(self, outputs: dict[str, OutputRecord]) -> bool:
+        uris = [u for u in _blob_uris(outputs) if u not in self._exists]
+        if uris:
+            self._exists.update(self.blobs.exists(uris))
+        return all(self._exists.get(u, False) for u in _blob_uris(outputs))
+
+    def _prefetch(self) -> None:
+        """One batched existence check of the outputs the current records point at (S3: parallel HEADs)."""
+        uris: list[str] = []
+        for rec in self.state.nodes.values():
+            entry = self.state.cache.get(rec.key or "")
+            if entry is not None:
+                uris.extend(_blob_uris(entry.outputs))
+        if uris:
+            self._exists.update(self.blobs.exists(sorted(set(uris))))
+
+    def selected(self) -> list[str]:
+        if not self.targets:
+            return list(self.graph.nodes)
+        wanted: set[str] = set()
+        for t in self.targets:
+            wanted |= {t} | self.graph.ancestors(t)
+        return [a for a in self.graph.nodes if a in wanted]
+
+    def plan_node(self, node: Node, decided: dict[str, NodeChange], outputs: dict[str, dict[str, OutputRecord]]) -> NodeChange:
+        running = {a for a, c in decided.items() if c.action in EXECUTING or c.action == "pending"}
+        fp, display = self.keyer.fingerprint(node, lambda a: None if a in running else outputs.get(a))
+        record = self.state.nodes.get(node.address)
+        change = NodeChange(address=node.address, task_name=node.task_name, action="create", fingerprint=fp,
+                            previous_key=record.key if record else None)
+        if record is not None:
+            change.notes = display_notes(record.display, display)
+        if is_pending(fp):
+            change.action = "pending"
+            change.pending_on = [u for u in node.data_upstreams() if u in running]
+            change.reasons = [Reason(field="upstream", message=f"waits for {', '.join(change.pending_on)} "
+                                                                 "(inputs known after apply)")]
+            if record is not None and record.fingerprint:
+                change.reasons += fingerprint_reasons(record.fingerprint, fp)
+            return change
+        key = cache_key(fp)
+        change.key = key
+        entry: CacheEntry | None = self.state.cache.get(key)
+        hit = entry is not None and self.outputs_exist(entry.outputs)
+        if node.address in self.replace:
+            change.action, change.reasons = "run", [Reason(field="replace", message="replace requested")]
+        elif not node.cache:
+            change.action, change.reasons = "run", [Reason(field="cache", message="caching disabled (cache=False)")]
+        elif hit:
+            assert entry is not None
+            change.action = "reuse"
+            change.reused_from_run = entry.run_id
+            if record is None or record.key != key:
+                change.reasons = [Reason(field="cache", message=f"cache hit: same key as the result of run "
+                                                                 f"{entry.run_id or '?'} ({entry.address})")]
+            outputs[node.address] = entry.outputs
+        elif record is None:
+            change.action = "create"
+            change.reasons = [Reason(field="new", message="never run")]
+        elif record.key == key and record.status == "failed":
+            change.action, change.reasons = "run", [Reason(field="status", message="failed last time" +
+                                                            (f": {record.error}" if record.error else ""))]
+        elif record.key == key and record.status in ("cancelled", "running", "skipped"):
+            change.action, change.reasons = "run", [Reason(field="status", message=f"{record.status} last time")]
+        elif record.key == key:
+            change.action, change.reasons = "run", [Reason(field="outputs", message="outputs missing from the blob store")]
+        else:
+            change.action = "update"
+            change.reasons = fingerprint_reasons(record.fingerprint, fp) or [
+                Reason(field="key", message="cache key changed")]
+        return change
+
+    def plan(self, flow_digest: str, flow_inputs: dict[str, Any], backend: str, provider: str,
+             serial: int | None, lineage: str | None) -> Plan:
+        self._prefetch()
+        decided: dict[str, NodeChange] = {}
+        outputs: dict[str, dict[str, OutputRecord]] = {}
+        for address in self.selected():
+            decided[address] = self.plan_node(self.graph.nodes[address], decided, outputs)
+        changes = list(decided.values())
+        if not self.targets:
+            for address, rec in self.state.nodes.items():
+                if address not in self.graph.nodes:
+                    changes.append(NodeChange(address=address, task_name=rec.task_name, action="forget",
+                                              previous_key=rec.key,
+                                              reasons=[Reason(field="flow", message="no longer in the flow; "
+                                                              "its record is dropped, its cache entries kept")]))
+        summary = {a: 0 for a in ("create", "update", "run", "pending", "reuse", "forget")}
+        for c in changes:
+            summary[c.action] += 1
+        return Plan(flow=self.graph.workflow, flow_file=self.graph.file, flow_digest=flow_digest, inputs=flow_inputs,
+                    state_serial=serial, state_lineage=lineage, backend=backend, provider=provider,
+                    created_at=now(), targets=self.targets, replace=self.replace, nodes=changes, summary=summary)

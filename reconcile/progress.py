@@ -1,0 +1,77 @@
+"""What the user sees while an apply runs: a live view on a terminal, a plain log otherwise (CI)."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from reconcile.apply import NodeOutcome, Reporter
+from reconcile.secrets import redact
+
+RESULT_STYLE = {"succeeded": "green", "reused": "dim", "failed": "red", "skipped": "yellow",
+                "cancelled": "red", "running": "cyan"}
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+class ConsoleReporter(Reporter):
+    def __init__(self, console: Console, outcomes: dict[str, NodeOutcome] | None = None) -> None:
+        self.console = console
+        self.live: Live | None = None
+        self.outcomes: dict[str, NodeOutcome] = outcomes if outcomes is not None else {}
+        self._lock = threading.Lock()
+        self.started = time.monotonic()
+
+    def attach(self, outcomes: dict[str, NodeOutcome]) -> None:
+        self.outcomes = outcomes
+
+    def __enter__(self) -> "ConsoleReporter":
+        if self.console.is_terminal:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True,
+                             get_renderable=self._render)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.live = None
+
+    def _render(self) -> Any:
+        counts = {k: 0 for k in ("succeeded", "reused", "failed", "skipped", "running", "waiting")}
+        running = []
+        for o in list(self.outcomes.values()):
+            counts[o.result] = counts.get(o.result, 0) + 1
+            if o.result == "running":
+                running.append(o)
+        table = Table.grid(padding=(0, 2))
+        for o in running:
+            table.add_row(Text("⠿", style="cyan"), escape(o.address), o.job_id or "", fmt_duration(o.duration))
+        line = Text(f"done {counts['succeeded']}  reused {counts['reused']}  failed {counts['failed']}  "
+                    f"skipped {counts['skipped']}  running {counts['running']}  left {counts['waiting']}  "
+                    f"[{fmt_duration(time.monotonic() - self.started)}]")
+        return Group(table, line)
+
+    def event(self, outcome: NodeOutcome, message: str) -> None:
+        if self.live is not None and outcome.result in ("running", "reused") and "warning" not in message:
+            return  # the live view shows these
+        style = RESULT_STYLE.get(outcome.result, "")
+        text = f"[{style}]{escape(outcome.address)}[/{style}]: {escape(redact(message))}"
+        if outcome.result in ("succeeded", "failed") and outcome.duration is not None:
+            text += f" [dim]({fmt_duration(outcome.duration)})[/dim]"
+        with self._lock:
+            self.console.print(text, highlight=False)
+            if outcome.result == "failed" and outcome.log_tail:
+                self.console.print(Text(redact(outcome.log_tail.rstrip()), style="dim"))

@@ -1,0 +1,43 @@
+"""Terraform-like plan output: one line per node with a symbol and colour, reasons under it, a summary."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+from reconcile.plan_model import COLOURS, SYMBOLS, Plan
+from reconcile.secrets import redact
+
+ORDER = ("create", "update", "run", "pending", "reuse", "forget")
+WORDS = {"create": "to create", "update": "to update", "run": "to run", "pending": "pending",
+         "reuse": "reused", "forget": "to forget"}
+
+
+def summary_line(plan: Plan) -> str:
+    s = plan.summary
+    parts = [f"{s.get(a, 0)} {WORDS[a]}" for a in ORDER]
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def print_plan(plan: Plan, console: Console, verbose_reuse: bool = False) -> None:
+    console.print(f"[bold]Flow[/bold] {escape(plan.flow)}  ({escape(plan.flow_file)})  "
+                  f"state serial {plan.state_serial if plan.state_serial is not None else '-'}")
+    if plan.targets:
+        console.print(f"[yellow]Targeted plan:[/yellow] {escape(', '.join(plan.targets))} and what they need")
+    console.print()
+    for n in plan.nodes:
+        colour = COLOURS[n.action]
+        key = f"  [dim]{n.key[:12]}[/dim]" if n.key else ""
+        console.print(f"[{colour}]{SYMBOLS[n.action]} {escape(n.address)}[/{colour}]  [{colour}]{n.action}[/{colour}]{key}")
+        reasons = n.reasons
+        if n.action == "reuse" and not reasons:
+            reasons = []
+            if verbose_reuse and n.reused_from_run:
+                console.print(f"      [dim]cache hit from run {n.reused_from_run}[/dim]")
+        for r in reasons:
+            console.print(f"      {escape(redact(r.message))}")
+        for note in n.notes:
+            console.print(f"      [dim]{escape(redact(note.message))}[/dim]")
+    console.print()
+    if not plan.has_changes():
+        console.print("[green]No changes.[/green] Every node is reused from the cache.")
+    console.print(f"[bold]{summary_line(plan)}[/bold]")

@@ -1,0 +1,61 @@
+"""One command's view of a project: configuration, state backend, blob store, provider, stat cache."""
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from reconcile.config import FlowsConfig, load_config, make_backend, make_blob_store, make_provider
+from reconcile.digest import StatCache
+from state.journal import fold
+from state.model import State
+
+
+@dataclasses.dataclass
+class StateView:
+    """The state as stored (`etag`), and with any leftover journal folded in (`state`)."""
+
+    state: State
+    stored: State | None
+    etag: str | None
+    journal: list[dict[str, Any]]
+
+
+class Workspace:
+    def __init__(self, project_root: Path, config: FlowsConfig | None = None) -> None:
+        self.project_root = project_root
+        self.config = config or load_config(project_root)
+
+    @cached_property
+    def backend(self) -> Any:
+        return make_backend(self.config)
+
+    @cached_property
+    def blobs(self) -> Any:
+        return make_blob_store(self.config)
+
+    @cached_property
+    def provider(self) -> Any:
+        return make_provider(self.config, self.blobs)
+
+    @cached_property
+    def digests(self) -> StatCache:
+        return StatCache(self.config.dir / "statcache.json")
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.config.dir / "logs"
+
+    def read_state(self, flow: str) -> StateView:
+        """Read without locking; a journal left by a crashed apply is folded in memory (not written)."""
+        stored, etag = self.backend.read(flow)
+        journal = self.backend.journal_read(flow)
+        base = stored or State(flow=flow)
+        state = fold(base, journal) if journal else base
+        return StateView(state=state, stored=stored, etag=etag, journal=journal)
+
+    def remote_digest(self, uri: str) -> str:
+        """Digest of an s3:// input, cached by (uri, etag, size) so an unchanged object is not re-read."""
+        from providers.blobs.s3_inputs import s3_object_digest  # noqa: PLC0415 - boto3 only when needed
+        return s3_object_digest(uri, self.digests, self.config.blobs)
