@@ -123,7 +123,8 @@ def fold_leftover_journal(backend: Any, flow: str) -> tuple[State, str | None]:
 class Scheduler:
     def __init__(self, *, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Any, blobs: Any,
                  backend: Any, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
-                 cancel: threading.Event) -> None:
+                 cancel: threading.Event, attach: dict[str, dict[str, Any]] | None = None) -> None:
+        self.attach = attach or {}  # recover: address -> {"job_id", "key"} of jobs still running
         self.graph, self.plan, self.state, self.keyer = graph, plan, state, keyer
         self.provider, self.blobs, self.backend, self.run = provider, blobs, backend, run
         self.logs_dir, self.opts, self.reporter, self.cancel = logs_dir, opts, reporter, cancel
@@ -198,11 +199,15 @@ class Scheduler:
             log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
             spec = spec.model_copy(update={"attempt": attempt, "log_path": str(log)})
             outcome.attempts = attempt
-            handle = self.provider.start(spec)
+            handle = self._attached(address, key, spec) if attempt == 1 else None
+            if handle is not None:
+                self.reporter.event(outcome, f"re-attached to running job {handle.job_id}")
+            else:
+                handle = self.provider.start(spec)
+                self._journal(journal.node_started(self.run.id, address, key, handle.job_id, attempt))
+                self.reporter.event(outcome, f"started {handle.job_id}" + (f" (attempt {attempt})" if attempt > 1 else ""))
             outcome.job_id = handle.job_id
-            self._journal(journal.node_started(self.run.id, address, key, handle.job_id, attempt))
             outcome.result = "running"
-            self.reporter.event(outcome, f"started {handle.job_id}" + (f" (attempt {attempt})" if attempt > 1 else ""))
             result = self.provider.wait(handle, spec, self.cancel)
             for w in result.warnings:
                 self.reporter.event(outcome, f"warning: {w}")
@@ -228,6 +233,19 @@ class Scheduler:
         outcome.detail = result.error or ""
         outcome.log_tail = result.log_tail
         self.reporter.event(outcome, status if status != "failed" else f"failed: {result.error}")
+
+    def _attached(self, address: str, key: str, spec: JobSpec) -> Any:
+        """A job an interrupted run launched for this very key and that is still running, or None."""
+        job = self.attach.get(address)
+        if not job or not job.get("job_id"):
+            return None
+        if job.get("key") != key:
+            # Launched for an older definition: its result would be stale for this plan. Stop it.
+            handle = self.provider.attach(job["job_id"], spec)
+            if handle is not None:
+                self.provider.stop(handle)
+            return None
+        return self.provider.attach(job["job_id"], spec)
 
     # -- the walk ----------------------------------------------------------------------------
     def run_all(self) -> dict[str, NodeOutcome]:
@@ -337,16 +355,26 @@ def finish_state(backend: Any, flow: str, forget: list[str]) -> State:
 
 def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Any, blobs: Any,
                  backend: Any, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
-                 cancel: threading.Event, on_start: Callable[[], None] | None = None) -> tuple[dict[str, NodeOutcome], State]:
-    """Run the plan; the run record and every node result are journaled; the state is written at the end."""
-    backend.journal_append(graph.workflow, journal.run_started(run))
-    state.runs[run.id] = run
+                 cancel: threading.Event, on_start: Callable[[], None] | None = None,
+                 attach: dict[str, dict[str, Any]] | None = None, resumed: bool = False) -> tuple[dict[str, NodeOutcome], State]:
+    """Run the plan; the run record and every node result are journaled; the state is written at the end.
+
+    `resumed`: `run` is an earlier, partial run that recover finishes under the same id.
+    """
+    if resumed:
+        backend.journal_append(graph.workflow, journal.run_resumed(run.id))
+    else:
+        backend.journal_append(graph.workflow, journal.run_started(run))
+        state.runs[run.id] = run
     scheduler = Scheduler(graph=graph, plan=plan, state=state, keyer=keyer, provider=provider, blobs=blobs,
-                          backend=backend, run=run, logs_dir=logs_dir, opts=opts, reporter=reporter, cancel=cancel)
+                          backend=backend, run=run, logs_dir=logs_dir, opts=opts, reporter=reporter, cancel=cancel,
+                          attach=attach)
     if on_start:
         on_start()
     outcomes = scheduler.run_all()
     outcome = outcome_of(outcomes, cancel.is_set())
+    if resumed and outcome == "succeeded":
+        outcome = "recovered"
     failures = [f"{o.address}: {o.detail}" for o in outcomes.values() if o.result == "failed"]
     backend.journal_append(graph.workflow, journal.run_finished(run.id, outcome, counts_of(outcomes),
                                                                 "; ".join(failures)[:500] or None))

@@ -14,6 +14,10 @@ def run_started(run: RunRecord) -> dict[str, Any]:
     return {"type": "run_started", "run": run.model_dump(mode="json")}
 
 
+def run_resumed(run_id: str) -> dict[str, Any]:
+    return {"type": "run_resumed", "run_id": run_id, "at": now()}
+
+
 def node_started(run_id: str, address: str, key: str | None, job_id: str | None, attempt: int) -> dict[str, Any]:
     return {"type": "node_started", "run_id": run_id, "address": address, "key": key, "job_id": job_id,
             "attempt": attempt, "at": now()}
@@ -38,6 +42,11 @@ def fold(state: State, records: list[dict[str, Any]]) -> State:
             run = RunRecord.model_validate(rec["run"])
             if run.id not in out.runs:
                 out.runs[run.id] = run
+        elif kind == "run_resumed":
+            run = out.runs.get(rec["run_id"])
+            if run is not None:
+                run.outcome = "running"
+                run.recovered_at = rec.get("at")
         elif kind == "node_started":
             run = out.runs.get(rec["run_id"])
             if run is not None:

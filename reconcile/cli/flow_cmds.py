@@ -209,9 +209,7 @@ def apply(
     """
     import os
 
-    from reconcile.apply import ApplyOptions, execute_plan, fold_leftover_journal, start_run, take_lock, LeaseKeeper
-    from reconcile.progress import ConsoleReporter
-    from reconcile.render_plan import print_plan
+    from reconcile.apply import ApplyOptions, start_run, take_lock
 
     saved = None
     if _is_saved_plan(flow_file):
@@ -232,19 +230,34 @@ def apply(
         opts.keep_going = True
     run = start_run(flow, graph, prep.flow_digest, ws.provider.name, prep.inputs)
     lock = take_lock(ws.backend, flow, "apply", run.id, opts)
-    if lock.operation.startswith("apply (broke"):
+    if "(broke" in lock.operation:
         err_console.print(f"[yellow]Took over an expired lock: {escape(lock.operation)}[/yellow]")
+    apply_session(prep, opts, run, lock, target=target, replace=replace, saved=saved, auto_approve=auto_approve)
+
+
+def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: list[str], replace: list[str],
+                  saved: Any = None, auto_approve: bool = True, attach: dict[str, Any] | None = None,
+                  resumed: bool = False) -> None:
+    """Under `lock` (released at the end): fold leftovers, plan, confirm, execute, summarise, exit code."""
+    from reconcile.apply import LeaseKeeper, execute_plan, fold_leftover_journal
+    from reconcile.progress import ConsoleReporter
+    from reconcile.render_plan import print_plan
+
+    ws, graph = prep.ws, prep.graph
+    flow = graph.workflow
     cancel = threading.Event()
     try:
         with LeaseKeeper(ws.backend, flow, lock, ws.config.backend.lease_seconds):
             stored_before, _ = ws.backend.read(flow)
             state, etag = fold_leftover_journal(ws.backend, flow)
+            if resumed:
+                run = state.runs[run.id]
             the_plan = prep.make_plan(state, state.serial if etag else None, state.lineage if etag else None,
                                       target, replace)
             if saved is not None:
                 _check_not_stale(saved, the_plan, stored_before, prep.flow_digest)
             print_plan(the_plan, console)
-            if not the_plan.has_changes():
+            if not the_plan.has_changes() and not resumed:
                 console.print("Nothing to do.")
                 _print_flow_outputs(graph, state)
                 return
@@ -261,7 +274,7 @@ def apply(
                 outcomes, final = execute_plan(
                     graph=graph, plan=the_plan, state=state, keyer=prep.keyer(), provider=ws.provider,
                     blobs=ws.blobs, backend=ws.backend, run=run, logs_dir=ws.logs_dir, opts=opts,
-                    reporter=reporter, cancel=cancel, on_start=lambda: None)
+                    reporter=reporter, cancel=cancel, attach=attach, resumed=resumed)
             ws.digests.save()
     finally:
         with contextlib.suppress(FlowsError):
@@ -272,7 +285,7 @@ def apply(
     console.print(f"Run {run.id}: [bold]{result}[/bold]. State serial {final.serial}.")
     if cancel.is_set():
         raise typer.Exit(130)
-    if result != "succeeded":
+    if result not in ("succeeded", "recovered"):
         raise typer.Exit(1)
 
 
