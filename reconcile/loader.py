@@ -131,9 +131,26 @@ def _toposorted(nodes: dict[str, Node], file: str) -> dict[str, Node]:
             if indegree[c] == 0:
                 ready.append(c)
     if len(out) != len(nodes):
-        stuck = [a for a in nodes if a not in out]
-        raise FlowLoadError(f"the flow has a cycle through: {' -> '.join(stuck)}", file=file)
+        cycle = _find_cycle(nodes, {a for a in nodes if a not in out})
+        first = nodes[cycle[0]].source
+        raise FlowLoadError(f"the flow has a cycle: {' -> '.join(cycle + cycle[:1])} (check the `>>` orderings)",
+                            file=file, line=first.line if first else None, node=cycle[0])
     return out
+
+
+def _find_cycle(nodes: dict[str, Node], stuck: set[str]) -> list[str]:
+    """One cycle among the nodes Kahn's algorithm could not order, in run order.
+
+    Every stuck node has a stuck upstream, so walking upstream must revisit a node.
+    """
+    path: list[str] = []
+    index: dict[str, int] = {}
+    current = min(stuck, key=list(nodes).index)
+    while current not in index:
+        index[current] = len(path)
+        path.append(current)
+        current = next(u for u in nodes[current].upstreams() if u in stuck)
+    return list(reversed(path[index[current]:]))
 
 
 def load_flow(flow_file: str | os.PathLike[str], workflow: str | None = None) -> FlowGraph:

@@ -117,6 +117,12 @@ def _order(before: Any, after: Any) -> Any:
     second = _node_of(after)
     if trace is None or first is None or second is None:
         return after
+    if first not in trace.nodes or second not in trace.nodes:
+        # A multi-output sub-workflow result stands for several nodes; ordering it is ambiguous.
+        src = caller_source()
+        raise NotSupportedError("not supported: `>>` on the result of a sub-workflow with several outputs "
+                                "(order one of its outputs, or the tasks themselves)",
+                                file=src.file if src else None, line=src.line if src else None)
     node = trace.nodes[second]
     if first not in node.after and first != second:
         node.after.append(first)

@@ -5,8 +5,10 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+from reconcile import tracing
 from reconcile.authoring.domino_task import DatasetSnapshot, DominoJobConfig, DominoJobTask, GitRef
 from reconcile.authoring.domino_task import EnvironmentRevisionSpecification, EnvironmentRevisionType
+from reconcile.errors import FlowLoadError
 
 
 @dataclasses.dataclass
@@ -20,6 +22,17 @@ class Input:
 class Output:
     name: str
     type: Any
+
+
+def _refuse_duplicates(task: str, field: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            src = tracing.caller_source()
+            what = "input" if field == "inputs" else "output"
+            raise FlowLoadError(f"{what} '{name}' is declared twice", file=src.file if src else None,
+                                line=src.line if src else None, node=task, field=field)
+        seen.add(name)
 
 
 def run_domino_job_task(
@@ -48,6 +61,9 @@ def run_domino_job_task(
     **_: Any,
 ) -> Any:
     """Define a DominoJobTask and call it with the given inputs, in one step (as the Domino helper does)."""
+    # Building the interface dicts below would silently keep only the last of two same-named entries.
+    _refuse_duplicates(flyte_task_name, "inputs", [i.name for i in inputs or []])
+    _refuse_duplicates(flyte_task_name, "output_specs", [o.name for o in output_specs or []])
     revision = None
     if environment_revision_id:
         revision = EnvironmentRevisionSpecification(EnvironmentRevisionType.SomeRevision, environment_revision_id)

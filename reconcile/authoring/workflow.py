@@ -147,6 +147,8 @@ def _bind_outputs(wf: WorkflowDef, trace: tracing.Trace, result: Any, declared: 
         return {}
     if isinstance(result, tuple) and not isinstance(result, tracing.NodeOutputs):
         values = list(result)
+    elif isinstance(result, tracing.NodeOutputs) and len(result) > 1:
+        values = list(result)  # `return task(...)`: a multi-output result returned whole
     else:
         values = [result]
     if declared and len(declared) != len(values):

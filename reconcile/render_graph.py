@@ -1,0 +1,241 @@
+"""Render a FlowGraph for people (a rich tree, tables) and for tools (JSON, Graphviz DOT, Mermaid).
+
+Every renderer takes an optional `{address: action}` mapping (plan actions: create, update, reuse, ...)
+so a plan can colour the same pictures. Callers pass an already redacted graph (see `redacted`):
+rich may wrap a long value across lines, and a secret split in two would escape a later redaction.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from reconcile.graph import Binding, FlowGraph, Node
+from reconcile.plan_model import COLOURS, SYMBOLS
+from reconcile.secrets import redact_obj
+
+Actions = Mapping[str, str] | None
+
+# Fill colours for DOT / Mermaid, one per plan action (the terminal colours of plan_model, lightened).
+FILLS: dict[str, str] = {"create": "#d4f7d4", "update": "#fff3c4", "run": "#f3d4f7", "pending": "#d4f1f7",
+                         "reuse": "#eeeeee", "forget": "#f7d4d4"}
+
+
+def redacted(graph: FlowGraph) -> FlowGraph:
+    """A copy of the graph with every secret value masked (API keys, secret-named env values)."""
+    return FlowGraph.model_validate(redact_obj(graph.model_dump(mode="json")))
+
+
+def short(graph: FlowGraph, address: str) -> str:
+    """An address without the leading `<workflow>/`: what people read in a picture of one flow."""
+    prefix = graph.workflow + "/"
+    return address[len(prefix):] if address.startswith(prefix) else address
+
+
+def describe_binding(graph: FlowGraph, b: Binding) -> str:
+    if b.kind == "literal":
+        return json.dumps(b.value, ensure_ascii=False)
+    if b.kind == "flow_input":
+        return f"input {b.name}"
+    return f"{short(graph, b.node or '')}.{b.output}"
+
+
+def _styled(label: str, action: str | None) -> Text:
+    if action is None:
+        return Text(label, style="bold")
+    colour = COLOURS.get(action, "white")
+    return Text(f"{SYMBOLS.get(action, '?')} {label}", style=f"bold {colour}") + Text(f"  ({action})", style=colour)
+
+
+def _node_text(graph: FlowGraph, node: Node, action: str | None) -> Text:
+    text = _styled(short(graph, node.address), action)
+    if node.outputs:
+        text += Text("  → " + ", ".join(f"{k}: {t}" for k, t in node.outputs.items()), style="dim")
+    return text
+
+
+# ---------------------------------------------------------------- text tree (flows graph)
+
+def tree(graph: FlowGraph, actions: Actions = None) -> Tree:
+    """The DAG as a tree: each node sits under its last upstream (so everything it needs is drawn above
+    it); its other upstreams show a one-line reference instead of repeating the subtree."""
+    actions = actions or {}
+    order = graph.order()
+    position = {a: i for i, a in enumerate(order)}
+    home = {a: max(n.upstreams(), key=position.__getitem__) for a, n in graph.nodes.items() if n.upstreams()}
+    root = Tree(Text.assemble((graph.workflow, "bold"), ("  " + graph.file, "dim")), guide_style="dim")
+    if graph.inputs:
+        root.add(Text("inputs: " + ", ".join(f"{n}: {i.type}" + ("" if i.required else f" = {json.dumps(i.default)}")
+                                             for n, i in graph.inputs.items()), style="cyan"))
+
+    def add(parent: Tree, address: str) -> None:
+        node = graph.nodes[address]
+        branch = parent.add(_node_text(graph, node, actions.get(address)))
+        for child in order:
+            child_node = graph.nodes[child]
+            if address not in child_node.upstreams():
+                continue
+            if home[child] == address:
+                add(branch, child)
+            else:
+                why = "ordering only" if address not in child_node.data_upstreams() else "also needs this"
+                branch.add(Text(f"↓ {short(graph, child)}  ({why}; drawn under {short(graph, home[child])})",
+                                style="dim"))
+
+    for address in order:
+        if address not in home:
+            add(root, address)
+    if graph.outputs:
+        root.add(Text("outputs: " + ", ".join(f"{n} ← {describe_binding(graph, b)}" for n, b in graph.outputs.items()),
+                      style="cyan"))
+    return root
+
+
+# ---------------------------------------------------------------- validate report
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", show_lines=False, expand=False)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    return table
+
+
+def _node_what(node: Node) -> str:
+    if node.kind == "domino_job":
+        return node.command
+    if node.kind == "python" and node.python:
+        return f"@task {node.python['qualname']} ({os.path.basename(node.python['file'])})"
+    return "; ".join(f"{s.get('kind', '?')}: {s.get('artifact', '?')}" for s in node.export_specs)
+
+
+def report(graph: FlowGraph, actions: Actions = None) -> RenderableType:
+    """`flows validate`: the flow inputs, every node with its bindings and outputs, flow outputs, artifacts."""
+    actions = actions or {}
+    parts: list[RenderableType] = []
+    inputs = _table("Flow inputs", "name", "type", "default")
+    for name, fi in graph.inputs.items():
+        inputs.add_row(escape(name), escape(fi.type), "(required)" if fi.required else escape(json.dumps(fi.default)))
+    parts.append(inputs if graph.inputs else Text("Flow inputs: none", style="bold"))
+
+    nodes = Tree(Text("Nodes (in run order)", style="bold"), guide_style="dim")
+    for address, node in graph.nodes.items():
+        branch = nodes.add(_styled(short(graph, address), actions.get(address))
+                           + Text(f"  {_node_what(node)}", style="dim"))
+        for k, b in node.bindings.items():
+            branch.add(Text(f"in   {k}: {node.inputs.get(k, b.type)} ← {describe_binding(graph, b)}"))
+        if node.after:
+            branch.add(Text("after " + ", ".join(short(graph, a) for a in node.after)))
+        for k, t in node.outputs.items():
+            art = node.output_artifacts.get(k)
+            branch.add(Text(f"out  {k}: {t}") + (Text(f"  → artifact {art.artifact} ({art.file_name})", style="magenta")
+                                                  if art else Text("")))
+    parts.append(nodes)
+
+    if graph.outputs:
+        outputs = _table("Flow outputs", "name", "type", "from")
+        for name, b in graph.outputs.items():
+            outputs.add_row(escape(name), escape(b.type), escape(describe_binding(graph, b)))
+        parts.append(outputs)
+    if graph.artifacts:
+        arts = _table("Artifacts", "artifact", "type", "files")
+        for spec in graph.artifacts.values():
+            arts.add_row(escape(spec.name), spec.type, escape("\n".join(
+                f"{f.file_name} ← {short(graph, f.node)}.{f.output}" for f in spec.files)))
+        parts.append(arts)
+    return Group(*parts)
+
+
+def summary_line(graph: FlowGraph) -> str:
+    n = len(graph.nodes)
+    return (f"{graph.workflow}: {n} node{'s' * (n != 1)}, {len(graph.inputs)} input(s), "
+            f"{len(graph.outputs)} output(s), {len(graph.artifacts)} artifact(s)")
+
+
+def as_json(graph: FlowGraph, actions: Actions = None) -> dict[str, Any]:
+    """The machine-readable form of `flows validate --json`."""
+    data = graph.model_dump(mode="json")
+    data["nodes"] = [{**n, "upstreams": graph.nodes[a].upstreams(), **({"action": actions[a]} if actions and a in actions
+                                                                       else {})}
+                     for a, n in data["nodes"].items()]
+    return {"valid": True, **data}
+
+
+# ---------------------------------------------------------------- Graphviz DOT
+
+def _dot_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(graph: FlowGraph, actions: Actions = None) -> str:
+    actions = actions or {}
+    lines = [f"digraph {_dot_str(graph.workflow)} {{", "  rankdir=LR;",
+             '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica"];',
+             '  edge [fontname="Helvetica", fontsize=10];']
+    for name, fi in graph.inputs.items():
+        lines.append(f"  {_dot_str('input:' + name)} [label={_dot_str(f'{name}: {fi.type}')}, shape=ellipse, "
+                     'fillcolor="#e8f0ff"];')
+    for address, node in graph.nodes.items():
+        action = actions.get(address)
+        label = short(graph, address) + (f"\n({action})" if action else "")
+        fill = f', fillcolor="{FILLS[action]}"' if action in FILLS else ""
+        lines.append(f"  {_dot_str(address)} [label={_dot_str(label)}{fill}];")
+    for address, node in graph.nodes.items():
+        for name, b in node.bindings.items():
+            if b.kind == "flow_input":
+                lines.append(f"  {_dot_str('input:' + (b.name or ''))} -> {_dot_str(address)} [label={_dot_str(name)}];")
+            elif b.kind == "node_output":
+                edge = name if name == b.output else f"{b.output} → {name}"
+                lines.append(f"  {_dot_str(b.node or '')} -> {_dot_str(address)} [label={_dot_str(edge)}];")
+        for up in node.after:
+            lines.append(f"  {_dot_str(up)} -> {_dot_str(address)} [style=dashed];")
+    for name, b in graph.outputs.items():
+        lines.append(f"  {_dot_str('output:' + name)} [label={_dot_str(f'{name}: {b.type}')}, shape=ellipse, "
+                     'fillcolor="#e8ffe8"];')
+        if b.kind == "node_output":
+            lines.append(f"  {_dot_str(b.node or '')} -> {_dot_str('output:' + name)} [label={_dot_str(b.output or '')}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- Mermaid
+
+def _mm(s: str) -> str:
+    # Inside a quoted Mermaid label only the double quote needs an entity.
+    return '"' + s.replace('"', "#quot;") + '"'
+
+
+def to_mermaid(graph: FlowGraph, actions: Actions = None) -> str:
+    actions = actions or {}
+    ids = {a: f"n{i}" for i, a in enumerate(graph.nodes)}
+    in_ids = {n: f"i{i}" for i, n in enumerate(graph.inputs)}
+    lines = ["flowchart LR"]
+    for name, fi in graph.inputs.items():
+        lines.append(f"  {in_ids[name]}([{_mm(f'{name}: {fi.type}')}])")
+    for address in graph.nodes:
+        lines.append(f"  {ids[address]}[{_mm(short(graph, address))}]")
+    for address, node in graph.nodes.items():
+        for name, b in node.bindings.items():
+            if b.kind == "flow_input" and b.name in in_ids:
+                lines.append(f"  {in_ids[b.name]} -->|{_mm(name)}| {ids[address]}")
+            elif b.kind == "node_output" and b.node in ids:
+                edge = name if name == b.output else f"{b.output} → {name}"
+                lines.append(f"  {ids[b.node]} -->|{_mm(edge)}| {ids[address]}")
+        for up in node.after:
+            lines.append(f"  {ids[up]} -.-> {ids[address]}")
+    for i, (name, b) in enumerate(graph.outputs.items()):
+        lines.append(f"  o{i}([{_mm(f'{name}: {b.type}')}])")
+        if b.kind == "node_output" and b.node in ids:
+            lines.append(f"  {ids[b.node]} --> o{i}")
+    used = sorted({a for a in actions.values() if a in FILLS})
+    for action in used:
+        lines.append(f"  classDef {action} fill:{FILLS[action]}")
+    for address, action in actions.items():
+        if address in ids and action in FILLS:
+            lines.append(f"  class {ids[address]} {action}")
+    return "\n".join(lines) + "\n"
