@@ -1,0 +1,148 @@
+"""`make bench`: flows vs DVC vs Snakemake (and the xargs floor) on the same synthetic DAGs.
+
+    .venv/bin/python bench/compare.py                      # N = 100, 1,000, 10,000; 5 runs each
+    .venv/bin/python bench/compare.py --sizes 100 --runs 3 # quick look (a couple of minutes)
+
+Peers live in bench/.venv (created here from PyPI when missing), apart from the project's venv.
+Prints one table and writes bench/results.json. See bench/README.md for what each row means.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))  # the project (reconcile, state) for the in-process rows
+
+import extras  # noqa: E402
+import gen  # noqa: E402
+import report  # noqa: E402
+from runner import Series  # noqa: E402
+from scenarios import run_size  # noqa: E402
+from tools import PEER_BIN, all_tools  # noqa: E402
+
+PEER_PACKAGES = ("dvc", "snakemake", "pyinstrument")
+
+
+def ensure_peer_venv() -> None:
+    """bench/.venv with the peers, separate from the project's venv (their pins must not meet ours)."""
+    if all((PEER_BIN / exe).exists() for exe in ("dvc", "snakemake")):
+        return
+    print("creating bench/.venv with", ", ".join(PEER_PACKAGES), "from PyPI ...", flush=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(BENCH / ".venv")], check=True)
+    subprocess.run([str(PEER_BIN / "python"), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name, argv in (("dvc", [str(PEER_BIN / "dvc"), "--version"]),
+                       ("snakemake", [str(PEER_BIN / "snakemake"), "--version"])):
+        try:
+            out[name] = subprocess.run(argv, capture_output=True, text=True, env=gen.dvc_env()).stdout.strip()
+        except OSError as e:
+            out[name] = f"unavailable ({e})"
+    try:
+        out["flows"] = subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", "--short", "HEAD"],
+                                      capture_output=True, text=True).stdout.strip()
+    except OSError:
+        out["flows"] = "?"
+    return out
+
+
+def series_json(x: Any) -> Any:
+    if isinstance(x, Series):
+        return x.to_json()
+    if isinstance(x, dict):
+        return {str(k): series_json(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [series_json(v) for v in x]
+    return x
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100,1000,10000", help="comma-separated node counts")
+    ap.add_argument("--runs", type=int, default=5, help="measured runs per cell (after one warm-up)")
+    ap.add_argument("--no-hash", action="store_true", help="skip the 1 GiB hashing rows")
+    ap.add_argument("--work", type=Path, help="keep the generated projects here (default: a temp dir, removed)")
+    ap.add_argument("--out", type=Path, default=BENCH / "results.json")
+    a = ap.parse_args()
+    sizes = [int(s) for s in a.sizes.replace("_", "").split(",") if s.strip()]
+    ensure_peer_venv()
+
+    tmp = tempfile.TemporaryDirectory(prefix="flows-bench-") if a.work is None else None
+    work = Path(tmp.name) if tmp else a.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    res: dict[str, Any] = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                           "machine": machine(), "versions": versions(), "runs": a.runs, "sizes": {}}
+    per_size: dict[int, dict[str, dict[str, Series]]] = {}
+    carry: dict[str, dict[str, str]] = {}
+    try:
+        for n in sizes:
+            print(f"N = {n:,}: generating ...", flush=True)
+            projects = gen.generate(n, work / f"n{n}", str(PEER_BIN / "dvc") if (PEER_BIN / "dvc").exists() else None)
+            per_size[n] = run_size(all_tools(projects), projects, a.runs, carry, log=lambda m: print(m, flush=True))
+            res["sizes"][str(n)] = series_json(per_size[n])
+            # a real state written by flows apply at this size, for the state-load row
+            real = projects.flows / ".flows"
+            res.setdefault("_real_state", None)
+            found = sorted(real.rglob(f"{gen.FLOW_NAME}.json")) if real.exists() else []
+            if found:
+                res["_real_state"] = str(found[0])
+            save(a.out, res)
+
+        ex: dict[str, Any] = {}
+        print("CLI start-up ...", flush=True)
+        ex["startup"] = extras.startup(max(a.runs, 5), work)
+        print("state load (10,000 nodes) ...", flush=True)
+        real_state = res.pop("_real_state", None)
+        ex["state_load"] = extras.state_load(10_000, max(a.runs, 5),
+                                             Path(real_state) if real_state and "10000" in real_state else None)
+        if not a.no_hash:
+            big = work / "big" / "big.bin"
+            print("hashing: writing a 1 GiB file ...", flush=True)
+            extras.make_big_file(big)
+            ex["hash"] = extras.hash_throughput(big, a.runs)
+            print("hashing: plans over the 1 GiB input ...", flush=True)
+            ex["statcache"] = extras.stat_cache_plans(work, big, a.runs)
+        res["extras"] = series_json(ex)
+        res["elapsed_s"] = round(time.time() - started, 1)
+        save(a.out, res)
+        report.print_table(report.build_table(res, per_size, ex))
+        print(f"wrote {a.out}  ({res['elapsed_s']:.0f} s)")
+    finally:
+        if tmp:
+            tmp.cleanup()
+
+
+def save(path: Path, res: dict[str, Any]) -> None:
+    data = {k: v for k, v in res.items() if not k.startswith("_")}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

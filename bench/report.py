@@ -1,0 +1,129 @@
+"""One rich table of every row, with the ratios and the issue's targets, and results.json."""
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from runner import Series
+from scenarios import SCENARIOS, TITLES
+
+PEERS = ("dvc", "snakemake", "floor")
+
+
+def fmt_cell(s: Series | None) -> str:
+    if s is None:
+        return ""
+    if not s.ok:
+        return f"[dim]{s.skipped}[/dim]" if s.skipped != "n/a" else "[dim]n/a[/dim]"
+    text = f"{s.median_wall():.3f} s · {s.median_rss():.0f} MiB"
+    if s.check:
+        colour = "red" if s.check.startswith(("NOT", "MISSES", "could")) else "dim"
+        text += f"\n[{colour}]{s.check}[/{colour}]"
+    return text
+
+
+def ratio(a: Series | None, b: Series | None) -> float | None:
+    if a is None or b is None or not a.ok or not b.ok:
+        return None
+    return a.median_wall() / b.median_wall()  # type: ignore[operator]
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "" if r is None else f"{r:.2f}×"
+
+
+def verdict(ok: bool | None) -> str:
+    return "[dim]?[/dim]" if ok is None else ("[green]pass[/green]" if ok else "[red]miss[/red]")
+
+
+def targets_for(sc: str, n: int, row: dict[str, Series]) -> tuple[str, bool | None]:
+    """The issue's target for this row (text, pass/miss/None when not measurable)."""
+    f = row.get("flows")
+    if sc == "noop_plan" and n == 1000:
+        rs = [ratio(f, row.get(p)) for p in ("dvc", "snakemake")]
+        ok = None if None in rs else all(r <= 0.1 for r in rs)  # type: ignore[operator]
+        return "≥10× faster than dvc and snakemake", ok
+    if sc == "noop_plan" and n == 10000:
+        return "< 3 s", None if not (f and f.ok) else f.median_wall() < 3  # type: ignore[operator]
+    if sc == "apply" and n == 1000:
+        r_floor, r_snake = ratio(f, row.get("floor")), ratio(f, row.get("snakemake"))
+        ok = None if r_floor is None else (r_floor <= 1.5 and (r_snake is None or r_snake < 1))
+        return "≤1.5× floor, < snakemake", ok
+    return "", None
+
+
+def per_node_overhead(row: dict[str, Series], n: int) -> float | None:
+    """(flows apply - floor) / N in ms: what scheduling, hashing and journaling cost per node."""
+    f, fl = row.get("flows"), row.get("floor")
+    if not (f and fl and f.ok and fl.ok):
+        return None
+    return (f.median_wall() - fl.median_wall()) / n * 1000  # type: ignore[operator]
+
+
+def build_table(res: dict[str, Any], sizes: dict[int, dict[str, dict[str, Series]]], extras: dict[str, Any]) -> Table:
+    t = Table(title=f"flows vs DVC vs Snakemake — median of {res['runs']} runs after a warm-up "
+                    f"(wall · peak RSS) — {res['machine']}", show_lines=True)
+    for col in ("row", "N", "flows", "dvc", "snakemake", "floor", "flows/dvc", "flows/snakemake",
+                "flows/floor", "target", ""):
+        t.add_column(col, overflow="fold")
+    for n, scen in sizes.items():
+        for sc in SCENARIOS:
+            row = scen.get(sc)
+            if not row:
+                continue
+            target, ok = targets_for(sc, n, row)
+            t.add_row(TITLES[sc], f"{n:,}", *(fmt_cell(row.get(k)) for k in ("flows", *PEERS)),
+                      *(fmt_ratio(ratio(row.get("flows"), row.get(p))) for p in PEERS), target,
+                      verdict(ok) if target else "")
+            if sc == "apply":
+                ms = per_node_overhead(row, n)
+                if ms is not None:
+                    t.add_row("  apply overhead per node vs floor", f"{n:,}", f"{ms:.1f} ms", "", "", "", "", "", "",
+                              "well under 10 ms" if n == 1000 else "", verdict(ms < 10) if n == 1000 else "")
+    for label, cells, target, ok in extras_rows(extras):
+        t.add_row(label, "", *cells, target, verdict(ok) if target else "")
+    return t
+
+
+def extras_rows(ex: dict[str, Any]) -> list[tuple[str, list[str], str, bool | None]]:
+    rows: list[tuple[str, list[str], str, bool | None]] = []
+    st = ex.get("startup")
+    if st:
+        f = st["flows"]
+        rows.append(("CLI start-up (--help)", [fmt_cell(f), fmt_cell(st["dvc"]), fmt_cell(st["snakemake"]),
+                     "python -c pass: " + fmt_cell(st["python"]), fmt_ratio(ratio(f, st["dvc"])),
+                     fmt_ratio(ratio(f, st["snakemake"])), ""], "< 0.3 s",
+                     None if not f.ok else f.median_wall() < 0.3))
+    h = ex.get("hash")
+    if h:
+        rows.append(("hash 1 GiB: flows file_digest vs hashlib md5 (GB/s)",
+                     [f"{h['flows_gbps']:.2f} GB/s", f"md5 {h['md5_gbps']:.2f} GB/s", "", "", f"{h['ratio']:.2f}× md5",
+                      "", ""], "≥2× md5", h["ratio"] >= 2))
+    sc = ex.get("statcache")
+    if sc:
+        a, b = sc["flows_first_plan"], sc["flows_second_plan"]
+        r = ratio(a, b)
+        d1, d2 = sc.get("dvc", {}).get("first"), sc.get("dvc", {}).get("second")
+        rows.append(("plan over 1 GiB input: 1st (no stat cache) → 2nd, whole process",
+                     [fmt_cell(a) + "\n→ " + fmt_cell(b), (fmt_cell(d1) + "\n→ " + fmt_cell(d2)) if d1 else "",
+                      "", "", "", "", f"{r:.1f}× faster" if r else ""],
+                     "2nd ≥100× faster", None if r is None else r >= 100))
+        c, w = statistics.median(sc["digest_cold_s"]), statistics.median(sc["digest_warm_s"])
+        rows.append(("  its input digest step alone (StatCache cold → hit), in process",
+                     [f"{c * 1000:.1f} ms → {w * 1000:.2f} ms", "", "", "", "", "", f"{c / w:.0f}× faster"],
+                     "2nd ≥100× faster", c / w >= 100))
+    sl = ex.get("state_load")
+    if sl:
+        cells = [f"{sl['median_s'] * 1000:.0f} ms ({sl['bytes'] / 1e6:.1f} MB)", "", "", "", "", "", ""]
+        if "real_state" in sl:
+            real = sl["real_state"]
+            cells[0] += f"\nreal state from flows apply: {real['median_s'] * 1000:.0f} ms ({real['bytes'] / 1e6:.1f} MB)"
+        rows.append((f"load a {sl['nodes']:,}-node state (parse_state)", cells, "< 0.5 s", sl["median_s"] < 0.5))
+    return rows
+
+
+def print_table(t: Table) -> None:
+    Console(width=220).print(t)

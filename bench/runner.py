@@ -1,0 +1,88 @@
+"""Whole-process measurement: wall time and peak RSS of one command and everything it waits for.
+
+`os.wait4` gives the rusage of exactly the process we started (its own and its reaped children's),
+so concurrent measurements or earlier children cannot leak into a figure the way a
+`getrusage(RUSAGE_CHILDREN)` maximum would.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+
+@dataclasses.dataclass
+class Sample:
+    wall: float            # seconds
+    rss_mb: float          # peak resident set size of the largest process in the tree, MiB
+    rc: int
+    output: str            # stdout + stderr (for the checks and for error messages)
+    timed_out: bool = False
+
+    def tail(self, lines: int = 2) -> str:
+        """The last meaningful lines (rich traceback frames and box drawing left out), for a skip reason."""
+        keep = [x.strip() for x in self.output.splitlines()
+                if x.strip() and x.strip()[0] not in "│╭╰─┃━╷╵"]
+        return " | ".join(keep[-lines:])
+
+
+def measure(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None,
+            timeout: float | None = None) -> Sample:
+    """Run argv to completion (or kill its process group at `timeout`) and measure it."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, kill) if timeout else None
+        if timer:
+            timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if timer:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits on a reaped pid
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return Sample(wall=wall, rss_mb=usage.ru_maxrss / 1024, rc=proc.returncode, output=text,
+                  timed_out=killed.is_set())
+
+
+@dataclasses.dataclass
+class Series:
+    """The samples of one (scenario, size, tool) cell, or why there are none."""
+
+    samples: list[Sample] = dataclasses.field(default_factory=list)
+    skipped: str | None = None     # e.g. "one run exceeded 120 s", "unavailable: ..."
+    check: str | None = None       # result of a correctness check, shown beside the figure
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped is None and bool(self.samples)
+
+    def median_wall(self) -> float | None:
+        return statistics.median(s.wall for s in self.samples) if self.ok else None
+
+    def median_rss(self) -> float | None:
+        return statistics.median(s.rss_mb for s in self.samples) if self.ok else None
+
+    def to_json(self) -> dict[str, object]:
+        return {"median_wall_s": self.median_wall(), "median_peak_rss_mib": self.median_rss(),
+                "walls_s": [round(s.wall, 4) for s in self.samples],
+                "peak_rss_mib": [round(s.rss_mb, 1) for s in self.samples],
+                "skipped": self.skipped, "check": self.check}
