@@ -1,0 +1,74 @@
+"""Which project files a job's shell command names: the local provider's notion of "code version".
+
+`python scripts/train.py`, `Rscript /mnt/code/x.R`, `bash run.sh`, `python -m pkg.mod`: every token
+that is an existing file under the project root (with Domino's `/mnt/code` mapped onto the root)
+is part of the node's code, so editing that file re-runs the node and editing any other does not.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+CODE_MOUNT = "/mnt/code"  # where Domino mounts the project; the local provider mounts the root there too
+
+
+def _tokens(command: str) -> list[str]:
+    """Shell words, with `;`, `&&`, `|`, `(` split off; unbalanced quotes fall back to whitespace."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:
+        return command.split()
+
+
+def _inside(root: str, path: str) -> str | None:
+    """`path` relative to `root` (posix), or None when it lies outside."""
+    path = os.path.normpath(path)
+    if os.path.commonpath([root, path]) != root or path == root:
+        return None
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def _candidates(token: str, root: str, cwd: str) -> list[str]:
+    """Absolute paths a token may name: itself (with /mnt/code mapped), or relative to the root / a `cd`."""
+    if not token or "$" in token or token.startswith("~"):
+        return []  # expanded by the shell at run time: not knowable here
+    if token == CODE_MOUNT or token.startswith(CODE_MOUNT + "/"):
+        return [root + token[len(CODE_MOUNT):]]
+    if os.path.isabs(token):
+        return [token]
+    return list(dict.fromkeys([os.path.join(cwd, token), os.path.join(root, token)]))
+
+
+def _module_files(module: str, root: str, cwd: str) -> list[str]:
+    """`python -m a.b` runs `a/b.py` or `a/b/__main__.py`."""
+    rel = module.replace(".", "/")
+    return [os.path.join(base, rel + suffix) for base in dict.fromkeys([cwd, root])
+            for suffix in (".py", "/__main__.py")]
+
+
+def command_files(command: str, project_root: Path) -> list[str]:
+    """Sorted project-relative paths of the existing project files named in `command`."""
+    root = os.path.normpath(os.path.abspath(project_root))
+    cwd = root
+    found: set[str] = set()
+    tokens = _tokens(command)
+    for i, token in enumerate(tokens):
+        previous = tokens[i - 1] if i else ""
+        paths = _candidates(token, root, cwd)
+        if previous == "-m":
+            paths += _module_files(token, root, cwd)
+        if "=" in token and not token.startswith("="):  # `--config=conf/x.yaml`
+            paths += _candidates(token.split("=", 1)[1], root, cwd)
+        if previous == "cd":  # later relative paths may be relative to this folder
+            target = next((p for p in paths if os.path.isdir(p) and _inside(root, p)), None)
+            cwd = os.path.normpath(target) if target else cwd
+            continue
+        for path in paths:
+            rel = _inside(root, path)
+            if rel is not None and os.path.isfile(path):
+                found.add(rel)
+                break
+    return sorted(found)

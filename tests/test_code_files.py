@@ -1,0 +1,61 @@
+"""Which project files a job command names (the local provider's code identity)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from providers.code_files import command_files
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    for rel in ("scripts/train.py", "x.R", "run.sh", "conf/params.yaml", "pkg/mod.py", "app/__main__.py",
+                "sub/inner.py", "data/in.csv", "a.py", "b.sh"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    (tmp_path / "outside.py").write_text("not in the project")
+    return root
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("python scripts/train.py", ["scripts/train.py"]),
+    ("python /mnt/code/scripts/train.py --lr 0.1", ["scripts/train.py"]),
+    ("Rscript /mnt/code/x.R", ["x.R"]),
+    ("bash run.sh", ["run.sh"]),
+    ("bash ./run.sh", ["run.sh"]),
+    ("python -m pkg.mod", ["pkg/mod.py"]),
+    ("python -m app", ["app/__main__.py"]),
+    ("python scripts/train.py --config=conf/params.yaml data/in.csv",
+     ["conf/params.yaml", "data/in.csv", "scripts/train.py"]),
+    ("cd sub && python inner.py", ["sub/inner.py"]),
+    ("python a.py;bash b.sh", ["a.py", "b.sh"]),
+    ("python 'scripts/train.py' | tee log", ["scripts/train.py"]),
+])
+def test_files_named_in_the_command(project: Path, command: str, expected: list[str]) -> None:
+    assert command_files(command, project) == expected
+
+
+@pytest.mark.parametrize("command", [
+    "python scripts/missing.py",           # not a file
+    "python ../outside.py",                # outside the project
+    "python /etc/hostname",                # absolute, outside the project
+    "python $HOME/scripts/train.py",       # known only at run time
+    "ls scripts",                          # a folder, not a file
+    "echo hello",
+])
+def test_nothing_outside_or_unknowable(project: Path, command: str) -> None:
+    assert command_files(command, project) == []
+
+
+def test_absolute_path_inside_the_project(project: Path) -> None:
+    assert command_files(f"python {project}/scripts/train.py", project) == ["scripts/train.py"]
+
+
+def test_unbalanced_quotes_fall_back_to_words(project: Path) -> None:
+    assert command_files("python scripts/train.py 'unclosed", project) == ["scripts/train.py"]
+
+
+def test_each_file_once_and_sorted(project: Path) -> None:
+    assert command_files("bash run.sh && python a.py && bash /mnt/code/run.sh", project) == ["a.py", "run.sh"]
