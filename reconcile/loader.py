@@ -31,17 +31,21 @@ def project_root_for(flow_file: Path) -> Path:
 
 
 def _short_error(e: BaseException, path: Path) -> FlowLoadError:
-    """The Python error and the flow file's line, without a traceback."""
+    """The Python error and the line of user code it came from, without a traceback.
+
+    The innermost frame in the flow file or in a module from its folder / project (a helper it
+    imports) is named; frames of this package, the standard library and installed packages are not.
+    """
     if isinstance(e, SyntaxError):
-        return FlowLoadError(f"syntax error: {e.msg}", file=str(path), line=e.lineno)
-    line = None
-    where = str(path)
+        return FlowLoadError(f"syntax error: {e.msg}", file=e.filename or str(path), line=e.lineno)
+    user_roots = [str(path.parent) + os.sep, str(project_root_for(path)) + os.sep]
+    package_dir = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    where, line = str(path), None
     for frame in traceback.extract_tb(e.__traceback__):
-        if os.path.abspath(frame.filename) == str(path):
-            line = frame.lineno
-        elif line is None and not frame.filename.startswith("<") and "importlib" not in frame.filename:
-            where = frame.filename  # an error in a module the flow imports
-            line = frame.lineno
+        fname = os.path.abspath(frame.filename)
+        if fname == str(path) or (any(fname.startswith(r) for r in user_roots)
+                                  and not fname.startswith(package_dir) and "site-packages" not in fname):
+            where, line = fname, frame.lineno
     text = str(e).splitlines()[0] if str(e) else ""
     if len(text) > 200:
         text = text[:200] + "…"
@@ -150,7 +154,9 @@ def _find_cycle(nodes: dict[str, Node], stuck: set[str]) -> list[str]:
         index[current] = len(path)
         path.append(current)
         current = next(u for u in nodes[current].upstreams() if u in stuck)
-    return list(reversed(path[index[current]:]))
+    cycle = list(reversed(path[index[current]:]))
+    start = cycle.index(min(cycle, key=list(nodes).index))  # begin at the node called first
+    return cycle[start:] + cycle[:start]
 
 
 def load_flow(flow_file: str | os.PathLike[str], workflow: str | None = None) -> FlowGraph:

@@ -74,15 +74,16 @@ def tree(graph: FlowGraph, actions: Actions = None) -> Tree:
         root.add(Text("inputs: " + ", ".join(f"{n}: {i.type}" + ("" if i.required else f" = {json.dumps(i.default)}")
                                              for n, i in graph.inputs.items()), style="cyan"))
 
-    def add(parent: Tree, address: str) -> None:
+    def add(parent: Tree, address: str, ordering_only: bool = False) -> None:
         node = graph.nodes[address]
-        branch = parent.add(_node_text(graph, node, actions.get(address)))
+        label = _node_text(graph, node, actions.get(address))
+        branch = parent.add(label + Text("  (ordering only)", style="dim") if ordering_only else label)
         for child in order:
             child_node = graph.nodes[child]
             if address not in child_node.upstreams():
                 continue
             if home[child] == address:
-                add(branch, child)
+                add(branch, child, ordering_only=address not in child_node.data_upstreams())
             else:
                 why = "ordering only" if address not in child_node.data_upstreams() else "also needs this"
                 branch.add(Text(f"↓ {short(graph, child)}  ({why}; drawn under {short(graph, home[child])})",

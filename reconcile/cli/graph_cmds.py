@@ -1,7 +1,6 @@
 """`flows validate` and `flows graph`: load a flow file, check it, show it. No state, no jobs."""
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 from typing import Optional
@@ -16,10 +15,13 @@ from reconcile.graph import FlowGraph
 from reconcile.secrets import redact, redact_obj
 
 
-class GraphFormat(str, enum.Enum):
-    text = "text"
-    dot = "dot"
-    mermaid = "mermaid"
+FORMATS = ("text", "dot", "mermaid")
+
+
+class UsageError(FlowsError):
+    """A bad option value: reported like any FlowsError (one line, no traceback), with click's usage exit code."""
+
+    exit_code = 2
 
 
 def _load(flow_file: Path, workflow: Optional[str]) -> FlowGraph:
@@ -34,8 +36,9 @@ def _console() -> Console:
 
 @app.command()
 def validate(
-    flow_file: Path = typer.Argument(..., help="The flow file (the workflow.py you run on Domino)."),
-    workflow: Optional[str] = typer.Argument(None, help="The workflow to check (needed when the file has several)."),
+    flow_file: Path = typer.Argument(..., metavar="FLOW_FILE", help="The flow file (the workflow.py you run on Domino)."),
+    workflow: Optional[str] = typer.Argument(None, metavar="WORKFLOW",
+                                             help="The workflow to check (needed when the file has several)."),
     as_json: bool = typer.Option(False, "--json", help="Print the checked graph (or the error) as JSON."),
 ) -> None:
     """Load a flow file, check it, and show its nodes, bindings, inputs, outputs and artifacts.
@@ -65,16 +68,20 @@ def validate(
 
 @app.command()
 def graph(
-    flow_file: Path = typer.Argument(..., help="The flow file (the workflow.py you run on Domino)."),
-    workflow: Optional[str] = typer.Argument(None, help="The workflow to draw (needed when the file has several)."),
-    fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f",
-                                    help="text: a tree in the terminal; dot: Graphviz; mermaid: a Mermaid flowchart."),
+    flow_file: Path = typer.Argument(..., metavar="FLOW_FILE", help="The flow file (the workflow.py you run on Domino)."),
+    workflow: Optional[str] = typer.Argument(None, metavar="WORKFLOW",
+                                             help="The workflow to draw (needed when the file has several)."),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="text|dot|mermaid",
+                            help="text: a tree in the terminal; dot: Graphviz; mermaid: a Mermaid flowchart."),
 ) -> None:
     """Print the DAG of a flow: a text tree by default, or Graphviz DOT / Mermaid to render elsewhere."""
+    # Checked here rather than with a typer choice type, so a typo is one clean line like every other error.
+    if fmt not in FORMATS:
+        raise UsageError(f"{fmt!r} is not one of {', '.join(FORMATS)}", field="--format")
     loaded = _load(flow_file, workflow)
-    if fmt is GraphFormat.dot:
+    if fmt == "dot":
         typer.echo(redact(render_graph.to_dot(loaded)), nl=False)
-    elif fmt is GraphFormat.mermaid:
+    elif fmt == "mermaid":
         typer.echo(redact(render_graph.to_mermaid(loaded)), nl=False)
     else:
         _console().print(render_graph.tree(loaded))
