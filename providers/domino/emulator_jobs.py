@@ -1,0 +1,201 @@
+"""The emulator's jobs: Domino's job object and its life, Queued → Running → Succeeded/Failed/Stopped/Error.
+
+Each job's `commandToRun` runs for real, as `bash -c` in the project directory, through
+`providers.sandbox.spawn` (its own private /workflow, the project at /mnt/code), exactly like the
+local provider runs jobs. Forced outcomes (fail, hang, die) stand in for what a real cluster does.
+"""
+from __future__ import annotations
+
+import html
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from providers import sandbox
+
+Outcome = Literal["run", "fail", "hang", "die", "bad-ref"]
+TERMINAL = frozenset({"Succeeded", "Failed", "Stopped", "Error"})
+GIT_REF_TYPES = frozenset({"head", "branches", "tags", "commitId"})
+# python-domino's `runs_stdout` strips exactly this wrapper, so the real route sends it.
+PRE_OPEN = ("<pre style='white-space: pre-wrap; white-space: -moz-pre-wrap; white-space: -pre-wrap; "
+            "white-space: -o-pre-wrap; word-wrap: break-word; word-wrap: break-all;'>")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class EmulatedJob:
+    id: str
+    number: int
+    project_id: str
+    owner: str
+    project_name: str
+    command: str
+    title: str | None
+    commit_id: str
+    git_ref: dict[str, Any] | None
+    hardware_tier_id: str
+    environment_id: str
+    revision_id: str
+    started_by: str
+    dir: Path               # the emulator's folder for this job: workflow/ and stdout.log
+    project_dir: Path       # where the command runs (/mnt/code)
+    outcome: Outcome = "run"
+    status: str = "Queued"
+    submitted_ms: int = field(default_factory=now_ms)
+    run_start_ms: int | None = None
+    completed_ms: int | None = None
+    exit_code: int | None = None
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def workflow_dir(self) -> Path:
+        return self.dir / "workflow"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "stdout.log"
+
+    @property
+    def is_completed(self) -> bool:
+        return self.status in TERMINAL
+
+    def set_status(self, status: str) -> None:
+        with self.lock:
+            if self.status in TERMINAL:
+                return
+            self.status = status
+            if status == "Running":
+                self.run_start_ms = now_ms()
+            if status in TERMINAL:
+                self.completed_ms = now_ms()
+
+    def write_log(self, text: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(text)
+
+    def stdout(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def setup_log(self) -> str:
+        return (f"Preparing job {self.number} on hardware tier {self.hardware_tier_id}\n"
+                f"Pulling environment {self.environment_id} revision {self.revision_id}\n"
+                f"Checking out commit {self.commit_id}\n")
+
+    def to_json(self) -> dict[str, Any]:
+        """Domino's v4 job object (the fields python-domino's tests mock, plus a few UI ones)."""
+        with self.lock:
+            status, completed = self.status, self.status in TERMINAL
+            return {
+                "id": self.id, "number": self.number, "projectId": self.project_id, "title": self.title,
+                "jobRunCommand": self.command,
+                "statuses": {"isCompleted": completed, "isArchived": False, "isScheduled": False,
+                             "executionStatus": status},
+                "stageTime": {"submissionTime": self.submitted_ms, "runStartTime": self.run_start_ms,
+                              "completedTime": self.completed_ms},
+                "startedBy": {"id": "000000000000000000000001", "username": self.started_by},
+                "commitDetails": {"inputCommitId": self.commit_id,
+                                  "outputCommitId": self.commit_id if completed else None},
+                "mainRepoGitRef": self.git_ref,
+                "environment": {"environmentId": self.environment_id, "revisionId": self.revision_id},
+                "hardwareTier": {"id": self.hardware_tier_id},
+                "queuedJobHistoryDetails": ({"expectedWait": "a few seconds", "explanation": "Emulated queue",
+                                             "helpText": ""} if status == "Queued" else None),
+            }
+
+    def stdout_json(self) -> dict[str, Any]:
+        return {"stdout": PRE_OPEN + html.escape(self.stdout(), quote=False) + "</pre>",
+                "setup": self.setup_log()}
+
+
+class JobRunner:
+    """Runs emulated jobs, each in its own thread; without mount isolation, one at a time."""
+
+    def __init__(self, *, isolate: bool | None = None, max_running: int = 32) -> None:
+        self.isolate = sandbox.isolation_available() if isolate is None else isolate
+        self._slots = threading.Semaphore(max_running if self.isolate else 1)
+        self._threads: list[threading.Thread] = []
+        self._jobs: list[EmulatedJob] = []
+
+    def submit(self, job: EmulatedJob, *, queue_seconds: float, env: dict[str, str]) -> None:
+        thread = threading.Thread(target=self._life, args=(job, queue_seconds, env),
+                                  name=f"emulated-job-{job.number}", daemon=True)
+        self._jobs.append(job)
+        self._threads.append(thread)
+        thread.start()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        for job in self._jobs:
+            job.stop_requested.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _life(self, job: EmulatedJob, queue_seconds: float, env: dict[str, str]) -> None:
+        job.workflow_dir.mkdir(parents=True, exist_ok=True)
+        if job.stop_requested.wait(queue_seconds):        # a slow queue: stop can come first
+            job.set_status("Stopped")
+            return
+        with self._slots:
+            if job.stop_requested.is_set():
+                job.set_status("Stopped")
+                return
+            job.set_status("Running")
+            self._run(job, env)
+
+    def _run(self, job: EmulatedJob, env: dict[str, str]) -> None:
+        if job.outcome == "bad-ref":       # what Domino does with mainRepoGitRef type "branch" (research notes)
+            job.write_log(f"java.lang.IllegalStateException: Unknown reference type {job.git_ref}\n")
+            job.set_status("Error")
+            return
+        if job.outcome == "fail":
+            job.write_log("emulator: this job was forced to fail\n")
+            job.set_status("Failed")
+            return
+        if job.outcome == "hang":
+            job.stop_requested.wait()
+            job.set_status("Stopped")
+            return
+        proc = sandbox.spawn(job.command, cwd=job.project_dir, workflow_dir=job.workflow_dir, log_path=job.log_path,
+                             env=env, isolate=self.isolate)
+        if job.outcome == "die":           # the node or container vanished under the job
+            _kill(proc, grace=0.0)
+            job.write_log("\nemulator: the job's container died\n")
+            job.set_status("Error")
+            return
+        while proc.poll() is None:
+            if job.stop_requested.wait(0.02):
+                _kill(proc, grace=2.0)
+                job.write_log("\nemulator: the job was stopped\n")
+                job.set_status("Stopped")
+                return
+        job.exit_code = proc.returncode
+        job.set_status("Succeeded" if proc.returncode == 0 else "Failed")
+
+
+def _kill(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop the job's whole process group: TERM, then KILL after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        if grace == 0.0 and sig == signal.SIGTERM:
+            continue
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
