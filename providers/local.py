@@ -1,0 +1,529 @@
+"""The local provider: every job is a process on this machine, seeing the world as a Domino job does.
+
+A job gets a private folder (`<jobs dir>/<run>/<address hash>.<attempt>.<id>/`) holding `inputs/` and
+`outputs/`; the sandbox mounts it at `/workflow` (and the project at `/mnt/code`) in a mount namespace
+of its own, so parallel jobs writing the same output name never meet. Inputs are written the way
+Domino writes them (see `providers.pytask` for the format), outputs are checked, parsed and stored in
+the blob store before `wait` returns, and the folder is removed afterwards.
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import inspect
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from providers import sandbox
+from providers.base import InputValue, JobHandle, JobResult, JobSpec
+from providers.blobs.base import BlobStore, ensure_inside, is_s3
+from providers.code_files import command_files
+from providers.pytask import ValueFormatError, format_value, inner_type, json_value, parse_value
+from reconcile.digest import StatCache, bytes_digest
+from reconcile.errors import FlowsError, ProviderError
+from reconcile.flytetypes import is_blob, is_dir
+from reconcile.graph import Node
+from reconcile.loader import import_flow_module
+from reconcile.secrets import redact
+from state.model import OutputRecord
+
+NO_ISOLATION = ("jobs cannot get a private /workflow here (unshare with mount namespaces is not available): "
+                "they run one at a time, and job scripts must use $FLOWS_INPUTS_DIR / $FLOWS_OUTPUTS_DIR")
+POLL_MIN, POLL_MAX = 0.005, 0.1  # seconds between checks of a running job: quick jobs finish quickly
+KILL_GRACE = 5.0                 # seconds between SIGTERM and SIGKILL when a job is stopped
+LOG_TAIL_LINES = 20
+MAX_VALUE_BYTES = 1 << 20        # a primitive output is a value, not data: bigger ones should be files
+LISTED_FILES = 20
+
+
+class _OutputError(Exception):
+    """One output of a finished job is unusable; the message names it."""
+
+
+@dataclasses.dataclass
+class _Running:
+    proc: subprocess.Popen[bytes]
+    folder: Path
+    log: Path
+    started: float  # time.monotonic() at spawn
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, blobs: BlobStore, logs_dir: Path, *, jobs_dir: Path | None = None,
+                 isolate: bool | None = None, kill_grace: float = KILL_GRACE) -> None:
+        self.blobs = blobs
+        self.logs_dir = Path(logs_dir)
+        self.jobs_dir = Path(jobs_dir) if jobs_dir else self.logs_dir.parent / "jobs"
+        self.kill_grace = kill_grace
+        self._isolate = isolate
+        self._running: dict[str, _Running] = {}
+        self._stopped: set[str] = set()
+        self._modules: dict[str, ModuleType] = {}
+        self._lock = threading.Lock()
+
+    # ---- capabilities --------------------------------------------------------------------------
+    @functools.cached_property
+    def isolated(self) -> bool:
+        """Whether jobs get a private /workflow; probed on first use (plan never needs it)."""
+        return sandbox.isolation_available() if self._isolate is None else self._isolate
+
+    @property
+    def max_parallel(self) -> int | None:
+        return None if self.isolated else 1  # without isolation, parallel jobs would share /workflow
+
+    @property
+    def warnings(self) -> list[str]:
+        """Said once per apply by the caller."""
+        return [] if self.isolated else [NO_ISOLATION]
+
+    # ---- plan time -----------------------------------------------------------------------------
+    def resolve_config(self, node: Node) -> dict[str, Any]:
+        return dict(node.job_config)  # no project defaults on this machine
+
+    def code_identity(self, node: Node, project_root: Path, digests: StatCache) -> dict[str, str]:
+        if node.kind == "domino_job":
+            return {rel: digests.file(project_root / rel) for rel in command_files(node.command, project_root)}
+        if node.kind == "python":
+            return self._function_identity(node, project_root)
+        return {}
+
+    def _function_identity(self, node: Node, project_root: Path) -> dict[str, str]:
+        """The digest of the task function's own source, so editing its neighbours does not re-run it."""
+        if not node.python:
+            raise ProviderError("python task without a function reference", node=node.address)
+        file, qualname = Path(node.python["file"]), node.python["qualname"]
+        with self._lock:
+            module = self._modules.get(str(file))
+            if module is None:
+                module = self._modules[str(file)] = import_flow_module(file)
+        obj: Any = module
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                raise ProviderError(f"cannot find the task function '{qualname}' in {file}", node=node.address)
+        fn = getattr(obj, "fn", obj)
+        try:
+            source = textwrap.dedent(inspect.getsource(fn))
+        except (OSError, TypeError) as e:
+            raise ProviderError(f"cannot read the source of '{qualname}': {e}", node=node.address) from None
+        stmt = ast.parse(source).body[0]
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            stmt.decorator_list = []  # cache/retry settings are keyed (or not) by the fingerprint itself
+        # ast.unparse drops comments and formatting: they cannot change results.
+        try:
+            where = Path(os.path.relpath(file, project_root)).as_posix()
+        except ValueError:
+            where = str(file)
+        where = str(file) if where.startswith("../") else where
+        return {f"{where}::{qualname}": bytes_digest(ast.unparse(stmt).encode())}
+
+    # ---- start -----------------------------------------------------------------------------------
+    def start(self, job: JobSpec) -> JobHandle:
+        short = uuid.uuid4().hex[:8]
+        log = Path(job.log_path) if job.log_path else self.logs_dir / "local" / f"{short}.log"
+        if job.kind == "export_artifacts":  # no process: done in wait(), where a failure becomes a result
+            job_id = f"local-{os.getpid()}-{short}"
+            self._remember(job_id, {"log": str(log)})
+            return JobHandle(provider=self.name, job_id=job_id,
+                             data={"kind": job.kind, "pid": os.getpid(), "log": str(log)})
+        folder = self._job_folder(job, short)
+        try:
+            self._write_inputs(job, folder / "inputs")
+            proc = sandbox.spawn(self._command(job), cwd=Path(job.project_root), workflow_dir=folder,
+                                 log_path=log, env={"PYTHONUNBUFFERED": "1"}, isolate=self.isolated)
+        except FlowsError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        except OSError as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise ProviderError(redact(f"cannot start the job: {e}"), node=job.address) from None
+        job_id = f"local-{proc.pid}-{short}"
+        with self._lock:
+            self._running[job_id] = _Running(proc=proc, folder=folder, log=log, started=time.monotonic())
+        self._remember(job_id, {"log": str(log), "pid": proc.pid, "folder": str(folder),
+                                "proc_start": _proc_start(proc.pid)})
+        return JobHandle(provider=self.name, job_id=job_id,
+                         data={"kind": job.kind, "pid": proc.pid, "folder": str(folder), "log": str(log)})
+
+    def _job_folder(self, job: JobSpec, short: str) -> Path:
+        address = hashlib.sha1(job.address.encode()).hexdigest()[:12]
+        run = "".join(c if c.isalnum() or c in "-_." else "_" for c in job.run_id) or "run"
+        folder = self.jobs_dir / run / f"{address}.{job.attempt}.{short}"
+        with self._lock:
+            (folder / "inputs").mkdir(parents=True)
+            (folder / "outputs").mkdir()
+        return folder
+
+    def _command(self, job: JobSpec) -> str:
+        if job.kind != "python":
+            return job.command
+        if not job.python:
+            raise ProviderError("python task without a function reference", node=job.address)
+        spec = {"file": job.python["file"], "qualname": job.python["qualname"],
+                "inputs": {n: v.type for n, v in job.inputs.items()}, "outputs": job.outputs}
+        # -P: the project's own packages must not shadow ours (the runner adds the project path itself).
+        return f"{shlex.quote(sys.executable)} -P -m providers.pytask {shlex.quote(json.dumps(spec))}"
+
+    def _write_inputs(self, job: JobSpec, inputs_dir: Path) -> None:
+        for name, value in job.inputs.items():
+            try:
+                dest = ensure_inside(inputs_dir, name)
+            except ValueError:
+                raise ProviderError(f"input name '{name}' would be written outside /workflow/inputs",
+                                    node=job.address) from None
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._write_input(job, name, value, dest)
+
+    def _write_input(self, job: JobSpec, name: str, value: InputValue, dest: Path) -> None:
+        t = inner_type(value.type)
+        if not is_blob(t):
+            dest.write_bytes(format_value(value.type, value.value))
+            return
+        location = value.uri if value.uri is not None else value.value
+        if location is None:
+            return  # an optional file that was not given: no file, as on Domino
+        self._fetch(job, name, t, os.fspath(location), dest)
+
+    def _fetch(self, job: JobSpec, name: str, t: str, uri: str, dest: Path) -> None:
+        """Copy a file/directory input into the job folder. A copy, not a hard link: a job that writes to
+        its input must not be able to change a blob (or a user's file) in place."""
+        def fail(why: str) -> ProviderError:
+            return ProviderError(redact(f"input '{name}': {why}"), node=job.address)
+
+        if is_s3(uri):
+            if not is_s3(str(getattr(self.blobs, "url", ""))):
+                raise fail(f"{uri} is on S3 but the blob store is local; configure an s3:// blob store "
+                           "to use S3 inputs with the local provider")
+            try:
+                (self.blobs.get_dir if is_dir(t) else self.blobs.get_file)(uri, dest)
+            except Exception as e:  # any client error: one line naming the input
+                raise fail(f"cannot fetch {uri}: {e}") from None
+            return
+        path = Path(uri)
+        if is_dir(t):
+            if path.is_dir():
+                shutil.copytree(path, dest)
+            elif path.is_file():  # a stored directory: its manifest blob
+                try:
+                    self.blobs.get_dir(uri, dest)
+                except (ValueError, KeyError, TypeError, OSError):
+                    raise fail(f"{uri} is neither a directory nor a stored directory") from None
+            else:
+                raise fail(f"no such directory: {uri}")
+        elif path.is_file():
+            shutil.copyfile(path, dest)
+        else:
+            raise fail(f"{'expected a file, got a directory' if path.is_dir() else 'no such file'}: {uri}")
+
+    # ---- wait / stop -----------------------------------------------------------------------------
+    def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event) -> JobResult:
+        if handle.data.get("kind") == "export_artifacts":
+            return self._export(job, Path(handle.data["log"]))
+        with self._lock:
+            running = self._running.get(handle.job_id)
+        if running is None:
+            return JobResult(status="failed", error=f"job {handle.job_id} is not running in this process")
+        try:
+            return self._watch(handle.job_id, running, job, cancel)
+        finally:
+            with self._lock:
+                self._running.pop(handle.job_id, None)
+                self._stopped.discard(handle.job_id)
+            shutil.rmtree(running.folder, ignore_errors=True)
+            with self._lock, contextlib.suppress(OSError):  # under the lock: start() may be creating a sibling
+                running.folder.parent.rmdir()  # the run's folder, once its last job is done
+
+    def _watch(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event) -> JobResult:
+        proc = running.proc
+        deadline = running.started + job.timeout_seconds if job.timeout_seconds else None
+        interval = POLL_MIN
+        while not _exited(proc):
+            if cancel.is_set() or job_id in self._stopped:
+                self._kill(proc)
+                why = "stopped" if job_id in self._stopped else "cancelled"
+                return JobResult(status="cancelled", error=why, log_tail=_tail(running.log))
+            if deadline is not None and time.monotonic() >= deadline:
+                self._kill(proc)
+                return JobResult(status="timed_out", error=f"timed out after {_seconds(job.timeout_seconds)}",
+                                 log_tail=_tail(running.log))
+            left = deadline - time.monotonic() if deadline is not None else interval
+            cancel.wait(max(0.0, min(interval, left)))
+            interval = min(interval * 2, POLL_MAX)
+        _signal_group(proc.pid, signal.SIGKILL)  # like a finished container: nothing the job left behind runs on
+        code = proc.wait()
+        if job_id in self._stopped:
+            return JobResult(status="cancelled", error="stopped", log_tail=_tail(running.log))
+        if code != 0:
+            error = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+            return JobResult(status="failed", error=error, log_tail=_tail(running.log))
+        try:
+            outputs, warnings = self._collect(job, running.folder / "outputs")
+        except _OutputError as e:
+            return JobResult(status="failed", error=redact(str(e)), log_tail=_tail(running.log))
+        return JobResult(status="succeeded", outputs=outputs, warnings=warnings)
+
+    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM the job's whole process group, SIGKILL what is left after the grace period."""
+        _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.kill_grace
+        while not _exited(proc) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _signal_group(proc.pid, signal.SIGKILL)  # also children that ignored SIGTERM or outlived the leader
+        proc.wait()
+
+    def stop(self, handle: JobHandle) -> None:
+        with self._lock:
+            running = self._running.get(handle.job_id)
+            self._stopped.add(handle.job_id)
+        if running is not None:
+            self._kill(running.proc)
+
+    def attach(self, job_id: str, job: JobSpec) -> JobHandle | None:
+        """Only a job of this very process can be waited for (an orphan's exit status is lost with its
+        parent). An orphan still running from a killed apply is stopped, so it cannot race the re-run."""
+        with self._lock:
+            running = self._running.get(job_id)
+        if running is not None:
+            return JobHandle(provider=self.name, job_id=job_id,
+                             data={"kind": job.kind, "pid": running.proc.pid, "folder": str(running.folder),
+                                   "log": str(running.log)})
+        info = self._recall(job_id)
+        pid = info.get("pid")
+        if isinstance(pid, int) and info.get("proc_start") and _proc_start(pid) == info["proc_start"]:
+            _signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + self.kill_grace
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            _signal_group(pid, signal.SIGKILL)
+        if info.get("folder"):
+            shutil.rmtree(info["folder"], ignore_errors=True)
+        return None
+
+    def logs(self, job_id: str) -> str:
+        log = self._recall(job_id).get("log")
+        if not log or not Path(log).is_file():
+            raise ProviderError(f"no log for local job {job_id}")
+        return redact(Path(log).read_text(errors="replace"))
+
+    # job id -> {log, pid, folder, proc_start}: so `flows logs` and recover work from another process.
+    def _index(self, job_id: str) -> Path:
+        return self.logs_dir / ".local-jobs" / f"{job_id}.json"
+
+    def _remember(self, job_id: str, info: dict[str, Any]) -> None:
+        path = self._index(job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(info))
+
+    def _recall(self, job_id: str) -> dict[str, Any]:
+        if "/" in job_id or not job_id.startswith("local-"):
+            return {}
+        try:
+            info = json.loads(self._index(job_id).read_text())
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    # ---- outputs ---------------------------------------------------------------------------------
+    def _collect(self, job: JobSpec, out_dir: Path) -> tuple[dict[str, OutputRecord], list[str]]:
+        records: dict[str, OutputRecord] = {}
+        warnings: list[str] = []
+        missing: list[str] = []
+        for name, t in job.outputs.items():
+            path = _output_path(out_dir, name)
+            if not path.exists():
+                alternative = _single_with_extension(out_dir, name)
+                if alternative is not None:
+                    warnings.append(f"output '{name}': the job wrote '{alternative.name}'; using it as '{name}'")
+                    path = _output_path(out_dir, alternative.name)
+            if not path.exists():
+                if t.startswith("optional["):
+                    records[name] = self._store_value(t, None)
+                else:
+                    missing.append(name)
+                continue
+            records[name] = self._store(name, t, path)
+        if missing:
+            names = ", ".join(f"'{m}'" for m in missing)
+            raise _OutputError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(out_dir)}")
+        return records, warnings
+
+    def _store(self, name: str, t: str, path: Path) -> OutputRecord:
+        inner = inner_type(t)
+        if is_dir(inner):
+            if not path.is_dir():
+                raise _OutputError(f"output '{name}' is declared a directory but the job wrote a file")
+            blob = self.blobs.put_dir(path)
+            return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
+        if not path.is_file():
+            raise _OutputError(f"output '{name}' is declared {t} but the job wrote a directory")
+        if is_blob(inner):
+            blob = self.blobs.put_file(path)
+            return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
+        size = path.stat().st_size
+        if size > MAX_VALUE_BYTES:
+            raise _OutputError(f"output '{name}' is {size} bytes, too big for a {t} value (declare it as a file)")
+        data = path.read_bytes()
+        try:
+            value = parse_value(t, data)
+        except ValueFormatError as e:
+            shown = data.decode(errors="replace").strip()
+            shown = shown if len(shown) <= 60 else shown[:60] + "…"
+            why = "" if inner in ("int", "float", "bool", "str", "datetime", "date") else f" ({e})"
+            raise _OutputError(f"output '{name}' is not {_article(t)} {t}: {shown!r}{why}") from None
+        return self._store_value(t, value)
+
+    def _store_value(self, t: str, value: Any) -> OutputRecord:
+        """Primitives are stored in their canonical text, so `5` and `5\\n` are the same output."""
+        blob = self.blobs.put_bytes(format_value(t, value))
+        return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri, value=json_value(t, value))
+
+    # ---- export artifacts ------------------------------------------------------------------------
+    def _export(self, job: JobSpec, log: Path) -> JobResult:
+        """The local stand-in for Domino's export: the artifact's files are copied into
+        `<project>/.flows/exports/<dataset | volume | bundle id>/<artifact>/<file>`."""
+        root = Path(job.project_root) / ".flows" / "exports"
+        artifacts = {spec["artifact"] for spec in job.export_specs}
+        lines: list[str] = []
+        try:
+            for input_name, value in job.inputs.items():
+                matches = [a for a in artifacts if input_name.startswith(_safe_name(a) + ".")]
+                if not matches:
+                    continue
+                artifact = max(matches, key=len)  # "a.b.x.csv" belongs to artifact "a.b", not "a"
+                file_name = input_name[len(_safe_name(artifact)) + 1:]
+                for spec in job.export_specs:
+                    if spec["artifact"] != artifact:
+                        continue
+                    target = (spec.get("dataset_id") or spec.get("netapp_volume_id") or spec.get("bundle_id")
+                              or spec.get("kind", "export"))
+                    try:
+                        dest = ensure_inside(root, f"{target}/{artifact}/{file_name}")
+                    except ValueError:
+                        raise ProviderError(f"export target '{target}/{artifact}/{file_name}' escapes {root}",
+                                            node=job.address) from None
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    location = value.uri if value.uri is not None else value.value
+                    if location is None:
+                        continue  # an optional file that was not produced
+                    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+                    self._fetch(job, input_name, inner_type(value.type), os.fspath(location), tmp)
+                    os.replace(tmp, dest)
+                    lines.append(f"exported {input_name} -> {dest}")
+        except FlowsError as e:
+            _append_log(log, lines + [f"export failed: {e.message}"])
+            return JobResult(status="failed", error=e.message, log_tail="\n".join(lines[-LOG_TAIL_LINES:]))
+        _append_log(log, lines or ["nothing to export"])
+        return JobResult(status="succeeded")
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the job's leader has exited, without reaping it: until it is reaped its pid (and so its
+    process group id) cannot be reused, so signalling the group stays safe."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks (Linux), to tell it from a later process with the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def _alive(pid: int) -> bool:
+    return _proc_start(pid) is not None
+
+
+def _output_path(out_dir: Path, name: str) -> Path:
+    """`out_dir/name`, refusing names (or symlinks) that lead outside the outputs folder."""
+    try:
+        path = ensure_inside(out_dir, name)
+    except ValueError:
+        path = None
+    if path is None or path == out_dir.resolve():
+        raise _OutputError(f"output '{name}' points outside the outputs folder")
+    return path
+
+
+def _single_with_extension(out_dir: Path, name: str) -> Path | None:
+    """`<name>.<ext>` when it is the only such file (scripts often write `datasetA.csv` for `datasetA`)."""
+    if "/" in name or not out_dir.is_dir():
+        return None
+    found = [p for p in out_dir.iterdir() if p.name.startswith(name + ".") and len(p.name) > len(name) + 1]
+    return found[0] if len(found) == 1 else None
+
+
+def _written(out_dir: Path) -> str:
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if not entries:
+        return "the job wrote nothing to /workflow/outputs"
+    more = f", … ({len(entries) - LISTED_FILES} more)" if len(entries) > LISTED_FILES else ""
+    return "the job wrote: " + ", ".join(entries[:LISTED_FILES]) + more
+
+
+def _tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 64 * 1024))
+            data = f.read()
+    except OSError:
+        return ""
+    return redact("\n".join(data.decode(errors="replace").splitlines()[-lines:]))
+
+
+def _append_log(log: Path, lines: list[str]) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def _seconds(value: float | None) -> str:
+    """`2s`, `0.5s`, `1m30s`, `3h`: how a timeout is shown."""
+    seconds = float(value or 0)
+    if seconds < 60 or seconds != int(seconds):
+        return f"{seconds:g}s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{v}{unit}" for v, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if v)
+
+
+def _article(t: str) -> str:
+    return "an" if t[:1] in "aeiou" else "a"
+
+
+def _safe_name(name: str) -> str:
+    """How the authoring API names export inputs (`<artifact>.<file>`, spaces and slashes made safe)."""
+    return name.replace(" ", "_").replace("/", "_")
