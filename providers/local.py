@@ -194,7 +194,11 @@ class LocalProvider:
     def _write_input(self, job: JobSpec, name: str, value: InputValue, dest: Path) -> None:
         t = inner_type(value.type)
         if not is_blob(t):
-            dest.write_bytes(format_value(value.type, value.value))
+            try:
+                dest.write_bytes(format_value(value.type, value.value))
+            except (ValueError, TypeError):
+                raise ProviderError(redact(f"input '{name}': {value.value!r} is not {_article(value.type)} {value.type}"),
+                                    node=job.address) from None
             return
         location = value.uri if value.uri is not None else value.value
         if location is None:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import textwrap
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -142,6 +141,7 @@ def test_inputs_are_copies_a_job_cannot_change_the_store(tmp_path: Path, provide
     (InputValue(type="file", uri="/no/such/file.csv"), "input 'data': no such file: /no/such/file.csv"),
     (InputValue(type="dir", uri="/no/such/dir"), "input 'data': no such directory: /no/such/dir"),
     (InputValue(type="file", uri="s3://bucket/key.csv"), "input 'data': s3://bucket/key.csv is on S3 but the blob store is local"),
+    (InputValue(type="int", value="many"), "input 'data': 'many' is not an int"),
 ])
 def test_unreadable_input_is_a_clear_error(tmp_path: Path, provider: LocalProvider, value: InputValue,
                                            message: str) -> None:
@@ -530,11 +530,9 @@ def test_durations_are_written_as_go_does(seconds: float, text: str) -> None:
     assert parse_duration(text) == dt.timedelta(seconds=seconds)
 
 
-def test_job_spec_json_round_trip_for_the_runner(tmp_path: Path) -> None:
+def test_job_spec_json_round_trip_for_the_runner(tmp_path: Path, blobs: LocalBlobStore) -> None:
     # The runner gets its spec as one shell-quoted JSON word: odd characters must survive bash.
-    from providers.local import LocalProvider as P
     job = python_job(tmp_path, "add", inputs={"it's \"q\" $x": InputValue(type="int", value=1)},
                      outputs={"o0": "int"})
-    command = P(LocalBlobStore(tmp_path / "b"), tmp_path / "l", isolate=False)._command(job)
-    import shlex
+    command = LocalProvider(blobs, tmp_path / "logs", isolate=False)._command(job)
     assert json.loads(shlex.split(command)[-1])["inputs"] == {"it's \"q\" $x": "int"}
