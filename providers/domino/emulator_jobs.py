@@ -186,16 +186,15 @@ class JobRunner:
 
 
 def _kill(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """Stop the job's whole process group: TERM, then KILL after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        if grace == 0.0 and sig == signal.SIGTERM:
-            continue
+    """Stop the job's whole process group: TERM, then KILL after `grace` seconds (KILL at once if 0)."""
+    for sig in ([signal.SIGTERM] if grace > 0 else []) + [signal.SIGKILL]:
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             break
         try:
-            proc.wait(timeout=wait)
+            proc.wait(timeout=grace if sig == signal.SIGTERM else 10.0)
             return
         except subprocess.TimeoutExpired:
             continue
+    proc.wait()

@@ -226,7 +226,8 @@ class JobDefaultsRequest(Request):
     hardware_tier_id: str | None = None
     environment_id: str | None = None
     environment_revision_spec: RevisionSpec | None = None
-    dataset_snapshots: list[dict[str, Any]] | None = None
+    dataset_snapshots: list[dict[str, Any]] | None = None     # [{"datasetId", "snapshotVersion"}]
+    net_app_volume_snapshots: list[dict[str, Any]] | None = None
     external_volume_mount_ids: list[str] | None = None
     net_app_volume_ids: list[str] | None = None
     volume_size_gib: float | None = Field(default=None, alias="volumeSizeGiB")

@@ -16,8 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import InsecureRequestWarning, MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from providers.domino.auth import DominoAuth
@@ -70,6 +71,8 @@ class Transport:
         self.policy = policy or RetryPolicy()
         self.session = requests.Session()
         self.session.auth = auth
+        if not verify:   # the user turned checks off on purpose: one warning (the client's), not one per call
+            urllib3.disable_warnings(InsecureRequestWarning)
         safe = HTTPAdapter(max_retries=_retry(self.policy, methods=frozenset({"GET", "HEAD", "POST"}),
                                               statuses=RETRY_STATUSES, read_retries=True))
         start = HTTPAdapter(max_retries=_retry(self.policy, methods=frozenset({"POST"}),
