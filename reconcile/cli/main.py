@@ -41,7 +41,8 @@ def run() -> None:
 
     _register()
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns the code of a typer.Exit here instead of raising
+        sys.exit(rc if isinstance(rc, int) else 0)
     except FlowsError as e:
         typer.secho(f"Error: {redact(e.render())}", fg="red", err=True)
         sys.exit(e.exit_code)
