@@ -98,7 +98,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     res: dict[str, Any] = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                           "machine": machine(), "versions": versions(), "runs": a.runs, "sizes": {}}
+                           "machine": machine(), "versions": versions(), "runs": a.runs, "sizes": {},
+                           # other work on the machine skews figures: recorded so a reader can judge
+                           "loadavg_start": os.getloadavg()}
     per_size: dict[int, dict[str, dict[str, Series]]] = {}
     carry: dict[str, dict[str, str]] = {}
     try:
@@ -131,6 +133,7 @@ def main() -> None:
             ex["statcache"] = extras.stat_cache_plans(work, big, a.runs)
         res["extras"] = series_json(ex)
         res["elapsed_s"] = round(time.time() - started, 1)
+        res["loadavg_end"] = os.getloadavg()
         save(a.out, res)
         report.print_table(report.build_table(res, per_size, ex))
         print(f"wrote {a.out}  ({res['elapsed_s']:.0f} s)")
