@@ -1,0 +1,413 @@
+"""The S3 backend: one state object per flow, written compare-and-swap; a lease lock object; a journal prefix.
+
+Layout for a key template `projects/churn/{flow}.json` and flow `wf`:
+  projects/churn/wf.json            the state (GET once; PUT with If-Match / If-None-Match: *)
+  projects/churn/wf.json.lock       the lock: LockInfo JSON, created with If-None-Match: *
+  projects/churn/wf.json.journal/N  one object per journal record (never rewrites the state)
+History is the bucket's object versions of the state key (turn versioning on).
+The S3 client and error translation here are shared with providers/blobs/s3.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator
+
+from blake3 import blake3
+
+from reconcile.errors import ConfigError, FlowsError, LockHeldError, StateError
+from reconcile.secrets import redact
+from state.backend import HistoryEntry, LockInfo
+from state.local import FLOW_NAME, check_flow_name
+from state.model import State, parse_state
+
+POLL_SECONDS = 0.5      # how often a waiting `lock(timeout=...)` looks again
+HISTORY_LIMIT = 100     # newest versions listed by `history` (older ones stay readable by id)
+WORKERS = 16            # parallel HEAD/GET requests
+_LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
+_ACCESS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+           "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidClientTokenId", "403"}
+_REGION = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301"}
+
+
+# -- the client and its errors (shared with the S3 blob store) ---------------------------------
+_SESSIONS: dict[str, Any] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def make_client(*, region: str | None, endpoint_url: str | None, profile: str | None,
+                max_attempts: int | None = None, connect_timeout: float = 10.0, read_timeout: float = 60.0,
+                pool: int = WORKERS * 2) -> Any:
+    """A boto3 S3 client; throttling and 5xx are retried by botocore (standard mode), never by hand.
+
+    `max_attempts` counts the first try; unset, botocore takes AWS_MAX_ATTEMPTS / the profile / its default.
+    """
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    retries: dict[str, Any] = {"mode": "standard"}
+    if max_attempts is not None:
+        retries["total_max_attempts"] = max_attempts
+    config = Config(retries=retries, connect_timeout=connect_timeout, read_timeout=read_timeout,
+                    max_pool_connections=pool)
+    try:
+        # A session costs ~0.1 s to load and is not thread-safe: keep one per profile and AWS environment
+        # (a session caches the credentials it found, so a changed environment needs a new one).
+        aws_env = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
+        cache_key = blake3(repr((profile, aws_env)).encode()).hexdigest()
+        with _SESSIONS_LOCK:
+            session = _SESSIONS.get(cache_key)
+            if session is None:
+                session = _SESSIONS[cache_key] = boto3.session.Session(profile_name=profile)
+            return session.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+    except (BotoCoreError, ValueError) as e:  # unknown profile, malformed endpoint URL
+        raise ConfigError(f"cannot set up the S3 client: {redact(str(e))}") from None
+
+
+def error_code(e: Exception) -> str:
+    response = getattr(e, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def translate(e: Exception, *, where: str, doing: str, client: Any,
+              default: type[FlowsError] = StateError) -> FlowsError:
+    """One clear line for an S3 failure, naming the object (`where`); never a traceback or a secret."""
+    from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError,
+                                     NoCredentialsError, PartialCredentialsError, ReadTimeoutError)
+
+    bucket = where[len("s3://"):].split("/", 1)[0]
+    endpoint = client.meta.endpoint_url
+    if isinstance(e, ClientError):
+        code = error_code(e)
+        meta = e.response.get("ResponseMetadata", {})
+        status = str(meta.get("HTTPStatusCode", ""))
+        if code == "NoSuchBucket":
+            msg, cls = f"bucket '{bucket}' does not exist (endpoint {endpoint})", ConfigError
+        elif code in _ACCESS or status == "403":
+            msg, cls = (f"access denied ({code}) while {doing}: check the AWS credentials/profile and the "
+                        f"bucket policy of '{bucket}'"), ConfigError
+        elif code in _REGION or status == "301":
+            actual = meta.get("HTTPHeaders", {}).get("x-amz-bucket-region") or e.response["Error"].get("Region")
+            hint = f"it is in '{actual}'" if actual else "it is in another region"
+            msg, cls = (f"bucket '{bucket}' is not in region '{client.meta.region_name}' ({hint}): "
+                        f"set `region`"), ConfigError
+        else:
+            detail = e.response.get("Error", {}).get("Message") or status
+            msg, cls = f"{doing} failed: {code}: {detail}", default
+    elif isinstance(e, (NoCredentialsError, PartialCredentialsError)):
+        msg, cls = ("no AWS credentials found (environment, ~/.aws, `profile`, or an instance role) "
+                    f"while {doing}"), ConfigError
+    elif isinstance(e, (EndpointConnectionError, ConnectTimeoutError)):
+        msg, cls = f"cannot reach S3 at {endpoint} while {doing} (is the endpoint up?)", default
+    elif isinstance(e, ReadTimeoutError):
+        msg, cls = f"S3 at {endpoint} did not answer in time while {doing}", default
+    else:
+        msg, cls = f"{doing} failed: {e}", default
+    return cls(redact(msg), file=where)
+
+
+@contextlib.contextmanager
+def s3_errors(client: Any, where: str, doing: str, default: type[FlowsError] = StateError) -> Iterator[None]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (ClientError, BotoCoreError) as e:
+        raise translate(e, where=where, doing=doing, client=client, default=default) from None
+
+
+# -- the backend ---------------------------------------------------------------------------------
+class S3Backend:
+    kind = "s3"
+
+    def __init__(self, bucket: str, key: str = "flows/{flow}.json", region: str | None = None,
+                 endpoint_url: str | None = None, profile: str | None = None, kms_key_id: str | None = None,
+                 encrypt: bool = False, lease_seconds: float = 120.0, *, max_attempts: int | None = None,
+                 connect_timeout: float = 10.0, poll_seconds: float = POLL_SECONDS) -> None:
+        key = key.lstrip("/")
+        if key.count("{flow}") != 1:
+            raise ConfigError(f"[tool.flows.backend] key '{key}' must contain {{flow}} exactly once "
+                              "(one state object per flow), e.g. 'flows/{flow}.json'")
+        self.bucket, self.template = bucket, key
+        self.lease_seconds, self.poll_seconds = lease_seconds, poll_seconds
+        self.s3 = make_client(region=region, endpoint_url=endpoint_url, profile=profile,
+                              max_attempts=max_attempts, connect_timeout=connect_timeout)
+        self._sse: dict[str, str] = {}
+        if kms_key_id:
+            self._sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
+        elif encrypt:
+            self._sse = {"ServerSideEncryption": "AES256"}
+        self._journal_next: dict[str, int] = {}
+        self._journal_mutex = threading.Lock()
+
+    # -- keys ----------------------------------------------------------------------------------
+    def _key(self, flow: str) -> str:
+        return self.template.replace("{flow}", check_flow_name(flow))
+
+    def _uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def describe(self, flow: str) -> str:
+        return self._uri(self._key(flow))
+
+    def _errors(self, key: str, doing: str) -> contextlib.AbstractContextManager[None]:
+        return s3_errors(self.s3, self._uri(key), doing)
+
+    # -- small S3 verbs ------------------------------------------------------------------------
+    def _get(self, key: str, **kw: Any) -> tuple[bytes, dict[str, Any]] | None:
+        """The object's bytes and response, or None when it does not exist."""
+        from botocore.exceptions import ClientError
+
+        with self._errors(key, "reading"):
+            try:
+                resp = self.s3.get_object(Bucket=self.bucket, Key=key, **kw)
+            except ClientError as e:
+                if error_code(e) in _NOT_FOUND:
+                    return None
+                raise
+            return resp["Body"].read(), resp
+
+    def _put_if(self, key: str, body: bytes, cond: dict[str, str], **kw: Any) -> str | None:
+        """Conditional PUT: the new ETag, or None when the condition did not hold (someone else won)."""
+        from botocore.exceptions import ClientError
+
+        with self._errors(key, "writing"):
+            try:
+                resp = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **cond, **self._sse, **kw)
+            except ClientError as e:
+                # If-Match on an object deleted meanwhile answers 404: also a lost race.
+                if error_code(e) in _LOST_RACE or (cond.get("IfMatch") and error_code(e) in _NOT_FOUND):
+                    return None
+                raise
+            return str(resp["ETag"])
+
+    def _list(self, prefix: str) -> Iterator[dict[str, Any]]:
+        with self._errors(prefix, "listing"):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                yield from page.get("Contents", [])
+
+    # -- state ---------------------------------------------------------------------------------
+    def list_flows(self) -> list[str]:
+        head, tail = self.template.split("{flow}")
+        found = set()
+        for obj in self._list(head):
+            rest = obj["Key"][len(head):]
+            if not rest.endswith(tail):
+                continue
+            name = rest[:len(rest) - len(tail)]
+            # With an empty suffix a lock object would look like a flow named `<flow>.lock`.
+            if FLOW_NAME.match(name) and not (not tail and name.endswith(".lock")):
+                found.add(name)
+        return sorted(found)
+
+    def read(self, flow: str) -> tuple[State | None, str | None]:
+        key = self._key(flow)
+        got = self._get(key)
+        if got is None:
+            return None, None
+        data, resp = got
+        return parse_state(data, self._uri(key)), str(resp["ETag"])
+
+    def write(self, flow: str, state: State, expected_etag: str | None) -> str:
+        key = self._key(flow)
+        cond = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
+        # Metadata lets `history` show serial/lineage/who with one HEAD per version.
+        meta = {"serial": str(state.serial), "lineage": state.lineage, "who": _who()}
+        etag = self._put_if(key, redact(state.to_json()).encode(), cond, ContentType="application/json",
+                            Metadata=meta)
+        if etag is None:
+            raise StateError("the state changed since it was read (another writer); nothing was written. "
+                             "Run the command again.", file=self._uri(key))
+        return etag
+
+    def history(self, flow: str) -> list[HistoryEntry]:
+        key = self._key(flow)
+        versions: list[dict[str, Any]] = []
+        with self._errors(key, "listing versions"):
+            pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key)
+            for page in pages:
+                versions += [v for v in page.get("Versions", []) if v["Key"] == key]
+                if len(versions) >= HISTORY_LIMIT:
+                    break
+        versions.sort(key=lambda v: v["LastModified"], reverse=True)  # stable: S3 lists newest first
+        with ThreadPoolExecutor(WORKERS) as pool:
+            return list(pool.map(lambda v: self._entry(key, v), versions[:HISTORY_LIMIT]))
+
+    def _entry(self, key: str, v: dict[str, Any]) -> HistoryEntry:
+        with self._errors(key, "reading a version"):
+            meta = self.s3.head_object(Bucket=self.bucket, Key=key, VersionId=v["VersionId"]).get("Metadata", {})
+        serial, lineage, who = meta.get("serial"), meta.get("lineage"), meta.get("who")
+        if serial is None:  # written by another tool: read the version itself
+            got = self._get(key, VersionId=v["VersionId"])
+            with contextlib.suppress(ValueError, AttributeError):
+                raw = json.loads(got[0]) if got else {}
+                serial, lineage = raw.get("serial"), raw.get("lineage")
+        return HistoryEntry(version_id=v["VersionId"], serial=int(serial) if serial is not None else None,
+                            lineage=lineage, who=who, size=v.get("Size"), latest=bool(v.get("IsLatest")),
+                            modified=v["LastModified"].astimezone(dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def read_version(self, flow: str, version_id: str) -> State:
+        from botocore.exceptions import ClientError
+
+        key = self._key(flow)
+        if version_id == "latest":
+            state, _ = self.read(flow)
+            if state is None:
+                raise StateError(f"flow '{flow}' has no state", file=self._uri(key))
+            return state
+        with self._errors(key, "reading a version"):
+            try:
+                data = self.s3.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)["Body"].read()
+            except ClientError as e:
+                if error_code(e) in _NOT_FOUND | {"NoSuchVersion", "InvalidArgument", "400"}:
+                    raise StateError(f"no version '{version_id}' of flow '{flow}' (see `flows state history`)",
+                                     file=self._uri(key)) from None
+                raise
+        return parse_state(data, f"{self._uri(key)}?versionId={version_id}")
+
+    # -- lock ----------------------------------------------------------------------------------
+    def _lock_key(self, flow: str) -> str:
+        return self._key(flow) + ".lock"
+
+    def _read_lock(self, flow: str) -> tuple[LockInfo, str] | None:
+        got = self._get(self._lock_key(flow))
+        if got is None:
+            return None
+        data, resp = got
+        try:
+            return LockInfo.model_validate_json(data), str(resp["ETag"])
+        except ValueError:  # unreadable: never broken automatically, `flows state unlock unreadable` clears it
+            return LockInfo(id="unreadable", who="?", host="?", pid=0, created="?"), str(resp["ETag"])
+
+    def read_lock(self, flow: str) -> LockInfo | None:
+        got = self._read_lock(flow)
+        return got[0] if got else None
+
+    def _lease(self, info: LockInfo) -> LockInfo:
+        end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.lease_seconds)
+        return info.model_copy(update={"expires": end.isoformat(timespec="milliseconds")})
+
+    def _put_lock(self, key: str, info: LockInfo, cond: dict[str, str]) -> bool:
+        body = info.model_dump_json().encode()
+        return self._put_if(key, body, cond, ContentType="application/json") is not None
+
+    def lock(self, flow: str, info: LockInfo, *, timeout: float = 0.0, break_expired: bool = False) -> LockInfo:
+        key = self._lock_key(flow)
+        deadline = time.monotonic() + timeout
+        while True:
+            mine = self._lease(info)
+            if self._put_lock(key, mine, {"IfNoneMatch": "*"}):
+                return mine
+            got = self._read_lock(flow)
+            if got is None:
+                continue  # released between our PUT and our GET: try again at once
+            held, etag = got
+            if break_expired and (held.expired() or held.holder_gone()):
+                note = f"{info.operation} (broke expired lock {held.id} of {held.who}@{held.host})"
+                mine = self._lease(info.model_copy(update={"operation": note}))
+                # Overwrite only the exact lock we judged expired: of two breakers, one wins.
+                if self._put_lock(key, mine, {"IfMatch": etag}):
+                    return mine
+                continue
+            if time.monotonic() >= deadline:
+                raise LockHeldError(f"state is locked: {held.describe()}. If that process is gone, run "
+                                    f"`flows state unlock {held.id}`", file=self._uri(key))
+            time.sleep(self.poll_seconds)  # poll: the holder releases by deleting the lock object
+
+    def renew(self, flow: str, info: LockInfo) -> LockInfo:
+        key = self._lock_key(flow)
+        got = self._read_lock(flow)
+        new = self._lease(info)
+        if got is None or got[0].id != info.id or not self._put_lock(key, new, {"IfMatch": got[1]}):
+            raise StateError(f"lost the state lock {info.id} (it was broken by someone else)", file=self._uri(key))
+        return new
+
+    def unlock(self, flow: str, lock_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        key = self._lock_key(flow)
+        got = self._read_lock(flow)
+        if got is None:
+            raise StateError(f"flow '{flow}' is not locked", file=self._uri(key))
+        held, etag = got
+        if held.id != lock_id:
+            raise StateError(f"lock id {lock_id} does not match the held {held.describe()}", file=self._uri(key))
+        with self._errors(key, "unlocking"):
+            try:  # conditional: never delete a lock someone took over since we read it
+                self.s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+            except ClientError as e:
+                if error_code(e) in _NOT_FOUND:
+                    return
+                if error_code(e) in _LOST_RACE:
+                    raise StateError(f"lock {lock_id} changed while unlocking (taken over?); nothing was "
+                                     "deleted", file=self._uri(key)) from None
+                raise
+
+    # -- journal -------------------------------------------------------------------------------
+    def _journal_prefix(self, flow: str) -> str:
+        return self._key(flow) + ".journal/"
+
+    def _journal_keys(self, flow: str) -> list[str]:
+        prefix = self._journal_prefix(flow)
+        keys = [o["Key"] for o in self._list(prefix) if o["Key"][len(prefix):].isdigit()]
+        return sorted(keys, key=lambda k: int(k[len(prefix):]))
+
+    def _next_seq(self, flow: str) -> int:
+        keys = self._journal_keys(flow)
+        return int(keys[-1][len(self._journal_prefix(flow)):]) + 1 if keys else 0
+
+    def journal_append(self, flow: str, record: dict[str, Any]) -> None:
+        prefix = self._journal_prefix(flow)
+        body = redact(json.dumps(record, separators=(",", ":"), default=str)).encode()
+        with self._journal_mutex:  # one sequence per flow in this process, in call order
+            seq = self._journal_next.get(flow)
+            for _ in range(5):
+                if seq is None:
+                    seq = self._next_seq(flow)
+                if self._put_if(f"{prefix}{seq:012d}", body, {"IfNoneMatch": "*"}) is not None:
+                    self._journal_next[flow] = seq + 1
+                    return
+                seq = None  # another process appended (it should hold the lock): skip past its records
+        raise StateError("could not append to the journal: another process keeps writing it",
+                         file=self._uri(prefix))
+
+    def journal_read(self, flow: str) -> list[dict[str, Any]]:
+        keys = self._journal_keys(flow)
+        with ThreadPoolExecutor(WORKERS) as pool:
+            bodies = list(pool.map(self._get, keys))
+        out: list[dict[str, Any]] = []
+        for got in bodies:
+            if got is None:
+                continue  # deleted between listing and reading (a concurrent clear)
+            try:
+                out.append(json.loads(got[0]))
+            except ValueError:
+                break  # parity with the local journal: stop at a damaged record
+        return out
+
+    def journal_clear(self, flow: str) -> None:
+        keys = self._journal_keys(flow)
+        prefix = self._journal_prefix(flow)
+        with self._errors(prefix, "clearing the journal"):
+            for i in range(0, len(keys), 1000):  # DeleteObjects takes up to 1000 keys
+                batch = [{"Key": k} for k in keys[i:i + 1000]]
+                resp = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+                if resp.get("Errors"):
+                    first = resp["Errors"][0]
+                    raise StateError(f"could not clear the journal: {first.get('Code')}: {first.get('Message')}",
+                                     file=self._uri(first.get("Key", prefix)))
+        with self._journal_mutex:
+            self._journal_next.pop(flow, None)
+
+
+def _who() -> str:
+    """user@host for version metadata; S3 user metadata travels in HTTP headers, so ASCII only."""
+    info = LockInfo()
+    return f"{info.who}@{info.host}".encode("ascii", "replace").decode()
