@@ -187,10 +187,14 @@ def test_artifacts_positional_task_outputs_task_return_workflow_return_and_expor
     assert g.nodes["with_artifacts/Prepare"].outputs == {"train": "file[csv]", "test": "file[csv]"}  # from extension
     export = g.nodes["with_artifacts/export artifacts"]
     assert export.kind == "export_artifacts"
-    assert export.export_specs == [{"kind": "ExportArtifactToDatasetsSpec", "artifact": "Clean Data",
-                                    "dataset_id": "dataset-123"}]
+    assert export.export_specs == [
+        {"kind": "ExportArtifactToDatasetsSpec", "artifact": "Clean Data", "dataset_id": "dataset-123"},
+        {"kind": "ExportArtifactToNetAppVolumesSpec", "artifact": "Report", "netapp_volume_id": "vol-7",
+         "target_relative_path": "reports"}]
     assert sorted(src(b) for b in export.bindings.values()) == [("with_artifacts/Prepare", "test"),
-                                                                ("with_artifacts/Prepare", "train")]
+                                                                ("with_artifacts/Prepare", "train"),
+                                                                ("with_artifacts/summarize", "o0")]
+    assert g.order()[-1] == "with_artifacts/export artifacts"
     assert export.job_config == {"EnvironmentName": "Domino Standard Environment", "HardwareTierId": "small-k8s"}
 
 

@@ -269,6 +269,41 @@ def test_cycle_among_several_nodes_names_only_the_cycle(tmp_path):
     assert "wf/step ->" not in e.message  # `first` is upstream of the cycle, not in it
 
 
+def test_export_of_an_artifact_without_files_yet(tmp_path):
+    path = write(tmp_path, """
+        from flytekitplugins.domino.artifact import ExportArtifactToDatasetsSpec, run_launch_export_artifacts_task
+        Empty = Artifact("Empty", DATA)
+
+        @workflow
+        def wf():
+            run_launch_export_artifacts_task(  # <-
+                spec_list=[ExportArtifactToDatasetsSpec(artifact=Empty, dataset_id="d")])
+        """)
+    e = error(path)
+    at(e, path, "wf/export artifacts")
+    assert e.message == "artifact 'Empty' has no files produced before this export"
+
+
+def test_ordering_a_multi_output_sub_workflow_result(tmp_path):
+    path = write(tmp_path, """
+        two = job("two", outputs={"a": int, "b": int})
+        step = job("step")
+
+        @workflow
+        def sub() -> tuple[int, int]:
+            res = two()
+            return res["a"], res["b"]
+
+        @workflow
+        def wf():
+            sub() >> step()  # <-
+        """)
+    with pytest.raises(NotSupportedError) as info:
+        load_flow(path, "wf")
+    at(info.value, path)
+    assert info.value.message.startswith("not supported: `>>` on the result of a sub-workflow with several outputs")
+
+
 # ---------------------------------------------------------------- files that do not load
 
 def test_import_error_names_the_python_error_and_line(tmp_path):

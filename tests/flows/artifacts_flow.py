@@ -4,7 +4,7 @@ from typing import NamedTuple, TypeVar
 from flytekit import task, workflow
 from flytekit.types.file import FlyteFile
 from flytekitplugins.domino.artifact import (DATA, MODEL, REPORT, Artifact, ExportArtifactToDatasetsSpec,
-                                             run_launch_export_artifacts_task)
+                                             ExportArtifactToNetAppVolumesSpec, run_launch_export_artifacts_task)
 from flytekitplugins.domino.helpers import Input, Output, run_domino_job_task
 
 DataArtifact = Artifact(name="Clean Data", type=DATA)
@@ -33,7 +33,9 @@ def with_artifacts(raw: FlyteFile[TypeVar("csv")]) -> NamedTuple("Out", model=Mo
     )
     summary = summarize(model=fit["model"])
     run_launch_export_artifacts_task(
-        spec_list=[ExportArtifactToDatasetsSpec(artifact=DataArtifact, dataset_id="dataset-123")],
+        spec_list=[ExportArtifactToDatasetsSpec(artifact=DataArtifact, dataset_id="dataset-123"),
+                   ExportArtifactToNetAppVolumesSpec(artifact=ReportArtifact, netapp_volume_id="vol-7",
+                                                     target_relative_path="reports")],
         environment_name="Domino Standard Environment", hardware_tier_id="small-k8s",
         use_project_defaults_for_omitted=True,
     )

@@ -1,8 +1,8 @@
 """Imports every unsupported flytekit name; only workflows that use one fail."""
-from flytekit import approve, conditional, dynamic, eager, map_task, task, workflow
+from flytekit import Resources, approve, conditional, dynamic, eager, map_task, task, workflow
 
 
-@task
+@task(requests=Resources(cpu="1"))  # an unlisted flytekit name, used outside a workflow
 def square(x: int) -> int:
     return x * x
 
