@@ -279,3 +279,10 @@ def test_console_script_masks_secrets(secret_flow):
     for args in (["validate", "--json"], ["graph", "-f", "dot"]):
         done = script(*args, str(secret_flow), "secretive", env=env)
         assert done.returncode == 0 and not any(s in done.stdout + done.stderr for s in SECRETS)
+
+
+def test_json_stays_valid_when_a_secret_env_value_is_a_json_word(monkeypatch, capsys):
+    monkeypatch.setenv("USE_KEY_VAULT", "true")  # a "secret" by name whose value is also a JSON literal
+    code, out, _ = flows(monkeypatch, capsys, "validate", str(FLOWS / "inputs_kinds.py"), "kinds", "--json")
+    assert code == 0
+    assert json.loads(out)["inputs"]["flag"]["default"] is True

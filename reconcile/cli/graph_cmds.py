@@ -7,13 +7,13 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from reconcile import render_graph
 from reconcile.cli.main import app
 from reconcile.errors import FlowsError
 from reconcile.graph import FlowGraph
 from reconcile.secrets import redact, redact_obj
-
 
 FORMATS = ("text", "dot", "mermaid")
 
@@ -54,15 +54,16 @@ def validate(
             typer.echo(json.dumps(redact_obj({"valid": False, "error": error}), indent=2))
         raise  # the entry point prints it on stderr and exits 1
     if as_json:
-        typer.echo(redact(json.dumps(render_graph.as_json(graph), indent=2, ensure_ascii=False)))
+        # The graph's strings are already masked; masking the JSON text too could hit `true`/`false` and break it.
+        typer.echo(json.dumps(render_graph.as_json(graph), indent=2, ensure_ascii=False))
         return
     console = _console()
-    console.print(f"[green]✓[/green] {render_graph.escape(graph.file)}: workflow "
-                  f"[bold]{render_graph.escape(graph.workflow)}[/bold] is valid")
+    console.print(f"[green]✓[/green] {escape(graph.file)}: workflow "
+                  f"[bold]{escape(graph.workflow)}[/bold] is valid")
     console.print(render_graph.report(graph))
     others = [w for w in graph.workflows if w != graph.workflow]
     if others:
-        console.print(f"[dim]Other workflows in this file: {render_graph.escape(', '.join(others))}[/dim]")
+        console.print(f"[dim]Other workflows in this file: {escape(', '.join(others))}[/dim]")
     console.print(render_graph.summary_line(graph))
 
 
