@@ -1,0 +1,199 @@
+"""Content-addressed blobs under an S3 prefix (`s3://bucket/prefix/<2>/<digest>`): uploaded once, read-only.
+
+Same layout and manifest format as the local store, so the two are interchangeable. Existence checks
+are parallel HEADs; big files go multipart through boto3's transfer manager.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from providers.blobs.base import StoredBlob, ensure_inside, shard
+from reconcile.digest import bytes_digest, file_digest, manifest_bytes
+from reconcile.errors import ConfigError, ProviderError
+from state.s3 import WORKERS, error_code, make_client, s3_errors
+
+MB = 1 << 20
+DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
+DIGEST = re.compile(r"^[0-9a-f]{16,128}$")
+_MISSING = {"NoSuchKey", "NotFound", "404"}
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` -> (bucket, 'some/prefix/'); the prefix may be empty."""
+    if not url.startswith("s3://"):
+        raise ConfigError(f"not an s3:// URL: {url}")
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    if not bucket:
+        raise ConfigError(f"no bucket in {url} (expected s3://bucket/prefix/)")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+class S3BlobStore:
+    def __init__(self, url: str, region: str | None = None, endpoint_url: str | None = None,
+                 profile: str | None = None, *, max_attempts: int | None = None, connect_timeout: float = 10.0,
+                 multipart_threshold: int = 64 * MB, multipart_chunksize: int = 16 * MB) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.url = f"s3://{self.bucket}/{self.prefix}"
+        self.s3 = make_client(region=region, endpoint_url=endpoint_url, profile=profile,
+                              max_attempts=max_attempts, connect_timeout=connect_timeout)
+        self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
+                                       multipart_chunksize=multipart_chunksize, max_concurrency=8)
+        self._bucket_ok = False
+
+    # -- names ---------------------------------------------------------------------------------
+    def _key(self, digest: str) -> str:
+        return self.prefix + shard(digest)
+
+    def _uri(self, key: str, bucket: str | None = None) -> str:
+        return f"s3://{bucket or self.bucket}/{key}"
+
+    def _split(self, uri: str) -> tuple[str, str]:
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        if not uri.startswith("s3://") or not bucket or not key:
+            raise ProviderError(f"not a blob in an S3 store: {uri}")
+        return bucket, key
+
+    def _errors(self, uri: str, doing: str) -> Any:
+        return s3_errors(self.s3, uri, doing, default=ProviderError)
+
+    # -- writing -------------------------------------------------------------------------------
+    def _has(self, bucket: str, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        with self._errors(self._uri(key, bucket), "checking a blob"):
+            try:
+                self.s3.head_object(Bucket=bucket, Key=key)
+                return True
+            except ClientError as e:
+                if error_code(e) in _MISSING:
+                    return False
+                raise
+
+    def _check_bucket(self) -> None:
+        """HEAD answers a bare 404 for a missing bucket too; ask once so that case is a clear error."""
+        from botocore.exceptions import ClientError
+
+        if not self._bucket_ok:
+            with self._errors(self.url, "checking the blob bucket"):
+                try:
+                    self.s3.head_bucket(Bucket=self.bucket)
+                except ClientError as e:
+                    if error_code(e) in _MISSING:  # a HEAD answer has no body: 404 is all it says
+                        raise ConfigError(f"bucket '{self.bucket}' does not exist (endpoint "
+                                          f"{self.s3.meta.endpoint_url})", file=self.url) from None
+                    raise
+            self._bucket_ok = True
+
+    def put_file(self, path: Path, digest: str | None = None) -> StoredBlob:
+        digest = digest or file_digest(path)
+        key = self._key(digest)
+        if not self._has(self.bucket, key):  # content-addressed: an existing key holds these bytes
+            with self._errors(self._uri(key), f"uploading {path}"):
+                self.s3.upload_file(str(path), self.bucket, key, Config=self.transfer)
+        return StoredBlob(digest=digest, uri=self._uri(key), size=os.path.getsize(path))
+
+    def put_bytes(self, data: bytes) -> StoredBlob:
+        digest = bytes_digest(data)
+        key = self._key(digest)
+        if not self._has(self.bucket, key):
+            with self._errors(self._uri(key), "uploading"):
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return StoredBlob(digest=digest, uri=self._uri(key), size=len(data))
+
+    def put_dir(self, path: Path) -> StoredBlob:
+        paths: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            paths += [Path(dirpath) / name for name in sorted(filenames)]
+        with ThreadPoolExecutor(WORKERS) as pool:
+            blobs = list(pool.map(self.put_file, paths))
+        files = {p.relative_to(path).as_posix(): {"digest": b.digest, "size": b.size} for p, b in zip(paths, blobs)}
+        manifest = self.put_bytes(manifest_bytes(files))
+        return StoredBlob(digest=manifest.digest, uri=manifest.uri, size=sum(b.size for b in blobs))
+
+    # -- reading -------------------------------------------------------------------------------
+    def exists(self, uris: list[str]) -> dict[str, bool]:
+        if not uris:
+            return {}
+        self._check_bucket()
+
+        def one(uri: str) -> bool:
+            return uri.startswith("s3://") and self._has(*self._split(uri))
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            return dict(zip(uris, pool.map(one, uris)))
+
+    def get_file(self, uri: str, dest: Path) -> None:
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._split(uri)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self._errors(uri, "downloading"):
+            try:
+                self.s3.download_file(bucket, key, str(dest), Config=self.transfer)
+            except ClientError as e:
+                if error_code(e) in _MISSING:
+                    raise ProviderError("blob not found (deleted by `flows cache gc`?)", file=uri) from None
+                raise
+
+    def read_bytes(self, uri: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._split(uri)
+        with self._errors(uri, "reading"):
+            try:
+                return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            except ClientError as e:
+                if error_code(e) in _MISSING:
+                    raise ProviderError("blob not found (deleted by `flows cache gc`?)", file=uri) from None
+                raise
+
+    def get_dir(self, uri: str, dest: Path) -> None:
+        try:
+            files = json.loads(self.read_bytes(uri))["files"]
+            plan = [(rel, str(meta["digest"])) for rel, meta in files.items()]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ProviderError("not a directory manifest", file=uri) from None
+        dest.mkdir(parents=True, exist_ok=True)
+        targets: list[tuple[Path, str]] = []
+        for rel, digest in plan:  # check every name before writing anything: manifests are untrusted
+            try:
+                target = ensure_inside(dest, rel)
+            except ValueError:
+                raise ProviderError(f"manifest names '{rel}', which escapes {dest}; refusing it", file=uri) from None
+            if not DIGEST.match(digest):
+                raise ProviderError(f"manifest entry '{rel}' has a malformed digest", file=uri)
+            targets.append((target, digest))
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(lambda t: self.get_file(self._uri(self._key(t[1])), t[0]), targets))
+
+    # -- garbage collection --------------------------------------------------------------------
+    def list_digests(self) -> set[str]:
+        found: set[str] = set()
+        with self._errors(self.url, "listing blobs"):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for obj in page.get("Contents", []):
+                    head, _, digest = obj["Key"][len(self.prefix):].partition("/")
+                    if DIGEST.match(digest) and head == digest[:2]:
+                        found.add(digest)
+        return found
+
+    def delete(self, digests: set[str]) -> int:
+        present = sorted(digests & self.list_digests())  # count only what was there, like the local store
+        with self._errors(self.url, "deleting blobs"):
+            for i in range(0, len(present), DELETE_BATCH):
+                batch = [{"Key": self._key(d)} for d in present[i:i + DELETE_BATCH]]
+                resp = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+                if resp.get("Errors"):
+                    first = resp["Errors"][0]
+                    raise ProviderError(f"could not delete blobs: {first.get('Code')}: {first.get('Message')}",
+                                        file=self._uri(first.get("Key", "")))
+        return len(present)
