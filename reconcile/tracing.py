@@ -217,10 +217,24 @@ class Trace:
                 raise FlowLoadError(f"type mismatch: input '{name}' is {want} but {b.describe()} is {b.type}",
                                     file=file, line=line, node=node.address)
             return b
+        if _holds_promise(value):
+            # Flyte binds collections of promises; our Binding has no collection kind (yet), so say so plainly.
+            raise NotSupportedError(f"not supported: flow values inside a list or dict (input '{name}'); "
+                                    "pass each one as an input of its own", file=file, line=line, node=node.address)
         reason = check_value(want, value)
         if reason:
             raise FlowLoadError(f"input '{name}' ({want}): {reason}", file=file, line=line, node=node.address)
         return Binding(kind="literal", type=want, value=canonical_value(want, value))
+
+
+def _holds_promise(value: Any) -> bool:
+    if isinstance(value, (Promise, NodeOutputs)):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_promise(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_promise(v) for v in value)
+    return False
 
 
 _TRACES: list[Trace] = []

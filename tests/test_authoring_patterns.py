@@ -129,6 +129,15 @@ def test_sub_workflows_three_levels_deep_are_inlined_with_prefixed_addresses():
     assert load("subworkflows.py", "middle").order() == ["middle/leaf/add", "middle/leaf#2/add"]
 
 
+def test_sub_workflows_without_data_and_positional_helper_arguments():
+    g = load("nested_no_data.py")
+    assert g.workflow == "root" and g.outputs == {}
+    assert g.order() == ["root/outer/Echo outer", "root/outer/inner/Echo inner", "root/outer/inner#2/Echo inner",
+                         "root/Echo last"]
+    assert g.nodes["root/outer/inner/Echo inner"].command == "echo inner"
+    assert g.nodes["root/outer/inner/Echo inner"].resolve_defaults
+
+
 def test_sub_workflow_imported_from_a_sibling_module():
     g = load("imports_helper.py")
     assert g.workflow == "uses_helper"

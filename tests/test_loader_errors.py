@@ -269,6 +269,23 @@ def test_cycle_among_several_nodes_names_only_the_cycle(tmp_path):
     assert "wf/step ->" not in e.message  # `first` is upstream of the cycle, not in it
 
 
+def test_flow_values_inside_a_list_literal(tmp_path):
+    path = write(tmp_path, """
+        from typing import List
+        make = job("make", outputs={"out": CSV})
+        merge = job("merge", inputs={"parts": List[CSV]})
+
+        @workflow
+        def wf():
+            a, b = make(), make()
+            merge(parts=[a["out"], b["out"]])  # <-
+        """)
+    with pytest.raises(NotSupportedError) as info:
+        load_flow(path)
+    at(info.value, path, "wf/merge")
+    assert info.value.message.startswith("not supported: flow values inside a list or dict (input 'parts')")
+
+
 def test_export_of_an_artifact_without_files_yet(tmp_path):
     path = write(tmp_path, """
         from flytekitplugins.domino.artifact import ExportArtifactToDatasetsSpec, run_launch_export_artifacts_task
