@@ -242,10 +242,10 @@ class S3Backend:
 
     def _entry(self, key: str, v: dict[str, Any]) -> HistoryEntry:
         with self._errors(key, "reading a version"):
-            meta = self.s3.head_object(Bucket=self.bucket, Key=key, VersionId=v["VersionId"]).get("Metadata", {})
+            meta = self.s3.head_object(Bucket=self.bucket, Key=key, **_version(v["VersionId"])).get("Metadata", {})
         serial, lineage, who = meta.get("serial"), meta.get("lineage"), meta.get("who")
         if serial is None:  # written by another tool: read the version itself
-            got = self._get(key, VersionId=v["VersionId"])
+            got = self._get(key, **_version(v["VersionId"]))
             with contextlib.suppress(ValueError, AttributeError):
                 raw = json.loads(got[0]) if got else {}
                 serial, lineage = raw.get("serial"), raw.get("lineage")
@@ -264,7 +264,7 @@ class S3Backend:
             return state
         with self._errors(key, "reading a version"):
             try:
-                data = self.s3.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)["Body"].read()
+                data = self.s3.get_object(Bucket=self.bucket, Key=key, **_version(version_id))["Body"].read()
             except ClientError as e:
                 if error_code(e) in _NOT_FOUND | {"NoSuchVersion", "InvalidArgument", "400"}:
                     raise StateError(f"no version '{version_id}' of flow '{flow}' (see `flows state history`)",
@@ -310,7 +310,8 @@ class S3Backend:
                 continue  # released between our PUT and our GET: try again at once
             held, etag = got
             if break_expired and (held.expired() or held.holder_gone()):
-                note = f"{info.operation} (broke expired lock {held.id} of {held.who}@{held.host})"
+                why = "lease expired" if held.expired() else "holder process gone"
+                note = f"{info.operation} (broke lock {held.id} of {held.who}@{held.host}: {why})"
                 mine = self._lease(info.model_copy(update={"operation": note}))
                 # Overwrite only the exact lock we judged expired: of two breakers, one wins.
                 if self._put_lock(key, mine, {"IfMatch": etag}):
@@ -405,6 +406,11 @@ class S3Backend:
                                      file=self._uri(first.get("Key", prefix)))
         with self._journal_mutex:
             self._journal_next.pop(flow, None)
+
+
+def _version(version_id: str) -> dict[str, str]:
+    """Without versioning the only version is "null", the current object; not every server takes that id."""
+    return {} if version_id == "null" else {"VersionId": version_id}
 
 
 def _who() -> str:

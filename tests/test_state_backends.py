@@ -522,6 +522,23 @@ def test_s3_backend_is_built_from_the_project_config(s3: S3Env, tmp_path: Path) 
     assert b.describe(FLOW) == f"s3://{s3.bucket}/p/{FLOW}.json"
 
 
+def test_s3_history_without_versioning_is_the_current_state(s3: S3Env) -> None:
+    from state.s3 import S3Backend
+
+    bucket = s3.bucket + "-plain"
+    s3.client.create_bucket(Bucket=bucket)  # versioning never turned on
+    try:
+        b = S3Backend(bucket=bucket, region="us-east-1", endpoint_url=s3.endpoint, max_attempts=1)
+        etag = b.write(FLOW, State(flow=FLOW, serial=1), None)
+        b.write(FLOW, State(flow=FLOW, serial=2), etag)
+        entries = b.history(FLOW)
+        assert [(e.serial, e.latest) for e in entries] == [(2, True)]
+        assert b.read_version(FLOW, entries[0].version_id).serial == 2
+    finally:
+        s3.client.delete_object(Bucket=bucket, Key=f"flows/{FLOW}.json")
+        s3.client.delete_bucket(Bucket=bucket)
+
+
 def test_s3_history_reads_versions_written_by_other_tools(s3: S3Env) -> None:
     raw = State(flow=FLOW, serial=41).to_json().encode()
     s3.client.put_object(Bucket=s3.bucket, Key=f"flows/{FLOW}.json", Body=raw)  # e.g. `aws s3 cp`, no metadata
