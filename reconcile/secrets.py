@@ -11,6 +11,8 @@ from typing import Any
 SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 MASK = "***"
 _MIN_LEN = 4  # shorter values would mask ordinary words
+_ENV_MIN_LEN = 6
+_NOT_SECRET = {"true", "false", "yes", "no", "none", "null", "on", "off", "enabled", "disabled"}
 _registered: set[str] = set()
 
 
@@ -22,7 +24,9 @@ def register_secret(value: str | None) -> None:
 def secret_values() -> list[str]:
     found = set(_registered)
     for name, value in os.environ.items():
-        if SECRET_ENV_NAME.search(name) and value and len(value) >= _MIN_LEN:
+        # Flag-like values (USE_KEY_VAULT=true, TOKEN_TTL=3600) are not secrets and would mask ordinary text.
+        if (SECRET_ENV_NAME.search(name) and value and len(value) >= _ENV_MIN_LEN
+                and value.lower() not in _NOT_SECRET and not value.isdigit()):
             found.add(value)
     # Longest first so a secret containing another is masked whole.
     return sorted(found, key=len, reverse=True)

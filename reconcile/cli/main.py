@@ -51,9 +51,8 @@ def run() -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.secho("Aborted.", fg="red", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors and the like
-        import click
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:  # usage errors: typer ships its own copy of click, so match by shape
+        if hasattr(e, "show") and hasattr(e, "exit_code") and type(e).__module__.endswith("exceptions"):
             e.show()
             sys.exit(e.exit_code)
         raise
