@@ -276,8 +276,12 @@ class Scheduler:
             while todo or running:
                 if self.stopping or self.cancel.is_set():
                     why = "not started: apply interrupted" if self.cancel.is_set() else "not started: stopped after a failure"
-                    for address in todo:
-                        self._skip(address, why)
+                    for address in todo:  # in plan order, so upstream skips are known before their dependents
+                        ups = [self.outcomes[u].result for u in self.graph.nodes[address].upstreams() if u in self.outcomes]
+                        failed_up = any(r in ("failed", "cancelled") or (r == "skipped" and self.outcomes[u].detail ==
+                                        "skipped: upstream failed") for u, r in zip(
+                                        [u for u in self.graph.nodes[address].upstreams() if u in self.outcomes], ups))
+                        self._skip(address, "skipped: upstream failed" if failed_up else why)
                     todo = []
                 for address in list(todo):
                     states = [self.outcomes[u].result for u in self.graph.nodes[address].upstreams()
