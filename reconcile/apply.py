@@ -277,11 +277,8 @@ class Scheduler:
                 if self.stopping or self.cancel.is_set():
                     why = "not started: apply interrupted" if self.cancel.is_set() else "not started: stopped after a failure"
                     for address in todo:  # in plan order, so upstream skips are known before their dependents
-                        ups = [self.outcomes[u].result for u in self.graph.nodes[address].upstreams() if u in self.outcomes]
-                        failed_up = any(r in ("failed", "cancelled") or (r == "skipped" and self.outcomes[u].detail ==
-                                        "skipped: upstream failed") for u, r in zip(
-                                        [u for u in self.graph.nodes[address].upstreams() if u in self.outcomes], ups))
-                        self._skip(address, "skipped: upstream failed" if failed_up else why)
+                        doomed = any(self._broken(u) for u in self.graph.nodes[address].upstreams())
+                        self._skip(address, "skipped: upstream failed" if doomed else why)
                     todo = []
                 for address in list(todo):
                     states = [self.outcomes[u].result for u in self.graph.nodes[address].upstreams()
@@ -310,6 +307,12 @@ class Scheduler:
             outcome.result, outcome.detail = "failed", f"{type(e).__name__}: {e}"
             outcome.finished = time.monotonic()
             self.reporter.event(outcome, f"failed: {outcome.detail}")
+
+    def _broken(self, address: str) -> bool:
+        """Failed, cancelled, or skipped because something above it failed."""
+        o = self.outcomes.get(address)
+        return o is not None and (o.result in ("failed", "cancelled") or
+                                  (o.result == "skipped" and o.detail == "skipped: upstream failed"))
 
     def _skip(self, address: str, why: str) -> None:
         outcome = self.outcomes[address]

@@ -1,0 +1,153 @@
+"""The Domino provider end to end: the real `flows` CLI, the Domino API emulator and moto's S3 server,
+all over HTTP on 127.0.0.1. Jobs run the in-job runtime as real subprocesses with a private /workflow."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from providers.domino.emulator import DominoEmulator
+from providers.domino.emulator_world import EmulatorConfig, Faults, JobRule, demo_project
+from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
+from tests.fixtures.projects import flows
+from tests.fixtures.s3 import FAKE_SECRET, REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ai_training"
+ARGS = ("flow.py", "model_training", "--data_path_a", "data/a.csv", "--data_path_b", "data/b.csv")
+
+
+def _project(tmp_path: Path, s3env: S3Env, **provider: Any) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".flows"))
+    settings = {"poll_interval": 0.05, "max_poll_interval": 0.2, "retry_backoff": 0.0, "retries": 8, **provider}
+    lines = ["[tool.flows.provider]", 'type = "domino"', f'runtime_python = "{sys.executable}"']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    lines += ["", "[tool.flows.blobs]", f'url = "s3://{s3env.bucket}/blobs/"', f'endpoint_url = "{s3env.endpoint}"',
+              f'region = "{REGION}"']
+    (root / "flows.toml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def start_emulator(tmp_path: Path) -> Any:
+    started: list[DominoEmulator] = []
+
+    def start(root: Path, faults: Faults | None = None) -> DominoEmulator:
+        project = demo_project(root, OWNER, PROJECT)
+        project.environments[0].name = "Domino Standard Environment Py3.10"  # the example's names
+        project.hardware_tiers[1].name = "Medium"
+        emu = DominoEmulator(EmulatorConfig(projects=[project], api_key=API_KEY, faults=faults or Faults(),
+                                            work_dir=tmp_path / f"emu{len(started)}")).start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
+
+
+def _env(emu: DominoEmulator, **extra: str) -> dict[str, str]:
+    return {**aws_env(), **domino_env(emu), **extra}
+
+
+def _run(root: Path, emu: DominoEmulator, *args: str, **env: str) -> Any:
+    return flows(*args, cwd=root, env=_env(emu, **env), timeout=180)
+
+
+def _accuracy(root: Path, emu: DominoEmulator) -> str:
+    r = _run(root, emu, "outputs", "model_training/Train Model", "--json")
+    assert r.code == 0, r.text
+    return json.loads(r.out)["accuracy"]["value"]
+
+
+def test_example_applies_through_domino_and_reapplies_for_free(tmp_path: Path, s3: S3Env,
+                                                               start_emulator: Callable[..., DominoEmulator]) -> None:
+    root = _project(tmp_path, s3)
+    emu = start_emulator(root)
+    r = _run(root, emu, "apply", *ARGS, "--auto-approve")
+    assert r.code == 0, r.text
+    assert len(emu.started_jobs) == 5
+    starts = emu.calls("POST", "/v4/jobs/start")
+    body = starts[0].body
+    assert body["commandToRun"].startswith(f"{sys.executable} -m providers.domino.runtime --manifest s3://")
+    assert body["title"].startswith("flows: model_training/")
+    assert body["overrideHardwareTierId"] in ("small-k8s", "medium-k8s")
+    assert 0.5 < float(_accuracy(root, emu)) <= 1.0
+    # Outputs are content-addressed in S3, not on this machine.
+    assert any(k.startswith("blobs/") for k in s3.keys())
+    r = _run(root, emu, "apply", *ARGS, "--auto-approve")
+    assert r.code == 0 and "Nothing to do." in r.out, r.text
+    assert len(emu.started_jobs) == 5  # zero jobs started by the re-apply
+
+
+def test_new_resolved_commit_invalidates(tmp_path: Path, s3: S3Env, start_emulator: Any) -> None:
+    root = _project(tmp_path, s3)
+    emu = start_emulator(root)
+    assert _run(root, emu, "apply", *ARGS, "--auto-approve").code == 0
+    emu.new_commit()
+    r = _run(root, emu, "plan", *ARGS, "--json")
+    assert r.code == 0, r.text
+    plan = json.loads(r.out)
+    first = next(n for n in plan["nodes"] if n["address"] == "model_training/Load Data A")
+    assert first["action"] == "update"
+    assert any(m["field"] in ("code commit", "config CommitId") for m in first["reasons"]), first["reasons"]
+
+
+def test_failing_job_log_tail_and_timeout_stop(tmp_path: Path, s3: S3Env, start_emulator: Any) -> None:
+    root = _project(tmp_path, s3)
+    script = root / "scripts" / "merge_data.py"
+    script.write_text("import sys\nprint('merge is broken: no join key')\nsys.exit(3)\n")
+    emu = start_emulator(root)
+    r = _run(root, emu, "apply", *ARGS, "--auto-approve")
+    assert r.code == 1
+    assert "merge is broken: no join key" in r.out
+    assert "skipped: upstream failed" in r.out
+    flow = root / "flow.py"
+    flow.write_text(flow.read_text().replace('flyte_task_name="Merge Data",',
+                                             'flyte_task_name="Merge Data", timeout=1,'))
+    script.write_text("import time\nwhile True:\n    time.sleep(0.1)  # a hung job\n")
+    r = _run(root, emu, "apply", *ARGS, "--auto-approve")
+    assert r.code == 1 and "timed out after 1s" in r.out, r.text
+    assert emu.stop_calls, "the provider must stop the job on Domino"
+
+
+def test_injected_faults_still_complete(tmp_path: Path, s3: S3Env, start_emulator: Any) -> None:
+    root = _project(tmp_path, s3)
+    emu = start_emulator(root, Faults(error_rate=0.1, reset_rate=0.1, seed=7))
+    r = _run(root, emu, "apply", *ARGS, "--auto-approve")
+    assert r.code == 0, r.text
+    titles = [emu.job(j).title for j in emu.started_jobs]
+    assert len(titles) == len(set(titles)) == 5, titles  # no node's job started twice
+    clean_root = _project(tmp_path / "clean", s3)
+    clean = start_emulator(clean_root)
+    assert _run(clean_root, clean, "apply", *ARGS, "--auto-approve").code == 0
+    assert _accuracy(root, emu) == _accuracy(clean_root, clean)
+
+
+def test_clear_errors_and_no_secret_anywhere(tmp_path: Path, s3: S3Env, start_emulator: Any) -> None:
+    root = _project(tmp_path, s3)
+    emu = start_emulator(root)
+    r = _run(root, emu, "plan", *ARGS, DOMINO_USER_API_KEY="wrong-key-123456")
+    assert r.code == 1 and "Traceback" not in r.text and "wrong-key-123456" not in r.text
+    assert "credentials" in r.err.lower()
+    r = _run(root, emu, "plan", *ARGS, DOMINO_PROJECT_NAME="nope")
+    assert r.code == 1 and "nope" in r.err and "Traceback" not in r.text
+    flow = root / "flow.py"
+    original = flow.read_text()
+    flow.write_text(original.replace('hardware_tier_name="Medium"', 'hardware_tier_name="Huge"'))
+    r = _run(root, emu, "plan", *ARGS)
+    assert r.code == 1 and "Huge" in r.err and "Traceback" not in r.text
+    flow.write_text(original)
+    r = _run(root, emu, "apply", *ARGS, "--auto-approve")
+    assert r.code == 0, r.text
+    r2 = _run(root, emu, "plan", *ARGS, "--json", "--out", "saved.json")
+    texts = [r.text, r2.text, (root / "saved.json").read_text()]
+    for path in (root / ".flows").rglob("*"):
+        if path.is_file():
+            texts.append(path.read_text(errors="replace"))
+    for t in texts:
+        assert API_KEY not in t and FAKE_SECRET not in t
