@@ -37,9 +37,7 @@ def start_emulator(tmp_path: Path) -> Any:
     started: list[DominoEmulator] = []
 
     def start(root: Path, faults: Faults | None = None) -> DominoEmulator:
-        project = demo_project(root, OWNER, PROJECT)
-        project.environments[0].name = "Domino Standard Environment Py3.10"  # the example's names
-        project.hardware_tiers[1].name = "Medium"
+        project = demo_project(root, OWNER, PROJECT)  # its environment and tier names are the example's
         emu = DominoEmulator(EmulatorConfig(projects=[project], api_key=API_KEY, faults=faults or Faults(),
                                             work_dir=tmp_path / f"emu{len(started)}")).start()
         started.append(emu)

@@ -19,7 +19,7 @@ def model_training(data_path_a: CSV, data_path_b: CSV, learning_rate: float = 0.
         command="python /mnt/code/scripts/load_data.py A",
         inputs=[Input(name="data_path", type=CSV, value=data_path_a)],
         output_specs=[Output(name="datasetA", type=CSV)],
-        environment_name="Domino Standard Environment Py3.10",
+        environment_name="Domino Standard Environment Py3.11",
         hardware_tier_name="Small",
         use_project_defaults_for_omitted=True,
     )
@@ -28,7 +28,7 @@ def model_training(data_path_a: CSV, data_path_b: CSV, learning_rate: float = 0.
         command="python /mnt/code/scripts/load_data.py B",
         inputs=[Input(name="data_path", type=CSV, value=data_path_b)],
         output_specs=[Output(name="datasetB", type=CSV)],
-        environment_name="Domino Standard Environment Py3.10",
+        environment_name="Domino Standard Environment Py3.11",
         hardware_tier_name="Small",
         use_project_defaults_for_omitted=True,
     )
@@ -38,7 +38,7 @@ def model_training(data_path_a: CSV, data_path_b: CSV, learning_rate: float = 0.
         inputs=[Input(name="datasetA", type=CSV, value=load_a["datasetA"]),
                 Input(name="datasetB", type=CSV, value=load_b["datasetB"])],
         output_specs=[Output(name="merged_data", type=CSV)],
-        environment_name="Domino Standard Environment Py3.10",
+        environment_name="Domino Standard Environment Py3.11",
         hardware_tier_name="Small",
         use_project_defaults_for_omitted=True,
     )
@@ -47,7 +47,7 @@ def model_training(data_path_a: CSV, data_path_b: CSV, learning_rate: float = 0.
         command="python /mnt/code/scripts/process_data.py",
         inputs=[Input(name="data_path", type=CSV, value=merged["merged_data"])],
         output_specs=[Output(name="processed_data", type=CSV)],
-        environment_name="Domino Standard Environment Py3.10",
+        environment_name="Domino Standard Environment Py3.11",
         hardware_tier_name="Small",
         use_project_defaults_for_omitted=True,
     )
@@ -59,7 +59,7 @@ def model_training(data_path_a: CSV, data_path_b: CSV, learning_rate: float = 0.
                 Input(name="epochs", type=int, value=epochs)],
         output_specs=[Output(name="model", type=FlyteFile[TypeVar("json")]),
                       Output(name="accuracy", type=float)],
-        environment_name="Domino Standard Environment Py3.10",
+        environment_name="Domino Standard Environment Py3.11",
         hardware_tier_name="Medium",
         use_project_defaults_for_omitted=True,
     )
