@@ -3,8 +3,8 @@
 A job gets a private folder (`<jobs dir>/<run>/<address hash>.<attempt>.<id>/`) holding `inputs/` and
 `outputs/`; the sandbox mounts it at `/workflow` (and the project at `/mnt/code`) in a mount namespace
 of its own, so parallel jobs writing the same output name never meet. Inputs are written the way
-Domino writes them (see `providers.pytask` for the format), outputs are checked, parsed and stored in
-the blob store before `wait` returns, and the folder is removed afterwards.
+Domino writes them and outputs are checked, parsed and stored in the blob store (both by
+`providers.jobio`, shared with the Domino in-job runtime) before `wait` returns; the folder is removed after.
 """
 from __future__ import annotations
 
@@ -30,13 +30,13 @@ from types import ModuleType
 from typing import Any
 
 from providers import sandbox
-from providers.base import InputValue, JobHandle, JobResult, JobSpec
-from providers.blobs.base import BlobStore, ensure_inside, is_s3
+from providers.base import JobHandle, JobResult, JobSpec
+from providers import jobio
+from providers.blobs.base import BlobStore, ensure_inside
 from providers.code_files import command_files
-from providers.pytask import ValueFormatError, format_value, inner_type, json_value, parse_value
+from providers.pytask import inner_type
 from reconcile.digest import StatCache, bytes_digest
 from reconcile.errors import FlowsError, ProviderError
-from reconcile.flytetypes import is_blob, is_dir
 from reconcile.graph import Node
 from reconcile.loader import import_flow_module
 from reconcile.secrets import redact
@@ -47,12 +47,6 @@ NO_ISOLATION = ("jobs cannot get a private /workflow here (unshare with mount na
 POLL_MIN, POLL_MAX = 0.005, 0.1  # seconds between checks of a running job: quick jobs finish quickly
 KILL_GRACE = 5.0                 # seconds between SIGTERM and SIGKILL when a job is stopped
 LOG_TAIL_LINES = 20
-MAX_VALUE_BYTES = 1 << 20        # a primitive output is a value, not data: bigger ones should be files
-LISTED_FILES = 20
-
-
-class _OutputError(Exception):
-    """One output of a finished job is unusable; the message names it."""
 
 
 @dataclasses.dataclass
@@ -182,59 +176,11 @@ class LocalProvider:
         return f"{shlex.quote(sys.executable)} -P -m providers.pytask {shlex.quote(json.dumps(spec))}"
 
     def _write_inputs(self, job: JobSpec, inputs_dir: Path) -> None:
-        for name, value in job.inputs.items():
-            try:
-                dest = ensure_inside(inputs_dir, name)
-            except ValueError:
-                raise ProviderError(f"input name '{name}' would be written outside /workflow/inputs",
-                                    node=job.address) from None
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            self._write_input(job, name, value, dest)
-
-    def _write_input(self, job: JobSpec, name: str, value: InputValue, dest: Path) -> None:
-        t = inner_type(value.type)
-        if not is_blob(t):
-            try:
-                dest.write_bytes(format_value(value.type, value.value))
-            except (ValueError, TypeError):
-                raise ProviderError(redact(f"input '{name}': {value.value!r} is not {_article(value.type)} {value.type}"),
-                                    node=job.address) from None
-            return
-        location = value.uri if value.uri is not None else value.value
-        if location is None:
-            return  # an optional file that was not given: no file, as on Domino
-        self._fetch(job, name, t, os.fspath(location), dest)
-
-    def _fetch(self, job: JobSpec, name: str, t: str, uri: str, dest: Path) -> None:
-        """Copy a file/directory input into the job folder. A copy, not a hard link: a job that writes to
-        its input must not be able to change a blob (or a user's file) in place."""
-        def fail(why: str) -> ProviderError:
-            return ProviderError(redact(f"input '{name}': {why}"), node=job.address)
-
-        if is_s3(uri):
-            if not is_s3(str(getattr(self.blobs, "url", ""))):
-                raise fail(f"{uri} is on S3 but the blob store is local; configure an s3:// blob store "
-                           "to use S3 inputs with the local provider")
-            try:
-                (self.blobs.get_dir if is_dir(t) else self.blobs.get_file)(uri, dest)
-            except Exception as e:  # any client error: one line naming the input
-                raise fail(f"cannot fetch {uri}: {e}") from None
-            return
-        path = Path(uri)
-        if is_dir(t):
-            if path.is_dir():
-                shutil.copytree(path, dest)
-            elif path.is_file():  # a stored directory: its manifest blob
-                try:
-                    self.blobs.get_dir(uri, dest)
-                except (ValueError, KeyError, TypeError, OSError):
-                    raise fail(f"{uri} is neither a directory nor a stored directory") from None
-            else:
-                raise fail(f"no such directory: {uri}")
-        elif path.is_file():
-            shutil.copyfile(path, dest)
-        else:
-            raise fail(f"{'expected a file, got a directory' if path.is_dir() else 'no such file'}: {uri}")
+        """The job's inputs in Domino's formats (`providers.jobio`), errors naming the node."""
+        try:
+            jobio.write_inputs(job.inputs, inputs_dir, self.blobs)
+        except jobio.InputsError as e:
+            raise ProviderError(str(e), node=job.address) from None
 
     # ---- wait / stop -----------------------------------------------------------------------------
     def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event) -> JobResult:
@@ -279,7 +225,7 @@ class LocalProvider:
             return JobResult(status="failed", error=error, log_tail=_tail(running.log))
         try:
             outputs, warnings = self._collect(job, running.folder / "outputs")
-        except _OutputError as e:
+        except jobio.OutputsError as e:
             return JobResult(status="failed", error=redact(str(e)), log_tail=_tail(running.log))
         return JobResult(status="succeeded", outputs=outputs, warnings=warnings)
 
@@ -346,57 +292,8 @@ class LocalProvider:
 
     # ---- outputs ---------------------------------------------------------------------------------
     def _collect(self, job: JobSpec, out_dir: Path) -> tuple[dict[str, OutputRecord], list[str]]:
-        records: dict[str, OutputRecord] = {}
-        warnings: list[str] = []
-        missing: list[str] = []
-        for name, t in job.outputs.items():
-            path = _output_path(out_dir, name)
-            if not path.exists():
-                alternative = _single_with_extension(out_dir, name)
-                if alternative is not None:
-                    warnings.append(f"output '{name}': the job wrote '{alternative.name}'; using it as '{name}'")
-                    path = _output_path(out_dir, alternative.name)
-            if not path.exists():
-                if t.startswith("optional["):
-                    records[name] = self._store_value(t, None)
-                else:
-                    missing.append(name)
-                continue
-            records[name] = self._store(name, t, path)
-        if missing:
-            names = ", ".join(f"'{m}'" for m in missing)
-            raise _OutputError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(out_dir)}")
-        return records, warnings
-
-    def _store(self, name: str, t: str, path: Path) -> OutputRecord:
-        inner = inner_type(t)
-        if is_dir(inner):
-            if not path.is_dir():
-                raise _OutputError(f"output '{name}' is declared a directory but the job wrote a file")
-            blob = self.blobs.put_dir(path)
-            return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
-        if not path.is_file():
-            raise _OutputError(f"output '{name}' is declared {t} but the job wrote a directory")
-        if is_blob(inner):
-            blob = self.blobs.put_file(path)
-            return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
-        size = path.stat().st_size
-        if size > MAX_VALUE_BYTES:
-            raise _OutputError(f"output '{name}' is {size} bytes, too big for a {t} value (declare it as a file)")
-        data = path.read_bytes()
-        try:
-            value = parse_value(t, data)
-        except ValueFormatError as e:
-            shown = data.decode(errors="replace").strip()
-            shown = shown if len(shown) <= 60 else shown[:60] + "…"
-            why = "" if inner in ("int", "float", "bool", "str", "datetime", "date") else f" ({e})"
-            raise _OutputError(f"output '{name}' is not {_article(t)} {t}: {shown!r}{why}") from None
-        return self._store_value(t, value)
-
-    def _store_value(self, t: str, value: Any) -> OutputRecord:
-        """Primitives are stored in their canonical text, so `5` and `5\\n` are the same output."""
-        blob = self.blobs.put_bytes(format_value(t, value))
-        return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri, value=json_value(t, value))
+        """Check, parse and store the declared outputs (`providers.jobio`); raises jobio.OutputsError."""
+        return jobio.collect_outputs(job.outputs, out_dir, self.blobs)
 
     # ---- export artifacts ------------------------------------------------------------------------
     def _export(self, job: JobSpec, log: Path) -> JobResult:
@@ -427,7 +324,10 @@ class LocalProvider:
                     if location is None:
                         continue  # an optional file that was not produced
                     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-                    self._fetch(job, input_name, inner_type(value.type), os.fspath(location), tmp)
+                    try:
+                        jobio.fetch(input_name, inner_type(value.type), os.fspath(location), tmp, self.blobs)
+                    except jobio.InputsError as e:
+                        raise ProviderError(str(e), node=job.address) from None
                     os.replace(tmp, dest)
                     lines.append(f"exported {input_name} -> {dest}")
         except FlowsError as e:
@@ -471,33 +371,6 @@ def _alive(pid: int) -> bool:
     return _proc_start(pid) is not None
 
 
-def _output_path(out_dir: Path, name: str) -> Path:
-    """`out_dir/name`, refusing names (or symlinks) that lead outside the outputs folder."""
-    try:
-        path = ensure_inside(out_dir, name)
-    except ValueError:
-        path = None
-    if path is None or path == out_dir.resolve():
-        raise _OutputError(f"output '{name}' points outside the outputs folder")
-    return path
-
-
-def _single_with_extension(out_dir: Path, name: str) -> Path | None:
-    """`<name>.<ext>` when it is the only such file (scripts often write `datasetA.csv` for `datasetA`)."""
-    if "/" in name or not out_dir.is_dir():
-        return None
-    found = [p for p in out_dir.iterdir() if p.name.startswith(name + ".") and len(p.name) > len(name) + 1]
-    return found[0] if len(found) == 1 else None
-
-
-def _written(out_dir: Path) -> str:
-    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in out_dir.iterdir()) if out_dir.is_dir() else []
-    if not entries:
-        return "the job wrote nothing to /workflow/outputs"
-    more = f", … ({len(entries) - LISTED_FILES} more)" if len(entries) > LISTED_FILES else ""
-    return "the job wrote: " + ", ".join(entries[:LISTED_FILES]) + more
-
-
 def _tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         with open(log, "rb") as f:
@@ -522,10 +395,6 @@ def _seconds(value: float | None) -> str:
     hours, rest = divmod(int(seconds), 3600)
     minutes, secs = divmod(rest, 60)
     return "".join(f"{v}{unit}" for v, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if v)
-
-
-def _article(t: str) -> str:
-    return "an" if t[:1] in "aeiou" else "a"
 
 
 def _safe_name(name: str) -> str:

@@ -1,0 +1,213 @@
+"""A job's inputs and outputs, the way Domino hands them to a job: shared by every place a job runs.
+
+The local provider (a job folder on this machine) and the Domino in-job runtime (`/workflow` inside a
+Domino Job) do exactly the same thing around the job's command, so they both call this module:
+
+    write_inputs(inputs, inputs_dir, blobs)              # before the command
+    outputs, warnings = collect_outputs(declared, outputs_dir, blobs)   # after it exited 0
+
+`write_inputs` materialises each `InputValue` as `<inputs_dir>/<name>` in Domino's format (str as its
+bytes, int/float as decimal text, bool as `true`/`false`, list/dict as JSON, datetime as RFC 3339 — see
+`providers.pytask.format_value`); a file or directory input is fetched from its location: a blob URI of
+`blobs` (local path or `s3://`), or a plain local path (a flow input given on the command line).
+
+`collect_outputs` checks every declared output (`name -> canonical type`) in `outputs_dir`, accepts
+`<name>.<ext>` for a missing `<name>` when it is the only such file (with a warning: many real scripts
+write `datasetA.csv`), parses primitives to their declared type, and stores everything in `blobs`
+(content-addressed; primitives in their canonical text, so `5` and `5\\n` are one output). It returns
+`OutputRecord`s ready for the state.
+
+Both raise `JobIOError` (`InputsError` / `OutputsError`) with one message naming the input or output;
+they never print, never exit, and know nothing of nodes, runs or providers.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from providers.base import InputValue
+from providers.blobs.base import BlobStore, ensure_inside, is_s3
+from providers.pytask import ValueFormatError, format_value, inner_type, json_value, parse_value
+from reconcile.flytetypes import is_blob, is_dir
+from reconcile.secrets import redact
+from state.model import OutputRecord
+
+MAX_VALUE_BYTES = 1 << 20  # a primitive output is a value, not data: bigger ones should be declared files
+LISTED_FILES = 20          # how many written names a "missing output" message lists
+
+__all__ = ["JobIOError", "InputsError", "OutputsError", "write_inputs", "fetch", "collect_outputs",
+           "MAX_VALUE_BYTES"]
+
+
+class JobIOError(Exception):
+    """An input cannot be materialised or an output is unusable; the message names it."""
+
+
+class InputsError(JobIOError):
+    """An input cannot be written into the job's inputs folder."""
+
+
+class OutputsError(JobIOError):
+    """A declared output is missing, of the wrong kind, or does not parse as its type."""
+
+
+# ---- inputs ----------------------------------------------------------------------------------------
+
+def write_inputs(inputs: Mapping[str, InputValue], inputs_dir: Path, blobs: BlobStore) -> None:
+    """Write every input as `<inputs_dir>/<name>`, as Domino does. An optional file input that was not
+    given writes nothing (as on Domino)."""
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    for name, value in inputs.items():
+        try:
+            dest = ensure_inside(inputs_dir, name)
+        except ValueError:
+            raise InputsError(f"input name '{name}' would be written outside /workflow/inputs") from None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _write_input(name, value, dest, blobs)
+
+
+def _write_input(name: str, value: InputValue, dest: Path, blobs: BlobStore) -> None:
+    t = inner_type(value.type)
+    if not is_blob(t):
+        try:
+            dest.write_bytes(format_value(value.type, value.value))
+        except (ValueError, TypeError):
+            raise InputsError(redact(f"input '{name}': {value.value!r} is not {_article(value.type)} "
+                                     f"{value.type}")) from None
+        return
+    location = value.uri if value.uri is not None else value.value
+    if location is None:
+        return
+    fetch(name, t, os.fspath(location), dest, blobs)
+
+
+def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> None:
+    """Copy one file/directory (`t`) from a blob URI or local path to `dest`.
+
+    A copy, never a link: a job that writes to its input must not change a blob (or a user's file) in
+    place. `name` is only used in messages.
+    """
+    def fail(why: str) -> InputsError:
+        return InputsError(redact(f"input '{name}': {why}"))
+
+    if is_s3(location):
+        if not is_s3(str(getattr(blobs, "url", ""))):
+            raise fail(f"{location} is on S3 but the blob store is local; configure an s3:// blob store "
+                       "to use S3 inputs with the local provider")
+        try:
+            (blobs.get_dir if is_dir(t) else blobs.get_file)(location, dest)
+        except Exception as e:  # any client error: one line naming the input
+            raise fail(f"cannot fetch {location}: {e}") from None
+        return
+    path = Path(location)
+    if is_dir(t):
+        if path.is_dir():
+            shutil.copytree(path, dest)
+        elif path.is_file():  # a stored directory: its manifest blob
+            try:
+                blobs.get_dir(location, dest)
+            except (ValueError, KeyError, TypeError, OSError):
+                raise fail(f"{location} is neither a directory nor a stored directory") from None
+        else:
+            raise fail(f"no such directory: {location}")
+    elif path.is_file():
+        shutil.copyfile(path, dest)
+    else:
+        raise fail(f"{'expected a file, got a directory' if path.is_dir() else 'no such file'}: {location}")
+
+
+# ---- outputs ---------------------------------------------------------------------------------------
+
+def collect_outputs(declared: Mapping[str, str], outputs_dir: Path,
+                    blobs: BlobStore) -> tuple[dict[str, OutputRecord], list[str]]:
+    """Check, parse and store every declared output; return (records, warnings).
+
+    Every missing output is named at once, with what the job did write.
+    """
+    records: dict[str, OutputRecord] = {}
+    warnings: list[str] = []
+    missing: list[str] = []
+    for name, t in declared.items():
+        path = _output_path(outputs_dir, name)
+        if not path.exists():
+            alternative = _single_with_extension(outputs_dir, name)
+            if alternative is not None:
+                warnings.append(f"output '{name}': the job wrote '{alternative.name}'; using it as '{name}'")
+                path = _output_path(outputs_dir, alternative.name)
+        if not path.exists():
+            if t.startswith("optional["):
+                records[name] = store_value(t, None, blobs)
+            else:
+                missing.append(name)
+            continue
+        records[name] = _store(name, t, path, blobs)
+    if missing:
+        names = ", ".join(f"'{m}'" for m in missing)
+        raise OutputsError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(outputs_dir)}")
+    return records, warnings
+
+
+def store_value(t: str, value: Any, blobs: BlobStore) -> OutputRecord:
+    """A primitive output, stored in its canonical text (so `5` and `5\\n` are the same output)."""
+    blob = blobs.put_bytes(format_value(t, value))
+    return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri, value=json_value(t, value))
+
+
+def _store(name: str, t: str, path: Path, blobs: BlobStore) -> OutputRecord:
+    inner = inner_type(t)
+    if is_dir(inner):
+        if not path.is_dir():
+            raise OutputsError(f"output '{name}' is declared a directory but the job wrote a file")
+        blob = blobs.put_dir(path)
+        return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
+    if not path.is_file():
+        raise OutputsError(f"output '{name}' is declared {t} but the job wrote a directory")
+    if is_blob(inner):
+        blob = blobs.put_file(path)
+        return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
+    size = path.stat().st_size
+    if size > MAX_VALUE_BYTES:
+        raise OutputsError(f"output '{name}' is {size} bytes, too big for a {t} value (declare it as a file)")
+    data = path.read_bytes()
+    try:
+        value = parse_value(t, data)
+    except ValueFormatError as e:
+        shown = data.decode(errors="replace").strip()
+        shown = shown if len(shown) <= 60 else shown[:60] + "…"
+        # For scalars the value itself says it all; for JSON types the parser's reason helps.
+        why = "" if inner in ("int", "float", "bool", "str", "datetime", "date") else f" ({e})"
+        raise OutputsError(redact(f"output '{name}' is not {_article(t)} {t}: {shown!r}{why}")) from None
+    return store_value(t, value, blobs)
+
+
+def _output_path(outputs_dir: Path, name: str) -> Path:
+    """`outputs_dir/name`, refusing names (or symlinks) that lead outside the outputs folder."""
+    try:
+        path = ensure_inside(outputs_dir, name)
+    except ValueError:
+        path = None
+    if path is None or path == outputs_dir.resolve():
+        raise OutputsError(f"output '{name}' points outside the outputs folder")
+    return path
+
+
+def _single_with_extension(outputs_dir: Path, name: str) -> Path | None:
+    """`<name>.<ext>` when it is the only such file (scripts often write `datasetA.csv` for `datasetA`)."""
+    if "/" in name or not outputs_dir.is_dir():
+        return None
+    found = [p for p in outputs_dir.iterdir() if p.name.startswith(name + ".") and len(p.name) > len(name) + 1]
+    return found[0] if len(found) == 1 else None
+
+
+def _written(outputs_dir: Path) -> str:
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in outputs_dir.iterdir()) if outputs_dir.is_dir() else []
+    if not entries:
+        return "the job wrote nothing to /workflow/outputs"
+    more = f", … ({len(entries) - LISTED_FILES} more)" if len(entries) > LISTED_FILES else ""
+    return "the job wrote: " + ", ".join(entries[:LISTED_FILES]) + more
+
+
+def _article(t: str) -> str:
+    return "an" if t[:1] in "aeiou" else "a"
