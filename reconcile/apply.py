@@ -341,8 +341,10 @@ def start_run(flow: str, graph: FlowGraph, flow_digest: str, provider: str, inpu
         user = getpass.getuser()
     except Exception:
         user = "unknown"
+    from reconcile.lineage import run_graph  # artifacts + input edges, for `flows artifacts` / `flows lineage`
     return RunRecord(id=run_id or new_run_id(), flow=flow, flow_file=graph.file, flow_digest=flow_digest,
-                     user=user, host=socket.gethostname(), pid=os.getpid(), provider=provider, inputs=inputs)
+                     user=user, host=socket.gethostname(), pid=os.getpid(), provider=provider, inputs=inputs,
+                     **run_graph(graph))
 
 
 def finish_state(backend: Any, flow: str, forget: list[str]) -> State:

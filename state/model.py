@@ -67,6 +67,32 @@ class CacheEntry(BaseModel):
     fingerprint: dict[str, Any] = Field(default_factory=dict)
 
 
+class ArtifactFileRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    file_name: str
+    node: str
+    output: str
+
+
+class ArtifactRecord(BaseModel):
+    """A declared Domino artifact (DATA | MODEL | REPORT) and the node outputs that make up its files."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    type: str
+    files: list[ArtifactFileRecord] = Field(default_factory=list)
+
+
+class InputSource(BaseModel):
+    """Where one node input came from in the applied flow; lineage walks these edges back to the flow inputs."""
+
+    model_config = ConfigDict(extra="ignore")
+    kind: Literal["literal", "flow_input", "node_output"]
+    name: str | None = None    # flow_input
+    node: str | None = None    # node_output
+    output: str | None = None  # node_output
+
+
 class RunRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str
@@ -86,6 +112,11 @@ class RunRecord(BaseModel):
     recovered_at: str | None = None
     # address -> {"key", "job_id", "attempt", "started_at", "status"}: what was launched, for recover.
     jobs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The flow's artifact declarations and input edges as applied: `flows artifacts` and `flows lineage` read
+    # them without the flow file. Per run (journaled when it starts), so an older output keeps the edges it was
+    # made with.
+    artifacts: dict[str, ArtifactRecord] = Field(default_factory=dict)
+    sources: dict[str, dict[str, InputSource]] = Field(default_factory=dict)  # address -> input -> source
 
 
 class State(BaseModel):
