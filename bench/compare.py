@@ -26,7 +26,7 @@ sys.path.insert(0, str(BENCH.parent))  # the project (reconcile, state) for the 
 import extras  # noqa: E402
 import gen  # noqa: E402
 import report  # noqa: E402
-from runner import Series  # noqa: E402
+from runner import RSS_SOURCE, Series  # noqa: E402
 from scenarios import run_size  # noqa: E402
 from tools import PEER_BIN, all_tools  # noqa: E402
 
@@ -100,7 +100,7 @@ def main() -> None:
     res: dict[str, Any] = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                            "machine": machine(), "versions": versions(), "runs": a.runs, "sizes": {},
                            # other work on the machine skews figures: recorded so a reader can judge
-                           "loadavg_start": os.getloadavg()}
+                           "loadavg_start": os.getloadavg(), "rss_source": RSS_SOURCE}
     per_size: dict[int, dict[str, dict[str, Series]]] = {}
     carry: dict[str, dict[str, str]] = {}
     try:
@@ -122,7 +122,7 @@ def main() -> None:
         ex["startup"] = extras.startup(max(a.runs, 5), work)
         print("state load (10,000 nodes) ...", flush=True)
         real_state = res.pop("_real_state", None)
-        ex["state_load"] = extras.state_load(10_000, max(a.runs, 5),
+        ex["state_load"] = extras.state_load(10_000, max(a.runs, 5), work,
                                              Path(real_state) if real_state and "10000" in real_state else None)
         if not a.no_hash:
             big = work / "big" / "big.bin"
