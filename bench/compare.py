@@ -21,7 +21,24 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))  # the project (reconcile, state) for the in-process rows
+
+
+def _snapshot_arg() -> None:
+    """`--snapshot`: measure HEAD as committed (a `git archive` copy), not the shared, moving work tree."""
+    if "--snapshot" not in sys.argv:
+        return
+    sys.argv.remove("--snapshot")
+    dest = Path(tempfile.mkdtemp(prefix="flows-src-"))
+    head = subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    archive = subprocess.run(["git", "-C", str(BENCH.parent), "archive", head], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    os.environ["FLOWS_BENCH_SRC"] = str(dest)
+    os.environ["FLOWS_BENCH_COMMIT"] = head
+
+
+_snapshot_arg()
+sys.path.insert(0, os.environ.get("FLOWS_BENCH_SRC") or str(BENCH.parent))  # reconcile, state: in-process rows
 
 import extras  # noqa: E402
 import gen  # noqa: E402
@@ -65,10 +82,12 @@ def versions() -> dict[str, str]:
         except OSError as e:
             out[name] = f"unavailable ({e})"
     try:
-        out["flows"] = subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", "--short", "HEAD"],
-                                      capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
     except OSError:
-        out["flows"] = "?"
+        head = "?"
+    snap = os.environ.get("FLOWS_BENCH_COMMIT")
+    out["flows"] = f"{snap[:7]} (snapshot)" if snap else f"work tree at {head}"
     return out
 
 
@@ -89,6 +108,7 @@ def main() -> None:
     ap.add_argument("--no-hash", action="store_true", help="skip the 1 GiB hashing rows")
     ap.add_argument("--work", type=Path, help="keep the generated projects here (default: a temp dir, removed)")
     ap.add_argument("--out", type=Path, default=BENCH / "results.json")
+    ap.add_argument("--snapshot", action="store_true", help="measure HEAD as committed, not the work tree")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.replace("_", "").split(",") if s.strip()]
     ensure_peer_venv()

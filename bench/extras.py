@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import gen
 from runner import Series, measure
-from tools import PEER_BIN, REPO, flows_argv
+from tools import PEER_BIN, REPO, flows_argv, flows_src
 
 GIB = 1 << 30
 
@@ -226,7 +226,7 @@ print(time.perf_counter() - t0)
 def _parse_times(path: Path, runs: int) -> list[float]:
     """parse_state timed inside a fresh process each time, as a CLI command meets it (a heap full of
     the harness's own objects would make every garbage-collector pass slower)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(flows_src()))
     times = []
     for _ in range(runs + 1):
         r = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", LOAD_SCRIPT, str(path)], env=env,

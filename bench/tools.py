@@ -22,13 +22,19 @@ PEER_LIMIT = 120.0    # the issue: skip a peer at a size where one run exceeds t
 FLOWS_LIMIT = 900.0   # ours: measured even when slow, so the miss is visible; killed past this
 
 
+def flows_src() -> Path:
+    """The flows source under test: the work tree, or a snapshot (FLOWS_BENCH_SRC) so that a long run
+    measures one commit while others keep editing the tree."""
+    return Path(os.environ.get("FLOWS_BENCH_SRC") or REPO)
+
+
 def flows_argv() -> tuple[list[str], dict[str, str]]:
     """The installed `flows` console script, else the same entry point through the project's Python."""
     env = dict(os.environ)
     script = REPO / ".venv" / "bin" / "flows"
-    if script.exists():
+    if script.exists() and flows_src() == REPO:
         return [str(script)], env
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(flows_src()) + os.pathsep + env.get("PYTHONPATH", "")
     # `python -m reconcile.cli.main` would register the commands on a second copy of the app.
     shim = "import sys; sys.argv[0] = 'flows'; from reconcile.cli.main import run; run()"
     return [sys.executable, "-c", shim], env
