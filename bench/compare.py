@@ -9,10 +9,12 @@ Prints one table and writes bench/results.json. See bench/README.md for what eac
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ def _snapshot_arg() -> None:
                           check=True).stdout.strip()
     archive = subprocess.run(["git", "-C", str(BENCH.parent), "archive", head], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    atexit.register(shutil.rmtree, dest, True)
     os.environ["FLOWS_BENCH_SRC"] = str(dest)
     os.environ["FLOWS_BENCH_COMMIT"] = head
 

@@ -43,7 +43,9 @@ def spied(argv: list[str], cwd: Path, out: Path, env: dict[str, str]) -> None:
     raw = out.with_suffix(".collapsed")
     subprocess.run([str(PEER_BIN / "py-spy"), "record", "-r", "250", "-f", "raw", "-o", str(raw), "--subprocesses",
                     "--", *argv], cwd=cwd, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out.write_text(summarize(raw))
+    if raw.exists():
+        out.write_text(summarize(raw))
+        raw.unlink()  # ~1 MB of stacks; the summary is what goes in the repo
 
 
 def summarize(raw: Path, top: int = 30) -> str:
