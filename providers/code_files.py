@@ -7,14 +7,21 @@ is part of the node's code, so editing that file re-runs the node and editing an
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
 
 CODE_MOUNT = "/mnt/code"  # where Domino mounts the project; the local provider mounts the root there too
 
 
+_PLAIN = re.compile(r"[^'\"\\]*")          # no quoting or escapes: a regex split gives shlex's words
+_WORDS = re.compile(r"[;&|()<>]+|[^\s;&|()<>]+")
+
+
 def _tokens(command: str) -> list[str]:
     """Shell words, with `;`, `&&`, `|`, `(` split off; unbalanced quotes fall back to whitespace."""
+    if _PLAIN.fullmatch(command):  # the common case, and shlex is slow on thousands of commands
+        return _WORDS.findall(command)
     lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     try:
@@ -26,9 +33,9 @@ def _tokens(command: str) -> list[str]:
 def _inside(root: str, path: str) -> str | None:
     """`path` relative to `root` (posix), or None when it lies outside."""
     path = os.path.normpath(path)
-    if os.path.commonpath([root, path]) != root or path == root:
+    if not path.startswith(root + os.sep):
         return None
-    return Path(os.path.relpath(path, root)).as_posix()
+    return path[len(root) + 1:].replace(os.sep, "/")
 
 
 def _candidates(token: str, root: str, cwd: str) -> list[str]:

@@ -84,8 +84,8 @@ class Planner:
             wanted |= {t} | self.graph.ancestors(t)
         return [a for a in self.graph.nodes if a in wanted]
 
-    def plan_node(self, node: Node, decided: dict[str, NodeChange], outputs: dict[str, dict[str, OutputRecord]]) -> NodeChange:
-        running = {a for a, c in decided.items() if c.action in EXECUTING or c.action == "pending"}
+    def plan_node(self, node: Node, running: set[str], outputs: dict[str, dict[str, OutputRecord]]) -> NodeChange:
+        """`running`: the nodes decided so far that will (or may) execute; their outputs are not known yet."""
         fp, display = self.keyer.fingerprint(node, lambda a: None if a in running else outputs.get(a))
         record = self.state.nodes.get(node.address)
         change = NodeChange(address=node.address, task_name=node.task_name, action="create", fingerprint=fp,
@@ -136,9 +136,13 @@ class Planner:
              serial: int | None, lineage: str | None) -> Plan:
         self._prefetch()
         decided: dict[str, NodeChange] = {}
+        running: set[str] = set()
         outputs: dict[str, dict[str, OutputRecord]] = {}
         for address in self.selected():
-            decided[address] = self.plan_node(self.graph.nodes[address], decided, outputs)
+            change = self.plan_node(self.graph.nodes[address], running, outputs)
+            decided[address] = change
+            if change.action in EXECUTING or change.action == "pending":
+                running.add(address)
         changes = list(decided.values())
         if not self.targets:
             for address, rec in self.state.nodes.items():

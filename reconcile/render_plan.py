@@ -18,13 +18,21 @@ def summary_line(plan: Plan) -> str:
     return "Plan: " + ", ".join(parts) + "."
 
 
+COLLAPSE_REUSED = 20  # beyond this many plain cache hits, list them only with --verbose (like Terraform)
+
+
 def print_plan(plan: Plan, console: Console, verbose_reuse: bool = False) -> None:
     console.print(f"[bold]Flow[/bold] {escape(plan.flow)}  ({escape(plan.flow_file)})  "
                   f"state serial {plan.state_serial if plan.state_serial is not None else '-'}")
     if plan.targets:
         console.print(f"[yellow]Targeted plan:[/yellow] {escape(', '.join(plan.targets))} and what they need")
     console.print()
+    plain_reuse = [n for n in plan.nodes if n.action == "reuse" and not n.reasons and not n.notes]
+    collapse = not verbose_reuse and len(plain_reuse) > COLLAPSE_REUSED
+    hidden = {id(n) for n in plain_reuse} if collapse else set()
     for n in plan.nodes:
+        if id(n) in hidden:
+            continue
         colour = COLOURS[n.action]
         key = f"  [dim]{n.key[:12]}[/dim]" if n.key else ""
         console.print(f"[{colour}]{SYMBOLS[n.action]} {escape(n.address)}[/{colour}]  [{colour}]{n.action}[/{colour}]{key}")
@@ -37,6 +45,8 @@ def print_plan(plan: Plan, console: Console, verbose_reuse: bool = False) -> Non
             console.print(f"      {escape(redact(r.message))}")
         for note in n.notes:
             console.print(f"      [dim]{escape(redact(note.message))}[/dim]")
+    if collapse:
+        console.print(f"[dim]= {len(plain_reuse):,} nodes reused unchanged (--verbose lists them)[/dim]")
     console.print()
     if not plan.has_changes():
         console.print("[green]No changes.[/green] Every node is reused from the cache.")

@@ -21,7 +21,27 @@ def register_secret(value: str | None) -> None:
         _registered.add(value)
 
 
+_cache: tuple[object, list[str]] | None = None
+
+
+def _env_signature() -> object:
+    """Cheap identity of the environment and the registered secrets: redact runs thousands of times a plan."""
+    raw = getattr(os.environ, "_data", None)  # CPython keeps the encoded environment here: no decoding needed
+    env = hash(tuple(raw.items())) if isinstance(raw, dict) else tuple(os.environ.items())
+    return (env, len(_registered))
+
+
 def secret_values() -> list[str]:
+    global _cache
+    signature = _env_signature()
+    if _cache is not None and _cache[0] == signature:
+        return _cache[1]
+    values = _compute_secret_values()
+    _cache = (signature, values)
+    return values
+
+
+def _compute_secret_values() -> list[str]:
     found = set(_registered)
     for name, value in os.environ.items():
         # Flag-like values (USE_KEY_VAULT=true, TOKEN_TTL=3600) are not secrets and would mask ordinary text.

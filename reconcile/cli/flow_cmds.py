@@ -72,6 +72,7 @@ def plan(
     target: list[str] = typer.Option([], "--target", help="Plan only this node and what it needs (repeatable)."),
     replace: list[str] = typer.Option([], "--replace", help="Force this node to run (repeatable)."),
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 0: no changes, 1: error, 2: changes."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every reused node, however many."),
 ) -> None:
     """Show which nodes would run and exactly why. Never writes state, never runs a job.
 
@@ -90,7 +91,7 @@ def plan(
         if view.journal:
             console.print("[yellow]Note:[/yellow] an interrupted run left results in the journal; "
                           "they are included (the next apply or `flows recover` records them).")
-        print_plan(result, console)
+        print_plan(result, console, verbose_reuse=verbose)
     if out is not None:
         out.write_text(redact(result.model_dump_json(indent=1)))
         if not as_json:
