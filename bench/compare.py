@@ -147,6 +147,8 @@ def main() -> None:
         real_state = res.pop("_real_state", None)
         ex["state_load"] = extras.state_load(10_000, max(a.runs, 5), work,
                                              Path(real_state) if real_state and "10000" in real_state else None)
+        print("journal append cost ...", flush=True)
+        ex["journal"] = extras.journal_cost(work)
         if not a.no_hash:
             big = work / "big" / "big.bin"
             print("hashing: writing a 1 GiB file ...", flush=True)

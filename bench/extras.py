@@ -247,3 +247,23 @@ def state_load(n: int, runs: int, work: Path, real_state: Path | None = None) ->
         out["real_state"] = {"path": str(real_state), "bytes": real_state.stat().st_size, "parse_s": rt,
                              "median_s": statistics.median(rt)}
     return out
+
+
+def journal_cost(work: Path, appends: int = 200) -> dict[str, Any]:
+    """Per-node durability: one fsynced journal record per finished node, with a 10-node and a
+    10,000-node state beside it (O(1) means the two match), and the one state write per run that
+    folds the journal (O(N), once)."""
+    from state import journal
+    from state.local import LocalBackend
+    from state.model import NodeRecord
+
+    out: dict[str, Any] = {}
+    for n in (10, 10_000):
+        backend = LocalBackend(work / f"journal-{n}")
+        st = synthetic_state(n)
+        t_write = _timed(lambda: backend.write(gen.FLOW_NAME, st, None))
+        node = next(iter(st.nodes.values()))
+        record = journal.node_finished("run-0002", NodeRecord.model_validate(node.model_dump()), None)
+        times = [_timed(lambda: backend.journal_append(gen.FLOW_NAME, record)) for _ in range(appends)]
+        out[str(n)] = {"append_median_ms": statistics.median(times) * 1000, "state_write_s": t_write}
+    return out
