@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from typing import Any, Mapping
 
 from rich.console import Group, RenderableType
@@ -16,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from reconcile.errors import FlowsError
 from reconcile.graph import Binding, FlowGraph, Node
 from reconcile.plan_model import COLOURS, SYMBOLS
 from reconcile.secrets import redact_obj
@@ -25,6 +28,11 @@ Actions = Mapping[str, str] | None
 # Fill colours for DOT / Mermaid, one per plan action (the terminal colours of plan_model, lightened).
 FILLS: dict[str, str] = {"create": "#d4f7d4", "update": "#fff3c4", "run": "#f3d4f7", "pending": "#d4f1f7",
                          "reuse": "#eeeeee", "forget": "#f7d4d4"}
+
+
+def forgotten(graph: FlowGraph, actions: Actions) -> list[str]:
+    """Addresses a plan marks `forget`: in the state, gone from the flow, so drawn apart, without edges."""
+    return [a for a, act in (actions or {}).items() if a not in graph.nodes and act == "forget"]
 
 
 def redacted(graph: FlowGraph) -> FlowGraph:
@@ -95,6 +103,11 @@ def tree(graph: FlowGraph, actions: Actions = None) -> Tree:
     if graph.outputs:
         root.add(Text("outputs: " + ", ".join(f"{n} ← {describe_binding(graph, b)}" for n, b in graph.outputs.items()),
                       style="cyan"))
+    gone = forgotten(graph, actions)
+    if gone:
+        branch = root.add(Text("in the state, gone from the flow:", style="dim"))
+        for address in gone:
+            branch.add(_styled(short(graph, address), "forget"))
     return root
 
 
@@ -173,7 +186,8 @@ def _dot_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def to_dot(graph: FlowGraph, actions: Actions = None) -> str:
+def to_dot(graph: FlowGraph, actions: Actions = None, legend: bool = False) -> str:
+    """Graphviz DOT; `legend` adds a key of the plan actions used (for pictures that travel without the text)."""
     actions = actions or {}
     lines = [f"digraph {_dot_str(graph.workflow)} {{", "  rankdir=LR;",
              '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica"];',
@@ -200,8 +214,38 @@ def to_dot(graph: FlowGraph, actions: Actions = None) -> str:
                      'fillcolor="#e8ffe8"];')
         if b.kind == "node_output":
             lines.append(f"  {_dot_str(b.node or '')} -> {_dot_str('output:' + name)} [label={_dot_str(b.output or '')}];")
+    for address in forgotten(graph, actions):
+        label = short(graph, address) + "\n(forget)"
+        lines.append(f'  {_dot_str(address)} [label={_dot_str(label)}, style="rounded,filled,dashed", '
+                     f'fillcolor="{FILLS["forget"]}"];')
+    used = [a for a in FILLS if a in set(actions.values())]
+    if legend and used:
+        lines += ['  subgraph "cluster_legend" {', '    label="plan"; fontname="Helvetica"; color="#bbbbbb";']
+        for action in used:
+            lines.append(f"    {_dot_str('legend:' + action)} [label={_dot_str(SYMBOLS[action] + ' ' + action)}, "
+                         f'fillcolor="{FILLS[action]}", fontsize=10];')
+        lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+DOT_MISSING = ("Graphviz `dot` is not installed; the svg and html formats need it. Install it with "
+               "`apt-get install graphviz` (Debian/Ubuntu; `make test` and `make demo` do it when run as root) or "
+               "`brew install graphviz` (macOS). The text, dot and mermaid formats work without it.")
+
+
+def run_dot(dot_text: str, fmt: str = "svg", timeout: float = 120) -> str:
+    """Lay out DOT with the real Graphviz `dot` and return its `fmt` output (svg)."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise FlowsError(DOT_MISSING)
+    try:
+        done = subprocess.run([exe, f"-T{fmt}"], input=dot_text, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise FlowsError(f"Graphviz `dot` could not run: {e}") from None
+    if done.returncode != 0:
+        raise FlowsError(f"Graphviz `dot` failed: {done.stderr.strip()[:500]}")
+    return done.stdout
 
 
 # ---------------------------------------------------------------- Mermaid
@@ -233,6 +277,9 @@ def to_mermaid(graph: FlowGraph, actions: Actions = None) -> str:
         lines.append(f"  o{i}([{_mm(f'{name}: {b.type}')}])")
         if b.kind == "node_output" and b.node in ids:
             lines.append(f"  {ids[b.node]} --> o{i}")
+    for i, address in enumerate(forgotten(graph, actions)):
+        ids[address] = f"f{i}"
+        lines.append(f"  f{i}[{_mm(short(graph, address))}]")
     used = sorted({a for a in actions.values() if a in FILLS})
     for action in used:
         lines.append(f"  classDef {action} fill:{FILLS[action]}")
