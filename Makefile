@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 EXAMPLE = examples/ai_training
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean deps
 
 $(BIN)/flows: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,13 +12,27 @@ $(BIN)/flows: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
-demo: $(BIN)/flows
+demo: deps $(BIN)/flows
 	cd $(EXAMPLE) && ../../$(BIN)/flows plan flow.py model_training --data_path_a data/a.csv --data_path_b data/b.csv
 	cd $(EXAMPLE) && ../../$(BIN)/flows apply flow.py model_training --data_path_a data/a.csv --data_path_b data/b.csv --auto-approve
 	cd $(EXAMPLE) && ../../$(BIN)/flows plan flow.py model_training --data_path_a data/a.csv --data_path_b data/b.csv --detailed-exitcode
 
-test: $(BIN)/flows
+test: deps $(BIN)/flows
 	$(BIN)/python -m pytest -q
+
+# Graphviz `dot` draws `flows graph --format svg|html`. Installed from Debian when it is missing and we are root;
+# never fails the build: the other formats work without it, and the command says how to install it.
+deps:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Graphviz (dot) for flows graph --format svg|html"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q graphviz >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q graphviz >/dev/null 2>&1; } || \
+	      echo "Could not install graphviz: svg/html graphs will say how to install it."; \
+	  else \
+	    echo "Graphviz 'dot' is missing (apt-get install graphviz): svg/html graphs need it."; \
+	  fi; }; true
 
 bench: $(BIN)/flows
 	$(BIN)/python bench/compare.py
