@@ -4,6 +4,7 @@ every result durable the moment it exists (journal), folding the journal into th
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import datetime as dt
 import getpass
@@ -16,18 +17,19 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from reconcile.errors import StateError
+from reconcile.errors import FlowsError, StateError
 from reconcile.fingerprint import cache_key
 from reconcile.flytetypes import is_blob
 from reconcile.graph import FlowGraph, Node
 from reconcile.plan import NodeKeyer, Planner
-from reconcile.plan_model import EXECUTING, Plan
+from reconcile.plan_model import Plan
 from providers.base import InputValue, JobResult, JobSpec
 from state import journal
 from state.backend import LockInfo
 from state.model import CacheEntry, NodeRecord, OutputRecord, RunRecord, State, now
 
 DONE_OK = ("succeeded", "reused")
+UPSTREAM_FAILED = "skipped: upstream failed"
 POLL = 0.05
 
 
@@ -130,7 +132,8 @@ class Scheduler:
         self.logs_dir, self.opts, self.reporter, self.cancel = logs_dir, opts, reporter, cancel
         self.outputs: dict[str, dict[str, OutputRecord]] = {}
         self.outcomes: dict[str, NodeOutcome] = {}
-        self.stopping = False
+        self.stopping = False  # set by the node that fails first (without --keep-going): nothing new starts
+        self._known: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}  # address -> (key, fp, display)
         self._lock = threading.Lock()
         self._exists = Planner(graph, state, keyer, blobs)  # reuse its batched blob existence checks
 
@@ -179,6 +182,7 @@ class Scheduler:
         outcome = self.outcomes[address]
         fp, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
         key = cache_key(fp)
+        self._known[address] = (key, fp, display)
         if change is not None and change.action == "pending" and node.cache and address not in self.plan.replace:
             entry = self.state.cache.get(key)
             if entry is not None and self._exists.outputs_exist(entry.outputs):
@@ -191,33 +195,26 @@ class Scheduler:
                        flow_file=self.graph.file, log_path="")
         outcome.started = time.monotonic()
         started_at = now()
-        result: JobResult | None = None
+        result: _Result | None = None
         for attempt in range(1, node.retries + 2):
             if self.cancel.is_set():
-                result = JobResult(status="cancelled", error="interrupted before it started")
+                result = _Result(status="cancelled", error="interrupted before it started")
                 break
             log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
             spec = spec.model_copy(update={"attempt": attempt, "log_path": str(log)})
             outcome.attempts = attempt
-            handle = self._attached(address, key, spec) if attempt == 1 else None
-            if handle is not None:
-                self.reporter.event(outcome, f"re-attached to running job {handle.job_id}")
-            else:
-                handle = self.provider.start(spec)
-                self._journal(journal.node_started(self.run.id, address, key, handle.job_id, attempt))
-                self.reporter.event(outcome, f"started {handle.job_id}" + (f" (attempt {attempt})" if attempt > 1 else ""))
-            outcome.job_id = handle.job_id
-            outcome.result = "running"
-            result = self.provider.wait(handle, spec, self.cancel)
+            result = self._attempt(address, key, spec, outcome)
             for w in result.warnings:
                 self.reporter.event(outcome, f"warning: {w}")
-            if result.status in ("succeeded", "cancelled"):
+            if result.status in ("succeeded", "cancelled") or result.error_is_final:
                 break
             if attempt <= node.retries:
                 self.reporter.event(outcome, f"attempt {attempt} {result.status}: {result.error}; retrying")
         assert result is not None
         outcome.finished = time.monotonic()
         status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(result.status, "failed")
+        if status == "failed" and not self.opts.keep_going:
+            self.stopping = True  # before the record is durable: nothing new may start once a failure is seen
         record = NodeRecord(address=address, task_name=node.task_name, key=key, fingerprint=fp, display=display,
                             outputs=result.outputs if status == "succeeded" else {}, status=status,  # type: ignore[arg-type]
                             run_id=self.run.id, job_id=outcome.job_id, started_at=started_at, finished_at=now(),
@@ -229,10 +226,32 @@ class Scheduler:
         self._record(record, entry)
         if status == "succeeded":
             self.outputs[address] = result.outputs
-        outcome.result = status
         outcome.detail = result.error or ""
         outcome.log_tail = result.log_tail
+        outcome.result = status  # last: the walk reads it without a lock
         self.reporter.event(outcome, status if status != "failed" else f"failed: {result.error}")
+
+    def _attempt(self, address: str, key: str, spec: JobSpec, outcome: NodeOutcome) -> "_Result":
+        """One attempt: start (or re-attach), wait. A provider exception is this attempt's failure, and the job
+        it may have left running is stopped, so the node is recorded as failed instead of vanishing."""
+        handle = None
+        try:
+            handle = self._attached(address, key, spec) if spec.attempt == 1 else None
+            if handle is not None:
+                self.reporter.event(outcome, f"re-attached to running job {handle.job_id}")
+            else:
+                handle = self.provider.start(spec)
+                self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt))
+                self.reporter.event(outcome, f"started {handle.job_id}" +
+                                    (f" (attempt {spec.attempt})" if spec.attempt > 1 else ""))
+            outcome.job_id = handle.job_id
+            outcome.result = "running"
+            return _Result.of(self.provider.wait(handle, spec, self.cancel))
+        except Exception as e:  # noqa: BLE001 - any provider error fails this node, never the whole apply
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    self.provider.stop(handle)
+            return _Result(status="failed", error=_describe(e), error_is_final=True)
 
     def _attached(self, address: str, key: str, spec: JobSpec) -> Any:
         """A job an interrupted run launched for this very key and that is still running, or None."""
@@ -249,75 +268,118 @@ class Scheduler:
 
     # -- the walk ----------------------------------------------------------------------------
     def run_all(self) -> dict[str, NodeOutcome]:
+        todo = self._settle_reused()
+        workers = max(1, min(self.opts.parallelism, self.provider.max_parallel or self.opts.parallelism))
+        running: dict[cf.Future[None], str] = {}
+        with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node") as pool:
+            while todo or running:
+                todo = self._pass(todo, running, pool, workers)
+                if not running:
+                    for address in todo:  # nothing runs and nothing can start: never expected, never a hang
+                        self._skip(address, "not started: an upstream did not finish")
+                    break
+                done, _ = cf.wait(running, timeout=POLL, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    running.pop(fut)
+        return self.outcomes
+
+    def _settle_reused(self) -> list[str]:
+        """Outcomes for every planned node; plain cache hits are settled at once. Returns the rest, in order."""
         todo: list[str] = []
         for change in self.plan.nodes:
             if change.action == "forget":
                 continue
             outcome = NodeOutcome(address=change.address, action=change.action)
             self.outcomes[change.address] = outcome
-            node = self.graph.nodes[change.address]
-            if change.action == "reuse":
-                entry = self.state.cache[change.key]  # type: ignore[index]
-                fp, display = change.fingerprint or {}, {}
-                rec = self.state.nodes.get(change.address)
-                if rec is not None and rec.key == change.key:
-                    self.outputs[change.address] = entry.outputs
-                    outcome.result = "reused"
-                    self.reporter.event(outcome, "reused")
-                else:
-                    _, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
-                    self._reuse(node, outcome, change.key, fp, display, entry,  # type: ignore[arg-type]
-                                f"cache hit from run {entry.run_id}")
-            else:
+            if change.action != "reuse":
                 todo.append(change.address)
-        workers = max(1, min(self.opts.parallelism, self.provider.max_parallel or self.opts.parallelism))
-        running: dict[cf.Future[None], str] = {}
-        with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node") as pool:
-            while todo or running:
-                if self.stopping or self.cancel.is_set():
-                    why = "not started: apply interrupted" if self.cancel.is_set() else "not started: stopped after a failure"
-                    for address in todo:  # in plan order, so upstream skips are known before their dependents
-                        doomed = any(self._broken(u) for u in self.graph.nodes[address].upstreams())
-                        self._skip(address, "skipped: upstream failed" if doomed else why)
-                    todo = []
-                for address in list(todo):
-                    states = [self.outcomes[u].result for u in self.graph.nodes[address].upstreams()
-                              if u in self.outcomes]
-                    if any(s in ("failed", "skipped", "cancelled") for s in states):
-                        todo.remove(address)
-                        self._skip(address, "skipped: upstream failed")
-                    elif all(s in DONE_OK for s in states) and len(running) < workers:
-                        todo.remove(address)
-                        self.outcomes[address].result = "running"
-                        running[pool.submit(self._guarded, address)] = address
-                if not running:
-                    continue  # the pass above skipped or started something, or todo is empty
-                done, _ = cf.wait(running, timeout=POLL, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    address = running.pop(fut)
-                    if self.outcomes[address].result == "failed" and not self.opts.keep_going:
-                        self.stopping = True
-        return self.outcomes
+                continue
+            node = self.graph.nodes[change.address]
+            entry = self.state.cache[change.key]  # type: ignore[index]
+            rec = self.state.nodes.get(change.address)
+            if rec is not None and rec.key == change.key and rec.status == "succeeded":
+                self.outputs[change.address] = entry.outputs
+                outcome.result = "reused"
+                self.reporter.event(outcome, "reused")
+            else:  # a hit on an older result (a revert): the state must point at it from now on
+                fp, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
+                self._reuse(node, outcome, change.key, fp, display, entry,  # type: ignore[arg-type]
+                            f"cache hit from run {entry.run_id}")
+        return todo
+
+    def _pass(self, todo: list[str], running: dict[cf.Future[None], str], pool: cf.ThreadPoolExecutor,
+              workers: int) -> list[str]:
+        """One pass in dependency order: skip what can no longer run, start what is ready; return what waits."""
+        waiting: list[str] = []
+        for address in todo:
+            ups = [self.outcomes[u] for u in self.graph.nodes[address].upstreams() if u in self.outcomes]
+            if any(u.result == "failed" or (u.result == "skipped" and u.detail == UPSTREAM_FAILED) for u in ups):
+                self._skip(address, UPSTREAM_FAILED)
+            elif self.cancel.is_set():
+                self._skip(address, "not started: apply interrupted")
+            elif any(u.result == "cancelled" for u in ups):
+                self._skip(address, "skipped: upstream cancelled")
+            elif self.stopping:
+                self._skip(address, "not started: stopped after a failure (--keep-going runs independent nodes)")
+            elif all(u.result in DONE_OK for u in ups) and len(running) < workers:
+                self.outcomes[address].result = "running"
+                running[pool.submit(self._guarded, address)] = address
+            else:
+                waiting.append(address)
+        return waiting
 
     def _guarded(self, address: str) -> None:
         try:
             self.execute(address)
-        except Exception as e:  # a provider/bug error fails this node, never the whole state
+        except Exception as e:  # noqa: BLE001 - a bug or an input that vanished fails this node, never the state
+            if not self.opts.keep_going:
+                self.stopping = True
             outcome = self.outcomes[address]
-            outcome.result, outcome.detail = "failed", f"{type(e).__name__}: {e}"
             outcome.finished = time.monotonic()
+            outcome.detail = _describe(e)
+            with contextlib.suppress(Exception):  # the journal itself may be what failed
+                self._record(self._failed_record(address, outcome), None)
+            outcome.result = "failed"
             self.reporter.event(outcome, f"failed: {outcome.detail}")
 
-    def _broken(self, address: str) -> bool:
-        """Failed, cancelled, or skipped because something above it failed."""
-        o = self.outcomes.get(address)
-        return o is not None and (o.result in ("failed", "cancelled") or
-                                  (o.result == "skipped" and o.detail == "skipped: upstream failed"))
+    def _failed_record(self, address: str, outcome: NodeOutcome) -> NodeRecord:
+        """A failure outside any job: the key as far as it was computed (else the previous record's), so the
+        next plan says "failed last time" with the reason."""
+        node = self.graph.nodes[address]
+        previous = self.state.nodes.get(address)
+        key, fp, display = self._known.get(address) or (
+            (previous.key, previous.fingerprint, previous.display) if previous else (None, {}, {}))
+        return NodeRecord(address=address, task_name=node.task_name, key=key, fingerprint=fp, display=display,
+                          status="failed", run_id=self.run.id, job_id=outcome.job_id, finished_at=now(),
+                          attempts=outcome.attempts, error=outcome.detail)
 
     def _skip(self, address: str, why: str) -> None:
         outcome = self.outcomes[address]
         outcome.result, outcome.detail = "skipped", why
         self.reporter.event(outcome, why)
+
+
+@dataclasses.dataclass
+class _Result:
+    """A job attempt's result as the scheduler sees it; `error_is_final`: retrying cannot help."""
+
+    status: str
+    outputs: dict[str, OutputRecord] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+    log_tail: str = ""
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    error_is_final: bool = False
+
+    @classmethod
+    def of(cls, r: JobResult) -> "_Result":
+        return cls(status=r.status, outputs=r.outputs, error=r.error, log_tail=r.log_tail, warnings=r.warnings)
+
+
+def _describe(e: Exception) -> str:
+    """One line for an unexpected exception: a FlowsError's own message, else its type and text."""
+    if isinstance(e, FlowsError):
+        return e.message
+    return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
 def counts_of(outcomes: dict[str, NodeOutcome]) -> dict[str, int]:

@@ -258,10 +258,14 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
             if saved is not None:
                 _check_not_stale(saved, the_plan, stored_before, prep.flow_digest)
             print_plan(the_plan, console)
-            if not the_plan.has_changes() and not resumed:
+            repoint = _older_hits(the_plan, state)
+            if not the_plan.has_changes() and not repoint and not resumed:
                 console.print("Nothing to do.")
                 _print_flow_outputs(graph, state)
                 return
+            if not the_plan.has_changes() and repoint:
+                console.print(f"Nothing runs; {len(repoint)} node(s) go back to an earlier result from the cache "
+                              "(recorded in the state).")
             if saved is None and not auto_approve:
                 if not sys.stdin.isatty():
                     raise InputError("apply needs --auto-approve when not run interactively")
@@ -288,6 +292,17 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
         raise typer.Exit(130)
     if result not in ("succeeded", "recovered"):
         raise typer.Exit(1)
+
+
+def _older_hits(plan: Any, state: Any) -> list[str]:
+    """Reused nodes whose record points at another result (e.g. after reverting an input): the state must be
+    updated to the cache hit even though no job runs, or outputs and the next plan would show the old one."""
+    out = []
+    for change in plan.nodes:
+        rec = state.nodes.get(change.address)
+        if change.action == "reuse" and (rec is None or rec.key != change.key or rec.status != "succeeded"):
+            out.append(change.address)
+    return out
 
 
 def _seconds(text: str) -> float:
@@ -352,7 +367,8 @@ def outputs(
             where = f" -> {target}"
         if not as_json:
             value = f" = {out.value!r}" if out.value is not None else ""
-            console.print(f"{escape(name)} ({out.type}, {out.size} bytes, {out.digest[:12]}){escape(value)}{escape(where)}")
+            console.print(f"{escape(name)} ({escape(out.type)}, {out.size} bytes, {out.digest[:12]}){escape(value)}"
+                          f"{escape(where)}")
 
 
 @app.command()
