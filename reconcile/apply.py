@@ -239,7 +239,16 @@ class Scheduler:
             handle = self._attached(address, key, spec) if spec.attempt == 1 else None
             if handle is not None:
                 self.reporter.event(outcome, f"re-attached to running job {handle.job_id}")
-            else:
+                outcome.job_id = handle.job_id
+                outcome.result = "running"
+                result = _Result.of(self.provider.wait(handle, spec, self.cancel))
+                if result.status in ("succeeded", "cancelled"):
+                    return result
+                # It ended badly while no apply watched it: what is left of a partial run runs again.
+                self.reporter.event(outcome, f"re-attached job {handle.job_id} {result.status}: {result.error}; "
+                                             "starting the node again")
+                handle = None
+            if handle is None:
                 handle = self.provider.start(spec)
                 self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt))
                 self.reporter.event(outcome, f"started {handle.job_id}" +

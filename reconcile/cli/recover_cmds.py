@@ -1,4 +1,11 @@
-"""`flows recover [RUN_ID]`: finish a partial run without redoing or double-launching anything."""
+"""`flows recover [RUN_ID]`: finish a partial run without redoing or double-launching anything.
+
+A run is partial when its apply died (kill -9, a lost machine, a cancelled CI job), was interrupted
+(Ctrl-C) or failed. Recover finishes the latest run of a flow under its own id: it folds what the dead
+apply left in the journal, re-attaches to jobs still running, re-validates every finished node against
+the current flow, code and inputs, and runs what is left. Only the latest run: an older partial run was
+superseded by the apply after it, and finishing it would bring back its inputs.
+"""
 from __future__ import annotations
 
 import os
@@ -10,20 +17,49 @@ from rich.console import Console
 from rich.markup import escape
 
 from reconcile.cli.main import app
-from reconcile.errors import InputError, LockHeldError
+from reconcile.errors import FlowsError, InputError, LockHeldError
+from reconcile.secrets import redact
 
 console = Console(highlight=False)
 PARTIAL = ("interrupted", "failed", "running")
 
 
+def _live(lock: Any) -> bool:
+    """Whether a lock's holder may still be working (lease not expired, process not known gone)."""
+    return lock is not None and not (lock.expired() or lock.holder_gone())
+
+
 def _pick_run(state: Any, run_id: Optional[str]) -> Any:
-    if run_id is not None:
-        run = state.runs.get(run_id)
-        if run is None:
-            raise InputError(f"no run '{run_id}' in the state of '{state.flow}' (see `flows runs list`)")
-        return run
-    partial = [r for r in state.runs.values() if r.outcome in PARTIAL]
-    return max(partial, key=lambda r: r.started_at) if partial else None
+    """The run to finish: the latest one (None if the flow has no runs), or `run_id` if it is the latest."""
+    latest = max(state.runs.values(), key=lambda r: r.started_at, default=None)
+    if run_id is None:
+        return latest
+    run = state.runs.get(run_id)
+    if run is None:
+        raise InputError(f"no run '{run_id}' in the state of '{state.flow}' (see `flows runs list`)")
+    if run is not latest and run.outcome in PARTIAL:
+        raise InputError(f"run {run_id} was superseded by run {latest.id} (started {latest.started_at}); "
+                         "recover finishes only the latest run of a flow: run `flows apply` instead")
+    return run
+
+
+def _tidy(ws: Any, flow: str, view: Any, lock: Any) -> None:
+    """Nothing to finish, but a dead apply may have left its lock and journal: release the one, record
+    the other, so the next apply starts clean. A live holder's lock and journal are left alone."""
+    from reconcile.apply import fold_leftover_journal
+    from state.backend import LockInfo
+    if _live(lock):
+        return
+    if lock is not None:
+        ws.backend.unlock(flow, lock.id)
+        console.print(f"Released the dead apply's lock {lock.id} (run {lock.run_id or 'not recorded'}).")
+    if view.journal:
+        mine = ws.backend.lock(flow, LockInfo(operation="recover"))
+        try:
+            state, _ = fold_leftover_journal(ws.backend, flow)
+        finally:
+            ws.backend.unlock(flow, mine.id)
+        console.print(f"Recorded the results the dead apply left in the journal (state serial {state.serial}).")
 
 
 def _take_lock_for(ws: Any, flow: str, run: Any, opts: Any) -> Any:
@@ -31,16 +67,63 @@ def _take_lock_for(ws: Any, flow: str, run: Any, opts: Any) -> Any:
     from state.backend import LockInfo
     held = ws.backend.read_lock(flow)
     if held is not None:
-        if held.run_id != run.id or not (held.expired() or held.holder_gone()):
+        if _live(held):
             raise LockHeldError(f"state is locked by a live process: {held.describe()}")
+        if held.run_id != run.id:
+            raise LockHeldError(f"state is locked by a process that is gone, but not by run {run.id}: "
+                                f"{held.describe()}. If nothing else is working on this flow, release it with "
+                                f"`flows state unlock {held.id}`")
         ws.backend.unlock(flow, held.id)
         console.print(f"[yellow]Broke the dead run's lock {held.id}.[/yellow]")
     return ws.backend.lock(flow, LockInfo(operation="recover", run_id=run.id), timeout=opts.lock_timeout)
 
 
+def _job_status(provider: Any, job_id: str) -> str:
+    """What the provider says of a job an earlier process launched (read only, for --dry-run)."""
+    client = getattr(provider, "client", None)
+    if provider.name != "domino" or client is None:
+        return "unknown"
+    try:
+        return str(client.job_status(job_id).status)
+    except FlowsError as e:
+        return f"unknown: {e.message}"
+
+
+def _dry_run(state: Any, run: Any, plan: Any, attach: dict[str, dict[str, Any]], provider: Any) -> None:
+    """Say, node by node, what recover would do; change nothing."""
+    counts = {"re-attach": 0, "reuse": 0, "run": 0}
+    lines = []
+    for change in plan.nodes:
+        a, job, verb = change.address, attach.get(change.address), "run"
+        if change.action == "reuse":
+            rec = state.nodes.get(a)
+            verb, why = "reuse", ("finished in this run" if rec is not None and rec.run_id == run.id
+                                  else f"cache hit from run {change.reused_from_run or '?'}")
+        elif job is not None and provider.name == "local":
+            why = f"its local job {job['job_id']} died with the apply"
+        elif job is not None and change.key is not None and change.key != job.get("key"):
+            why = f"changed since job {job['job_id']} started (that job will be stopped)"
+        elif job is not None:
+            verb, why = "re-attach", f"{provider.name} job {job['job_id']} ({_job_status(provider, job['job_id'])})"
+        elif change.action == "pending":
+            why = f"after {', '.join(change.pending_on)} (re-used instead if its inputs come out unchanged)"
+        elif change.action == "forget":
+            verb, why = "forget", "no longer in the flow"
+        else:
+            why = "; ".join(r.message for r in change.reasons) or change.action
+        if verb in counts:
+            counts[verb] += 1
+        lines.append(f"  {verb:<9} {escape(a)}: {escape(redact(why))}")
+    console.print(f"[bold]Would recover run {run.id}[/bold] ({run.outcome}, started {run.started_at}):")
+    for line in lines:
+        console.print(line)
+    console.print(f"Would re-attach {counts['re-attach']}, reuse {counts['reuse']}, run {counts['run']}. "
+                  "Nothing was changed (--dry-run).")
+
+
 @app.command()
 def recover(
-    run_id: Optional[str] = typer.Argument(None, help="The run to finish; default: the latest unfinished one."),
+    run_id: Optional[str] = typer.Argument(None, help="The run to finish; default: the flow's latest run."),
     flow: Optional[str] = typer.Option(None, "--flow", help="Flow (workflow name); default: the only one."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be re-attached, reused and re-run."),
     parallelism: Optional[int] = typer.Option(None, "--parallelism", min=1),
@@ -50,41 +133,35 @@ def recover(
     against the current flow, code and inputs, and run what is left, under the same run id."""
     from reconcile.apply import ApplyOptions
     from reconcile.cli.flow_cmds import Prepared, _project_workspace, apply_session
-    from reconcile.render_plan import print_plan
 
     ws, flow = _project_workspace(flow)
     view = ws.read_state(flow)
     state = view.state
-    for r in state.runs.values():  # a run the journal still shows as running died with its apply
-        if r.outcome == "running" and view.journal:
-            lock = ws.backend.read_lock(flow)
-            if lock is None or lock.run_id != r.id or lock.expired() or lock.holder_gone():
-                r.outcome = "interrupted"
+    lock = ws.backend.read_lock(flow)
+    for r in state.runs.values():  # the journal shows it running, but its apply is gone
+        if r.outcome == "running" and not (_live(lock) and lock.run_id == r.id):
+            r.outcome = "interrupted"
     run = _pick_run(state, run_id)
-    if run is None:
-        console.print(f"Nothing to recover: every run of '{flow}' finished.")
-        return
-    if run.outcome in ("succeeded", "recovered"):
-        console.print(f"Nothing to recover: run {run.id} {run.outcome}.")
+    if run is None or run.outcome not in PARTIAL:
+        what = f"the latest run {run.id} {run.outcome}" if run else f"'{flow}' has no runs"
+        if not dry_run:
+            _tidy(ws, flow, view, lock)
+        console.print(f"Nothing to recover: {what}.")
         return
     if run.outcome == "running":
-        lock = ws.backend.read_lock(flow)
-        if lock is not None and lock.run_id == run.id and not lock.expired() and not lock.holder_gone():
-            raise LockHeldError(f"run {run.id} is still running: {lock.describe()}")
+        raise LockHeldError(f"run {run.id} is still running: {lock.describe()}")
     if not Path(run.flow_file).is_file():
         raise InputError(f"the flow file of run {run.id} is gone", file=run.flow_file)
     prep = Prepared(Path(run.flow_file), flow, [], None, inputs=run.inputs)
     attach = {a: j for a, j in run.jobs.items() if j.get("status") == "running" and j.get("job_id")}
     if dry_run:
         the_plan = prep.make_plan(state, state.serial, state.lineage, [], [])
-        console.print(f"[bold]Recover run {run.id}[/bold] ({run.outcome}, started {run.started_at})")
-        for address, job in attach.items():
-            console.print(f"  re-attach {escape(address)} to job {job['job_id']} if it is still running "
-                          "and its key still matches; otherwise re-run it")
-        print_plan(the_plan, console)
+        _dry_run(state, run, the_plan, attach, ws.provider)
+        if _live(lock):
+            console.print(f"[yellow]Note:[/yellow] recover would be refused now: {escape(lock.describe())}")
         return
     opts = ApplyOptions(parallelism=parallelism or ws.config.parallelism or os.cpu_count() or 2,
                         keep_going=keep_going)
-    lock = _take_lock_for(ws, flow, run, opts)
+    held = _take_lock_for(ws, flow, run, opts)
     console.print(f"[bold]Recovering run {run.id}[/bold] ({run.outcome}, started {run.started_at})")
-    apply_session(prep, opts, run, lock, target=[], replace=[], attach=attach, resumed=True)
+    apply_session(prep, opts, run, held, target=[], replace=[], attach=attach, resumed=True)
