@@ -1,0 +1,247 @@
+"""Fault injection: kill `flows apply` with SIGKILL at a random moment, `flows recover`, check the invariants.
+
+Every trial builds a fresh ten-node project (tests/test_recover_kit.py), starts the real `flows apply`
+as a subprocess, polls for progress (k marker files, or j journal records, chosen by a seeded RNG) and
+kills it the moment that progress is seen. Then `flows recover` runs, and every time:
+  - the state loads and is valid (parse_state), the journal is folded and the lock released;
+  - no node whose success was durable at the kill ran again (marker counts), and every job ran on the
+    same inputs as in a clean run (marker tokens);
+  - Domino: no job was started twice for the same node and key (the emulator's started jobs), i.e. a
+    job still running at the kill was re-attached, not re-launched;
+  - the outputs are byte-identical to a clean run's, and the next plan has no changes.
+
+CI runs a short version; `pytest -m slow tests/test_recover_harness.py` runs >= 20 trials per provider.
+Seeds: FLOWS_HARNESS_SEED=<n> picks the base seed; a failing trial names its seed, and
+FLOWS_HARNESS_ONLY=<seed> replays just that trial.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import json
+import os
+import random
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from providers.domino.emulator import DominoEmulator
+from providers.domino.emulator_world import EmulatorConfig, demo_project
+from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
+from tests.fixtures.s3 import REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.test_recover_kit import (ADDRESSES, APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, finished_nodes,
+                                    journal_records, load_state, make_project, markers_of, output_bytes,
+                                    read_local_blob, run_flows, start_flows, state_dir, wait_until)
+
+BASE_SEED = int(os.environ.get("FLOWS_HARNESS_SEED", "20261122"))
+ONLY = os.environ.get("FLOWS_HARNESS_ONLY")
+LONG_TRIALS = int(os.environ.get("FLOWS_HARNESS_TRIALS", "25"))
+JOURNAL_RECORDS = 2 + 2 * len(NODES)  # run_started, a start and a finish per node, run_finished
+
+
+@dataclass
+class Reference:
+    """What a clean, uninterrupted apply produces."""
+
+    outputs: dict[str, bytes]
+    tokens: dict[str, str]
+
+
+@dataclass
+class Setup:
+    """One provider's way to build a trial project and read its blobs."""
+
+    name: str
+    toml: Callable[[str], str]                # blob prefix -> flows.toml text
+    env: Callable[[], dict[str, str]]
+    read_blob: Callable[[str], bytes]
+    start_world: Callable[[Path], Any]        # project root -> emulator (or None), stopped by stop_world
+    stop_world: Callable[[Any], None]
+
+
+def trial_seeds(provider: str, n: int) -> list[int]:
+    offset = {"local": 0, "domino": 500_000}[provider]
+    seeds = [BASE_SEED + offset + i for i in range(n)]
+    if ONLY is not None:
+        seeds = [s for s in seeds if s == int(ONLY)]
+    return seeds
+
+
+def kill_point(rng: random.Random) -> tuple[str, int]:
+    """When to kill: after k nodes' jobs started (markers), or after j journal records became durable."""
+    if rng.random() < 0.5:
+        return "markers", rng.randint(1, len(NODES) - 1)
+    return "journal", rng.randint(1, JOURNAL_RECORDS - 1)
+
+
+def progress(root: Path, markers: Path, mode: str) -> int:
+    if mode == "markers":
+        return sum(1 for n in NODES if (markers / n).is_file())
+    return len(journal_records(root))
+
+
+def clean_run(base: Path, setup: Setup) -> Reference:
+    root = make_project(base / "clean" / "project", base / "clean" / "markers", toml=setup.toml("clean"))
+    world = setup.start_world(root)
+    try:
+        r = run_flows(*APPLY_ARGS, cwd=root, env={**setup.env(), **_world_env(world)})
+        assert r.code == 0, r.text
+    finally:
+        setup.stop_world(world)
+    tokens = {a: t[0] for a, t in markers_of(base / "clean" / "markers").items()}
+    return Reference(outputs=output_bytes(load_state(root), setup.read_blob), tokens=tokens)
+
+
+def _world_env(world: Any) -> dict[str, str]:
+    return domino_env(world) if isinstance(world, DominoEmulator) else {}
+
+
+def run_trial(base: Path, setup: Setup, seed: int, ref: Reference) -> str:
+    """One kill-and-recover trial; returns a one-line summary. Any broken invariant raises."""
+    rng = random.Random(seed)
+    mode, threshold = kill_point(rng)
+    folder = base / f"{setup.name}-{seed}"
+    markers = folder / "markers"
+    root = make_project(folder / "project", markers, toml=setup.toml(f"trial-{seed}"))
+    world = setup.start_world(root)
+    env = {**setup.env(), **_world_env(world)}
+    try:
+        apply = start_flows(*APPLY_ARGS, cwd=root, log=folder / "apply.log", env=env)
+        wait_until(lambda: progress(root, markers, mode) >= threshold or apply.proc.poll() is not None)
+        apply.kill()
+        # What was durable at the kill: nothing of it may run again.
+        durable = finished_nodes(root)
+        started = {r["address"] for r in journal_records(root) if r.get("type") == "node_started"}
+        run_ids = [r["run"]["id"] for r in journal_records(root) if r.get("type") == "run_started"]
+        recover = run_flows("recover", "--flow", FLOW_NAME, cwd=root, env=env)
+        assert recover.code == 0, f"recover failed:\n{recover.text}\napply log:\n{apply.text()}"
+        assert "Traceback" not in recover.text, recover.text
+        _check_state(root, run_ids, recover.text)
+        _check_markers(markers, durable, ref, exact=setup.name == "domino")
+        if isinstance(world, DominoEmulator):
+            _check_domino_starts(world)
+        assert output_bytes(load_state(root), setup.read_blob) == ref.outputs, "outputs differ from a clean run"
+        dest = folder / "fetched"
+        r = run_flows("outputs", f"{FLOW_NAME}/join", "--dest", str(dest), cwd=root, env=env)
+        assert r.code == 0, r.text
+        assert (dest / "out").read_bytes() == ref.outputs[f"{FLOW_NAME}/join"]
+        r = run_flows(*PLAN_ARGS, "--detailed-exitcode", cwd=root, env=env)
+        assert r.code == 0, f"a plan after recovery still has changes:\n{r.text}"
+    finally:
+        setup.stop_world(world)
+    shutil.rmtree(folder, ignore_errors=True)  # keep a failed trial's folder for a post-mortem
+    return (f"seed {seed}: kill after {threshold} {mode}; {len(durable)} durable, {len(started - durable)} "
+            f"in flight; run {run_ids[0] if run_ids else '(none recorded)'}")
+
+
+def _check_state(root: Path, run_ids: list[str], recover_out: str) -> None:
+    state = load_state(root)  # valid JSON, known version, matches the schema
+    assert not (state_dir(root) / f"{FLOW_NAME}.journal.jsonl").exists(), "the journal was not folded"
+    assert not (state_dir(root) / f"{FLOW_NAME}.lock").exists(), "the dead run's lock is still held"
+    assert set(state.nodes) == set(ADDRESSES)
+    assert all(n.status == "succeeded" for n in state.nodes.values())
+    assert run_ids, "apply was killed before it recorded its run (kill points start after that)"
+    run = state.runs[run_ids[0]]  # finished under its own id, or it had finished before the kill
+    assert run.outcome in ("recovered", "succeeded"), run.outcome
+    if run.outcome == "recovered":
+        assert f"Recovering run {run.id}" in recover_out and len(state.runs) == 1
+    else:
+        assert "Nothing to recover" in recover_out
+
+
+def _check_markers(markers: Path, durable: set[str], ref: Reference, exact: bool) -> None:
+    runs = markers_of(markers)
+    for address, tokens in runs.items():
+        assert tokens, f"{address} never ran"
+        assert set(tokens) == {ref.tokens[address]}, f"{address} ran on other inputs than a clean run: {tokens}"
+        if address in durable:
+            assert len(tokens) == 1, f"{address} had finished before the kill but ran again ({len(tokens)} runs)"
+        else:  # in flight at the kill: a local job died with apply and runs once more; never more than that
+            assert len(tokens) <= 2, f"{address} ran {len(tokens)} times"
+    if exact:  # Domino: jobs outlive apply; recover re-attaches, so every node ran exactly once
+        assert all(len(t) == 1 for t in runs.values()), {a: len(t) for a, t in runs.items()}
+
+
+def _check_domino_starts(emu: DominoEmulator) -> None:
+    titles = collections.Counter(emu.job(j).title for j in emu.started_jobs)
+    twice = {t: c for t, c in titles.items() if c > 1}
+    assert not twice, f"Domino jobs started twice for the same node and key: {twice}"
+    assert set(titles) == {f"flows: {a}" for a in ADDRESSES}
+
+
+def run_trials(base: Path, setup: Setup, seeds: list[int], ref: Reference, at_once: int) -> None:
+    """Run the trials, `at_once` at a time (each has its own project, markers and emulator)."""
+    if not seeds:
+        pytest.skip("FLOWS_HARNESS_ONLY names a seed this test does not run")
+    print(f"{setup.name}: base seed {BASE_SEED}, trials {seeds}")
+    failures: list[str] = []
+    with cf.ThreadPoolExecutor(max_workers=at_once) as pool:
+        futures = {pool.submit(run_trial, base, setup, seed, ref): seed for seed in seeds}
+        for fut in cf.as_completed(futures):
+            seed = futures[fut]
+            try:
+                print(fut.result())
+            except Exception as e:  # every trial runs; all failures are reported together, with their seeds
+                where = "".join(traceback.format_exception(e)[-3:]) if not isinstance(e, AssertionError) else str(e)
+                failures.append(f"[{setup.name} trial seed {seed}; replay: FLOWS_HARNESS_SEED={BASE_SEED} "
+                                f"FLOWS_HARNESS_ONLY={seed}] {where}")
+    assert not failures, "\n\n".join(sorted(failures))
+
+
+# -- providers --------------------------------------------------------------------------------------
+def local_setup() -> Setup:
+    return Setup(name="local", toml=lambda _: "[tool.flows]\n", env=dict, read_blob=read_local_blob,
+                 start_world=lambda root: None, stop_world=lambda world: None)
+
+
+def domino_setup(s3env: S3Env) -> Setup:
+    def toml(prefix: str) -> str:
+        return "\n".join([
+            "[tool.flows.provider]", 'type = "domino"', f"runtime_python = {json.dumps(sys.executable)}",
+            "poll_interval = 0.05", "max_poll_interval = 0.2", "retry_backoff = 0.0", "retries = 8", "",
+            "[tool.flows.blobs]", f'url = "s3://{s3env.bucket}/{prefix}/"', f'endpoint_url = "{s3env.endpoint}"',
+            f'region = "{REGION}"', ""])
+
+    def read_blob(uri: str) -> bytes:
+        bucket, key = uri[len("s3://"):].split("/", 1)
+        return s3env.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def start_world(root: Path) -> DominoEmulator:
+        # The emulator outlives every `flows` process of the trial, as Domino outlives a lost laptop.
+        config = EmulatorConfig(projects=[demo_project(root, OWNER, PROJECT)], api_key=API_KEY,
+                                work_dir=root.parent / "emulator")
+        return DominoEmulator(config).start()
+
+    return Setup(name="domino", toml=toml, env=aws_env, read_blob=read_blob, start_world=start_world,
+                 stop_world=lambda emu: emu.stop() if emu is not None else None)
+
+
+# -- the trials ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    """One clean local apply. Both providers run the same scripts on the same inputs, so a recovered
+    Domino run must match it byte for byte as well (a stronger check than a Domino-only reference)."""
+    return clean_run(tmp_path_factory.mktemp("reference"), local_setup())
+
+
+def test_kill_and_recover_local(tmp_path: Path, reference: Reference) -> None:
+    run_trials(tmp_path, local_setup(), trial_seeds("local", 5), reference, at_once=5)
+
+
+def test_kill_and_recover_domino(tmp_path: Path, s3: S3Env, reference: Reference) -> None:
+    run_trials(tmp_path, domino_setup(s3), trial_seeds("domino", 3), reference, at_once=3)
+
+
+@pytest.mark.slow
+def test_kill_and_recover_local_long(tmp_path: Path, reference: Reference) -> None:
+    run_trials(tmp_path, local_setup(), trial_seeds("local", LONG_TRIALS), reference, at_once=4)
+
+
+@pytest.mark.slow
+def test_kill_and_recover_domino_long(tmp_path: Path, s3: S3Env, reference: Reference) -> None:
+    run_trials(tmp_path, domino_setup(s3), trial_seeds("domino", LONG_TRIALS), reference, at_once=4)
