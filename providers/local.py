@@ -137,7 +137,10 @@ class LocalProvider:
             self._remember(job_id, {"log": str(log)})
             return JobHandle(provider=self.name, job_id=job_id,
                              data={"kind": job.kind, "pid": os.getpid(), "log": str(log)})
-        folder = self._job_folder(job, short)
+        try:
+            folder = self._job_folder(job, short)
+        except OSError as e:  # e.g. .flows not writable: one line, not a traceback
+            raise ProviderError(redact(f"cannot create the job's folder: {e}"), node=job.address) from None
         try:
             self._write_inputs(job, folder / "inputs")
             proc = sandbox.spawn(self._command(job), cwd=Path(job.project_root), workflow_dir=folder,

@@ -71,7 +71,9 @@ class ConsoleReporter(Reporter):
         text = f"[{style}]{escape(outcome.address)}[/{style}]: {escape(redact(message))}"
         if outcome.result in ("succeeded", "failed") and outcome.duration is not None:
             text += f" [dim]({fmt_duration(outcome.duration)})[/dim]"
+        # A plain log (CI) keeps one event per line, unwrapped, so it can be grepped.
+        soft = self.live is None
         with self._lock:
-            self.console.print(text, highlight=False)
+            self.console.print(text, highlight=False, soft_wrap=soft)
             if outcome.result == "failed" and outcome.log_tail:
-                self.console.print(Text(redact(outcome.log_tail.rstrip()), style="dim"))
+                self.console.print(Text(redact(outcome.log_tail.rstrip()), style="dim"), soft_wrap=soft)

@@ -187,7 +187,7 @@ def _print_flow_outputs(graph: Any, state: Any) -> None:
             shown = "(not produced)" if out is None else (repr(out.value) if out.value is not None else out.uri)
         else:
             shown = repr(b.value)
-        console.print(f"  {escape(name)} = {escape(str(shown))}")
+        console.print(f"  {escape(name)} = {escape(str(shown))}", soft_wrap=True)  # a URI stays one line
 
 
 @app.command(context_settings=EXTRA)
@@ -368,7 +368,7 @@ def outputs(
         if not as_json:
             value = f" = {out.value!r}" if out.value is not None else ""
             console.print(f"{escape(name)} ({escape(out.type)}, {out.size} bytes, {out.digest[:12]}){escape(value)}"
-                          f"{escape(where)}")
+                          f"{escape(where)}", soft_wrap=True)
 
 
 @app.command()
