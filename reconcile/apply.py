@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from reconcile.errors import FlowsError, StateError
+from reconcile.errors import FlowsError, LockHeldError, StateError
 from reconcile.fingerprint import cache_key
 from reconcile.flytetypes import is_blob
 from reconcile.graph import FlowGraph, Node
@@ -103,7 +103,15 @@ class LeaseKeeper:
 
 def take_lock(backend: Any, flow: str, operation: str, run_id: str, opts: ApplyOptions) -> LockInfo:
     info = LockInfo(operation=operation, run_id=run_id)
-    return backend.lock(flow, info, timeout=opts.lock_timeout, break_expired=opts.break_expired_lock)
+    try:
+        return backend.lock(flow, info, timeout=opts.lock_timeout, break_expired=opts.break_expired_lock)
+    except LockHeldError as e:
+        held = backend.read_lock(flow)
+        if held is None or not held.holder_gone():
+            raise
+        # The usual aftermath of a killed apply on this machine: say how to go on.
+        raise LockHeldError(f"{e.message}; its process {held.pid} is gone: run again with --break-expired-lock "
+                            "to take the lock over", file=e.file) from None
 
 
 def fold_leftover_journal(backend: Any, flow: str) -> tuple[State, str | None]:
