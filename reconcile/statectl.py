@@ -22,6 +22,16 @@ def locked(backend: Any, flow: str, operation: str, timeout: float = 0.0) -> Ite
             backend.unlock(flow, lock.id)
 
 
+@contextlib.contextmanager
+def all_locked(backend: Any, flows: list[str], operation: str) -> Iterator[None]:
+    """Every flow's lock at once (in name order, so two such commands cannot deadlock): while blobs are
+    deleted, no apply may be producing outputs that nothing references yet."""
+    with contextlib.ExitStack() as stack:
+        for flow in sorted(set(flows)):
+            stack.enter_context(locked(backend, flow, operation))
+        yield
+
+
 def mutate(backend: Any, flow: str, operation: str, change: Callable[[State], None]) -> State:
     """Lock, fold any leftover journal, apply `change`, write with serial + 1 (the previous version is kept)."""
     from reconcile.apply import fold_leftover_journal
@@ -35,12 +45,19 @@ def mutate(backend: Any, flow: str, operation: str, change: Callable[[State], No
         return state
 
 
-def remove_nodes(state: State, addresses: list[str]) -> None:
+def remove_nodes(state: State, addresses: list[str]) -> list[str]:
+    """Forget nodes so they plan as `create`: their records go, and with them the cache entries of their
+    current keys (else the next plan would just find them again). Older cache entries stay, so going back
+    to an earlier definition is still free. Returns the evicted keys."""
     missing = [a for a in addresses if a not in state.nodes]
     if missing:
         raise StateError(f"no node {', '.join(repr(m) for m in missing)} in the state of '{state.flow}'")
+    evicted: list[str] = []
     for a in addresses:
-        del state.nodes[a]
+        rec = state.nodes.pop(a)
+        if rec.key and state.cache.pop(rec.key, None) is not None:
+            evicted.append(rec.key)
+    return evicted
 
 
 def move_node(state: State, old: str, new: str) -> None:

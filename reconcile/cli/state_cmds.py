@@ -88,26 +88,35 @@ def state_show(address: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSO
 
 
 @state_app.command("rm")
-def state_rm(addresses: list[str], flow: Optional[str] = FLOW_OPT) -> None:
-    """Forget nodes: they plan as create next time (cache entries are kept; a backup of the state is kept)."""
+def state_rm(addresses: list[str], flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
+    """Forget nodes: they plan as create next time (their current cache entries go too; older ones and a
+    backup of the state are kept)."""
     from reconcile.statectl import mutate, remove_nodes
     ws, flow = _ws(flow or (addresses[0].split("/", 1)[0] if "/" in addresses[0] else None))
-    st = mutate(ws.backend, flow, "state rm", lambda s: remove_nodes(s, addresses))
+    evicted: list[str] = []
+    st = mutate(ws.backend, flow, "state rm", lambda s: evicted.extend(remove_nodes(s, addresses)))
+    if as_json:
+        _echo_json({"flow": flow, "removed": addresses, "evicted_keys": evicted, "serial": st.serial})
+        return
     console.print(f"Removed {len(addresses)} node(s); state serial {st.serial}.")
 
 
 @state_app.command("mv")
-def state_mv(old: str, new: str, flow: Optional[str] = FLOW_OPT) -> None:
+def state_mv(old: str, new: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Rename a node (after renaming a task): its record and cache come along, so nothing re-runs."""
     from reconcile.statectl import move_node, mutate
     ws, flow = _ws(flow or (old.split("/", 1)[0] if "/" in old else None))
     st = mutate(ws.backend, flow, "state mv", lambda s: move_node(s, old, new))
+    if as_json:
+        _echo_json({"flow": flow, "old": old, "new": new, "serial": st.serial})
+        return
     console.print(f"Moved {escape(old)} -> {escape(new)}; state serial {st.serial}.")
 
 
 @state_app.command("pull")
 def state_pull(flow: Optional[str] = FLOW_OPT,
-               version: Optional[str] = typer.Option(None, "--version", help="An earlier version (see history).")) -> None:
+               version: Optional[str] = typer.Option(None, "--version", help="An earlier version (see history)."),
+               as_json: bool = typer.Option(False, "--json", help="Accepted for symmetry: the state is JSON.")) -> None:
     """Print the raw state (or an earlier version of it)."""
     ws, flow = _ws(flow)
     st = ws.backend.read_version(flow, version) if version else _state(ws, flow)
@@ -116,7 +125,8 @@ def state_pull(flow: Optional[str] = FLOW_OPT,
 
 @state_app.command("push")
 def state_push(file: Path, flow: Optional[str] = FLOW_OPT,
-               force: bool = typer.Option(False, "--force", help="Push even an older serial or another lineage.")) -> None:
+               force: bool = typer.Option(False, "--force", help="Push even an older serial or another lineage."),
+               as_json: bool = JSON_OPT) -> None:
     """Replace the state with FILE (refuses an older serial or another lineage unless --force)."""
     from reconcile.apply import fold_leftover_journal
     from reconcile.statectl import locked
@@ -139,6 +149,9 @@ def state_push(file: Path, flow: Optional[str] = FLOW_OPT,
                                  f"{current.serial} (use --force)", file=str(file))
         pushed.serial = max(pushed.serial, current.serial if etag else 0) + 1
         ws.backend.write(flow, pushed, etag)
+    if as_json:
+        _echo_json({"flow": flow, "serial": pushed.serial, "lineage": pushed.lineage})
+        return
     console.print(f"Pushed {escape(str(file))}; state serial {pushed.serial}.")
 
 
@@ -160,11 +173,14 @@ def state_history(flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> N
 
 
 @state_app.command("unlock")
-def state_unlock(lock_id: str, flow: Optional[str] = FLOW_OPT) -> None:
+def state_unlock(lock_id: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Force-release a lock left by a process that is gone (like terraform force-unlock)."""
     ws, flow = _ws(flow)
     held = ws.backend.read_lock(flow)
     ws.backend.unlock(flow, lock_id)
+    if as_json:
+        _echo_json({"flow": flow, "released": held.model_dump() if held else {"id": lock_id}})
+        return
     console.print(f"Released {escape(held.describe()) if held else lock_id}.")
 
 
@@ -232,7 +248,7 @@ def cache_list(address: Optional[str] = typer.Argument(None), flow: Optional[str
 
 
 @cache_app.command("rm")
-def cache_rm(what: str, flow: Optional[str] = FLOW_OPT) -> None:
+def cache_rm(what: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Evict a cache entry by key (or key prefix), or every entry of a node address."""
     from reconcile.statectl import mutate
     ws, flow = _ws(flow or (what.split("/", 1)[0] if "/" in what else None))
@@ -247,6 +263,9 @@ def cache_rm(what: str, flow: Optional[str] = FLOW_OPT) -> None:
             del st.cache[k]
         removed.extend(keys)
     st = mutate(ws.backend, flow, "cache rm", change)
+    if as_json:
+        _echo_json({"flow": flow, "evicted": removed, "serial": st.serial})
+        return
     console.print(f"Evicted {len(removed)} cache entr{'y' if len(removed) == 1 else 'ies'}; state serial {st.serial}. "
                   "Run `flows cache gc` to delete blobs nothing references any more.")
 
@@ -255,20 +274,33 @@ def cache_rm(what: str, flow: Optional[str] = FLOW_OPT) -> None:
 def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0,
                                                      help="Keep only the newest N entries per node."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
-             flow: Optional[str] = FLOW_OPT) -> None:
+             flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Evict old cache entries (--keep-last) and delete blobs that no flow's state references."""
-    from reconcile.statectl import evict, locked, mutate, referenced_digests
+    from reconcile.apply import fold_leftover_journal
+    from reconcile.statectl import all_locked, evict, referenced_digests
     ws, flow = _ws(flow)
+    flows = sorted(set(ws.backend.list_flows()) | {flow})
     dropped: list[str] = []
-    if keep_last is not None and not dry_run:
-        mutate(ws.backend, flow, "cache gc", lambda s: dropped.extend(evict(s, keep_last)))
-    # Blobs may be shared by every flow of the project: keep what any of them references.
-    referenced: set[str] = set()
-    for other in ws.backend.list_flows():
-        referenced |= referenced_digests(ws.read_state(other).state, ws.blobs)
-    with locked(ws.backend, flow, "cache gc"):
-        unreferenced = ws.blobs.list_digests() - referenced
+    # Blobs may be shared by every flow of the project: keep what any of them references. Every flow is
+    # locked while we look and delete, so no apply can be storing outputs its state does not name yet.
+    with all_locked(ws.backend, flows, "cache gc"):
+        referenced: set[str] = set()
+        for name in flows:
+            st, etag = fold_leftover_journal(ws.backend, name) if not dry_run else (ws.read_state(name).state, None)
+            if name == flow and keep_last is not None:
+                dropped = evict(st, keep_last)
+                if dropped and not dry_run:
+                    st.serial += 1
+                    ws.backend.write(name, st, etag)
+            referenced |= referenced_digests(st, ws.blobs)
+        stored = ws.blobs.list_digests()
+        unreferenced = stored - referenced
         deleted = 0 if dry_run else ws.blobs.delete(unreferenced)
-    verb = "would delete" if dry_run else "deleted"
-    console.print(f"Evicted {len(dropped)} cache entries; {verb} {len(unreferenced) if dry_run else deleted} "
-                  f"unreferenced blob(s); kept {len(referenced)}.")
+    kept = len(stored & referenced)
+    if as_json:
+        _echo_json({"flow": flow, "dry_run": dry_run, "evicted": dropped, "unreferenced": sorted(unreferenced),
+                    "deleted": deleted, "kept": kept})
+        return
+    verb = "would evict" if dry_run else "evicted"
+    gone = f"would delete {len(unreferenced)}" if dry_run else f"deleted {deleted}"
+    console.print(f"{verb.capitalize()} {len(dropped)} cache entries; {gone} unreferenced blob(s); kept {kept}.")
