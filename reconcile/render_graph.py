@@ -220,11 +220,10 @@ def to_dot(graph: FlowGraph, actions: Actions = None, legend: bool = False) -> s
                      f'fillcolor="{FILLS["forget"]}"];')
     used = [a for a in FILLS if a in set(actions.values())]
     if legend and used:
-        lines += ['  subgraph "cluster_legend" {', '    label="plan"; fontname="Helvetica"; color="#bbbbbb";']
-        for action in used:
-            lines.append(f"    {_dot_str('legend:' + action)} [label={_dot_str(SYMBOLS[action] + ' ' + action)}, "
-                         f'fillcolor="{FILLS[action]}", fontsize=10];')
-        lines.append("  }")
+        # A key under the picture, as the graph's own label: it takes no part in the layout of the flow.
+        cells = "".join(f'<td bgcolor="{FILLS[a]}" border="1">&nbsp;{SYMBOLS[a]} {a}&nbsp;</td>' for a in used)
+        lines.append(f'  label=<<table border="0" cellspacing="6"><tr><td>plan:</td>{cells}</tr></table>>; '
+                     'labelloc=b; labeljust=l; fontname="Helvetica"; fontsize=11;')
     lines.append("}")
     return "\n".join(lines) + "\n"
 

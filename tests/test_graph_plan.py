@@ -192,8 +192,13 @@ def test_svg_from_real_dot_keeps_every_node_and_its_colour(changed, dot_exe, tmp
         fills[title] = shape.get("fill")
     for address, action in changed.expected.items():
         assert fills[address] == FILLS[action], address
-    # the picture carries its own key of the actions it uses
-    assert {t for t in fills if t.startswith("legend:")} == {f"legend:{a}" for a in set(changed.expected.values())}
+    # the picture carries its own key of the actions it uses: a coloured cell per action, outside the nodes
+    symbols = {"update": "~", "run": "!", "pending": "?", "reuse": "="}
+    texts = {t.text.replace("\xa0", " ").strip() for t in tree.getroot().iterfind(".//svg:text", SVG_NS) if t.text}
+    key = {t.split(" ", 1)[1] for t in texts if t[:2] in {f"{s} " for s in symbols.values()}}
+    assert key == set(changed.expected.values())
+    cells = {poly.get("fill") for poly in tree.getroot().iterfind("svg:g/svg:polygon", SVG_NS)}
+    assert {FILLS[a] for a in key} <= cells
 
 
 # ---------------------------------------------------------------- html (the page itself; the browser test clicks it)

@@ -87,19 +87,27 @@ def list_artifacts(flow: Optional[str] = FLOW_OPTION,
         typer.echo(json.dumps(redact_obj({"artifacts": rows}), indent=2))
         return
     console = _console()
-    table = Table(title="Artifacts (last apply)", title_justify="left", title_style="bold")
+    for flow_name, state in states.items():
+        mine = [r for r in rows if r["flow"] == flow_name]
+        if not mine:
+            console.print(f"[dim]{escape(flow_name)}: no artifacts ({escape(_no_declarations(state))})[/dim]")
+            continue
+        console.print(_artifact_table(flow_name, mine))
+
+
+def _artifact_table(flow_name: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Artifacts of {redact(flow_name)} (last apply)", title_justify="left", title_style="bold")
     for col in ("artifact", "type", "file", "from", "size", "digest", "run"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("size", "digest", "run"))
+    prefix = flow_name + "/"
     for row in rows:
         for i, f in enumerate(row["files"]):
-            table.add_row(escape(row["name"]) if i == 0 else "", row["type"] if i == 0 else "", escape(f["file_name"]),
-                          escape(f"{f['node']}.{f['output']}"), _size(f["size"]) if f["produced"] else "not produced",
-                          (f["digest"] or "")[:12], escape(f["run_id"] or ""))
-    if rows:
-        console.print(table)
-    for f, s in states.items():
-        if not lin.declared_artifacts(s):
-            console.print(f"[dim]{escape(f)}: no artifacts ({escape(_no_declarations(s))})[/dim]")
+            node = f["node"][len(prefix):] if f["node"].startswith(prefix) else f["node"]
+            table.add_row(escape(redact(row["name"])) if i == 0 else "", row["type"] if i == 0 else "",
+                          escape(redact(f["file_name"])), escape(redact(f"{node}.{f['output']}")),
+                          _size(f["size"]) if f["produced"] else "not produced", (f["digest"] or "")[:12],
+                          escape(f["run_id"] or ""))
+    return table
 
 
 # ---------------------------------------------------------------- flows artifacts show
