@@ -71,6 +71,9 @@ class NodeOutcome:
 class Reporter:
     """Receives scheduler events; the CLI renders them (live view or plain log)."""
 
+    def attach(self, outcomes: dict[str, NodeOutcome]) -> None:
+        """The live outcomes of every node, updated by the scheduler (a live view renders them)."""
+
     def event(self, outcome: NodeOutcome, message: str) -> None:  # pragma: no cover - interface
         pass
 
@@ -457,6 +460,7 @@ def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer
     scheduler = Scheduler(graph=graph, plan=plan, state=state, keyer=keyer, provider=provider, blobs=blobs,
                           backend=backend, run=run, logs_dir=logs_dir, opts=opts, reporter=reporter, cancel=cancel,
                           attach=attach)
+    reporter.attach(scheduler.outcomes)
     if on_start:
         on_start()
     outcomes = scheduler.run_all()

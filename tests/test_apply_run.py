@@ -3,12 +3,17 @@ the run record and the plain progress log. Real `flows` processes, real job proc
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.test_apply_common import Project, make_project
+from tests.fixtures.projects import FLOWS
+from tests.test_apply_common import Project, make_project, poll, stop
 
 FLOW = '''
 @workflow
@@ -237,15 +242,15 @@ def describe(n: int, label: str) -> str:
 
 
 @workflow
-def pywf(n: int = 4) -> str:
-    return describe(n=double(n=n), label="twice")
+def pywf(n: int = 4) -> tuple[str, int]:
+    return describe(n=double(n=n), label="twice"), n
 '''
 
 
 def test_python_tasks_run_in_subprocesses_through_the_blob_store(tmp_path: Path) -> None:
     p = make_project(tmp_path / "py", PY_FLOW, {}, flow_name="pywf")
     r = p.apply()
-    assert "o0 = 'twice=8'" in r.out
+    assert "o0 = 'twice=8'" in r.out and "o1 = 4" in r.out  # a flow input passed through is shown as given
     [(_, _, pid)] = p.events("double")
     assert pid != 0
     nodes = p.state()["nodes"]
@@ -253,3 +258,48 @@ def test_python_tasks_run_in_subprocesses_through_the_blob_store(tmp_path: Path)
     assert Path(nodes["pywf/describe"]["outputs"]["o0"]["uri"]).read_text() == "twice=8"
     p.apply()
     assert p.starts("double") == 1
+
+
+# ---- on a terminal: the live view ---------------------------------------------------------------------
+
+HOLD_FLOW = '''
+@workflow
+def wf() -> None:
+    run_domino_job_task(flyte_task_name="hold", command="python scripts/hold.py")
+'''
+
+
+def test_live_view_on_a_terminal_shows_running_nodes_and_counts(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "tty", HOLD_FLOW, {"hold": 'mark("start")\nwait_for(exists("go"), 60)\n'})
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([FLOWS, "apply", "flow.py", "wf", "--auto-approve"], cwd=p.root, stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, env={**os.environ, **p.env, "COLUMNS": "120", "TERM": "xterm"})
+    os.close(slave)
+    screen = bytearray()
+
+    def read_some() -> bool:
+        """Read what the terminal got; False at EOF."""
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed
+                return False
+            if not chunk:
+                return False
+            screen.extend(chunk)
+        return True
+
+    try:
+        poll(lambda: not read_some() or re.search(rb"running 1\s+left 0", screen), "a live frame with 1 running")
+        frame = screen.decode(errors="replace")
+        assert re.search(r"wf/hold\s+local-\d+-\w+\s+\d+\.\ds", frame), frame  # the running node's line
+        assert re.search(r"done 0\s+reused 0\s+failed 0\s+skipped 0\s+running 1\s+left 0", frame), frame
+        (p.marks / "go").touch()
+        poll(lambda: not read_some(), "the apply to finish")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        os.close(master)
+        stop(proc)
+    text = screen.decode(errors="replace")
+    assert "Apply summary" in text and "succeeded" in text

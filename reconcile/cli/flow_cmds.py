@@ -176,7 +176,7 @@ def _summary_table(outcomes: dict[str, Any]) -> Table:
     return table
 
 
-def _print_flow_outputs(graph: Any, state: Any) -> None:
+def _print_flow_outputs(graph: Any, state: Any, inputs: dict[str, Any]) -> None:
     if not graph.outputs:
         return
     console.print("[bold]Outputs:[/bold]")
@@ -185,6 +185,8 @@ def _print_flow_outputs(graph: Any, state: Any) -> None:
             rec = state.nodes.get(b.node)
             out = rec.outputs.get(b.output) if rec and rec.status == "succeeded" else None
             shown = "(not produced)" if out is None else (repr(out.value) if out.value is not None else out.uri)
+        elif b.kind == "flow_input":  # a flow input passed straight through
+            shown = repr(inputs.get(b.name, graph.inputs[b.name].default))
         else:
             shown = repr(b.value)
         console.print(f"  {escape(name)} = {escape(str(shown))}", soft_wrap=True)  # a URI stays one line
@@ -248,7 +250,7 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
     flow = graph.workflow
     cancel = threading.Event()
     try:
-        with LeaseKeeper(ws.backend, flow, lock, ws.config.backend.lease_seconds):
+        with LeaseKeeper(ws.backend, flow, lock, ws.config.backend.lease_seconds) as lease:
             stored_before, _ = ws.backend.read(flow)
             state, etag = fold_leftover_journal(ws.backend, flow)
             if resumed:
@@ -261,7 +263,7 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
             repoint = _older_hits(the_plan, state)
             if not the_plan.has_changes() and not repoint and not resumed:
                 console.print("Nothing to do.")
-                _print_flow_outputs(graph, state)
+                _print_flow_outputs(graph, state, prep.inputs)
                 return
             if not the_plan.has_changes() and repoint:
                 console.print(f"Nothing runs; {len(repoint)} node(s) go back to an earlier result from the cache "
@@ -284,8 +286,11 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
     finally:
         with contextlib.suppress(FlowsError):
             ws.backend.unlock(flow, lock.id)
+    if lease.error is not None:  # the run's writes were compare-and-swap protected; still, say it
+        err_console.print(f"[yellow]Warning: the state lock's lease could not be renewed: {escape(str(lease.error))}"
+                          "[/yellow]")
     console.print(_summary_table(outcomes))
-    _print_flow_outputs(graph, final)
+    _print_flow_outputs(graph, final, prep.inputs)
     result = final.runs[run.id].outcome
     console.print(f"Run {run.id}: [bold]{result}[/bold]. State serial {final.serial}.")
     if cancel.is_set():
