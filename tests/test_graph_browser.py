@@ -12,6 +12,7 @@ import os
 import select
 import shutil
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,9 @@ def graph_page(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     done = flows("graph", *args, "--format", "html", "-o", str(page), cwd=root)
     assert done.code == 0, done.text
     plan = json.loads(flows("plan", *args, "--json", cwd=root).out)
+    mermaid = flows("graph", *args, "--format", "mermaid", cwd=root)
+    assert mermaid.code == 0, mermaid.text
+    (root / "flow.mmd").write_text(mermaid.out)
     return page, {n["address"]: n for n in plan["nodes"]}
 
 
@@ -233,3 +237,58 @@ def test_a_link_to_a_node_opens_with_its_details(chromium, graph_page, tmp_path)
         assert "cache hit" in page.js(f"{PANEL}.querySelector('[data-field=reasons]').textContent")
     finally:
         browser.close()
+
+
+# ---------------------------------------------------------------- Mermaid, rendered by Mermaid itself
+
+@pytest.fixture(scope="module")
+def mermaid_js(tmp_path_factory) -> Path:
+    """The Mermaid library GitHub renders with (its npm package's browser bundle), fetched with npm."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed (apt-get install npm): cannot fetch the Mermaid library to render with")
+    folder = tmp_path_factory.mktemp("mermaid")
+    done = subprocess.run([npm, "pack", "mermaid@11", "--silent", "--pack-destination", str(folder)],
+                          capture_output=True, text=True, timeout=300, cwd=folder)
+    tarballs = list(folder.glob("mermaid-*.tgz"))
+    if done.returncode != 0 or not tarballs:
+        pytest.skip(f"npm could not fetch mermaid: {(done.stderr or done.stdout).strip()[-300:]}")
+    with tarfile.open(tarballs[0]) as tar:
+        member = tar.getmember("package/dist/mermaid.min.js")
+        (folder / "mermaid.min.js").write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+    return folder / "mermaid.min.js"
+
+
+RENDER = """(async () => {
+  mermaid.initialize({startOnLoad: false});
+  const {svg} = await mermaid.render('flowgraph', %s);
+  document.body.innerHTML = svg;
+  const nodes = [...document.querySelectorAll('g.node')];
+  return nodes.map(g => ({label: g.textContent.trim(), classes: g.getAttribute('class'),
+                          fill: getComputedStyle(g.querySelector('rect, path, polygon')).fill}));
+})()"""
+
+
+def test_mermaid_renders_with_mermaid_itself(chromium, mermaid_js, graph_page, tmp_path):
+    page_file, plan = graph_page
+    text = (page_file.parent / "flow.mmd").read_text()
+    shutil.copy(mermaid_js, tmp_path / "mermaid.min.js")
+    host = tmp_path / "mermaid.html"
+    host.write_text('<!DOCTYPE html><html><head><script src="mermaid.min.js"></script></head><body></body></html>')
+    browser = Chromium(chromium, tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        page = Page(browser)
+        page.open(host.as_uri())
+        result = page.send("Runtime.evaluate", {"expression": RENDER % json.dumps(text), "awaitPromise": True,
+                                                 "returnByValue": True})
+        assert "exceptionDetails" not in result, result.get("exceptionDetails")  # Mermaid parsed and drew it
+        drawn = {n["label"]: n for n in result["result"]["value"]}
+        page.screenshot(ARTIFACTS / "graph-mermaid.png")
+    finally:
+        browser.close()
+    rgb = {"update": "rgb(255, 243, 196)", "pending": "rgb(212, 241, 247)", "reuse": "rgb(238, 238, 238)"}
+    for address, change in plan.items():
+        label = address.removeprefix("churn_training/")
+        assert label in drawn, (label, list(drawn))
+        assert change["action"] in drawn[label]["classes"].split()
+        assert drawn[label]["fill"] == rgb[change["action"]], (label, drawn[label])

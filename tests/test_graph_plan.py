@@ -299,3 +299,20 @@ def test_without_graphviz_svg_and_html_say_how_to_install_it(tmp_path):
     for fmt in ("text", "dot", "mermaid"):
         r = flows("graph", "flow.py", "-f", fmt, cwd=root, env=bare)
         assert r.code == 0 and r.out, (fmt, r.text)
+
+
+def test_secrets_never_reach_the_svg_or_the_page(tmp_path, dot_exe):
+    from tests.test_cli_graph import SECRET_FLOW, SECRETS
+    flow = tmp_path / "secretive.py"
+    flow.write_text(SECRET_FLOW)
+    env = {"HF_TOKEN": SECRETS[0], "WAREHOUSE_DB_PASSWORD": SECRETS[1]}
+    for fmt in ("svg", "html"):
+        target = tmp_path / f"g.{fmt}"
+        r = flows("graph", str(flow), "secretive", "-f", fmt, "-o", str(target), cwd=tmp_path, env=env)
+        assert r.code == 0, r.text
+        text = target.read_text()
+        assert not any(s in text or s in r.text for s in SECRETS), fmt
+        assert "***" in text
+    # every input has a default, so the page was planned: its data went through the plan and still masks
+    data = page_data((tmp_path / "g.html").read_text())["nodes"]
+    assert sorted(n["action"] for n in data.values() if n["kind"] == "node") == ["create", "pending"]

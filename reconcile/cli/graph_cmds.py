@@ -114,7 +114,9 @@ def _plan_for_graph(flow_file: Path, workflow: Optional[str], input_args: list[s
         # Every input has a default, so we tried on our own: a picture without actions is still useful.
         return Planned(render_graph.redacted(load_flow(flow_file, workflow)),
                        note=f"no plan actions: could not plan ({e.render()})")
-    return Planned(render_graph.redacted(prep.graph), plan, view.state)
+    # Masked like the graph, so a node whose address holds a secret still finds its action and record.
+    return Planned(render_graph.redacted(prep.graph), type(plan).model_validate(redact_obj(plan.model_dump(mode="json"))),
+                   type(view.state).model_validate(redact_obj(view.state.model_dump(mode="json"))))
 
 
 def _write(text: str, out: Optional[Path]) -> None:
