@@ -12,7 +12,7 @@ import signal
 import subprocess
 import textwrap
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -100,10 +100,11 @@ class Project:
     root: Path
     marks: Path
     flow_name: str = "wf"
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. a secret the jobs can see
 
     @property
     def env(self) -> dict[str, str]:
-        return {"MARKS": str(self.marks)}
+        return {"MARKS": str(self.marks), **self.extra_env}
 
     def run(self, *args: str, timeout: float = 120) -> Result:
         return flows(*args, cwd=self.root, env=self.env, timeout=timeout)

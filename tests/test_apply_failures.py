@@ -126,6 +126,14 @@ def test_timeout_stops_the_job(faulty: tuple[Project, str, dict]) -> None:
     assert event == "start" and not alive(pid)  # stopped, not left running
 
 
+def test_outputs_of_a_failed_node(faulty: tuple[Project, str, dict]) -> None:
+    p, _, state = faulty
+    r = p.run("outputs", "wf/crash")
+    assert r.code == 1 and "Traceback" not in r.text
+    assert f"node 'wf/crash' has no outputs: it failed in run {state['nodes']['wf/crash']['run_id']} " \
+           "(exit code 1)" in r.err
+
+
 def test_failed_nodes_plan_to_run_again(faulty: tuple[Project, str, dict]) -> None:
     p, _, _ = faulty
     plan = p.plan()
@@ -215,3 +223,25 @@ def test_provider_error_is_recorded_as_a_failed_node(tmp_path: Path) -> None:
     p.apply()
     assert p.starts("only") == 1
     assert json.loads((p.root / ".flows" / "state" / "wf.json").read_text())["nodes"]["wf/only"]["status"] == "succeeded"
+
+
+# ---- secrets ------------------------------------------------------------------------------------------
+
+SECRET = "tok-7f3a9c1e5b2d"
+
+
+def test_a_secret_a_job_prints_never_reaches_any_output(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "proj", ONE, {"only": '''
+        mark("start")
+        print("using token", os.environ["TEAM_API_TOKEN"])
+        raise SystemExit("bad token " + os.environ["TEAM_API_TOKEN"])
+    '''})
+    p.extra_env["TEAM_API_TOKEN"] = SECRET
+    r = p.apply(code=1)
+    assert "using token ***" in r.out and "bad token ***" in r.out
+    logs = p.run("logs", "wf/only")
+    assert logs.code == 0 and "using token ***" in logs.out
+    shown = p.run("state", "show", "wf/only", "--json")
+    runs = p.run("runs", "list", "--json")
+    for text in (r.text, logs.text, shown.text, runs.text, p.state_file.read_text()):
+        assert SECRET not in text

@@ -157,6 +157,18 @@ def test_outputs_copies_files_and_values(applied: tuple[Project, str], tmp_path:
     assert json.loads(r.out)["total"]["value"] == 12
     r = p.run("outputs", "wf/nope")
     assert r.code == 1 and "no node 'wf/nope'" in r.err and "Traceback" not in r.text
+    r = p.run("outputs", "wf/scale", "--dest", "/proc/no/such/place")
+    assert r.code == 1 and "cannot copy output 'scaled' to /proc/no/such/place/scaled" in r.err
+    assert "Traceback" not in r.text
+
+
+def test_outputs_whose_blob_is_gone(fresh: Project, tmp_path: Path) -> None:
+    blob = Path(fresh.state()["nodes"]["wf/scale"]["outputs"]["scaled"]["uri"])
+    blob.unlink()
+    r = fresh.run("outputs", "wf/scale", "--dest", str(tmp_path / "out"))
+    assert r.code == 1 and "output 'scaled' is no longer in the blob store" in r.err and "Traceback" not in r.text
+    plan = fresh.plan(*INPUTS)  # and the plan runs it again
+    assert {n["address"]: n["action"] for n in plan["nodes"]}["wf/scale"] == "run"
 
 
 def test_logs_show_the_last_job_log(applied: tuple[Project, str]) -> None:

@@ -119,13 +119,8 @@ def _load_saved_plan(path: Path) -> Any:
 
 
 def _is_saved_plan(path: Path) -> bool:
-    if path.suffix != ".json" or not path.is_file():
-        return False
-    try:
-        with open(path, "rb") as f:
-            return b"schema_version" in f.read(4096)
-    except OSError:
-        return False
+    """A .json file is a saved plan (a flow file is Python): a broken one is then refused as a plan."""
+    return path.suffix == ".json" and path.is_file()
 
 
 @contextlib.contextmanager
@@ -355,25 +350,40 @@ def outputs(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show a node's outputs, or copy them out of the blob store with --dest."""
-    from providers.blobs.base import ensure_inside
-    from reconcile.flytetypes import is_dir
     ws, flow = _project_workspace(flow or address.split("/", 1)[0] if "/" in address else flow)
     rec = _find_node(ws.read_state(flow).state, address)
+    if rec.status != "succeeded":
+        raise InputError(f"node '{address}' has no outputs: it {rec.status} in run {rec.run_id}" +
+                         (f" ({rec.error})" if rec.error else ""))
+    copied = {name: _copy_out(ws, name, out, dest) for name, out in rec.outputs.items()
+              if dest is not None and out.uri}
     if as_json:
-        typer.echo(json.dumps({k: v.model_dump() for k, v in rec.outputs.items()}, indent=2))
+        typer.echo(redact(json.dumps({k: {**v.model_dump(), **({"copied_to": copied[k]} if k in copied else {})}
+                                      for k, v in rec.outputs.items()}, indent=2, default=str)))
+        return
     for name, out in rec.outputs.items():
-        where = ""
-        if dest is not None and out.uri:
-            target = ensure_inside(dest, name)
-            if is_dir(out.type):
-                ws.blobs.get_dir(out.uri, target)
-            else:
-                ws.blobs.get_file(out.uri, target)
-            where = f" -> {target}"
-        if not as_json:
-            value = f" = {out.value!r}" if out.value is not None else ""
-            console.print(f"{escape(name)} ({escape(out.type)}, {out.size} bytes, {out.digest[:12]}){escape(value)}"
-                          f"{escape(where)}", soft_wrap=True)
+        value = f" = {out.value!r}" if out.value is not None else ""
+        where = f" -> {copied[name]}" if name in copied else ""
+        console.print(f"{escape(name)} ({escape(out.type)}, {out.size} bytes, {out.digest[:12]}){escape(redact(value))}"
+                      f"{escape(where)}", soft_wrap=True)
+
+
+def _copy_out(ws: Any, name: str, out: Any, dest: Path) -> str:
+    """Copy one output out of the blob store to DEST/<name>; one clear error for a missing blob or a bad DEST."""
+    from providers.blobs.base import ensure_inside
+    from reconcile.flytetypes import is_dir
+    try:
+        target = ensure_inside(dest, name)
+    except ValueError:
+        raise InputError(f"output name '{name}' would be written outside {dest}") from None
+    try:
+        (ws.blobs.get_dir if is_dir(out.type) else ws.blobs.get_file)(out.uri, target)
+    except OSError as e:
+        if not ws.blobs.exists([out.uri]).get(out.uri, False):
+            raise InputError(f"output '{name}' is no longer in the blob store (deleted by `flows cache gc`?); "
+                             "run the node again with `flows apply ... --replace ADDR`") from None
+        raise InputError(f"cannot copy output '{name}' to {target}: {e.strerror or e}") from None
+    return str(target)
 
 
 @app.command()
