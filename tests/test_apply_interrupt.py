@@ -2,6 +2,7 @@
 The state is always valid afterwards, finished nodes are never lost, and the lock is released or reported."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -94,6 +95,12 @@ def test_kill_9_loses_no_finished_node(project: Project) -> None:
     assert not project.lock_file.exists()
 
 
+def blocked_on_flock(pid: int) -> bool:
+    """The process waits for a file lock (a `->` line of /proc/locks names the blocked waiters)."""
+    return any(line.split()[1] == "->" and line.split()[5] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines() if "->" in line)
+
+
 def test_second_apply_is_refused_at_once_or_waits_with_lock_timeout(project: Project) -> None:
     first = project.spawn("apply", "flow.py", "wf", "--auto-approve", name="first")
     waiter = None
@@ -106,7 +113,15 @@ def test_second_apply_is_refused_at_once_or_waits_with_lock_timeout(project: Pro
         assert f"state is locked: lock {holder['id']} held by {holder['who']}@{holder['host']} (pid {first.pid}) " \
                f"for apply since {holder['created']}" in r.err
         assert "Traceback" not in r.text and project.starts("prep") == 1
-        waiter = project.spawn("apply", "flow.py", "wf", "--auto-approve", "--lock-timeout", "60s", name="waiter")
+        # Hold the backend's mutex so the waiter is caught inside its lock attempt, seen in /proc/locks: once
+        # we let go it finds the lock held and, with --lock-timeout, must wait instead of failing.
+        with open(project.root / ".flows" / "state" / "wf.mutex", "a") as mutex:
+            fcntl.flock(mutex.fileno(), fcntl.LOCK_EX)
+            waiter = project.spawn("apply", "flow.py", "wf", "--auto-approve", "--lock-timeout", "60s",
+                                   name="waiter")
+            poll(lambda: blocked_on_flock(waiter.pid), "the waiter to try the lock")
+            fcntl.flock(mutex.fileno(), fcntl.LOCK_UN)
+        assert waiter.poll() is None, project.output("waiter")
         (project.marks / "go").touch()
         assert first.wait(timeout=60) == 0, project.output("first")
         assert waiter.wait(timeout=60) == 0, project.output("waiter")
