@@ -234,6 +234,19 @@ def test_reverting_an_input_reuses_the_older_results(fresh: Project) -> None:
     assert not any(n["reasons"] for n in fresh.plan(*INPUTS)["nodes"])  # recorded: no "cache hit" reasons left
 
 
+def test_target_then_replace(tmp_path: Path) -> None:
+    p = chain(tmp_path / "proj")
+    r = p.apply(*INPUTS, "--target", "wf/scale")
+    assert set(summary_rows(r.out)) == {"wf/prep", "wf/scale"}
+    assert [p.starts(s) for s in ("prep", "scale", "report")] == [1, 1, 0] and "wf/report" not in p.state()["nodes"]
+    p.apply(*INPUTS)
+    assert [p.starts(s) for s in ("prep", "scale", "report")] == [1, 1, 1]
+    r = p.apply(*INPUTS, "--replace", "wf/prep")  # runs although cached; the same output stops the re-run
+    assert [p.starts(s) for s in ("prep", "scale", "report")] == [2, 1, 1]
+    assert {a: row[1] for a, row in summary_rows(r.out).items()} == \
+        {"wf/prep": "succeeded", "wf/scale": "reused", "wf/report": "reused"}
+
+
 # ---- python tasks -------------------------------------------------------------------------------------
 
 PY_FLOW = '''
