@@ -7,8 +7,9 @@ starts: the token is a digest of the node's name and input bytes (key-ish: the s
 token), so the markers say how often each node ran and on what. Outputs are a pure function of the
 inputs, so a recovered run must produce exactly the bytes of a clean run.
 
-Knobs per node script: `fail` (exit 3 before writing the output) and `gate` (wait for
-`<markers>/<name>.go` before finishing, so a test controls when a job ends).
+Knobs per node script: `fail` (exit non-zero before writing the output) and `gate` (wait for
+`<markers>/<name>.go` before finishing, so a test controls when a job ends; a gate opened with
+"fail-once" makes that job fail and the next one pass).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -60,11 +62,15 @@ token = h.hexdigest()[:16]
 with open(os.path.join(markers, NAME), "a") as m:
     m.write("{flow}/" + NAME + " " + token + "\\n")
 if GATE:
+    go = os.path.join(markers, NAME + ".go")
     deadline = time.monotonic() + 60
-    while not os.path.exists(os.path.join(markers, NAME + ".go")):
+    while not os.path.exists(go):
         if time.monotonic() > deadline:
             sys.exit("gate never opened")
         time.sleep(0.02)
+    if open(go).read().strip() == "fail-once":
+        open(go, "w").close()
+        sys.exit("node " + NAME + " failed once, as the test asked")
 if FAIL:
     sys.exit("node " + NAME + " is broken")
 with open(os.path.join(outputs, "out"), "w") as f:
@@ -116,6 +122,22 @@ def make_project(root: Path, markers: Path, *, toml: str = "[tool.flows]\n",
     for name in NODES:
         write_script(root, name, **(knobs or {}).get(name, {}))
     return root
+
+
+def open_gate(markers: Path, name: str, content: str = "") -> None:
+    """Let a gated job finish (atomically: the job must never read a half-written gate)."""
+    tmp = markers / f".{name}.go.tmp"
+    tmp.write_text(content)
+    os.replace(tmp, markers / f"{name}.go")
+
+
+def domino_toml(bucket: str, endpoint: str, region: str, prefix: str) -> str:
+    """The Domino provider with the in-job runtime of this interpreter, quick polls, blobs in moto's S3."""
+    return "\n".join([
+        "[tool.flows.provider]", 'type = "domino"', f"runtime_python = {json.dumps(sys.executable)}",
+        "poll_interval = 0.05", "max_poll_interval = 0.2", "retry_backoff = 0.0", "retries = 8", "",
+        "[tool.flows.blobs]", f'url = "s3://{bucket}/{prefix}/"', f'endpoint_url = "{endpoint}"',
+        f'region = "{region}"', ""])
 
 
 # -- observing a project --------------------------------------------------------------------------
@@ -225,6 +247,6 @@ def run_flows(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Resul
     return flows(*args, cwd=cwd, env=env, timeout=180)
 
 
-__all__ = ["ADDRESSES", "APPLY_ARGS", "FLOW_NAME", "NODES", "PLAN_ARGS", "Background", "finished_nodes",
-           "journal_records", "load_state", "make_project", "markers_of", "output_bytes", "read_local_blob",
-           "run_flows", "start_flows", "state_dir", "wait_until", "write_script"]
+__all__ = ["ADDRESSES", "APPLY_ARGS", "FLOW_NAME", "NODES", "PLAN_ARGS", "Background", "domino_toml",
+           "finished_nodes", "journal_records", "load_state", "make_project", "markers_of", "open_gate",
+           "output_bytes", "read_local_blob", "run_flows", "start_flows", "state_dir", "wait_until", "write_script"]

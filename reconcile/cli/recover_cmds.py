@@ -22,6 +22,7 @@ from reconcile.secrets import redact
 
 console = Console(highlight=False)
 PARTIAL = ("interrupted", "failed", "running")
+ENDED_BADLY = ("Failed", "Error", "Stopped")  # Domino's terminal statuses other than Succeeded
 
 
 def _live(lock: Any) -> bool:
@@ -104,9 +105,13 @@ def _dry_run(state: Any, run: Any, plan: Any, attach: dict[str, dict[str, Any]],
         elif job is not None and change.key is not None and change.key != job.get("key"):
             why = f"changed since job {job['job_id']} started (that job will be stopped)"
         elif job is not None:
-            verb, why = "re-attach", f"{provider.name} job {job['job_id']} ({_job_status(provider, job['job_id'])})"
+            status = _job_status(provider, job["job_id"])
+            if status in ENDED_BADLY:
+                why = f"its {provider.name} job {job['job_id']} ended {status} while no apply watched it"
+            else:
+                verb, why = "re-attach", f"{provider.name} job {job['job_id']} ({status})"
         elif change.action == "pending":
-            why = f"after {', '.join(change.pending_on)} (re-used instead if its inputs come out unchanged)"
+            why = f"after {', '.join(change.pending_on)} (its inputs are known then)"
         elif change.action == "forget":
             verb, why = "forget", "no longer in the flow"
         else:
