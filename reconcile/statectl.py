@@ -45,6 +45,15 @@ def mutate(backend: Any, flow: str, operation: str, change: Callable[[State], No
         return state
 
 
+def settle_dead_runs(state: State, lock: LockInfo | None) -> None:
+    """Runs a journal still shows as `running` whose apply is gone (no lock of theirs, or its lease expired or
+    its process died) are shown as `interrupted`, as the next folding command will record them."""
+    for run in state.runs.values():
+        if run.outcome == "running" and (lock is None or lock.run_id != run.id or lock.expired()
+                                         or lock.holder_gone()):
+            run.outcome = "interrupted"
+
+
 def remove_nodes(state: State, addresses: list[str]) -> list[str]:
     """Forget nodes so they plan as `create`: their records go, and with them the cache entries of their
     current keys (else the next plan would just find them again). Older cache entries stay, so going back

@@ -79,6 +79,8 @@ def test_kill_9_loses_no_finished_node(project: Project) -> None:
         stop(proc)
         kill_pids(orphans)  # the killed apply's job runs on, as a real orphan would; end it
     assert not project.state_file.exists()  # the crash came before the end-of-run state write
+    runs = project.run("runs", "list", "--flow", "wf", "--json")
+    assert runs.code == 0 and [r["outcome"] for r in json.loads(runs.out)] == ["interrupted"], runs.text
     # The next plan reads the journal: prep is reused, not lost.
     assert project.actions() == {"wf/prep": "reuse", "wf/hold": "create", "wf/tail": "pending"}
     r = project.apply(code=1)
@@ -113,6 +115,8 @@ def test_second_apply_is_refused_at_once_or_waits_with_lock_timeout(project: Pro
         assert f"state is locked: lock {holder['id']} held by {holder['who']}@{holder['host']} (pid {first.pid}) " \
                f"for apply since {holder['created']}" in r.err
         assert "Traceback" not in r.text and project.starts("prep") == 1
+        runs = project.run("runs", "list", "--flow", "wf", "--json")  # read without the lock: it is running
+        assert [run["outcome"] for run in json.loads(runs.out)] == ["running"], runs.text
         # Hold the backend's mutex so the waiter is caught inside its lock attempt, seen in /proc/locks: once
         # we let go it finds the lock held and, with --lock-timeout, must wait instead of failing.
         with open(project.root / ".flows" / "state" / "wf.mutex", "a") as mutex:

@@ -32,9 +32,12 @@ def _ws(flow: Optional[str]) -> tuple[Any, str]:
 
 
 def _state(ws: Any, flow: str) -> Any:
+    from reconcile.statectl import settle_dead_runs
     view = ws.read_state(flow)
     if view.stored is None and not view.journal:
         raise StateError(f"flow '{flow}' has no state in {ws.backend.describe(flow)}")
+    if view.journal:  # folded in memory: a crashed apply's run must not look alive
+        settle_dead_runs(view.state, ws.backend.read_lock(flow))
     return view.state
 
 
