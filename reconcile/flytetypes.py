@@ -41,50 +41,43 @@ def _format_of(item: Any) -> str:
     return str(item)
 
 
-class FlyteFile(os.PathLike, metaclass=_FormatMeta):
-    """A file value. As a type it marks a file input/output; as a value it wraps a path or `s3://` URI."""
+class _PathValue(os.PathLike, metaclass=_FormatMeta):
+    """A file or directory value: as a type it marks an input/output; as a value it wraps a path or `s3://` URI."""
 
-    def __init__(self, path: str | os.PathLike[str] = "", remote_path: str | None = None, **_: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str] = "", **_: Any) -> None:
         self.path = os.fspath(path)
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        same_kind = isinstance(other, _PathValue) and isinstance(other, FlyteFile) == isinstance(self, FlyteFile)
+        return same_kind and other.path == self.path  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def download(self) -> str:
+        return self.path
+
+
+class FlyteFile(_PathValue):
+    """A file (Flyte's single-part blob)."""
+
+    def __init__(self, path: str | os.PathLike[str] = "", remote_path: str | None = None, **kw: Any) -> None:
+        super().__init__(path)
         self.remote_path = remote_path
 
-    def __fspath__(self) -> str:
-        return self.path
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.path!r})"
+class FlyteDirectory(_PathValue):
+    """A directory (Flyte's multipart blob)."""
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, FlyteFile) and other.path == self.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
-
-    def download(self) -> str:
-        return self.path
-
-
-class FlyteDirectory(os.PathLike, metaclass=_FormatMeta):
-    """A directory value (multipart blob in Flyte)."""
-
-    def __init__(self, path: str | os.PathLike[str] = "", remote_directory: str | None = None, **_: Any) -> None:
-        self.path = os.fspath(path)
+    def __init__(self, path: str | os.PathLike[str] = "", remote_directory: str | None = None, **kw: Any) -> None:
+        super().__init__(path)
         self.remote_directory = remote_directory
-
-    def __fspath__(self) -> str:
-        return self.path
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.path!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, FlyteDirectory) and other.path == self.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
-
-    def download(self) -> str:
-        return self.path
 
 
 CSVFile = FlyteFile["csv"]
