@@ -13,7 +13,7 @@ from providers.domino.emulator import DominoEmulator
 from providers.domino.emulator_world import EmulatorConfig, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.s3 import REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
-from tests.test_recover_kit import (ADDRESSES, APPLY_ARGS, FLOW_NAME, PLAN_ARGS, domino_toml, journal_records,
+from tests.test_recover_kit import (APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, domino_toml, journal_records,
                                     load_state, make_project, markers_of, open_gate, run_flows, start_flows,
                                     state_dir, wait_until, write_script)
 
@@ -26,8 +26,12 @@ def runs_json(root: Path, *extra: str, env: dict[str, str] | None = None) -> lis
     return json.loads(r.out)
 
 
-def counts(markers: Path) -> dict[str, int]:
-    return {a.split("/", 1)[1]: len(t) for a, t in markers_of(markers).items()}
+# The Domino case needs no ten nodes, and each emulated job costs a second (the in-job runtime starts).
+DIAMOND = {"src_a": [], "left": ["src_a"], "right": ["src_a"], "join": ["left", "right"]}
+
+
+def counts(markers: Path, nodes: dict[str, list[str]] = NODES) -> dict[str, int]:
+    return {a.split("/", 1)[1]: len(t) for a, t in markers_of(markers, nodes).items()}
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -41,18 +45,23 @@ def test_failed_node_fixed_then_recovered(tmp_path: Path) -> None:
     root = make_project(tmp_path / "project", markers, knobs={"chain2": {"fail": True}})
     r = run_flows(*APPLY_ARGS, cwd=root)
     assert r.code == 1 and "node chain2 is broken" in r.text, r.text
-    [run] = runs_json(root)
-    assert run["outcome"] == "failed"
+    assert run_flows(*APPLY_ARGS, cwd=root).code == 1  # tried again, unfixed: a second failed run
+    old, run = runs_json(root)
+    assert (old["outcome"], run["outcome"]) == ("failed", "failed")
     table = run_flows("runs", "list", cwd=root)
     assert run["id"] in table.out and "failed" in table.out
+    # Only the latest run can be finished: the older one was superseded.
+    r = run_flows("recover", old["id"], cwd=root)
+    assert r.code == 1 and f"superseded by run {run['id']}" in r.err and "Traceback" not in r.text, r.text
     write_script(root, "chain2")  # the fix
     r = run_flows("recover", cwd=root)
     assert r.code == 0, r.text
     assert f"Recovering run {run['id']}" in r.out and f"Run {run['id']}: recovered" in r.out
     # Only the fixed node and its dependents ran again; everything before it was reused.
-    assert counts(markers) == {"src_a": 1, "src_b": 1, "src_c": 1, "merge": 1, "chain1": 1, "chain2": 2,
+    assert counts(markers) == {"src_a": 1, "src_b": 1, "src_c": 1, "merge": 1, "chain1": 1, "chain2": 3,
                                "chain3": 1, "left": 1, "right": 1, "join": 1}
-    [again] = runs_json(root)
+    old_after, again = runs_json(root)
+    assert old_after == old, "recover must not touch the superseded run"
     assert again["id"] == run["id"] and again["outcome"] == "recovered"
     assert again["counts"] == {"reused": 5, "succeeded": 5}
     assert run_flows(*PLAN_ARGS, "--detailed-exitcode", cwd=root).code == 0
@@ -141,7 +150,7 @@ def test_runs_list_after_kill_shows_interrupted(tmp_path: Path) -> None:
 def domino_project(tmp_path: Path, s3: S3Env) -> Iterator[tuple[Path, Path, DominoEmulator, dict[str, str]]]:
     markers = tmp_path / "markers"
     root = make_project(tmp_path / "project", markers, toml=domino_toml(s3.bucket, s3.endpoint, REGION, "blobs"),
-                        knobs={"left": {"gate": True}, "right": {"gate": True}})
+                        knobs={"left": {"gate": True}, "right": {"gate": True}}, nodes=DIAMOND)
     emu = DominoEmulator(EmulatorConfig(projects=[demo_project(root, OWNER, PROJECT)], api_key=API_KEY,
                                         work_dir=tmp_path / "emulator")).start()
     try:
@@ -167,7 +176,8 @@ def test_running_domino_job_is_reattached_not_relaunched(tmp_path: Path, domino_
     assert r.code == 0, r.text
     assert f"re-attach wf/left: domino job {left} (Running)" in r.out
     assert f"run       wf/right: its domino job {right} ended Failed while no apply watched it" in r.out
-    assert "reuse     wf/chain3: finished in this run" in r.out
+    assert "reuse     wf/src_a: finished in this run" in r.out
+    assert "run       wf/join: after wf/left, wf/right" in r.out
     recover = start_flows("recover", "--flow", W, cwd=root, log=tmp_path / "recover.log", env=env)
     try:
         wait_until(lambda: f"re-attached to running job {left}" in recover.text() or recover.proc.poll() is not None)
@@ -178,9 +188,30 @@ def test_running_domino_job_is_reattached_not_relaunched(tmp_path: Path, domino_
     assert done.code == 0, done.out
     starts = collections.Counter(emu.job(j).title.removeprefix("flows: ") for j in emu.started_jobs)
     # left: one job, re-attached; right: its failed job, then one new start; everything else once.
-    assert starts == {**{a: 1 for a in ADDRESSES}, f"{W}/right": 2}, starts
-    assert counts(markers) == {**{a.split("/")[1]: 1 for a in ADDRESSES}, "right": 2}
+    assert starts == {f"{W}/src_a": 1, f"{W}/left": 1, f"{W}/right": 2, f"{W}/join": 1}, starts
+    assert counts(markers, DIAMOND) == {"src_a": 1, "left": 1, "right": 2, "join": 1}
     state = load_state(root)
     [run] = state.runs.values()
     assert run.outcome == "recovered" and state.nodes[f"{W}/left"].job_id == left
     assert not emu.stop_calls, "nothing had to be stopped"
+
+
+@pytest.mark.slow  # the same path as above plus a stop; by hand with `pytest -m slow`
+def test_running_domino_job_for_a_stale_key_is_stopped_and_rerun(tmp_path: Path, domino_project: tuple) -> None:
+    root, markers, emu, env = domino_project
+    apply = start_flows(*APPLY_ARGS, cwd=root, log=tmp_path / "apply.log", env=env)
+    wait_until(lambda: (markers / "left").is_file() and (markers / "right").is_file())
+    apply.kill()
+    left = _domino_job(emu, f"{W}/left")
+    emu.new_commit()  # the code moved on while apply was dead: every key changes
+    open_gate(markers, "right")  # right may finish; its result is stale all the same
+    recover = start_flows("recover", "--flow", W, cwd=root, log=tmp_path / "recover.log", env=env)
+    try:
+        wait_until(lambda: left in emu.stop_calls or recover.proc.poll() is not None)
+    finally:
+        open_gate(markers, "left")
+        done = recover.finish()
+    assert done.code == 0, done.out
+    assert left in emu.stop_calls, "the job launched for the old key must be stopped"
+    assert counts(markers, DIAMOND) == {"src_a": 2, "left": 2, "right": 2, "join": 1}
+    assert load_state(root).nodes[f"{W}/left"].job_id != left

@@ -2,7 +2,8 @@
 
 Every trial builds a fresh ten-node project (tests/test_recover_kit.py), starts the real `flows apply`
 as a subprocess, polls for progress (k marker files, or j journal records, chosen by a seeded RNG) and
-kills it the moment that progress is seen; in some trials the first `flows recover` is killed as well.
+kills it the moment that progress is seen (in some trials Ctrl-C instead: SIGINT); in some trials the
+first `flows recover` is killed as well.
 Then `flows recover` runs to the end, and every time:
   - the state loads and is valid (parse_state), the journal is folded and the lock released;
   - no node whose success was durable at a kill ran again (marker counts), and every job ran on the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import json
 import os
 import random
 import shutil
@@ -42,6 +44,7 @@ BASE_SEED = int(os.environ.get("FLOWS_HARNESS_SEED", "20261122"))
 ONLY = os.environ.get("FLOWS_HARNESS_ONLY")
 LONG_TRIALS = int(os.environ.get("FLOWS_HARNESS_TRIALS", "25"))
 DOUBLE_FAULT = 0.3  # share of trials in which recover is killed as well
+CTRL_C = 0.2        # share of trials in which apply gets SIGINT (Ctrl-C) instead of SIGKILL
 JOURNAL_RECORDS = 2 + 2 * len(NODES)  # run_started, a start and a finish per node, run_finished
 
 
@@ -108,6 +111,7 @@ def run_trial(base: Path, setup: Setup, seed: int, ref: Reference) -> str:
     mode, threshold = kill_point(rng)
     # Sometimes recover dies too (a second fault): after this many more jobs started.
     second = rng.randint(1, 3) if rng.random() < DOUBLE_FAULT else None
+    ctrl_c = rng.random() < CTRL_C  # Ctrl-C instead of SIGKILL: apply cancels and records its running jobs
     folder = base / f"{setup.name}-{seed}"
     markers = folder / "markers"
     root = make_project(folder / "project", markers, toml=setup.toml(f"trial-{seed}"))
@@ -117,10 +121,16 @@ def run_trial(base: Path, setup: Setup, seed: int, ref: Reference) -> str:
     try:
         apply = start_flows(*APPLY_ARGS, cwd=root, log=folder / "apply.log", env=env)
         wait_until(lambda: progress(root, markers, mode) >= threshold or apply.proc.poll() is not None)
-        apply.kill()
-        run_ids = [r["run"]["id"] for r in journal_records(root) if r.get("type") == "run_started"]
-        started = {r["address"] for r in journal_records(root) if r.get("type") == "node_started"}
+        if ctrl_c:
+            code = apply.interrupt()
+            assert code in (0, 130), f"apply exited {code} on Ctrl-C:\n{apply.text()}"
+            outcome = runs_outcomes(root, env)
+            assert outcome == (["interrupted"] if code == 130 else ["succeeded"]), outcome
+        else:
+            apply.kill()
+        run_ids = recorded_runs(root)
         frozen = freeze(root, markers, {})
+        in_flight = {a for a, t in markers_of(markers).items() if t} - set(frozen)  # started, not durable
         first_durable = len(frozen)
         if second is not None:
             before = marker_lines(markers)
@@ -132,7 +142,9 @@ def run_trial(base: Path, setup: Setup, seed: int, ref: Reference) -> str:
         assert recover.code == 0, f"recover failed:\n{recover.text}\napply log:\n{apply.text()}"
         assert "Traceback" not in recover.text, recover.text
         _check_state(root, run_ids, recover.text)
-        _check_markers(markers, frozen, ref, kills=1 + (second is not None), exact=setup.name == "domino")
+        # Ctrl-C stops the running Domino jobs on purpose, so recover starts those again.
+        _check_markers(markers, frozen, ref, kills=1 + (second is not None),
+                       exact=setup.name == "domino" and not ctrl_c)
         if isinstance(world, DominoEmulator):
             _check_domino_starts(world)
         assert output_bytes(load_state(root), setup.read_blob) == ref.outputs, "outputs differ from a clean run"
@@ -146,8 +158,23 @@ def run_trial(base: Path, setup: Setup, seed: int, ref: Reference) -> str:
         setup.stop_world(world)
     shutil.rmtree(folder, ignore_errors=True)  # kept only when a trial fails, for a post-mortem
     also = f"; recover killed too after +{second} jobs ({len(frozen)} durable then)" if second else ""
-    return (f"seed {seed}: apply killed after {threshold} {mode} ({first_durable} durable, "
-            f"{len(started) - first_durable} in flight){also}")
+    how = "interrupted (Ctrl-C)" if ctrl_c else "killed"
+    return (f"seed {seed}: apply {how} after {threshold} {mode} ({first_durable} durable, "
+            f"{len(in_flight)} in flight){also}")
+
+
+def recorded_runs(root: Path) -> list[str]:
+    """Run ids durable at a kill: in the journal, or already in the state (Ctrl-C writes the state)."""
+    ids = [r["run"]["id"] for r in journal_records(root) if r.get("type") == "run_started"]
+    if (state_dir(root) / f"{FLOW_NAME}.json").is_file():
+        ids += [i for i in load_state(root).runs if i not in ids]
+    return ids
+
+
+def runs_outcomes(root: Path, env: dict[str, str]) -> list[str]:
+    r = run_flows("runs", "list", "--flow", FLOW_NAME, "--json", cwd=root, env=env)
+    assert r.code == 0, r.text
+    return [run["outcome"] for run in json.loads(r.out)]
 
 
 def marker_lines(markers: Path) -> int:
@@ -186,14 +213,18 @@ def _check_markers(markers: Path, frozen: dict[str, int], ref: Reference, kills:
         else:  # in flight at each kill: a local job dies with its apply and runs once more; never more than that
             assert len(tokens) <= kills + 1, f"{address} ran {len(tokens)} times"
     if exact:  # Domino: jobs outlive apply; recover re-attaches, so every node ran exactly once
-        assert all(len(t) == 1 for t in runs.values()), {a: len(t) for a, t in runs.items()}
+        more = {a: len(t) for a, t in runs.items() if len(t) != 1}
+        assert not more, f"Domino nodes ran more than once (re-launched, not re-attached): {more}"
 
 
 def _check_domino_starts(emu: DominoEmulator) -> None:
-    titles = collections.Counter(emu.job(j).title for j in emu.started_jobs)
-    twice = {t: c for t, c in titles.items() if c > 1}
+    """Each node's job started once; a second start only after its first job was stopped (by Ctrl-C)."""
+    jobs: dict[str, list[str]] = collections.defaultdict(list)
+    for job_id in emu.started_jobs:
+        jobs[emu.job(job_id).title or ""].append(job_id)
+    assert set(jobs) == {f"flows: {a}" for a in ADDRESSES}
+    twice = {t: ids for t, ids in jobs.items() if any(j not in emu.stop_calls for j in ids[:-1])}
     assert not twice, f"Domino jobs started twice for the same node and key: {twice}"
-    assert set(titles) == {f"flows: {a}" for a in ADDRESSES}
 
 
 def run_trials(base: Path, setup: Setup, seeds: list[int], ref: Reference, at_once: int) -> None:

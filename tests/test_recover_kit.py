@@ -78,7 +78,7 @@ with open(os.path.join(outputs, "out"), "w") as f:
 '''
 
 
-def flow_source() -> str:
+def flow_source(nodes: dict[str, list[str]]) -> str:
     lines = [
         "from typing import TypeVar",
         "from flytekit import workflow",
@@ -98,10 +98,10 @@ def flow_source() -> str:
         "@workflow",
         f"def {FLOW_NAME}(data: CSV) -> CSV:",
     ]
-    for name, ups in NODES.items():
+    for name, ups in nodes.items():
         args = ", ".join(f'{u}={u}["out"]' for u in ups) or "data=data"
         lines.append(f'    {name} = step("{name}", {args})')
-    lines.append('    return join["out"]')
+    lines.append(f'    return {list(nodes)[-1]}["out"]')
     return "\n".join(lines) + "\n"
 
 
@@ -110,16 +110,17 @@ def write_script(root: Path, name: str, *, fail: bool = False, gate: bool = Fals
 
 
 def make_project(root: Path, markers: Path, *, toml: str = "[tool.flows]\n",
-                 knobs: dict[str, dict[str, bool]] | None = None) -> Path:
-    """The flow project at `root`; its jobs leave their markers in `markers` (outside the project)."""
+                 knobs: dict[str, dict[str, bool]] | None = None, nodes: dict[str, list[str]] = NODES) -> Path:
+    """The flow project at `root` (the ten-node flow unless `nodes` says otherwise; the last node gives the
+    flow's output); its jobs leave their markers in `markers`, outside the project."""
     (root / "scripts").mkdir(parents=True)
     (root / "data").mkdir()
     markers.mkdir(parents=True, exist_ok=True)
     (root / "flows.toml").write_text(toml)
-    (root / "flow.py").write_text(flow_source())
+    (root / "flow.py").write_text(flow_source(nodes))
     (root / "data" / "in.csv").write_text("id,value\n1,10\n2,20\n3,30\n")
     (root / "marker_dir.txt").write_text(str(markers))  # not named in a command: not part of any key
-    for name in NODES:
+    for name in nodes:
         write_script(root, name, **(knobs or {}).get(name, {}))
     return root
 
@@ -154,10 +155,10 @@ def wait_until(check: Callable[[], T], timeout: float = 60.0, interval: float = 
         pause.wait(interval)
 
 
-def markers_of(markers: Path) -> dict[str, list[str]]:
+def markers_of(markers: Path, nodes: dict[str, list[str]] = NODES) -> dict[str, list[str]]:
     """address -> the tokens of every start of that node's job, in order."""
-    out: dict[str, list[str]] = {a: [] for a in ADDRESSES}
-    for name in NODES:
+    out: dict[str, list[str]] = {f"{FLOW_NAME}/{n}": [] for n in nodes}
+    for name in nodes:
         path = markers / name
         if path.is_file():
             for line in path.read_text().splitlines():
@@ -229,6 +230,12 @@ class Background:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
+
+    def interrupt(self) -> int:
+        """SIGINT, as Ctrl-C: apply cancels its running jobs, records them and exits (130)."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout=60)
 
     def finish(self, timeout: float = 120) -> Result:
         code = self.proc.wait(timeout=timeout)
