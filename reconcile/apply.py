@@ -410,7 +410,8 @@ def counts_of(outcomes: dict[str, NodeOutcome]) -> dict[str, int]:
 
 
 def outcome_of(outcomes: dict[str, NodeOutcome], cancelled: bool) -> str:
-    if cancelled:
+    # A Ctrl-C that came after the last node finished interrupted nothing: the run is what its nodes are.
+    if cancelled and any(o.result in ("cancelled", "skipped") for o in outcomes.values()):
         return "interrupted"
     if any(o.result in ("failed", "skipped", "cancelled") for o in outcomes.values()):
         return "failed"

@@ -154,3 +154,14 @@ def test_stale_saved_plan_is_refused(project: Project) -> None:
     r = project.run("apply", "q.json")
     assert r.code == 1 and "saved plan is stale: the flow file changed since it was planned" in r.err, r.text
     assert project.state_file.read_bytes() == before and project.starts("prep") == 2
+
+
+def test_a_ctrl_c_after_the_last_node_interrupted_nothing() -> None:
+    # The exit code follows the recorded outcome, so a late Ctrl-C must not turn a finished run into a
+    # failure (a real SIGINT cannot be timed into that window from a test).
+    from reconcile.apply import NodeOutcome, outcome_of
+    done = {"a": NodeOutcome(address="a", action="create", result="succeeded"),
+            "b": NodeOutcome(address="b", action="reuse", result="reused")}
+    assert outcome_of(done, cancelled=True) == "succeeded"
+    done["c"] = NodeOutcome(address="c", action="create", result="cancelled")
+    assert outcome_of(done, cancelled=True) == "interrupted"

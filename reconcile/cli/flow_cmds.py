@@ -244,7 +244,9 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
     ws, graph = prep.ws, prep.graph
     flow = graph.workflow
     cancel = threading.Event()
-    try:
+    with contextlib.ExitStack() as stack:
+        # Registered first, so it runs last: the lock is released on every way out.
+        stack.callback(_release, ws.backend, flow, lock.id)
         with LeaseKeeper(ws.backend, flow, lock, ws.config.backend.lease_seconds) as lease:
             stored_before, _ = ws.backend.read(flow)
             state, etag = fold_leftover_journal(ws.backend, flow)
@@ -272,26 +274,32 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
             for w in getattr(ws.provider, "warnings", []):
                 err_console.print(f"[yellow]{escape(w)}[/yellow]")
             reporter = ConsoleReporter(console)
-            with _interruptible(cancel), reporter:
+            # Ctrl-C is handled (not raised) until the summary is out, so the exit code always matches the
+            # outcome recorded in the state: 0 succeeded, 1 failed, 130 interrupted.
+            stack.enter_context(_interruptible(cancel))
+            with reporter:
                 outcomes, final = execute_plan(
                     graph=graph, plan=the_plan, state=state, keyer=prep.keyer(), provider=ws.provider,
                     blobs=ws.blobs, backend=ws.backend, run=run, logs_dir=ws.logs_dir, opts=opts,
                     reporter=reporter, cancel=cancel, attach=attach, resumed=resumed)
             ws.digests.save()
-    finally:
-        with contextlib.suppress(FlowsError):
-            ws.backend.unlock(flow, lock.id)
-    if lease.error is not None:  # the run's writes were compare-and-swap protected; still, say it
-        err_console.print(f"[yellow]Warning: the state lock's lease could not be renewed: {escape(str(lease.error))}"
-                          "[/yellow]")
-    console.print(_summary_table(outcomes))
-    _print_flow_outputs(graph, final, prep.inputs)
-    result = final.runs[run.id].outcome
-    console.print(f"Run {run.id}: [bold]{result}[/bold]. State serial {final.serial}.")
-    if cancel.is_set():
+        _release(ws.backend, flow, lock.id)  # before the summary: the next apply need not wait for it
+        if lease.error is not None:  # the run's writes were compare-and-swap protected; still, say it
+            err_console.print(f"[yellow]Warning: the state lock's lease could not be renewed: "
+                              f"{escape(str(lease.error))}[/yellow]")
+        console.print(_summary_table(outcomes))
+        _print_flow_outputs(graph, final, prep.inputs)
+        result = final.runs[run.id].outcome
+        console.print(f"Run {run.id}: [bold]{result}[/bold]. State serial {final.serial}.")
+    if result == "interrupted":
         raise typer.Exit(130)
     if result not in ("succeeded", "recovered"):
         raise typer.Exit(1)
+
+
+def _release(backend: Any, flow: str, lock_id: str) -> None:
+    with contextlib.suppress(FlowsError):  # already released, or broken by someone else (said above)
+        backend.unlock(flow, lock_id)
 
 
 def _older_hits(plan: Any, state: Any) -> list[str]:
