@@ -234,6 +234,14 @@ def test_reverting_an_input_reuses_the_older_results(fresh: Project) -> None:
     assert not any(n["reasons"] for n in fresh.plan(*INPUTS)["nodes"])  # recorded: no "cache hit" reasons left
 
 
+def test_apply_without_a_terminal_needs_auto_approve(tmp_path: Path) -> None:
+    p = chain(tmp_path / "proj")
+    r = p.run("apply", "flow.py", "wf", *INPUTS)
+    assert r.code == 1 and "apply needs --auto-approve when not run interactively" in r.err
+    assert "Traceback" not in r.text and p.starts("prep") == 0
+    assert not p.state_file.exists() and not p.lock_file.exists()
+
+
 def test_target_then_replace(tmp_path: Path) -> None:
     p = chain(tmp_path / "proj")
     r = p.apply(*INPUTS, "--target", "wf/scale")
