@@ -30,6 +30,7 @@ from state.model import CacheEntry, NodeRecord, OutputRecord, RunRecord, State, 
 
 DONE_OK = ("succeeded", "reused")
 UPSTREAM_FAILED = "skipped: upstream failed"
+STOPPED = "not started: stopped after a failure (--keep-going runs independent nodes)"
 POLL = 0.05
 
 
@@ -340,7 +341,7 @@ class Scheduler:
             elif any(u.result == "cancelled" for u in ups):
                 self._skip(address, "skipped: upstream cancelled")
             elif self.stopping:
-                self._skip(address, "not started: stopped after a failure (--keep-going runs independent nodes)")
+                self._skip(address, STOPPED)
             elif all(u.result in DONE_OK for u in ups) and len(running) < workers:
                 self.outcomes[address].result = "running"
                 running[pool.submit(self._guarded, address)] = address
@@ -349,6 +350,9 @@ class Scheduler:
         return waiting
 
     def _guarded(self, address: str) -> None:
+        if self.stopping:  # a failure elsewhere while this node was being handed to a worker
+            self._skip(address, STOPPED)
+            return
         try:
             self.execute(address)
         except Exception as e:  # noqa: BLE001 - a bug or an input that vanished fails this node, never the state
