@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from providers import jobio
 from providers.base import InputValue
 from providers.domino.provider import encode_result
 
@@ -28,26 +29,6 @@ def _blob_store(manifest: dict[str, Any]) -> Any:
     from providers.blobs.s3 import S3BlobStore
     settings = manifest.get("blobs") or {}
     return S3BlobStore(manifest["blobs_url"], region=settings.get("region"), endpoint_url=settings.get("endpoint_url"))
-
-
-class _io:
-    """Job input/output handling shared with the local provider (same formats, same checks)."""
-
-    def __init__(self, blobs: Any, manifest: dict[str, Any]) -> None:
-        import tempfile
-
-        from providers.base import JobSpec
-        from providers.local import LocalProvider
-        self.provider = LocalProvider(blobs, Path(tempfile.mkdtemp(prefix="flows-runtime-")))
-        self.job = JobSpec(run_id=manifest["run_id"], address=manifest["address"], task_name="", kind="domino_job",
-                           inputs={k: InputValue.model_validate(v) for k, v in manifest["inputs"].items()},
-                           outputs=manifest["outputs"], project_root=".", flow_file="", log_path="")
-
-    def write_inputs(self, inputs: dict[str, InputValue], inputs_dir: Path) -> None:
-        self.provider._write_inputs(self.job, inputs_dir)
-
-    def collect_outputs(self, outputs_dir: Path) -> tuple[dict[str, Any], list[str]]:
-        return self.provider._collect(self.job, outputs_dir)
 
 
 def _read_manifest(uri: str, endpoint_url: str | None) -> dict[str, Any]:
@@ -65,7 +46,7 @@ def run(manifest_uri: str, command: str, endpoint_url: str | None = None) -> int
         inputs_dir, outputs_dir = WORKFLOW / "inputs", WORKFLOW / "outputs"
         inputs_dir.mkdir(parents=True, exist_ok=True)
         outputs_dir.mkdir(parents=True, exist_ok=True)
-        _io(blobs, manifest).write_inputs(inputs, inputs_dir)
+        jobio.write_inputs(inputs, inputs_dir, blobs)
     except Exception as e:  # the job log is the only channel back: say it in one line
         print(encode_result({"error": f"flows runtime could not prepare the inputs: {e}"}), flush=True)
         return 2
@@ -75,7 +56,7 @@ def run(manifest_uri: str, command: str, endpoint_url: str | None = None) -> int
         print(encode_result({"error": f"exit code {code}"}), flush=True)
         return code
     try:
-        records, warnings = _io(blobs, manifest).collect_outputs(outputs_dir)
+        records, warnings = jobio.collect_outputs(manifest["outputs"], outputs_dir, blobs)
     except Exception as e:
         print(encode_result({"error": str(e)}), flush=True)
         return 3
