@@ -31,7 +31,8 @@ def _snapshot_arg() -> None:
         return
     sys.argv.remove("--snapshot")
     dest = Path(tempfile.mkdtemp(prefix="flows-src-"))
-    head = subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", "HEAD"], capture_output=True, text=True,
+    ref = os.environ.get("FLOWS_BENCH_REF", "HEAD")  # e.g. the commit an earlier, merged run measured
+    head = subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", ref], capture_output=True, text=True,
                           check=True).stdout.strip()
     archive = subprocess.run(["git", "-C", str(BENCH.parent), "archive", head], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
@@ -112,8 +113,17 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="keep the generated projects here (default: a temp dir, removed)")
     ap.add_argument("--out", type=Path, default=BENCH / "results.json")
     ap.add_argument("--snapshot", action="store_true", help="measure HEAD as committed, not the work tree")
+    ap.add_argument("--apply-runs", type=int, help="measured runs of the full-apply row (default: --runs); "
+                    "flows needs minutes per apply at N=10,000")
+    ap.add_argument("--merge", type=Path, help="start from this earlier results.json: keep its sizes and rows "
+                    "that this run does not measure")
+    ap.add_argument("--report", type=Path, help="only print the table of an existing results.json")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.replace("_", "").split(",") if s.strip()]
+    if a.report:
+        old = json.loads(a.report.read_text())
+        report.print_table(report.build_table(old, *report.revive(old)))
+        return
     ensure_peer_venv()
 
     tmp = tempfile.TemporaryDirectory(prefix="flows-bench-") if a.work is None else None
@@ -130,7 +140,8 @@ def main() -> None:
         for n in sizes:
             print(f"N = {n:,}: generating ...", flush=True)
             projects = gen.generate(n, work / f"n{n}", str(PEER_BIN / "dvc") if (PEER_BIN / "dvc").exists() else None)
-            per_size[n] = run_size(all_tools(projects), projects, a.runs, carry, log=lambda m: print(m, flush=True))
+            per_size[n] = run_size(all_tools(projects), projects, a.runs, carry, log=lambda m: print(m, flush=True),
+                                   apply_runs=a.apply_runs)
             res["sizes"][str(n)] = series_json(per_size[n])
             # a real state written by flows apply at this size, for the state-load row
             real = projects.flows / ".flows"
@@ -159,12 +170,25 @@ def main() -> None:
         res["extras"] = series_json(ex)
         res["elapsed_s"] = round(time.time() - started, 1)
         res["loadavg_end"] = os.getloadavg()
+        if a.merge:
+            res = merged(json.loads(a.merge.read_text()), res)
         save(a.out, res)
-        report.print_table(report.build_table(res, per_size, ex))
+        report.print_table(report.build_table(res, *report.revive(res)))
         print(f"wrote {a.out}  ({res['elapsed_s']:.0f} s)")
     finally:
         if tmp:
             tmp.cleanup()
+
+
+def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The new run's rows over an earlier run's; what came from where is kept in `runs_merged`."""
+    out = dict(new)
+    out["sizes"] = {**old.get("sizes", {}), **new.get("sizes", {})}
+    out["extras"] = {**old.get("extras", {}), **new.get("extras", {})}
+    out["runs_merged"] = [{k: r.get(k) for k in ("date", "versions", "runs", "loadavg_start", "loadavg_end",
+                                                  "elapsed_s")} | {"sizes": sorted(r.get("sizes", {}), key=int)}
+                          for r in (old, new)]
+    return out
 
 
 def save(path: Path, res: dict[str, Any]) -> None:

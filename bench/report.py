@@ -13,12 +13,17 @@ from scenarios import SCENARIOS, TITLES
 PEERS = ("dvc", "snakemake", "floor")
 
 
+RUNS = 5  # the run's --runs; a cell with another number of samples says so
+
+
 def fmt_cell(s: Series | None) -> str:
     if s is None:
         return ""
     if not s.ok:
         return f"[dim]{s.skipped}[/dim]" if s.skipped != "n/a" else "[dim]n/a[/dim]"
     text = f"{s.median_wall():.3f} s · {s.median_rss():.0f} MiB"
+    if len(s.samples) != RUNS:
+        text += f" [yellow](n={len(s.samples)})[/yellow]"
     if s.check:
         colour = "red" if s.check.startswith(("NOT", "MISSES", "could")) else "dim"
         text += f"\n[{colour}]{s.check}[/{colour}]"
@@ -63,7 +68,25 @@ def per_node_overhead(row: dict[str, Series], n: int) -> float | None:
     return (f.median_wall() - fl.median_wall()) / n * 1000  # type: ignore[operator]
 
 
+def revive(res: dict[str, Any]) -> tuple[dict[int, dict[str, dict[str, Series]]], dict[str, Any]]:
+    """results.json -> the Series the table is built from."""
+    sizes = {int(n): {sc: {tool: Series.from_json(v) for tool, v in row.items()} for sc, row in scen.items()}
+             for n, scen in res.get("sizes", {}).items()}
+    ex = dict(res.get("extras", {}))
+    if "startup" in ex:
+        ex["startup"] = {k: Series.from_json(v) for k, v in ex["startup"].items()}
+    if "statcache" in ex:
+        sc = dict(ex["statcache"])
+        for k in ("flows_first_plan", "flows_second_plan"):
+            sc[k] = Series.from_json(sc[k])
+        sc["dvc"] = {k: Series.from_json(v) for k, v in sc.get("dvc", {}).items()}
+        ex["statcache"] = sc
+    return sizes, ex
+
+
 def build_table(res: dict[str, Any], sizes: dict[int, dict[str, dict[str, Series]]], extras: dict[str, Any]) -> Table:
+    global RUNS
+    RUNS = res["runs"]
     t = Table(title=f"flows vs DVC vs Snakemake — median of {res['runs']} runs after a warm-up "
                     f"(wall · peak RSS) — {res['machine']}", show_lines=True)
     for col in ("row", "N", "flows", "dvc", "snakemake", "floor", "flows/dvc", "flows/snakemake",

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 
 TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time (Debian package `time`)
@@ -93,6 +93,12 @@ class Series:
 
     def median_rss(self) -> float | None:
         return statistics.median(s.rss_mb for s in self.samples) if self.ok else None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Series":
+        """Back from results.json (walls and RSS only), to re-print or merge an earlier run."""
+        samples = [Sample(wall=w, rss_mb=r, rc=0, output="") for w, r in zip(d["walls_s"], d["peak_rss_mib"])]
+        return cls(samples=samples, skipped=d.get("skipped"), check=d.get("check"))
 
     def to_json(self) -> dict[str, object]:
         return {"median_wall_s": self.median_wall(), "median_peak_rss_mib": self.median_rss(),

@@ -84,15 +84,15 @@ def check_change(tool: Tool, series: Series, nodes: list[gen.Node]) -> None:
 
 
 def run_size(tools: list[Tool], projects: gen.Projects, runs: int, carry: dict[str, dict[str, str]],
-             log: Callable[[str], None] = print) -> dict[str, dict[str, Series]]:
+             log: Callable[[str], None] = print, apply_runs: int | None = None) -> dict[str, dict[str, Series]]:
     """All four scenarios at one size. `carry[scenario][tool]`: skip reasons from smaller sizes."""
     out: dict[str, dict[str, Series]] = {}
     unavailable = {t.name: why for t in tools if (why := t.unavailable())}
     skip = lambda sc: {**unavailable, **carry.get(sc, {})}  # noqa: E731
 
     log(f"  [{projects.n}] {TITLES['apply']}")
-    out["apply"] = run_series(tools, lambda t: t.apply_argv(), runs, skip("apply"), prepare=lambda t: t.reset(),
-                              log=log)
+    out["apply"] = run_series(tools, lambda t: t.apply_argv(), runs if apply_runs is None else apply_runs,
+                              skip("apply"), prepare=lambda t: t.reset(), log=log)
     # Later scenarios need every project up to date. A tool whose own apply did not finish here is
     # brought up to date another way (untimed) or left out of them, saying why.
     later_skip = dict(unavailable)
