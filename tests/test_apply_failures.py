@@ -216,6 +216,8 @@ def test_provider_error_is_recorded_as_a_failed_node(tmp_path: Path) -> None:
     rec = p.state()["nodes"]["wf/only"]
     assert rec["status"] == "failed" and rec["key"] and rec["error"] in line
     assert p.starts("only") == 0 and not p.lock_file.exists()
+    logs = p.run("logs", "wf/only")
+    assert logs.code == 1 and "node 'wf/only' has no log: it failed before a job started (cannot create" in logs.err
     plan = p.plan()
     assert plan["nodes"][0]["action"] == "run"
     assert plan["nodes"][0]["reasons"][0]["message"].startswith("failed last time: ")

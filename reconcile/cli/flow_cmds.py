@@ -406,6 +406,9 @@ def logs(
         typer.echo(redact(Path(rec.log).read_text(errors="replace")), nl=False)
     elif rec.job_id:
         typer.echo(redact(ws.provider.logs(rec.job_id)), nl=False)
+    elif rec.status != "succeeded":
+        raise InputError(f"node '{address}' has no log: it {rec.status} before a job started" +
+                         (f" ({redact(rec.error)})" if rec.error else ""))
     else:
         raise InputError(f"node '{address}' has no log (it was reused from the cache: see its run "
                          f"{rec.reused_from or rec.run_id})")
