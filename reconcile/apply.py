@@ -251,6 +251,8 @@ class Scheduler:
             handle = self._attached(address, key, spec) if spec.attempt == 1 else None
             if handle is not None:
                 self.reporter.event(outcome, f"re-attached to running job {handle.job_id}")
+                # The resumed run records the job too: a recover that dies in turn re-attaches to it again.
+                self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt))
                 outcome.job_id = handle.job_id
                 outcome.result = "running"
                 result = _Result.of(self.provider.wait(handle, spec, self.cancel))
@@ -261,6 +263,11 @@ class Scheduler:
                                              "starting the node again")
                 handle = None
             if handle is None:
+                if self.provider.name != "local":
+                    # A job that outlives this process may start and the process die before its id is
+                    # journaled: this intent lets recover find it by run, node and attempt (no second start).
+                    self._journal({"type": "node_starting", "run_id": self.run.id, "address": address,
+                                   "key": key, "attempt": spec.attempt, "at": now()})
                 handle = self.provider.start(spec)
                 self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt))
                 self.reporter.event(outcome, f"started {handle.job_id}" +

@@ -13,9 +13,9 @@ from providers.domino.emulator import DominoEmulator
 from providers.domino.emulator_world import EmulatorConfig, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.s3 import REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
-from tests.test_recover_kit import (APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, domino_toml, journal_records,
-                                    load_state, make_project, markers_of, open_gate, run_flows, start_flows,
-                                    state_dir, wait_until, write_script)
+from tests.test_recover_kit import (APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, HoldingProxy, domino_toml,
+                                    journal_records, load_state, make_project, markers_of, open_gate, run_flows,
+                                    start_flows, state_dir, wait_until, write_script)
 
 W = FLOW_NAME
 
@@ -206,6 +206,35 @@ def test_running_domino_job_is_reattached_not_relaunched(tmp_path: Path, domino_
     [run] = state.runs.values()
     assert run.outcome == "recovered" and state.nodes[f"{W}/left"].job_id == left
     assert not emu.stop_calls, "nothing had to be stopped"
+
+
+def test_domino_job_started_but_not_journaled_is_found(tmp_path: Path, domino_project: tuple) -> None:
+    """apply dies after Domino started a job but before the job id was journaled: recover finds that job
+    (by the intent apply journaled first) and re-attaches to it instead of starting a second one."""
+    root, markers, emu, env = domino_project
+    start_left = f'"title": "flows: {W}/left"'.encode()
+    proxy = HoldingProxy(emu.url, lambda method, path, body: path == "/v4/jobs/start" and start_left in body)
+    try:
+        via_proxy = {**env, "DOMINO_API_HOST": proxy.url}
+        apply = start_flows(*APPLY_ARGS, cwd=root, log=tmp_path / "apply.log", env=via_proxy)
+        wait_until(lambda: proxy.held.is_set() or apply.proc.poll() is not None)
+        records = [(r["type"], r.get("address")) for r in journal_records(root)]
+        assert ("node_starting", f"{W}/left") in records and ("node_started", f"{W}/left") not in records
+        apply.kill()
+    finally:
+        proxy.close()
+    left = _domino_job(emu, f"{W}/left")  # it exists on Domino; nobody knows its id
+    r = run_flows("recover", "--dry-run", "--flow", W, cwd=root, env=env)
+    assert r.code == 0, r.text
+    assert f"Found job {left} of wf/left" in r.out and f"re-attach wf/left: domino job {left}" in r.out, r.out
+    open_gate(markers, "left")
+    open_gate(markers, "right")
+    r = run_flows("recover", "--flow", W, cwd=root, env=env)
+    assert r.code == 0, r.text
+    starts = collections.Counter(emu.job(j).title.removeprefix("flows: ") for j in emu.started_jobs)
+    assert starts == {f"{W}/{n}": 1 for n in DIAMOND}, starts
+    assert counts(markers, DIAMOND) == {n: 1 for n in DIAMOND}
+    assert load_state(root).nodes[f"{W}/left"].job_id == left
 
 
 @pytest.mark.slow  # the same path as above plus a stop; by hand with `pytest -m slow`

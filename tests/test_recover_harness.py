@@ -45,7 +45,6 @@ ONLY = os.environ.get("FLOWS_HARNESS_ONLY")
 LONG_TRIALS = int(os.environ.get("FLOWS_HARNESS_TRIALS", "25"))
 DOUBLE_FAULT = 0.3  # share of trials in which recover is killed as well
 CTRL_C = 0.2        # share of trials in which apply gets SIGINT (Ctrl-C) instead of SIGKILL
-JOURNAL_RECORDS = 2 + 2 * len(NODES)  # run_started, a start and a finish per node, run_finished
 
 
 @dataclass
@@ -66,6 +65,7 @@ class Setup:
     read_blob: Callable[[str], bytes]
     start_world: Callable[[Path], Any]        # project root -> emulator (or None), stopped by stop_world
     stop_world: Callable[[Any], None]
+    records: int                              # journal records of a whole run (kill points lie before)
 
 
 def trial_seeds(provider: str, n: int) -> list[int]:
@@ -76,11 +76,11 @@ def trial_seeds(provider: str, n: int) -> list[int]:
     return seeds
 
 
-def kill_point(rng: random.Random) -> tuple[str, int]:
+def kill_point(rng: random.Random, records: int) -> tuple[str, int]:
     """When to kill: after k nodes' jobs started (markers), or after j journal records became durable."""
     if rng.random() < 0.5:
         return "markers", rng.randint(1, len(NODES) - 1)
-    return "journal", rng.randint(1, JOURNAL_RECORDS - 1)
+    return "journal", rng.randint(1, records - 1)
 
 
 def progress(root: Path, markers: Path, mode: str) -> int:
@@ -108,7 +108,7 @@ def _world_env(world: Any) -> dict[str, str]:
 def run_trial(base: Path, setup: Setup, seed: int, ref: Reference) -> str:
     """One kill-and-recover trial; returns a one-line summary. Any broken invariant raises."""
     rng = random.Random(seed)
-    mode, threshold = kill_point(rng)
+    mode, threshold = kill_point(rng, setup.records)
     # Sometimes recover dies too (a second fault): after this many more jobs started.
     second = rng.randint(1, 3) if rng.random() < DOUBLE_FAULT else None
     ctrl_c = rng.random() < CTRL_C  # Ctrl-C instead of SIGKILL: apply cancels and records its running jobs
@@ -248,8 +248,9 @@ def run_trials(base: Path, setup: Setup, seeds: list[int], ref: Reference, at_on
 
 # -- providers --------------------------------------------------------------------------------------
 def local_setup() -> Setup:
+    # Journal: run_started, per node a start and a finish, run_finished.
     return Setup(name="local", toml=lambda _: "[tool.flows]\n", env=dict, read_blob=read_local_blob,
-                 start_world=lambda root: None, stop_world=lambda world: None)
+                 start_world=lambda root: None, stop_world=lambda world: None, records=2 + 2 * len(NODES))
 
 
 def domino_setup(s3env: S3Env) -> Setup:
@@ -266,8 +267,9 @@ def domino_setup(s3env: S3Env) -> Setup:
                                 work_dir=root.parent / "emulator")
         return DominoEmulator(config).start()
 
+    # Journal: as local, plus per node the intent to start a job (journaled before the job exists).
     return Setup(name="domino", toml=toml, env=aws_env, read_blob=read_blob, start_world=start_world,
-                 stop_world=lambda emu: emu.stop() if emu is not None else None)
+                 stop_world=lambda emu: emu.stop() if emu is not None else None, records=2 + 3 * len(NODES))
 
 
 # -- the trials ------------------------------------------------------------------------------------

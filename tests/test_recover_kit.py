@@ -13,6 +13,7 @@ Knobs per node script: `fail` (exit non-zero before writing the output) and `gat
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -141,6 +143,64 @@ def domino_toml(bucket: str, endpoint: str, region: str, prefix: str) -> str:
         f'region = "{region}"', ""])
 
 
+class HoldingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of the Domino emulator that lets one request through to the
+    emulator but holds back its answer: the moment a job exists on Domino and its starter does not know
+    it yet (the window between `POST /v4/jobs/start` and journaling the job id)."""
+
+    def __init__(self, upstream: str, hold: Callable[[str, str, bytes], bool]) -> None:
+        self.upstream = upstream.removeprefix("http://")
+        self.hold = hold
+        self.held = threading.Event()      # set once the held request was answered by the emulator
+        self.released = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self) -> None:
+                proxy._forward(self)
+
+            do_GET = do_POST = _any
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="holding-proxy", daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def _forward(self, req: BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        conn = http.client.HTTPConnection(self.upstream, timeout=30)
+        headers = {k: v for k, v in req.headers.items() if k.lower() != "connection"}
+        conn.request(req.command, req.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        if not self.held.is_set() and self.hold(req.command, req.path, body):
+            self.held.set()
+            self.released.wait(60)
+            req.close_connection = True
+            return  # the answer never reaches the caller
+        req.send_response(resp.status)
+        for name, value in resp.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                req.send_header(name, value)
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        req.wfile.write(data)
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
 # -- observing a project --------------------------------------------------------------------------
 def wait_until(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.005) -> T:
     """Poll `check` until it returns something truthy; fail at the deadline (never a blind sleep)."""
@@ -254,6 +314,6 @@ def run_flows(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Resul
     return flows(*args, cwd=cwd, env=env, timeout=180)
 
 
-__all__ = ["ADDRESSES", "APPLY_ARGS", "FLOW_NAME", "NODES", "PLAN_ARGS", "Background", "domino_toml",
+__all__ = ["ADDRESSES", "APPLY_ARGS", "FLOW_NAME", "NODES", "PLAN_ARGS", "Background", "HoldingProxy", "domino_toml",
            "finished_nodes", "journal_records", "load_state", "make_project", "markers_of", "open_gate",
            "output_bytes", "read_local_blob", "run_flows", "start_flows", "state_dir", "wait_until", "write_script"]

@@ -8,7 +8,9 @@ superseded by the apply after it, and finishing it would bring back its inputs.
 """
 from __future__ import annotations
 
+import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,6 +25,7 @@ from reconcile.secrets import redact
 console = Console(highlight=False)
 PARTIAL = ("interrupted", "failed", "running")
 ENDED_BADLY = ("Failed", "Error", "Stopped")  # Domino's terminal statuses other than Succeeded
+FIND_JOBS = 200  # how far back the project's job list is searched for a start that was not journaled
 
 
 def _live(lock: Any) -> bool:
@@ -77,6 +80,59 @@ def _take_lock_for(ws: Any, flow: str, run: Any, opts: Any) -> Any:
         ws.backend.unlock(flow, held.id)
         console.print(f"[yellow]Broke the dead run's lock {held.id}.[/yellow]")
     return ws.backend.lock(flow, LockInfo(operation="recover", run_id=run.id), timeout=opts.lock_timeout)
+
+
+def _unjournaled_starts(records: list[dict[str, Any]], run_id: str) -> dict[str, dict[str, Any]]:
+    """address -> the intent to start a job (`node_starting`) the dead process journaled without living
+    to journal the job's id: the job may or may not exist."""
+    pending: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        if rec.get("run_id") != run_id:
+            continue
+        address = rec.get("address") or (rec.get("node") or {}).get("address")
+        if rec.get("type") == "node_starting":
+            pending[address] = rec
+        elif rec.get("type") in ("node_started", "node_finished"):
+            pending.pop(address, None)
+    return pending
+
+
+def _find_started(provider: Any, run_id: str, address: str, attempt: int) -> str | None:
+    """The Domino job started for (run, node, attempt) whose id was never journaled, or None if the start
+    never reached Domino. Its title names the node; its manifest in the blob store names run and attempt.
+    (Provider knowledge: it belongs in DominoProvider, next to `start`, once that grows a lookup.)"""
+    client = getattr(provider, "client", None)
+    if provider.name != "domino" or client is None:
+        return None  # local jobs cannot be re-attached anyway
+    for job in client.list_jobs(page_size=FIND_JOBS):  # newest first
+        if job.title != f"flows: {address}"[:200] or not job.job_run_command:
+            continue
+        args = shlex.split(job.job_run_command)
+        if "--manifest" not in args[:-1]:
+            continue
+        try:
+            manifest = json.loads(provider.blobs.read_bytes(args[args.index("--manifest") + 1]))
+        except Exception:  # noqa: BLE001 - not one of ours, or its manifest is gone: not this start
+            continue
+        if (manifest.get("run_id"), manifest.get("address"), manifest.get("attempt")) == (run_id, address, attempt):
+            return str(job.id)
+    return None
+
+
+def _jobs_to_attach(view: Any, run: Any, provider: Any) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(attach, found): address -> {"job_id", "key", ...} of every job the run launched that has not
+    finished as far as the state knows; `found`: those found on the provider for a start the journal only
+    announced."""
+    attach = {a: j for a, j in run.jobs.items() if j.get("status") == "running" and j.get("job_id")}
+    found = {}
+    for address, intent in _unjournaled_starts(view.journal, run.id).items():
+        attempt = int(intent.get("attempt") or 1)
+        job_id = _find_started(provider, run.id, address, attempt)
+        if job_id is not None:
+            console.print(f"Found job {job_id} of {escape(address)}: started, but the dead process did not "
+                          "journal it.")
+            found[address] = {"job_id": job_id, "key": intent.get("key"), "attempt": attempt, "status": "running"}
+    return {**attach, **found}, found
 
 
 def _job_status(provider: Any, job_id: str) -> str:
@@ -138,6 +194,7 @@ def recover(
     against the current flow, code and inputs, and run what is left, under the same run id."""
     from reconcile.apply import ApplyOptions
     from reconcile.cli.flow_cmds import Prepared, _project_workspace, apply_session
+    from state import journal
 
     ws, flow = _project_workspace(flow)
     view = ws.read_state(flow)
@@ -158,7 +215,7 @@ def recover(
     if not Path(run.flow_file).is_file():
         raise InputError(f"the flow file of run {run.id} is gone", file=run.flow_file)
     prep = Prepared(Path(run.flow_file), flow, [], None, inputs=run.inputs)
-    attach = {a: j for a, j in run.jobs.items() if j.get("status") == "running" and j.get("job_id")}
+    attach, found = _jobs_to_attach(view, run, ws.provider)
     if dry_run:
         the_plan = prep.make_plan(state, state.serial, state.lineage, [], [])
         _dry_run(state, run, the_plan, attach, ws.provider)
@@ -168,5 +225,8 @@ def recover(
     opts = ApplyOptions(parallelism=parallelism or ws.config.parallelism or os.cpu_count() or 2,
                         keep_going=keep_going)
     held = _take_lock_for(ws, flow, run, opts)
+    for address, job in found.items():  # journaled now: a recover that dies in turn still knows these jobs
+        ws.backend.journal_append(flow, journal.node_started(run.id, address, job["key"], job["job_id"],
+                                                             job["attempt"]))
     console.print(f"[bold]Recovering run {run.id}[/bold] ({run.outcome}, started {run.started_at})")
     apply_session(prep, opts, run, held, target=[], replace=[], attach=attach, resumed=True)
