@@ -131,14 +131,16 @@ def run_trial(base: Path, setup: Setup, seed: int, ref: Reference) -> str:
         run_ids = recorded_runs(root)
         frozen = freeze(root, markers, {})
         in_flight = {a for a, t in markers_of(markers).items() if t} - set(frozen)  # started, not durable
-        first_durable = len(frozen)
+        first_durable, found = len(frozen), 0
         if second is not None:
             before = marker_lines(markers)
             dying = start_flows(*recover_args, cwd=root, log=folder / "recover1.log", env=env)
             wait_until(lambda: marker_lines(markers) >= before + second or dying.proc.poll() is not None)
             dying.kill()
             frozen = freeze(root, markers, frozen)
+            found += dying.text().count("Found job")
         recover = run_flows(*recover_args, cwd=root, env=env)
+        found += recover.text.count("Found job")  # started but not journaled: found on Domino
         assert recover.code == 0, f"recover failed:\n{recover.text}\napply log:\n{apply.text()}"
         assert "Traceback" not in recover.text, recover.text
         _check_state(root, run_ids, recover.text)
@@ -160,7 +162,7 @@ def run_trial(base: Path, setup: Setup, seed: int, ref: Reference) -> str:
     also = f"; recover killed too after +{second} jobs ({len(frozen)} durable then)" if second else ""
     how = "interrupted (Ctrl-C)" if ctrl_c else "killed"
     return (f"seed {seed}: apply {how} after {threshold} {mode} ({first_durable} durable, "
-            f"{len(in_flight)} in flight){also}")
+            f"{len(in_flight)} in flight){also}" + (f"; {found} unjournaled job(s) found" if found else ""))
 
 
 def recorded_runs(root: Path) -> list[str]:
