@@ -118,11 +118,15 @@ def main() -> None:
     ap.add_argument("--merge", type=Path, help="start from this earlier results.json: keep its sizes and rows "
                     "that this run does not measure")
     ap.add_argument("--report", type=Path, help="only print the table of an existing results.json")
+    ap.add_argument("--markdown", action="store_true", help="with --report: as a markdown table")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.replace("_", "").split(",") if s.strip()]
     if a.report:
         old = json.loads(a.report.read_text())
-        report.print_table(report.build_table(old, *report.revive(old)))
+        if a.markdown:
+            print(report.markdown(old))
+        else:
+            report.print_table(report.build_table(old, *report.revive(old)))
         return
     ensure_peer_venv()
 

@@ -157,3 +157,38 @@ def extras_rows(ex: dict[str, Any]) -> list[tuple[str, list[str], str, bool | No
 
 def print_table(t: Table) -> None:
     Console(width=220).print(t)
+
+
+def _plain(text: str) -> str:
+    """Rich markup -> plain text, newlines -> '; ' (for a markdown cell)."""
+    from rich.text import Text
+    return Text.from_markup(text).plain.replace("\n", "; ").replace("|", "/")
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The same rows as the rich table, as a markdown table for bench/README.md."""
+    sizes, ex = revive(res)
+    global RUNS
+    RUNS = res["runs"]
+    head = ["row", "N", "flows", "dvc", "snakemake", "floor", "flows/dvc", "flows/snakemake", "flows/floor",
+            "target", "result"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def add(cells: list[str]) -> None:
+        lines.append("| " + " | ".join(_plain(c) for c in cells) + " |")
+
+    for n, scen in sizes.items():
+        for sc in SCENARIOS:
+            row = scen.get(sc)
+            if not row:
+                continue
+            target, ok = targets_for(sc, n, row)
+            add([TITLES[sc], f"{n:,}", *(fmt_cell(row.get(k)) for k in ("flows", *PEERS)),
+                 *(fmt_ratio(ratio(row.get("flows"), row.get(p))) for p in PEERS), target,
+                 verdict(ok) if target else ""])
+            if sc == "apply" and (ms := per_node_overhead(row, n)) is not None:
+                add(["apply overhead per node vs floor", f"{n:,}", f"{ms:.1f} ms", "", "", "", "", "", "",
+                     "well under 10 ms" if n == 1000 else "", verdict(ms < 10) if n == 1000 else ""])
+    for label, cells, target, ok in extras_rows(ex):
+        add([label, "", *cells, target, verdict(ok) if target else ""])
+    return "\n".join(lines) + "\n"
