@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -207,6 +208,16 @@ class LocalProvider:
         proc = running.proc
         deadline = running.started + job.timeout_seconds if job.timeout_seconds else None
         interval = POLL_MIN
+        exit_fd = _exit_fd(proc.pid)  # readable the moment the job exits: no polling latency per job
+        try:
+            return self._watch_loop(job_id, running, job, cancel, deadline, interval, exit_fd)
+        finally:
+            if exit_fd is not None:
+                os.close(exit_fd)
+
+    def _watch_loop(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event,
+                    deadline: float | None, interval: float, exit_fd: int | None) -> JobResult:
+        proc = running.proc
         while not _exited(proc):
             if cancel.is_set() or job_id in self._stopped:
                 self._kill(proc)
@@ -217,8 +228,11 @@ class LocalProvider:
                 return JobResult(status="timed_out", error=f"timed out after {_seconds(job.timeout_seconds)}",
                                  log_tail=_tail(running.log))
             left = deadline - time.monotonic() if deadline is not None else interval
-            cancel.wait(max(0.0, min(interval, left)))
-            interval = min(interval * 2, POLL_MAX)
+            if exit_fd is not None:  # wake on exit at once; still look at cancel/deadline every POLL_MAX
+                select.select([exit_fd], [], [], max(0.0, min(POLL_MAX, left if deadline is not None else POLL_MAX)))
+            else:
+                cancel.wait(max(0.0, min(interval, left)))
+                interval = min(interval * 2, POLL_MAX)
         _signal_group(proc.pid, signal.SIGKILL)  # like a finished container: nothing the job left behind runs on
         code = proc.wait()
         if job_id in self._stopped:
@@ -341,6 +355,14 @@ class LocalProvider:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+
+def _exit_fd(pid: int) -> int | None:
+    """A pidfd for the job's process (Linux 5.3+), or None where there is none (then we poll)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
 
 def _exited(proc: subprocess.Popen[bytes]) -> bool:
     """Whether the job's leader has exited, without reaping it: until it is reaped its pid (and so its

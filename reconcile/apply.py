@@ -299,16 +299,21 @@ class Scheduler:
         todo = self._settle_reused()
         workers = max(1, min(self.opts.parallelism, self.provider.max_parallel or self.opts.parallelism))
         running: dict[cf.Future[None], str] = {}
+        trouble = False  # a node failed or was cancelled: every pass must look at every waiting node
+        changed = True
         with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node") as pool:
             while todo or running:
-                todo = self._pass(todo, running, pool, workers)
+                if changed or self.cancel.is_set() or self.stopping:
+                    todo = self._pass(todo, running, pool, workers, thorough=trouble)
                 if not running:
                     for address in todo:  # nothing runs and nothing can start: never expected, never a hang
                         self._skip(address, "not started: an upstream did not finish")
                     break
                 done, _ = cf.wait(running, timeout=POLL, return_when=cf.FIRST_COMPLETED)
+                changed = bool(done)
                 for fut in done:
-                    running.pop(fut)
+                    address = running.pop(fut)
+                    trouble = trouble or self.outcomes[address].result in ("failed", "cancelled")
         return self.outcomes
 
     def _settle_reused(self) -> list[str]:
@@ -336,10 +341,17 @@ class Scheduler:
         return todo
 
     def _pass(self, todo: list[str], running: dict[cf.Future[None], str], pool: cf.ThreadPoolExecutor,
-              workers: int) -> list[str]:
-        """One pass in dependency order: skip what can no longer run, start what is ready; return what waits."""
+              workers: int, thorough: bool = True) -> list[str]:
+        """One pass in dependency order: skip what can no longer run, start what is ready; return what waits.
+
+        Unless `thorough` (something failed, was cancelled, or we are stopping), nothing needs skipping, so
+        the pass ends as soon as every worker is busy: O(ready) per completion, not O(nodes)."""
         waiting: list[str] = []
-        for address in todo:
+        quick = not (thorough or self.cancel.is_set() or self.stopping)
+        for i, address in enumerate(todo):
+            if quick and len(running) >= workers:
+                waiting.extend(todo[i:])
+                break
             ups = [self.outcomes[u] for u in self.graph.nodes[address].upstreams() if u in self.outcomes]
             if any(u.result == "failed" or (u.result == "skipped" and u.detail == UPSTREAM_FAILED) for u in ups):
                 self._skip(address, UPSTREAM_FAILED)
