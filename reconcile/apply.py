@@ -150,9 +150,9 @@ class Scheduler:
         self._exists = Planner(graph, state, keyer, blobs)  # reuse its batched blob existence checks
 
     # -- journal -----------------------------------------------------------------------------
-    def _journal(self, record: dict[str, Any]) -> None:
+    def _journal(self, record: dict[str, Any], durable: bool = True) -> None:
         with self._lock:
-            self.backend.journal_append(self.graph.workflow, record)
+            self.backend.journal_append(self.graph.workflow, record, durable)
 
     def _record(self, node: NodeRecord, cache: CacheEntry | None) -> None:
         self._journal(journal.node_finished(self.run.id, node, cache))
@@ -269,7 +269,10 @@ class Scheduler:
                     self._journal({"type": "node_starting", "run_id": self.run.id, "address": address,
                                    "key": key, "attempt": spec.attempt, "at": now()})
                 handle = self.provider.start(spec)
-                self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt))
+                # A local job dies with this machine, so its start need not be forced to disk (one fsync
+                # less per node); a remote job's id must survive anything, for recover to re-attach.
+                self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt),
+                              durable=self.provider.name != "local")
                 self.reporter.event(outcome, f"started {handle.job_id}" +
                                     (f" (attempt {spec.attempt})" if spec.attempt > 1 else ""))
             outcome.job_id = handle.job_id

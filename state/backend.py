@@ -110,8 +110,11 @@ class Backend(Protocol):
 
     def read_version(self, flow: str, version_id: str) -> State: ...
 
-    def journal_append(self, flow: str, record: dict[str, Any]) -> None:
-        """Make one journal record durable before returning (O(1): never rewrites the state)."""
+    def journal_append(self, flow: str, record: dict[str, Any], durable: bool = True) -> None:
+        """Make one journal record durable before returning (O(1): never rewrites the state).
+
+        `durable=False`: written (a crash of this process keeps it) but not forced to disk; for records whose
+        subject dies with the machine anyway (a local job's start)."""
         ...
 
     def journal_read(self, flow: str) -> list[dict[str, Any]]: ...

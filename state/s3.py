@@ -199,9 +199,13 @@ class S3Backend:
         found = set()
         for obj in self._list(head):
             rest = obj["Key"][len(head):]
-            if not rest.endswith(tail):
+            journal_mark = tail + ".journal/"
+            if journal_mark in rest:  # a flow whose first apply crashed has only a journal
+                name = rest[:rest.index(journal_mark)]
+            elif rest.endswith(tail):
+                name = rest[:len(rest) - len(tail)]
+            else:
                 continue
-            name = rest[:len(rest) - len(tail)]
             # With an empty suffix a lock object would look like a flow named `<flow>.lock`.
             if FLOW_NAME.match(name) and not (not tail and name.endswith(".lock")):
                 found.add(name)
@@ -364,7 +368,7 @@ class S3Backend:
         keys = self._journal_keys(flow)
         return int(keys[-1][len(self._journal_prefix(flow)):]) + 1 if keys else 0
 
-    def journal_append(self, flow: str, record: dict[str, Any]) -> None:
+    def journal_append(self, flow: str, record: dict[str, Any], durable: bool = True) -> None:  # always durable
         prefix = self._journal_prefix(flow)
         body = redact(json.dumps(record, separators=(",", ":"), default=str)).encode()
         with self._journal_mutex:  # one sequence per flow in this process, in call order

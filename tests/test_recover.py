@@ -144,9 +144,6 @@ def test_recover_folds_what_a_dead_apply_left_when_nothing_is_left_to_run(tmp_pa
     assert run_flows(*PLAN_ARGS, "--detailed-exitcode", cwd=root).code == 0
 
 
-@pytest.mark.xfail(strict=True, reason="outside recover: `runs list` shows a dead apply's run as 'running' "
-                   "(Workspace.read_state folds the journal without checking the lock), and a crash in the first "
-                   "apply of a flow leaves only a journal, which LocalBackend.list_flows does not list")
 def test_runs_list_after_kill_shows_interrupted(tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     root = make_project(tmp_path / "project", markers)

@@ -255,6 +255,13 @@ def test_history_lists_versions_and_reads_an_old_one(kit: Kit) -> None:
 
 
 # -- journal -------------------------------------------------------------------------------------
+def test_a_flow_with_only_a_journal_is_listed(kit: Kit) -> None:
+    b = kit.make()
+    b.write("other", State(flow="other"), None)
+    b.journal_append(FLOW, {"type": "run_started"})  # its first apply crashed before writing any state
+    assert b.list_flows() == sorted({"other", FLOW})
+
+
 def test_journal_append_read_in_order_and_clear(kit: Kit) -> None:
     b = kit.make()
     etag = b.write(FLOW, State(flow=FLOW), None)
