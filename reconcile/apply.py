@@ -362,8 +362,12 @@ class Scheduler:
                 self._skip(address, "not started: apply interrupted")
             elif any(u.result == "cancelled" for u in ups):
                 self._skip(address, "skipped: upstream cancelled")
-            elif self.stopping:
+            elif self.stopping and not any(u.result == "running" for u in ups):
+                # (an upstream still "running" may be the very node that failed, not yet settled: wait for it,
+                # so its dependents say "upstream failed", not "stopped")
                 self._skip(address, STOPPED)
+            elif self.stopping:
+                waiting.append(address)
             elif all(u.result in DONE_OK for u in ups) and len(running) < workers:
                 self.outcomes[address].result = "running"
                 running[pool.submit(self._guarded, address)] = address
