@@ -61,6 +61,13 @@ class NodeOutcome:
     attempts: int = 0
     detail: str = ""
     log_tail: str = ""
+    handle: Any = None                # the running job's handle; a provider may note its status in .data
+
+    @property
+    def status(self) -> str:
+        """What the provider last said of the running job (Domino: Queued, Running, ...)."""
+        data = getattr(self.handle, "data", None) or {}
+        return str(data.get("status", ""))
 
     @property
     def duration(self) -> float | None:
@@ -253,7 +260,7 @@ class Scheduler:
                 self.reporter.event(outcome, f"re-attached to running job {handle.job_id}")
                 # The resumed run records the job too: a recover that dies in turn re-attaches to it again.
                 self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt))
-                outcome.job_id = handle.job_id
+                outcome.job_id, outcome.handle = handle.job_id, handle
                 outcome.result = "running"
                 result = _Result.of(self.provider.wait(handle, spec, self.cancel))
                 if result.status in ("succeeded", "cancelled"):
@@ -275,7 +282,7 @@ class Scheduler:
                               durable=self.provider.name != "local")
                 self.reporter.event(outcome, f"started {handle.job_id}" +
                                     (f" (attempt {spec.attempt})" if spec.attempt > 1 else ""))
-            outcome.job_id = handle.job_id
+            outcome.job_id, outcome.handle = handle.job_id, handle
             outcome.result = "running"
             return _Result.of(self.provider.wait(handle, spec, self.cancel))
         except Exception as e:  # noqa: BLE001 - any provider error fails this node, never the whole apply

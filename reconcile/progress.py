@@ -58,7 +58,8 @@ class ConsoleReporter(Reporter):
                 running.append(o)
         table = Table.grid(padding=(0, 2))
         for o in running:
-            table.add_row(Text("⠿", style="cyan"), escape(o.address), o.job_id or "", fmt_duration(o.duration))
+            table.add_row(Text("⠿", style="cyan"), escape(o.address), o.job_id or "", o.status,
+                          fmt_duration(o.duration))
         line = Text(f"done {counts['succeeded']}  reused {counts['reused']}  failed {counts['failed']}  "
                     f"skipped {counts['skipped']}  running {counts['running']}  left {counts['waiting']}  "
                     f"[{fmt_duration(time.monotonic() - self.started)}]")

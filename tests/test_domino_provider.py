@@ -149,3 +149,28 @@ def test_clear_errors_and_no_secret_anywhere(tmp_path: Path, s3: S3Env, start_em
             texts.append(path.read_text(errors="replace"))
     for t in texts:
         assert API_KEY not in t and FAKE_SECRET not in t
+
+
+def test_wait_notes_domino_status_for_the_progress_view(tmp_path: Path, s3: S3Env, start_emulator: Any) -> None:
+    import threading
+
+    from providers.base import JobSpec
+    from providers.domino.provider import DominoProvider
+    from reconcile.apply import NodeOutcome
+    from tests.fixtures.domino import make_client
+
+    root = tmp_path / "project"
+    root.mkdir()
+    emu = start_emulator(root)
+    provider = DominoProvider(make_client(domino_env(emu)), s3.blobs(), runtime_python=sys.executable,
+                              blobs_settings={"endpoint_url": s3.endpoint})
+    spec = JobSpec(run_id="r1", address="wf/hello", task_name="hello", kind="domino_job",
+                   command="printf 42 > /workflow/outputs/answer", outputs={"answer": "int"},
+                   project_root=str(root), flow_file="", log_path=str(tmp_path / "hello.log"),
+                   job_config={"CommitId": emu.project.commits[-1]})
+    handle = provider.start(spec)
+    outcome = NodeOutcome(address="wf/hello", action="create", handle=handle)
+    result = provider.wait(handle, spec, threading.Event())
+    assert result.status == "succeeded", result
+    assert result.outputs["answer"].value == 42
+    assert outcome.status == "Succeeded"  # what the live view shows next to the job id

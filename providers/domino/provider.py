@@ -208,7 +208,8 @@ class DominoProvider:
         deadline = None if job.timeout_seconds is None else time.monotonic() + job.timeout_seconds
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            status = self.client.wait_for_job(handle.job_id, timeout=remaining, cancel=cancel)
+            status = self.client.wait_for_job(handle.job_id, timeout=remaining, cancel=cancel,
+                                              on_status=lambda j: handle.data.__setitem__("status", j.status))
             if status.is_completed:
                 break
             if cancel.is_set():
