@@ -38,6 +38,7 @@ def run_series(tools: list[Tool], argv_of: Callable[[Tool], list[str] | None], r
             sample = t.run(argv)
             if sample.timed_out:
                 s.skipped, s.samples = f"one run exceeded {t.limit:.0f} s", []
+                t.after_kill()
             elif sample.rc != 0:
                 s.skipped, s.samples = f"failed (exit {sample.rc}): {sample.tail(1)[:120]}", []
             elif i:

@@ -80,6 +80,9 @@ class Tool:
         old, new = "echo " + tag + ";", "echo " + tag + " v2;"
         path.write_text(text.replace(old, new, 1) if on else text.replace(new, old, 1))
 
+    def after_kill(self) -> None:
+        """Clean up what a run stopped at the time limit leaves behind (untimed)."""
+
     def adopt(self, floor: Path) -> str | None:
         """Bring the project up to date some other way than its own apply; None: not possible."""
         return None
@@ -183,6 +186,10 @@ class Dvc(Tool):
 
     def edit_file(self) -> Path:
         return self.cwd / "dvc.yaml"
+
+    def after_kill(self) -> None:
+        # A killed `dvc repro` leaves a half-written rwlock that makes every later command fail.
+        _rm(self.cwd / ".dvc" / "tmp" / "rwlock", self.cwd / ".dvc" / "tmp" / "lock")
 
     def adopt(self, floor: Path) -> str:
         """Up to date without `dvc repro` (too slow at this size): the floor's outputs, with the
