@@ -16,10 +16,12 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from reconcile import lineage as lin
+from reconcile.cli.lazy import lazy_module
 from reconcile.cli.main import app
 from reconcile.errors import InputError
 from reconcile.secrets import redact, redact_obj
+
+lin = lazy_module("reconcile.lineage")  # the state models load when a command runs, not for `flows --help`
 
 artifacts_app = typer.Typer(no_args_is_help=True, add_completion=False,
                             help="Domino artifacts (DATA / MODEL / REPORT) of the last apply: files, sizes, lineage.")

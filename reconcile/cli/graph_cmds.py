@@ -8,17 +8,21 @@ import io
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from reconcile import render_graph
+from reconcile.cli.lazy import lazy_module
 from reconcile.cli.main import app
 from reconcile.errors import FlowsError
-from reconcile.graph import FlowGraph
 from reconcile.secrets import redact, redact_obj
+
+if TYPE_CHECKING:
+    from reconcile.graph import FlowGraph
+
+render_graph = lazy_module("reconcile.render_graph")  # pydantic and the graph model load when a command runs
 
 FORMATS = ("text", "dot", "mermaid", "svg", "html")
 
