@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -60,5 +60,11 @@ class Plan(BaseModel):
     def has_changes(self) -> bool:
         return any(n.action != "reuse" for n in self.nodes)
 
+    # address -> change, built on first lookup (the scheduler asks once per node: a scan would be O(N^2)).
+    _by_address: dict[str, NodeChange] | None = PrivateAttr(default=None)
+
     def node(self, address: str) -> NodeChange | None:
-        return next((n for n in self.nodes if n.address == address), None)
+        index = self._by_address
+        if index is None or len(index) != len(self.nodes):
+            index = self._by_address = {n.address: n for n in self.nodes}
+        return index.get(address)
