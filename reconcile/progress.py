@@ -68,10 +68,10 @@ class ConsoleReporter(Reporter):
     def event(self, outcome: NodeOutcome, message: str) -> None:
         if self.live is not None and outcome.result in ("running", "reused") and "warning" not in message:
             return  # the live view shows these
-        style = RESULT_STYLE.get(outcome.result, "")
-        text = f"[{style}]{escape(outcome.address)}[/{style}]: {escape(redact(message))}"
+        # Text pieces, not markup: nothing to parse or escape, and it is printed twice per node.
+        text = Text.assemble((outcome.address, RESULT_STYLE.get(outcome.result, "")), ": ", redact(message))
         if outcome.result in ("succeeded", "failed") and outcome.duration is not None:
-            text += f" [dim]({fmt_duration(outcome.duration)})[/dim]"
+            text.append(f" ({fmt_duration(outcome.duration)})", style="dim")
         # A plain log (CI) keeps one event per line, unwrapped, so it can be grepped.
         soft = self.live is None
         with self._lock:
