@@ -6,10 +6,17 @@ is part of the node's code, so editing that file re-runs the node and editing an
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
 from pathlib import Path
+from typing import Callable
+
+from reconcile.digest import path_kind
+
+PathKind = Callable[[str], str | None]  # "file", "dir" or None (missing)
+
 
 CODE_MOUNT = "/mnt/code"  # where Domino mounts the project; the local provider mounts the root there too
 
@@ -56,7 +63,19 @@ def _module_files(module: str, root: str, cwd: str) -> list[str]:
             for suffix in (".py", "/__main__.py")]
 
 
-def command_files(command: str, project_root: Path) -> list[str]:
+@functools.lru_cache(maxsize=1 << 16)
+def _places(token: str, after_dash_m: bool, root: str, cwd: str) -> tuple[tuple[str, str | None], ...]:
+    """(absolute path, project-relative path or None) for each place `token` may name: pure string work,
+    remembered because thousands of generated commands repeat the same words."""
+    paths = _candidates(token, root, cwd)
+    if after_dash_m:
+        paths += _module_files(token, root, cwd)
+    if "=" in token and not token.startswith("="):  # `--config=conf/x.yaml`
+        paths += _candidates(token.split("=", 1)[1], root, cwd)
+    return tuple((path, _inside(root, path)) for path in paths)
+
+
+def command_files(command: str, project_root: Path, kind: PathKind = path_kind) -> list[str]:
     """Sorted project-relative paths of the existing project files named in `command`."""
     root = os.path.normpath(os.path.abspath(project_root))
     cwd = root
@@ -64,18 +83,13 @@ def command_files(command: str, project_root: Path) -> list[str]:
     tokens = _tokens(command)
     for i, token in enumerate(tokens):
         previous = tokens[i - 1] if i else ""
-        paths = _candidates(token, root, cwd)
-        if previous == "-m":
-            paths += _module_files(token, root, cwd)
-        if "=" in token and not token.startswith("="):  # `--config=conf/x.yaml`
-            paths += _candidates(token.split("=", 1)[1], root, cwd)
+        places = _places(token, previous == "-m", root, cwd)
         if previous == "cd":  # later relative paths may be relative to this folder
-            target = next((p for p in paths if os.path.isdir(p) and _inside(root, p)), None)
+            target = next((path for path, rel in places if rel is not None and kind(path) == "dir"), None)
             cwd = os.path.normpath(target) if target else cwd
             continue
-        for path in paths:
-            rel = _inside(root, path)
-            if rel is not None and os.path.isfile(path):
+        for path, rel in places:
+            if rel is not None and kind(path) == "file":
                 found.add(rel)
                 break
     return sorted(found)

@@ -94,7 +94,8 @@ class LocalProvider:
 
     def code_identity(self, node: Node, project_root: Path, digests: StatCache) -> dict[str, str]:
         if node.kind == "domino_job":
-            return {rel: digests.file(project_root / rel) for rel in command_files(node.command, project_root)}
+            return {rel: digests.file(project_root / rel)
+                    for rel in command_files(node.command, project_root, digests.path_kind)}
         if node.kind == "python":
             return self._function_identity(node, project_root)
         return {}

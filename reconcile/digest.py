@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -50,6 +51,15 @@ def dir_digest(path: str | os.PathLike[str], digest_of: "callable[[Path], str] |
     return bytes_digest(manifest_bytes(tree_manifest(path, digest_of)))
 
 
+def path_kind(path: str) -> str | None:
+    """What is at `path` now: "file", "dir" or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else None
+
+
 class StatCache:
     """(path, size, mtime_ns, inode) -> digest, kept in a JSON file beside the state.
 
@@ -61,11 +71,23 @@ class StatCache:
         self.entries: dict[str, list[object]] = {}
         self.dirty = False
         self._lock = threading.Lock()
+        self._kinds: dict[str, str | None] = {}
         if self.path and self.path.is_file():
             try:
                 self.entries = json.loads(self.path.read_text())
             except ValueError:
                 self.entries = {}  # a damaged cache only costs re-reading
+
+    def path_kind(self, path: str) -> str | None:
+        """"file", "dir" or None (missing), remembered for this command: thousands of commands name the same
+        few words (`cat`, `python`, `/workflow/inputs/a`), and a node's code identity is fixed for a run."""
+        with self._lock:
+            if path in self._kinds:
+                return self._kinds[path]
+        kind = path_kind(path)
+        with self._lock:
+            self._kinds[path] = kind
+        return kind
 
     def file(self, path: str | os.PathLike[str]) -> str:
         p = os.path.abspath(path)

@@ -59,3 +59,14 @@ def test_unbalanced_quotes_fall_back_to_words(project: Path) -> None:
 
 def test_each_file_once_and_sorted(project: Path) -> None:
     assert command_files("bash run.sh && python a.py && bash /mnt/code/run.sh", project) == ["a.py", "run.sh"]
+
+
+def test_stat_cache_remembers_path_kinds_for_one_command(tmp_path: Path) -> None:
+    from reconcile.digest import StatCache
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("x")
+    cache = StatCache(None)
+    assert [cache.path_kind(str(tmp_path / n)) for n in ("d", "f", "g")] == ["dir", "file", None]
+    (tmp_path / "g").write_text("created later in the same command")
+    assert cache.path_kind(str(tmp_path / "g")) is None  # fixed for the command, like the code identity
+    assert StatCache(None).path_kind(str(tmp_path / "g")) == "file"  # the next command sees it
