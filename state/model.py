@@ -140,6 +140,12 @@ UPGRADES: dict[int, Any] = {}
 
 def parse_state(text: str | bytes, source: str) -> State:
     """Read a state document; upgrade an older schema, refuse a newer or broken one with a clear error."""
+    try:  # the common case, current schema, in one pass of pydantic-core's own JSON parser (2x json.loads + validate)
+        current = State.model_validate_json(text)
+    except ValidationError:
+        current = None  # the checks below say what is wrong
+    if current is not None and current.version == STATE_VERSION:
+        return current
     try:
         raw = json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
