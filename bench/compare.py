@@ -129,6 +129,10 @@ def main() -> None:
             report.print_table(report.build_table(old, *report.revive(old)))
         return
     ensure_peer_venv()
+    # Every tool runs as its users run it: with Python's bytecode cache. pip byte-compiled the peers at
+    # install; flows is an editable install, so PYTHONDONTWRITEBYTECODE=1 (set on some machines) would
+    # make it recompile its own sources on every run. The warm-up run writes the cache.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
     tmp = tempfile.TemporaryDirectory(prefix="flows-bench-") if a.work is None else None
     work = Path(tmp.name) if tmp else a.work.resolve()
