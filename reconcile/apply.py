@@ -158,8 +158,9 @@ class Scheduler:
 
     # -- journal -----------------------------------------------------------------------------
     def _journal(self, record: dict[str, Any], durable: bool = True) -> None:
-        with self._lock:
-            self.backend.journal_append(self.graph.workflow, record, durable)
+        # Not under self._lock: a backend orders its own appends, and holding the scheduler's lock through an
+        # fsync (or an S3 PUT) stalled every other worker. A node's own records come from one thread, in order.
+        self.backend.journal_append(self.graph.workflow, record, durable)
 
     def _record(self, node: NodeRecord, cache: CacheEntry | None) -> None:
         self._journal(journal.node_finished(self.run.id, node, cache))
