@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import importlib.util
 import os
 import sys
@@ -123,17 +124,17 @@ def _toposorted(nodes: dict[str, Node], file: str) -> dict[str, Node]:
             if up in nodes:
                 indegree[a] += 1
                 children[up].append(a)
-    ready = [a for a in nodes if indegree[a] == 0]
-    out: dict[str, Node] = {}
     position = {a: i for i, a in enumerate(nodes)}
+    ready = [position[a] for a in nodes if indegree[a] == 0]  # a heap of call positions: earliest call first
+    order = list(nodes)
+    out: dict[str, Node] = {}
     while ready:
-        ready.sort(key=position.__getitem__)
-        a = ready.pop(0)
+        a = order[heapq.heappop(ready)]
         out[a] = nodes[a]
         for c in children[a]:
             indegree[c] -= 1
             if indegree[c] == 0:
-                ready.append(c)
+                heapq.heappush(ready, position[c])
     if len(out) != len(nodes):
         cycle = _find_cycle(nodes, {a for a in nodes if a not in out})
         first = nodes[cycle[0]].source

@@ -124,6 +124,8 @@ class DominoJobConfig:
 
 
 def _plain(v: Any) -> Any:
+    if v is None or type(v) in (str, int, float, bool):  # most fields: nothing to convert
+        return v
     if isinstance(v, enum.Enum):
         return v.value
     if isinstance(v, (DatasetSnapshot, NetAppVolumeSnapshot)):
