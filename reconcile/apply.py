@@ -195,6 +195,31 @@ class Scheduler:
                                     job_id=entry.job_id, finished_at=now(), reused_from=entry.run_id), None)
         outcome.result, outcome.detail = "reused", why
         self.reporter.event(outcome, why)
+        self._stop_leftover(node, outcome, key)
+
+    def _spec(self, node: Node, key: str) -> JobSpec:
+        return JobSpec(run_id=self.run.id, address=node.address, task_name=node.task_name, kind=node.kind,
+                       command=node.command, job_config=self.keyer.static_parts(node)[0], inputs=self._inputs(node),
+                       outputs=dict(node.outputs), timeout_seconds=node.timeout_seconds, key=key, python=node.python,
+                       export_specs=node.export_specs, project_root=self.graph.project_root,
+                       flow_file=self.graph.file, log_path="")
+
+    def _stop_leftover(self, node: Node, outcome: NodeOutcome, key: str) -> None:
+        """A job the interrupted run left running for a node that is now a cache hit is stopped: on Domino it
+        would go on billing for a result nobody reads."""
+        job = self.attach.pop(node.address, None)
+        if not job or not job.get("job_id"):
+            return
+        try:
+            handle = self.provider.attach(job["job_id"], self._spec(node, key))
+            if handle is not None:
+                self.provider.stop(handle)
+        except Exception as e:  # noqa: BLE001 - the reused result stands; say which job may still run
+            self.reporter.event(outcome, f"warning: could not stop job {job['job_id']} left running by the "
+                                         f"interrupted run: {_describe(e)}")
+            return
+        self.reporter.event(outcome, f"stopped job {job['job_id']} left running by the interrupted run "
+                                     "(not needed: cache hit)")
 
     def execute(self, address: str) -> None:
         node = self.graph.nodes[address]
@@ -208,11 +233,7 @@ class Scheduler:
             if entry is not None and self._exists.outputs_exist(entry.outputs):
                 self._reuse(node, outcome, key, fp, display, entry, "early cutoff: inputs unchanged, cache hit")
                 return
-        spec = JobSpec(run_id=self.run.id, address=address, task_name=node.task_name, kind=node.kind,
-                       command=node.command, job_config=self.keyer.static_parts(node)[0], inputs=self._inputs(node),
-                       outputs=dict(node.outputs), timeout_seconds=node.timeout_seconds, key=key, python=node.python,
-                       export_specs=node.export_specs, project_root=self.graph.project_root,
-                       flow_file=self.graph.file, log_path="")
+        spec = self._spec(node, key)
         outcome.started = time.monotonic()
         started_at = now()
         result: _Result | None = None
@@ -345,6 +366,7 @@ class Scheduler:
                 self.outputs[change.address] = entry.outputs
                 outcome.result = "reused"
                 self.reporter.event(outcome, "reused")
+                self._stop_leftover(node, outcome, change.key)  # type: ignore[arg-type]
             else:  # a hit on an older result (a revert): the state must point at it from now on
                 fp, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
                 self._reuse(node, outcome, change.key, fp, display, entry,  # type: ignore[arg-type]

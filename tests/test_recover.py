@@ -20,6 +20,44 @@ from tests.test_recover_kit import (APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, Hol
 W = FLOW_NAME
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_job_left_running_for_a_node_that_is_now_a_cache_hit_is_stopped(tmp_path: Path) -> None:
+    """The interrupted run launched `left` for new data; the data is put back before recover, so `left` is a
+    cache hit again: recover reuses the cached result and stops the job nobody needs (it would bill on)."""
+    markers = tmp_path / "markers"
+    root = make_project(tmp_path / "project", markers, knobs={"left": {"gate": True}}, nodes=DIAMOND)
+    open_gate(markers, "left")
+    assert run_flows(*APPLY_ARGS, cwd=root).code == 0  # everything cached for the original data
+    (markers / "left.go").unlink()  # from now on left waits
+    data = root / "data" / "in.csv"
+    original = data.read_text()
+    data.write_text(original + "4,40\n")  # new data: every key changes
+    apply = start_flows(*APPLY_ARGS, cwd=root, log=tmp_path / "apply.log")
+    wait_until(lambda: len(markers_of(markers, DIAMOND)[f"{W}/left"]) == 2)
+    started = wait_until(lambda: [r for r in journal_records(root)
+                                  if r["type"] == "node_started" and r["address"] == f"{W}/left"])
+    apply.kill()
+    job_id = started[-1]["job_id"]
+    pid = int(job_id.split("-")[1])
+    assert _alive(pid), "the job outlives the killed apply"
+    data.write_text(original)  # back to the original data: left is a cache hit again
+    r = run_flows("recover", "--dry-run", "--flow", W, cwd=root)
+    assert r.code == 0 and f"(job {job_id}, still running for it, will be stopped)" in r.out, r.out
+    assert _alive(pid), "--dry-run changes nothing"
+    r = run_flows("recover", "--flow", W, cwd=root)
+    assert r.code == 0, r.text
+    assert f"stopped job {job_id} left running by the interrupted run" in r.out, r.out
+    assert not _alive(pid)
+    assert counts(markers, DIAMOND) == {"src_a": 2, "left": 2, "right": 2, "join": 1}
+    assert run_flows(*PLAN_ARGS, "--detailed-exitcode", cwd=root).code == 0
+
+
 def runs_json(root: Path, *extra: str, env: dict[str, str] | None = None) -> list[dict]:
     r = run_flows("runs", "list", "--json", *extra, cwd=root, env=env)
     assert r.code == 0, r.text

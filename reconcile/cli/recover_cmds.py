@@ -156,8 +156,10 @@ def _dry_run(state: Any, run: Any, plan: Any, attach: dict[str, dict[str, Any]],
             rec = state.nodes.get(a)
             verb, why = "reuse", ("finished in this run" if rec is not None and rec.run_id == run.id
                                   else f"cache hit from run {change.reused_from_run or '?'}")
+            if job is not None:
+                why += f" (job {job['job_id']}, still running for it, will be stopped)"
         elif job is not None and provider.name == "local":
-            why = f"its local job {job['job_id']} died with the apply"
+            why = f"its local job {job['job_id']} cannot be re-attached from another process: it is stopped"
         elif job is not None and change.key is not None and change.key != job.get("key"):
             why = f"changed since job {job['job_id']} started (that job will be stopped)"
         elif job is not None:
