@@ -4,6 +4,7 @@ Also: S3 failures as clear one-line errors, and 8 processes racing on one flow's
 """
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -106,6 +107,7 @@ def test_corrupt_or_future_state_is_a_clear_error_naming_where(kit: Kit, data: b
     with pytest.raises(StateError, match=message) as err:
         b.read(FLOW)
     assert b.describe(FLOW) in str(err.value)
+    assert gc.isenabled(), "parsing switches the cyclic GC off for a moment, never for good"
 
 
 def test_flow_names_are_checked(kit: Kit) -> None:
