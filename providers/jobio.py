@@ -120,11 +120,12 @@ def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> Non
 
 # ---- outputs ---------------------------------------------------------------------------------------
 
-def collect_outputs(declared: Mapping[str, str], outputs_dir: Path,
-                    blobs: BlobStore) -> tuple[dict[str, OutputRecord], list[str]]:
+def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobStore,
+                    consume: bool = False) -> tuple[dict[str, OutputRecord], list[str]]:
     """Check, parse and store every declared output; return (records, warnings).
 
-    Every missing output is named at once, with what the job did write.
+    Every missing output is named at once, with what the job did write. `consume`: the caller deletes
+    `outputs_dir` next, so file outputs may be moved into the store instead of copied.
     """
     records: dict[str, OutputRecord] = {}
     warnings: list[str] = []
@@ -142,7 +143,7 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path,
             else:
                 missing.append(name)
             continue
-        records[name] = _store(name, t, path, blobs)
+        records[name] = _store(name, t, path, blobs, consume)
     if missing:
         names = ", ".join(f"'{m}'" for m in missing)
         raise OutputsError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(outputs_dir)}")
@@ -155,17 +156,17 @@ def store_value(t: str, value: Any, blobs: BlobStore) -> OutputRecord:
     return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri, value=json_value(t, value))
 
 
-def _store(name: str, t: str, path: Path, blobs: BlobStore) -> OutputRecord:
+def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool = False) -> OutputRecord:
     inner = inner_type(t)
     if is_dir(inner):
         if not path.is_dir():
             raise OutputsError(f"output '{name}' is declared a directory but the job wrote a file")
-        blob = blobs.put_dir(path)
+        blob = blobs.put_dir(path, consume=consume)
         return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
     if not path.is_file():
         raise OutputsError(f"output '{name}' is declared {t} but the job wrote a directory")
     if is_blob(inner):
-        blob = blobs.put_file(path)
+        blob = blobs.put_file(path, consume=consume)
         return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
     size = path.stat().st_size
     if size > MAX_VALUE_BYTES:

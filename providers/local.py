@@ -311,7 +311,7 @@ class LocalProvider:
     # ---- outputs ---------------------------------------------------------------------------------
     def _collect(self, job: JobSpec, out_dir: Path) -> tuple[dict[str, OutputRecord], list[str]]:
         """Check, parse and store the declared outputs (`providers.jobio`); raises jobio.OutputsError."""
-        return jobio.collect_outputs(job.outputs, out_dir, self.blobs)
+        return jobio.collect_outputs(job.outputs, out_dir, self.blobs, consume=True)  # the folder goes next
 
     # ---- export artifacts ------------------------------------------------------------------------
     def _export(self, job: JobSpec, log: Path) -> JobResult:

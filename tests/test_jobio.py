@@ -3,6 +3,9 @@ a real local blob store, no job process (the provider tests run real jobs throug
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,52 @@ def test_unusable_outputs_raise_outputs_error(tmp_path: Path, blobs: LocalBlobSt
         jobio.collect_outputs(declared, out, blobs)
     assert str(e.value).startswith(message)
     assert isinstance(e.value, jobio.JobIOError)
+
+
+def test_consumed_outputs_are_linked_into_the_store_unless_shared(tmp_path: Path, blobs: LocalBlobStore) -> None:
+    out = tmp_path / "outputs"
+    out.mkdir()
+    (out / "model").write_bytes(b"weights" * 1000)
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("not the job's")
+    os.chmod(elsewhere, 0o644)
+    os.link(elsewhere, out / "linked")  # a hard link to a file outside: its inode must not be taken or chmodded
+    (out / "pointer").symlink_to("model")
+    records, _ = jobio.collect_outputs({"model": "file[bin]", "linked": "file[txt]", "pointer": "file[bin]"}, out, blobs,
+                                 consume=True)
+    assert (out / "model").stat().st_ino == os.stat(records["model"].uri).st_ino, "linked, not copied"
+    assert Path(records["model"].uri).read_bytes() == b"weights" * 1000
+    assert Path(records["pointer"].uri).read_bytes() == b"weights" * 1000  # copied through the symlink
+    assert (out / "linked").exists() and (elsewhere.stat().st_mode & 0o777) == 0o644
+    assert Path(records["linked"].uri).read_text() == "not the job's"
+    assert os.stat(records["model"].uri).st_ino != elsewhere.stat().st_ino
+    assert (os.stat(records["model"].uri).st_mode & 0o777) == 0o444
+
+
+def test_outputs_are_copied_unless_consumed(tmp_path: Path, blobs: LocalBlobStore) -> None:
+    out = tmp_path / "outputs"
+    out.mkdir()
+    (out / "report").write_text("kept")
+    records, _ = jobio.collect_outputs({"report": "file[txt]"}, out, blobs)
+    assert (out / "report").read_text() == "kept" and Path(records["report"].uri).read_text() == "kept"
+
+
+def test_the_same_bytes_stored_by_many_threads_at_once(tmp_path: Path, blobs: LocalBlobStore) -> None:
+    rounds, threads = 20, 8
+    for r in range(rounds):
+        files = []
+        for t in range(threads):
+            f = tmp_path / f"r{r}" / f"t{t}"
+            f.parent.mkdir(exist_ok=True)
+            f.write_text(f"round {r}: the same bytes from every thread\n")
+            files.append(f)
+        start = threading.Barrier(threads)
+
+        def put(f: Path) -> str:
+            start.wait()
+            return blobs.put_file(f, consume=True).digest
+
+        with ThreadPoolExecutor(threads) as pool:
+            digests = set(pool.map(put, files))
+        assert len(digests) == 1
+        assert Path(blobs.put_bytes(f"round {r}: the same bytes from every thread\n".encode()).uri).is_file()

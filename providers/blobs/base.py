@@ -21,13 +21,14 @@ class StoredBlob(BaseModel):
 class BlobStore(Protocol):
     url: str
 
-    def put_file(self, path: Path, digest: str | None = None) -> StoredBlob:
-        """Store a file (skipped when a blob with its digest exists); `digest` if the caller already has it."""
+    def put_file(self, path: Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
+        """Store a file (skipped when a blob with its digest exists); `digest` if the caller already has it.
+        `consume`: the caller deletes `path` next, so a store may take the file itself instead of a copy."""
         ...
 
     def put_bytes(self, data: bytes) -> StoredBlob: ...
 
-    def put_dir(self, path: Path) -> StoredBlob:
+    def put_dir(self, path: Path, *, consume: bool = False) -> StoredBlob:
         """Store every file of a directory and its manifest; the manifest's digest names the directory."""
         ...
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
+import uuid
 from pathlib import Path
 
 from reconcile.digest import bytes_digest, file_digest, manifest_bytes
@@ -25,27 +27,29 @@ class LocalBlobStore:
         target = self._path(digest)
         if not target.exists():  # content-addressed: an existing blob is the same bytes
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{digest}.{os.getpid()}.tmp")
+            # unique per call: two jobs of one apply may store the same bytes at the same moment
+            tmp = target.with_name(f".{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
             write(tmp)
             os.chmod(tmp, 0o444)
             os.replace(tmp, target)
         return StoredBlob(digest=digest, uri=str(target), size=size)
 
-    def put_file(self, path: Path, digest: str | None = None) -> StoredBlob:
+    def put_file(self, path: Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
         digest = digest or file_digest(path)
-        return self._store(digest, lambda tmp: shutil.copyfile(path, tmp), os.path.getsize(path))
+        write = _link_or_copy if consume else shutil.copyfile
+        return self._store(digest, lambda tmp: write(path, tmp), os.path.getsize(path))
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         return self._store(bytes_digest(data), lambda tmp: tmp.write_bytes(data), len(data))
 
-    def put_dir(self, path: Path) -> StoredBlob:
+    def put_dir(self, path: Path, *, consume: bool = False) -> StoredBlob:
         files: dict[str, dict[str, object]] = {}
         total = 0
         for dirpath, dirnames, filenames in os.walk(path):
             dirnames.sort()
             for name in sorted(filenames):
                 p = Path(dirpath) / name
-                blob = self.put_file(p)
+                blob = self.put_file(p, consume=consume)
                 files[p.relative_to(path).as_posix()] = {"digest": blob.digest, "size": blob.size}
                 total += blob.size
         manifest = self.put_bytes(manifest_bytes(files))
@@ -83,3 +87,18 @@ class LocalBlobStore:
                 p.unlink()
                 n += 1
         return n
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """Take a job's output into the store without copying its bytes (a model of many GB costs one hard
+    link; the job's folder, and with it the other name, is deleted next) when it is a plain file of its own.
+    A symlink, a file that shares its inode with one elsewhere (whose mode the store's chmod would change),
+    or another filesystem: copied. A link, not a rename, so other outputs that symlink to it still resolve."""
+    st = os.lstat(src)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        try:
+            os.link(src, dest)
+            return
+        except OSError:
+            pass  # another filesystem, or one without hard links
+    shutil.copyfile(src, dest)

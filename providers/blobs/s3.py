@@ -92,7 +92,8 @@ class S3BlobStore:
                     raise
             self._bucket_ok = True
 
-    def put_file(self, path: Path, digest: str | None = None) -> StoredBlob:
+    def put_file(self, path: Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
+        # `consume` changes nothing here: an upload copies anyway.
         digest = digest or file_digest(path)
         key = self._key(digest)
         if not self._has(self.bucket, key):  # content-addressed: an existing key holds these bytes
@@ -108,7 +109,7 @@ class S3BlobStore:
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return StoredBlob(digest=digest, uri=self._uri(key), size=len(data))
 
-    def put_dir(self, path: Path) -> StoredBlob:
+    def put_dir(self, path: Path, *, consume: bool = False) -> StoredBlob:
         paths: list[Path] = []
         for dirpath, dirnames, filenames in os.walk(path):
             dirnames.sort()
