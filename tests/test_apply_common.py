@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import textwrap
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from providers import sandbox
 from tests.fixtures.projects import FLOWS, Result, flows
+from tests.fixtures.waiting import alive, wait_until  # noqa: F401 - alive: re-exported to the apply tests
 
 ISOLATED = sandbox.isolation_available()
 DEADLINE = 30.0  # seconds any poll waits before failing the test
@@ -76,23 +76,7 @@ TXT = FlyteFile[TypeVar("txt")]
 
 def poll(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
     """Wait for `check()` to be truthy, with a deadline (never a fixed sleep)."""
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-def alive(pid: int) -> bool:
-    """The process runs (not absent, not a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    return wait_until(check, timeout, what=what)
 
 
 @dataclass

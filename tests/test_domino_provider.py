@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 
 from providers.domino.emulator import DominoEmulator
-from providers.domino.emulator_world import EmulatorConfig, Faults, JobRule, demo_project
+from providers.domino.emulator_world import EmulatorConfig, Faults, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.projects import flows
 from tests.fixtures.s3 import FAKE_SECRET, REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401

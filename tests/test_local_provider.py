@@ -19,6 +19,7 @@ from providers.pytask import go_duration, parse_duration
 from reconcile.digest import StatCache
 from reconcile.errors import ProviderError
 from reconcile.graph import Node
+from tests.fixtures.waiting import alive, wait_until
 
 ISOLATED = sandbox.isolation_available()
 needs_isolation = pytest.mark.skipif(not ISOLATED, reason="unshare mount namespaces are not available here")
@@ -27,20 +28,12 @@ DEADLINE = 10.0
 
 def poll(check: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
     """Wait for `check()` with a deadline (no fixed sleeps)."""
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+    wait_until(check, timeout, interval=0.005, what=what)
 
 
 def gone(pid: int) -> bool:
     """The process no longer runs (absent, or a zombie waiting to be reaped by someone else)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    return not alive(pid)
 
 
 @pytest.fixture()

@@ -13,18 +13,12 @@ from providers.domino.emulator import DominoEmulator
 from providers.domino.emulator_world import EmulatorConfig, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.s3 import REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.waiting import alive
 from tests.test_recover_kit import (APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, HoldingProxy, domino_toml,
                                     journal_records, load_state, make_project, markers_of, open_gate, run_flows,
                                     start_flows, state_dir, wait_until, write_script)
 
 W = FLOW_NAME
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_job_left_running_for_a_node_that_is_now_a_cache_hit_is_stopped(tmp_path: Path) -> None:
@@ -45,15 +39,15 @@ def test_job_left_running_for_a_node_that_is_now_a_cache_hit_is_stopped(tmp_path
     apply.kill()
     job_id = started[-1]["job_id"]
     pid = int(job_id.split("-")[1])
-    assert _alive(pid), "the job outlives the killed apply"
+    assert alive(pid), "the job outlives the killed apply"
     data.write_text(original)  # back to the original data: left is a cache hit again
     r = run_flows("recover", "--dry-run", "--flow", W, cwd=root)
     assert r.code == 0 and f"(job {job_id}, still running for it, will be stopped)" in r.out, r.out
-    assert _alive(pid), "--dry-run changes nothing"
+    assert alive(pid), "--dry-run changes nothing"
     r = run_flows("recover", "--flow", W, cwd=root)
     assert r.code == 0, r.text
     assert f"stopped job {job_id} left running by the interrupted run" in r.out, r.out
-    assert not _alive(pid)
+    assert not alive(pid)
     assert counts(markers, DIAMOND) == {"src_a": 2, "left": 2, "right": 2, "join": 1}
     assert run_flows(*PLAN_ARGS, "--detailed-exitcode", cwd=root).code == 0
 

@@ -20,13 +20,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from state.model import State, parse_state
+from tests.fixtures import waiting
 from tests.fixtures.projects import FLOWS, Result, flows
 
 T = TypeVar("T")
@@ -202,17 +202,9 @@ class HoldingProxy:
 
 
 # -- observing a project --------------------------------------------------------------------------
-def wait_until(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.005) -> T:
-    """Poll `check` until it returns something truthy; fail at the deadline (never a blind sleep)."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        pause.wait(interval)
+def wait_until(check: Callable[[], T], timeout: float = 60.0) -> T:
+    """`tests.fixtures.waiting.wait_until` with a deadline for whole applies."""
+    return waiting.wait_until(check, timeout, interval=0.005)
 
 
 def markers_of(markers: Path, nodes: dict[str, list[str]] = NODES) -> dict[str, list[str]]:

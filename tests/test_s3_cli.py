@@ -6,7 +6,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from state.model import parse_state
 from tests.fixtures.projects import FLOWS, flows, write_project

@@ -23,6 +23,7 @@ from state.backend import LockInfo
 from state.local import LocalBackend
 from state.model import STATE_VERSION, RunRecord, State
 from tests.fixtures.s3 import FAKE_SECRET, Canned, S3Env, aws_env, fault_proxy, moto_endpoint, moto_with_auth, s3  # noqa: F401
+from tests.fixtures.waiting import wait_until
 
 FLOW = "wf"
 
@@ -57,10 +58,7 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Kit:
 
 
 def poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
+    wait_until(condition, timeout, interval=0.02)
 
 
 def bump(state: State) -> State:
