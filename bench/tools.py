@@ -142,8 +142,13 @@ class Flows(Tool):
 
     LINE = re.compile(r"^\s*([+~!?=-])\s+" + gen.FLOW_NAME + r"/(\S+)\s+(create|update|run|pending|reuse|forget)\b")
 
+    SUMMARY = re.compile(r"^Plan: (\d+) to create, (\d+) to update, (\d+) to run, (\d+) pending\b", re.M)
+
     def reported(self, output: str) -> set[str] | None:
         seen = {m.group(2): m.group(3) for m in map(self.LINE.match, output.splitlines()) if m}
+        summary = self.SUMMARY.search(output)
+        if not seen and summary and not any(int(n) for n in summary.groups()):
+            return set()  # many plain reuses are folded into one line: the summary says nothing runs
         if not seen:
             return None
         return {n for n, action in seen.items() if action != "reuse"}
