@@ -125,9 +125,11 @@ def take_lock(backend: Any, flow: str, operation: str, run_id: str, opts: ApplyO
                             "to take the lock over", file=e.file) from None
 
 
-def fold_leftover_journal(backend: Any, flow: str) -> tuple[State, str | None]:
-    """Under the lock: fold what a crashed run left in the journal into the state (serial + 1)."""
-    stored, etag = backend.read(flow)
+def fold_leftover_journal(backend: Any, flow: str,
+                          read: tuple[State | None, str | None] | None = None) -> tuple[State, str | None]:
+    """Under the lock: fold what a crashed run left in the journal into the state (serial + 1).
+    `read`: the (state, etag) the caller just read under this lock, so a big state is not parsed twice."""
+    stored, etag = read if read is not None else backend.read(flow)
     records = backend.journal_read(flow)
     state = stored or State(flow=flow)
     if records:
@@ -195,7 +197,7 @@ class Scheduler:
                                     job_id=entry.job_id, finished_at=now(), reused_from=entry.run_id), None)
         outcome.result, outcome.detail = "reused", why
         self.reporter.event(outcome, why)
-        self._stop_leftover(node, outcome, key)
+        self._stop_leftover(node.address, outcome, lambda: self._spec(node, key), "cache hit")
 
     def _spec(self, node: Node, key: str) -> JobSpec:
         return JobSpec(run_id=self.run.id, address=node.address, task_name=node.task_name, kind=node.kind,
@@ -204,22 +206,30 @@ class Scheduler:
                        export_specs=node.export_specs, project_root=self.graph.project_root,
                        flow_file=self.graph.file, log_path="")
 
-    def _stop_leftover(self, node: Node, outcome: NodeOutcome, key: str) -> None:
-        """A job the interrupted run left running for a node that is now a cache hit is stopped: on Domino it
-        would go on billing for a result nobody reads."""
-        job = self.attach.pop(node.address, None)
+    def _stop_leftover(self, address: str, outcome: NodeOutcome, spec: Callable[[], JobSpec], why: str) -> None:
+        """A job the interrupted run left running for a node that needs no run now (a cache hit, or gone from
+        the flow) is stopped: on Domino it would go on billing for a result nobody reads."""
+        job = self.attach.pop(address, None)
         if not job or not job.get("job_id"):
             return
         try:
-            handle = self.provider.attach(job["job_id"], self._spec(node, key))
+            handle = self.provider.attach(job["job_id"], spec())
             if handle is not None:
                 self.provider.stop(handle)
-        except Exception as e:  # noqa: BLE001 - the reused result stands; say which job may still run
+        except Exception as e:  # noqa: BLE001 - the node's outcome stands; say which job may still run
             self.reporter.event(outcome, f"warning: could not stop job {job['job_id']} left running by the "
                                          f"interrupted run: {_describe(e)}")
             return
         self.reporter.event(outcome, f"stopped job {job['job_id']} left running by the interrupted run "
-                                     "(not needed: cache hit)")
+                                     f"(not needed: {why})")
+
+    def _forgotten_spec(self, address: str) -> JobSpec:
+        """What is known of a node that left the flow, enough for the provider to find its job."""
+        rec = self.state.nodes.get(address)
+        task = (rec.fingerprint.get("task") or {}) if rec is not None else {}
+        return JobSpec(run_id=self.run.id, address=address, task_name=rec.task_name if rec else address,
+                       kind=task.get("kind") or "domino_job", command=task.get("command") or "",
+                       project_root=self.graph.project_root, flow_file=self.graph.file, log_path="")
 
     def execute(self, address: str) -> None:
         node = self.graph.nodes[address]
@@ -366,11 +376,14 @@ class Scheduler:
                 self.outputs[change.address] = entry.outputs
                 outcome.result = "reused"
                 self.reporter.event(outcome, "reused")
-                self._stop_leftover(node, outcome, change.key)  # type: ignore[arg-type]
+                self._stop_leftover(node.address, outcome, lambda: self._spec(node, change.key), "cache hit")  # type: ignore[arg-type]
             else:  # a hit on an older result (a revert): the state must point at it from now on
                 fp, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
                 self._reuse(node, outcome, change.key, fp, display, entry,  # type: ignore[arg-type]
                             f"cache hit from run {entry.run_id}")
+        for address in [a for a in self.attach if a not in self.graph.nodes]:
+            self._stop_leftover(address, NodeOutcome(address=address, action="forget"),
+                                lambda: self._forgotten_spec(address), "no longer in the flow")
         return todo
 
     def _pass(self, todo: list[str], running: dict[cf.Future[None], str], pool: cf.ThreadPoolExecutor,

@@ -14,7 +14,7 @@ from providers.domino.emulator_world import EmulatorConfig, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.s3 import REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
 from tests.fixtures.waiting import alive
-from tests.test_recover_kit import (APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, HoldingProxy, domino_toml,
+from tests.test_recover_kit import (APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, HoldingProxy, domino_toml, flow_source,
                                     journal_records, load_state, make_project, markers_of, open_gate, run_flows,
                                     start_flows, state_dir, wait_until, write_script)
 
@@ -50,6 +50,28 @@ def test_job_left_running_for_a_node_that_is_now_a_cache_hit_is_stopped(tmp_path
     assert not alive(pid)
     assert counts(markers, DIAMOND) == {"src_a": 2, "left": 2, "right": 2, "join": 1}
     assert run_flows(*PLAN_ARGS, "--detailed-exitcode", cwd=root).code == 0
+
+
+def test_job_left_running_for_a_node_removed_from_the_flow_is_stopped(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    root = make_project(tmp_path / "project", markers, knobs={"left": {"gate": True}}, nodes=DIAMOND)
+    apply = start_flows(*APPLY_ARGS, cwd=root, log=tmp_path / "apply.log")
+    started = wait_until(lambda: [r for r in journal_records(root)
+                                  if r["type"] == "node_started" and r["address"] == f"{W}/left"])
+    apply.kill()
+    job_id = started[-1]["job_id"]
+    pid = int(job_id.split("-")[1])
+    assert alive(pid)
+    (root / "flow.py").write_text(flow_source({"src_a": [], "right": ["src_a"]}))  # left and join are gone
+    r = run_flows("recover", "--dry-run", "--flow", W, cwd=root)
+    assert r.code == 0 and f"stop      {W}/left: no longer in the flow; its job {job_id} is stopped" in r.out, r.out
+    assert alive(pid), "--dry-run changes nothing"
+    r = run_flows("recover", "--flow", W, cwd=root)
+    assert r.code == 0, r.text
+    assert f"{W}/left: stopped job {job_id} left running by the interrupted run (not needed: no longer in the flow)" \
+        in r.out, r.out
+    assert not alive(pid)
+    assert set(load_state(root).nodes) == {f"{W}/src_a", f"{W}/right"}
 
 
 def runs_json(root: Path, *extra: str, env: dict[str, str] | None = None) -> list[dict]:

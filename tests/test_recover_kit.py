@@ -307,5 +307,5 @@ def run_flows(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Resul
 
 
 __all__ = ["ADDRESSES", "APPLY_ARGS", "FLOW_NAME", "NODES", "PLAN_ARGS", "Background", "HoldingProxy", "domino_toml",
-           "finished_nodes", "journal_records", "load_state", "make_project", "markers_of", "open_gate",
+           "finished_nodes", "flow_source", "journal_records", "load_state", "make_project", "markers_of", "open_gate",
            "output_bytes", "read_local_blob", "run_flows", "start_flows", "state_dir", "wait_until", "write_script"]

@@ -152,12 +152,14 @@ def _dry_run(state: Any, run: Any, plan: Any, attach: dict[str, dict[str, Any]],
     lines = []
     for change in plan.nodes:
         a, job, verb = change.address, attach.get(change.address), "run"
+        # a job still running for a node that needs no run is stopped (it would bill for nothing)
+        stopped = f" (job {job['job_id']}, still running for it, will be stopped)" if job is not None else ""
         if change.action == "reuse":
             rec = state.nodes.get(a)
             verb, why = "reuse", ("finished in this run" if rec is not None and rec.run_id == run.id
-                                  else f"cache hit from run {change.reused_from_run or '?'}")
-            if job is not None:
-                why += f" (job {job['job_id']}, still running for it, will be stopped)"
+                                  else f"cache hit from run {change.reused_from_run or '?'}") + stopped
+        elif change.action == "forget":
+            verb, why = "forget", "no longer in the flow"
         elif job is not None and provider.name == "local":
             why = f"its local job {job['job_id']} cannot be re-attached from another process: it is stopped"
         elif job is not None and change.key is not None and change.key != job.get("key"):
@@ -170,13 +172,13 @@ def _dry_run(state: Any, run: Any, plan: Any, attach: dict[str, dict[str, Any]],
                 verb, why = "re-attach", f"{provider.name} job {job['job_id']} ({status})"
         elif change.action == "pending":
             why = f"after {', '.join(change.pending_on)} (its inputs are known then)"
-        elif change.action == "forget":
-            verb, why = "forget", "no longer in the flow"
         else:
             why = "; ".join(r.message for r in change.reasons) or change.action
         if verb in counts:
             counts[verb] += 1
         lines.append(f"  {verb:<9} {escape(a)}: {escape(redact(why))}")
+    for a in sorted(set(attach) - {c.address for c in plan.nodes}):
+        lines.append(f"  {'stop':<9} {escape(a)}: no longer in the flow; its job {attach[a]['job_id']} is stopped")
     console.print(f"[bold]Would recover run {run.id}[/bold] ({run.outcome}, started {run.started_at}):")
     for line in lines:
         console.print(line)
