@@ -248,8 +248,8 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
         # Registered first, so it runs last: the lock is released on every way out.
         stack.callback(_release, ws.backend, flow, lock.id)
         with LeaseKeeper(ws.backend, flow, lock, ws.config.backend.lease_seconds) as lease:
-            stored_before, _ = ws.backend.read(flow)
-            state, etag = fold_leftover_journal(ws.backend, flow)
+            stored_before, stored_etag = ws.backend.read(flow)
+            state, etag = fold_leftover_journal(ws.backend, flow, (stored_before, stored_etag))
             if resumed:
                 run = state.runs[run.id]
             the_plan = prep.make_plan(state, state.serial if etag else None, state.lineage if etag else None,
