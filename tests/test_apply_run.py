@@ -336,3 +336,26 @@ def test_live_view_on_a_terminal_shows_running_nodes_and_counts(tmp_path: Path) 
         stop(proc)
     text = screen.decode(errors="replace")
     assert "Apply summary" in text and "succeeded" in text
+
+
+WIDE = '''
+@workflow
+def wide(n: int) -> int:
+    outs = [run_domino_job_task(
+        flyte_task_name=f"t{i:02d}", command="exit 3" if i == 7 else "echo 1 > /workflow/outputs/o",
+        inputs=[Input(name="n", type=int, value=n)], output_specs=[Output(name="o", type=int)])
+        for i in range(60)]
+    return outs[0]["o"]
+'''
+
+
+def test_summary_of_a_big_run_lists_only_what_did_not_simply_succeed(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "wide", WIDE, {}, flow_name="wide")
+    r = p.apply("--n", "1", "--keep-going", code=1)
+    summary = r.out[r.out.index("Apply summary"):]
+    listed = re.findall(r"│ (wide/t\d\d)\s+│", summary)
+    assert listed == ["wide/t07"], summary
+    assert "failed" in summary
+    run_id = re.search(r"Run (r\S+): failed", r.out).group(1)
+    assert f"Not listed: 59 succeeded, 0 reused (each is in the log above; `flows runs show {run_id}`" in summary
+    assert len(re.findall(r"^wide/t\d\d: succeeded", r.out, re.M)) == 59  # the log still has every node

@@ -1,6 +1,7 @@
 """`flows plan`, `flows apply`, `flows outputs`, `flows logs`: thin wrappers over plan/apply."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import signal
@@ -159,16 +160,29 @@ def _check_not_stale(saved: Any, fresh: Any, stored: Any, flow_digest: str) -> N
         raise StalePlanError(f"saved plan is stale: {moved}; run `flows plan` again")
 
 
-def _summary_table(outcomes: dict[str, Any]) -> Table:
+SUMMARY_ROWS = 50  # a bigger run lists only the nodes that did not simply succeed or get reused
+
+
+def _summary_table(outcomes: dict[str, Any], run_id: str) -> Any:
+    from rich.console import Group
+    from rich.text import Text
+
     from reconcile.progress import RESULT_STYLE, fmt_duration
     table = Table(title="Apply summary", title_justify="left")
     for col in ("node", "action", "result", "duration", "job id"):
         table.add_column(col)
+    fold = len(outcomes) > SUMMARY_ROWS
+    folded = collections.Counter(o.result for o in outcomes.values() if fold and o.result in ("succeeded", "reused"))
     for o in outcomes.values():
+        if fold and o.result in folded:
+            continue
         style = RESULT_STYLE.get(o.result, "")
         table.add_row(escape(o.address), o.action, f"[{style}]{o.result}[/{style}]",
                       fmt_duration(o.duration) if o.started else "-", o.job_id or "")
-    return table
+    if not fold:
+        return table
+    return Group(table, Text(f"Not listed: {folded['succeeded']} succeeded, {folded['reused']} reused (each is in "
+                             f"the log above; `flows runs show {run_id}` lists every node)", style="dim"))
 
 
 def _print_flow_outputs(graph: Any, state: Any, inputs: dict[str, Any]) -> None:
@@ -287,7 +301,7 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
         if lease.error is not None:  # the run's writes were compare-and-swap protected; still, say it
             err_console.print(f"[yellow]Warning: the state lock's lease could not be renewed: "
                               f"{escape(str(lease.error))}[/yellow]")
-        console.print(_summary_table(outcomes))
+        console.print(_summary_table(outcomes, run.id))
         _print_flow_outputs(graph, final, prep.inputs)
         result = final.runs[run.id].outcome
         console.print(f"Run {run.id}: [bold]{result}[/bold]. State serial {final.serial}.")
