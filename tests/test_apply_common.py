@@ -53,7 +53,7 @@ def wait_for(check, seconds=20.0):
     while time.monotonic() < end:
         if check():
             return True
-        time.sleep(0.01)
+        time.sleep(0.01)  # poll interval, under the deadline above
     return False
 
 

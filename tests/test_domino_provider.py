@@ -107,7 +107,7 @@ def test_failing_job_log_tail_and_timeout_stop(tmp_path: Path, s3: S3Env, start_
     flow = root / "flow.py"
     flow.write_text(flow.read_text().replace('flyte_task_name="Merge Data",',
                                              'flyte_task_name="Merge Data", timeout=1,'))
-    script.write_text("import time\nwhile True:\n    time.sleep(0.1)  # a hung job\n")
+    script.write_text("import time\nwhile True:\n    time.sleep(0.1)  # poll: a hung job (the job script loops forever; the test stops it)\n")
     r = _run(root, emu, "apply", *ARGS, "--auto-approve")
     assert r.code == 1 and "timed out after 1s" in r.out, r.text
     assert emu.stop_calls, "the provider must stop the job on Domino"

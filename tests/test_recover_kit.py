@@ -69,7 +69,7 @@ if GATE:
     while not os.path.exists(go):
         if time.monotonic() > deadline:
             sys.exit("gate never opened")
-        time.sleep(0.02)
+        time.sleep(0.02)  # poll for the gate, under the deadline above
     if open(go).read().strip() == "fail-once":
         open(go, "w").close()
         sys.exit("node " + NAME + " failed once, as the test asked")

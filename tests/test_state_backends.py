@@ -330,7 +330,7 @@ def _fail_fast_worker(spec: tuple[str, ...], n: int, start: Any, tried: Any, out
     _add_run(backend, f"w{n}")
     deadline = time.monotonic() + 60
     while tried.value < 8 and time.monotonic() < deadline:  # hold the lock until everyone has tried
-        time.sleep(0.01)
+        time.sleep(0.01)  # poll interval, under the deadline above
     backend.unlock(FLOW, lock.id)
     out.put((n, [f"w{n}"], None))
 
