@@ -17,7 +17,6 @@ import inspect
 import json
 import os
 import select
-import shlex
 import shutil
 import signal
 import subprocess
@@ -35,6 +34,7 @@ from providers.base import JobHandle, JobResult, JobSpec
 from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
 from providers.code_files import command_files
+from providers import pytask
 from providers.pytask import inner_type
 from reconcile.digest import StatCache, bytes_digest
 from reconcile.errors import FlowsError, ProviderError
@@ -175,10 +175,7 @@ class LocalProvider:
             return job.command
         if not job.python:
             raise ProviderError("python task without a function reference", node=job.address)
-        spec = {"file": job.python["file"], "qualname": job.python["qualname"],
-                "inputs": {n: v.type for n, v in job.inputs.items()}, "outputs": job.outputs}
-        # -P: the project's own packages must not shadow ours (the runner adds the project path itself).
-        return f"{shlex.quote(sys.executable)} -P -m providers.pytask {shlex.quote(json.dumps(spec))}"
+        return pytask.command(sys.executable, job, job.python["file"])
 
     def _write_inputs(self, job: JobSpec, inputs_dir: Path) -> None:
         """The job's inputs in Domino's formats (`providers.jobio`), errors naming the node."""

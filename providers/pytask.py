@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -257,6 +258,14 @@ def run(spec: dict[str, Any]) -> None:
     outputs: dict[str, str] = spec["outputs"]
     for name, value in _split_result(result, list(outputs), spec["qualname"]).items():
         _write_output(name, outputs[name], value, outputs_dir)
+
+
+def command(python: str, job: Any, flow_file: str) -> str:
+    """The shell command that runs the `@task` of `job` (a JobSpec) in a job: `flow_file` is the flow file as
+    the job sees it. -P: the project's own packages must not shadow ours (`run` adds the project path)."""
+    spec = {"file": flow_file, "qualname": job.python["qualname"],
+            "inputs": {n: v.type for n, v in job.inputs.items()}, "outputs": job.outputs}
+    return f"{shlex.quote(python)} -P -m providers.pytask {shlex.quote(json.dumps(spec))}"
 
 
 def main(argv: list[str]) -> int:

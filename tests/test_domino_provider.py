@@ -174,3 +174,63 @@ def test_wait_notes_domino_status_for_the_progress_view(tmp_path: Path, s3: S3En
     assert result.status == "succeeded", result
     assert result.outputs["answer"].value == 42
     assert outcome.status == "Succeeded"  # what the live view shows next to the job id
+
+
+TASKS_FLOW = '''
+from flytekit import task, workflow
+from flytekit.types.file import FlyteFile
+
+
+@task
+def count_rows(data: FlyteFile) -> int:
+    return len(open(data).read().splitlines()) - 1  # less the header
+
+
+@task
+def report(rows: int, label: str) -> FlyteFile:
+    with open("/workflow/outputs/report.txt", "w") as f:  # a job's own scratch space
+        f.write(f"{label}: {rows} rows\\n")
+    return FlyteFile("/workflow/outputs/report.txt")
+
+
+@workflow
+def rows(data: FlyteFile, label: str = "a") -> FlyteFile:
+    return report(rows=count_rows(data=data), label=label)
+'''
+
+
+def test_python_tasks_run_as_domino_jobs(tmp_path: Path, s3: S3Env, start_emulator: Any) -> None:
+    root = _project(tmp_path, s3)
+    (root / "tasks.py").write_text(TASKS_FLOW)
+    emu = start_emulator(root)
+    args = ("tasks.py", "rows", "--data", "data/a.csv")
+    r = _run(root, emu, "apply", *args, "--auto-approve")
+    assert r.code == 0, r.text
+    assert len(emu.started_jobs) == 2
+    command = emu.calls("POST", "/v4/jobs/start")[0].body["commandToRun"]
+    assert "-m providers.pytask" in command and "/mnt/code/tasks.py" in command
+    rows = json.loads(_run(root, emu, "outputs", "rows/count_rows", "--json").out)["o0"]["value"]
+    assert rows == len((root / "data" / "a.csv").read_text().splitlines()) - 1
+    dest = tmp_path / "out"
+    assert _run(root, emu, "outputs", "rows/report", "--dest", str(dest)).code == 0
+    assert (dest / "o0").read_text() == f"a: {rows} rows\n"
+    r = _run(root, emu, "plan", *args, "--detailed-exitcode")
+    assert r.code == 0, r.text  # nothing changed: both cached
+    r = _run(root, emu, "plan", *args, "--label", "b", "--json")
+    actions = {n["address"]: n["action"] for n in json.loads(r.out)["nodes"]}
+    assert actions == {"rows/count_rows": "reuse", "rows/report": "update"}, actions
+
+
+def test_python_task_defined_outside_the_project_is_a_clear_error(tmp_path: Path, s3: S3Env,
+                                                                  start_emulator: Any) -> None:
+    root = _project(tmp_path, s3)
+    shared = tmp_path / "shared"  # on this machine's PYTHONPATH, but not in the project Domino runs
+    shared.mkdir()
+    (shared / "outside_tasks.py").write_text("from flytekit import task\n\n\n@task\ndef one() -> int:\n    return 1\n")
+    (root / "uses_outside.py").write_text("from flytekit import workflow\nfrom outside_tasks import one\n\n\n"
+                                          "@workflow\ndef wf() -> int:\n    return one()\n")
+    emu = start_emulator(root)
+    r = _run(root, emu, "apply", "uses_outside.py", "wf", "--auto-approve", PYTHONPATH=str(shared))
+    assert r.code == 1 and "Traceback" not in r.text, r.text
+    assert f"the @task is defined in {shared / 'outside_tasks.py'}, outside the project" in r.out, r.out
+    assert not emu.started_jobs

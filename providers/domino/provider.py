@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shlex
 import threading
 import time
@@ -16,7 +17,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from providers import pytask
 from providers.base import InputValue, JobHandle, JobResult, JobSpec
+from providers.code_files import CODE_MOUNT
 from providers.domino.client import DominoClient
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
 from reconcile.digest import StatCache
@@ -176,13 +179,24 @@ class DominoProvider:
         stored = self.blobs.put_dir(path) if is_dir(value.type) else self.blobs.put_file(path, value.digest)
         return value.model_copy(update={"uri": stored.uri, "digest": stored.digest})
 
+    def _job_command(self, job: JobSpec) -> str:
+        """The node's command; a `@task` function runs as the local provider runs it, by `providers.pytask`,
+        importing the flow file from the project at the job's commit (`/mnt/code`)."""
+        if job.kind != "python":
+            return job.command
+        if not job.python:
+            raise ProviderError("python task without a function reference", node=job.address)
+        rel = Path(os.path.relpath(job.python["file"], job.project_root))
+        if rel.parts and rel.parts[0] == "..":
+            raise ProviderError(f"the @task is defined in {job.python['file']}, outside the project "
+                                f"{job.project_root}: a Domino job sees only the project (at /mnt/code), so it "
+                                "cannot import it; move the module into the project", node=job.address)
+        return pytask.command(self.runtime_python, job, f"{CODE_MOUNT}/{rel.as_posix()}")
+
     def start(self, job: JobSpec) -> JobHandle:
         if job.kind == "export_artifacts":
             raise ProviderError("artifact exports are not run by the Domino provider yet (Domino's export task is "
                                 "not public); run them on Domino with pyflyte", node=job.address)
-        if job.kind == "python":
-            raise ProviderError("@task Python functions are not run as Domino Jobs by flows; use DominoJobTask "
-                                "or the local provider", node=job.address)
         inputs = {name: self._upload_input(v).model_dump() for name, v in job.inputs.items()}
         nonce = uuid.uuid4().hex
         manifest = {"run_id": job.run_id, "address": job.address, "attempt": job.attempt, "nonce": nonce,
@@ -192,7 +206,7 @@ class DominoProvider:
         endpoint = self.blobs_settings.get("endpoint_url")
         command = (f"{self.runtime_python} -m providers.domino.runtime --manifest {shlex.quote(stored.uri)} "
                    + (f"--endpoint-url {shlex.quote(endpoint)} " if endpoint else "")
-                   + f"-- {shlex.quote(job.command)}")
+                   + f"-- {shlex.quote(self._job_command(job))}")
         cfg = dict(job.job_config)
         request = StartJobRequest(
             command_to_run=command, title=f"flows: {job.address}"[:200], commit_id=cfg.get("CommitId"),
