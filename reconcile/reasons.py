@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from reconcile.fingerprint import PENDING
 from reconcile.plan_model import Reason
 
@@ -36,6 +34,8 @@ def fingerprint_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[Reason
     """One Reason per changed leaf (inputs and code grouped per name); inputs still pending are skipped."""
     pending = {k for k, v in new.get("inputs", {}).items() if v.get(PENDING)}
     old, new = _drop_pending(old, pending), _drop_pending(new, pending)
+    from deepdiff import DeepDiff  # only when a fingerprint changed: a no-op plan does not pay its import
+
     diff = DeepDiff(old, new, view="tree", ignore_order=False, verbose_level=2)
     reasons: dict[str, Reason] = {}
     for change_type, items in diff.items():

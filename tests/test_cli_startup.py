@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+from tests.fixtures.projects import flows
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ai_training"
 HEAVY = ("pydantic", "boto3", "botocore", "requests", "deepdiff", "blake3")
 
 _PROBE = """
@@ -26,3 +31,26 @@ def test_help_imports_no_heavy_library() -> None:
     loaded = json.loads(proc.stderr.strip().splitlines()[-1])
     assert loaded == []
 
+
+
+_PLAN_PROBE = """
+import json, sys
+sys.argv = ["flows", "plan", "flow.py", "model_training", "--data_path_a", "data/a.csv", "--data_path_b", "data/b.csv"]
+from reconcile.cli.main import run
+try:
+    run()
+except SystemExit as e:
+    assert not e.code, e.code
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {"deepdiff", "boto3", "requests"})), file=sys.stderr)
+"""
+
+
+def test_a_no_op_plan_on_the_local_defaults_imports_no_diff_s3_or_http_library(tmp_path: Path) -> None:
+    root = tmp_path / "ai_training"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".flows"))
+    r = flows("apply", "flow.py", "model_training", "--data_path_a", "data/a.csv", "--data_path_b", "data/b.csv",
+              "--auto-approve", cwd=root)
+    assert r.code == 0, r.text
+    proc = subprocess.run([sys.executable, "-c", _PLAN_PROBE], capture_output=True, text=True, timeout=60, cwd=root)
+    assert "No changes." in proc.stdout, proc.stdout + proc.stderr
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
