@@ -125,7 +125,7 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobS
     """Check, parse and store every declared output; return (records, warnings).
 
     Every missing output is named at once, with what the job did write. `consume`: the caller deletes
-    `outputs_dir` next, so file outputs may be moved into the store instead of copied.
+    `outputs_dir` next, so file outputs may be hard-linked into the store instead of copied.
     """
     records: dict[str, OutputRecord] = {}
     warnings: list[str] = []

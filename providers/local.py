@@ -35,7 +35,6 @@ from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
 from providers.code_files import command_files
 from providers import pytask
-from providers.pytask import inner_type
 from reconcile.digest import StatCache, bytes_digest
 from reconcile.errors import FlowsError, ProviderError
 from reconcile.graph import Node
@@ -340,7 +339,7 @@ class LocalProvider:
                         continue  # an optional file that was not produced
                     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
                     try:
-                        jobio.fetch(input_name, inner_type(value.type), os.fspath(location), tmp, self.blobs)
+                        jobio.fetch(input_name, pytask.inner_type(value.type), os.fspath(location), tmp, self.blobs)
                     except jobio.InputsError as e:
                         raise ProviderError(str(e), node=job.address) from None
                     os.replace(tmp, dest)

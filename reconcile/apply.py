@@ -224,12 +224,10 @@ class Scheduler:
                                      f"(not needed: {why})")
 
     def _forgotten_spec(self, address: str) -> JobSpec:
-        """What is known of a node that left the flow, enough for the provider to find its job."""
-        rec = self.state.nodes.get(address)
-        task = (rec.fingerprint.get("task") or {}) if rec is not None else {}
-        return JobSpec(run_id=self.run.id, address=address, task_name=rec.task_name if rec else address,
-                       kind=task.get("kind") or "domino_job", command=task.get("command") or "",
-                       project_root=self.graph.project_root, flow_file=self.graph.file, log_path="")
+        """A node that left the flow has no spec left; a provider finds a leftover job by its id alone."""
+        return JobSpec(run_id=self.run.id, address=address, task_name=address.rsplit("/", 1)[-1],
+                       kind="domino_job", project_root=self.graph.project_root, flow_file=self.graph.file,
+                       log_path="")
 
     def execute(self, address: str) -> None:
         node = self.graph.nodes[address]
