@@ -8,12 +8,10 @@ Domino writes them and outputs are checked, parsed and stored in the blob store 
 """
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import functools
 import hashlib
-import inspect
 import json
 import os
 import select
@@ -21,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -33,12 +30,11 @@ from providers import sandbox
 from providers.base import JobHandle, JobResult, JobSpec
 from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
-from providers.code_files import command_files
+from providers.code_files import command_files, function_identity
 from providers import pytask
-from reconcile.digest import StatCache, bytes_digest
+from reconcile.digest import StatCache
 from reconcile.errors import FlowsError, ProviderError
 from reconcile.graph import Node
-from reconcile.loader import import_flow_module
 from reconcile.secrets import redact
 from state.model import OutputRecord
 
@@ -100,34 +96,7 @@ class LocalProvider:
         return {}
 
     def _function_identity(self, node: Node, project_root: Path) -> dict[str, str]:
-        """The digest of the task function's own source, so editing its neighbours does not re-run it."""
-        if not node.python:
-            raise ProviderError("python task without a function reference", node=node.address)
-        file, qualname = Path(node.python["file"]), node.python["qualname"]
-        with self._lock:
-            module = self._modules.get(str(file))
-            if module is None:
-                module = self._modules[str(file)] = import_flow_module(file)
-        obj: Any = module
-        for part in qualname.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                raise ProviderError(f"cannot find the task function '{qualname}' in {file}", node=node.address)
-        fn = getattr(obj, "fn", obj)
-        try:
-            source = textwrap.dedent(inspect.getsource(fn))
-        except (OSError, TypeError) as e:
-            raise ProviderError(f"cannot read the source of '{qualname}': {e}", node=node.address) from None
-        stmt = ast.parse(source).body[0]
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            stmt.decorator_list = []  # cache/retry settings are keyed (or not) by the fingerprint itself
-        # ast.unparse drops comments and formatting: they cannot change results.
-        try:
-            where = Path(os.path.relpath(file, project_root)).as_posix()
-        except ValueError:
-            where = str(file)
-        where = str(file) if where.startswith("../") else where
-        return {f"{where}::{qualname}": bytes_digest(ast.unparse(stmt).encode())}
+        return function_identity(node, project_root, self._modules, self._lock)
 
     # ---- start -----------------------------------------------------------------------------------
     def start(self, job: JobSpec) -> JobHandle:

@@ -223,7 +223,12 @@ def domino_project(tmp_path: Path, s3: S3Env) -> Iterator[tuple[Path, Path, Domi
 
 
 def _domino_job(emu: DominoEmulator, address: str) -> str:
-    return next(j for j in emu.started_jobs if emu.job(j).title == f"flows: {address}")
+    return next(j for j in emu.started_jobs if node_of(emu.job(j).title) == address)
+
+
+def node_of(title: str) -> str:
+    """`flows: wf/left [flows-<attempt marker>]` -> `wf/left`."""
+    return title.removeprefix("flows: ").rsplit(" [flows-", 1)[0]
 
 
 def test_running_domino_job_is_reattached_not_relaunched(tmp_path: Path, domino_project: tuple) -> None:
@@ -249,7 +254,7 @@ def test_running_domino_job_is_reattached_not_relaunched(tmp_path: Path, domino_
         open_gate(markers, "left")
         done = recover.finish()
     assert done.code == 0, done.out
-    starts = collections.Counter(emu.job(j).title.removeprefix("flows: ") for j in emu.started_jobs)
+    starts = collections.Counter(node_of(emu.job(j).title) for j in emu.started_jobs)
     # left: one job, re-attached; right: its failed job, then one new start; everything else once.
     assert starts == {f"{W}/src_a": 1, f"{W}/left": 1, f"{W}/right": 2, f"{W}/join": 1}, starts
     assert counts(markers, DIAMOND) == {"src_a": 1, "left": 1, "right": 2, "join": 1}
@@ -263,7 +268,7 @@ def test_domino_job_started_but_not_journaled_is_found(tmp_path: Path, domino_pr
     """apply dies after Domino started a job but before the job id was journaled: recover finds that job
     (by the intent apply journaled first) and re-attaches to it instead of starting a second one."""
     root, markers, emu, env = domino_project
-    start_left = f'"title": "flows: {W}/left"'.encode()
+    start_left = f'"title": "flows: {W}/left '.encode()
     proxy = HoldingProxy(emu.url, lambda method, path, body: path == "/v4/jobs/start" and start_left in body)
     try:
         via_proxy = {**env, "DOMINO_API_HOST": proxy.url}
@@ -282,7 +287,7 @@ def test_domino_job_started_but_not_journaled_is_found(tmp_path: Path, domino_pr
     open_gate(markers, "right")
     r = run_flows("recover", "--flow", W, cwd=root, env=env)
     assert r.code == 0, r.text
-    starts = collections.Counter(emu.job(j).title.removeprefix("flows: ") for j in emu.started_jobs)
+    starts = collections.Counter(node_of(emu.job(j).title) for j in emu.started_jobs)
     assert starts == {f"{W}/{n}": 1 for n in DIAMOND}, starts
     assert counts(markers, DIAMOND) == {n: 1 for n in DIAMOND}
     assert load_state(root).nodes[f"{W}/left"].job_id == left

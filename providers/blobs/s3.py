@@ -42,6 +42,7 @@ class S3BlobStore:
 
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}"
+        self.settings = {"region": region, "endpoint_url": endpoint_url, "profile": profile}  # for presigning
         self.s3 = make_client(region=region, endpoint_url=endpoint_url, profile=profile,
                               max_attempts=max_attempts, connect_timeout=connect_timeout)
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,

@@ -26,7 +26,7 @@ from reconcile.errors import ProviderError
 
 _FALSE = {"false", "f", "n", "no", "0"}     # python-domino's spellings of DOMINO_VERIFY_CERTIFICATE=false
 _MARKUP = re.compile(r"</?(pre|span)\b[^>]*>")
-# A job found by title+command counts as ours only if submitted after we first tried (minus clock skew).
+# A job found by its title counts as ours only if submitted after we first tried (minus clock skew).
 _DEDUPE_SKEW_MS = 120_000
 
 
@@ -142,7 +142,8 @@ class DominoClient:
     def start_job(self, request: StartJobRequest) -> Job:
         """Start one job. If Domino's answer is lost (dropped connection, 500/502/504) the job may exist
         anyway: look for it by title and command before trying again, so a flaky network never starts
-        the same job twice. Give the job a title and a command unique to this attempt."""
+        the same job twice. Give the job a title unique to this attempt (Domino keeps titles verbatim, but
+        stores the command in its own quoting, so the command cannot be compared)."""
         endpoint = "POST /v4/jobs/start"
         body = {"projectId": self.project_id(), **request.body()}
         first_try_ms = int(time.time() * 1000)
@@ -165,8 +166,7 @@ class DominoClient:
     def _find_started(self, request: StartJobRequest, since_ms: int) -> str | None:
         for job in self.list_jobs():
             submitted = job.stage_time.submission_time if job.stage_time else None
-            if (job.title == request.title and job.job_run_command == request.command_to_run
-                    and (submitted is None or submitted >= since_ms - _DEDUPE_SKEW_MS)):
+            if job.title == request.title and (submitted is None or submitted >= since_ms - _DEDUPE_SKEW_MS):
                 return job.id
         return None
 

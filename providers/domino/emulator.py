@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import json
 import random
 import re
@@ -23,6 +24,7 @@ import ssl
 import struct
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -85,7 +87,13 @@ class DominoEmulator:
         self._rng = random.Random(config.faults.seed)
         self._own_work_dir = config.work_dir is None
         self.work_dir = Path(config.work_dir or tempfile.mkdtemp(prefix="domino-emulator-"))
-        self.runner = JobRunner(isolate=isolate)
+        self.bin_dir = Path(tempfile.mkdtemp(prefix="domino-emulator-bin-")) if config.realistic else None
+        if self.bin_dir is not None:  # the environment's `python`: the system Python 3, nothing of ours
+            os.chmod(self.bin_dir, 0o755)
+            system = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
+            (self.bin_dir / "python").symlink_to(system)
+        self.runner = JobRunner(isolate=isolate, realistic=config.realistic, job_user=config.job_user,
+                                bin_dir=self.bin_dir)
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _RequestHandler)
         self._server.daemon_threads = True
         self._server.emulator = self  # type: ignore[attr-defined]
@@ -113,6 +121,8 @@ class DominoEmulator:
             self._thread.join(10)
             self._thread = None
         self._server.server_close()
+        if self.bin_dir is not None:
+            shutil.rmtree(self.bin_dir, ignore_errors=True)
         if self._own_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
@@ -140,6 +150,10 @@ class DominoEmulator:
         """Answer matching requests with `status` and `body` (JSON, or `RawBody`) instead of the real route."""
         with self.lock:
             self._overrides.append(_Override(method, re.compile(path_regex), status, body, times))
+
+    def commit_results(self, project: ProjectSpec) -> str:
+        """A finished job's results become a new commit of the project (Domino's DFS does this)."""
+        return self.new_commit(project)
 
     def new_commit(self, project: ProjectSpec | None = None) -> str:
         """Push a new commit to the project (and its git head, for a git project); returns it."""
@@ -230,6 +244,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query))
         kind, authorized = emu.auth_kind(self.headers)
+        if emu.config.latency_seconds:
+            time.sleep(emu.config.latency_seconds)  # a slow gateway: every answer is late
 
         def record(status: int | None, body: Any, fault: str | None = None) -> None:
             emu.record(RecordedRequest(method, url.path, query, body, kind, status, fault))

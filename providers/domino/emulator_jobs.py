@@ -1,17 +1,22 @@
 """The emulator's jobs: Domino's job object and its life, Queued → Running → Succeeded/Failed/Stopped/Error.
 
-Each job's `commandToRun` runs for real, as `bash -c` in the project directory, through
-`providers.sandbox.spawn` (its own private /workflow, the project at /mnt/code), exactly like the
-local provider runs jobs. Forced outcomes (fail, hang, die) stand in for what a real cluster does.
+Each job's `commandToRun` runs for real, as `bash -c` in the project directory. By default through
+`providers.sandbox.spawn` (its own private /workflow, the project at /mnt/code), like the local provider
+runs jobs. In realistic mode (`EmulatorConfig.realistic`) as Domino runs it: a non-root user, an
+environment of Domino's variables only (no credentials, only the system Python on PATH), a root-owned
+/workflow the job cannot write, and the project at DOMINO_WORKING_DIR. Forced outcomes (fail, hang, die)
+stand in for what a real cluster does.
 """
 from __future__ import annotations
 
 import html
 import os
+import shlex
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +53,10 @@ class EmulatedJob:
     dir: Path               # the emulator's folder for this job: workflow/ and stdout.log
     project_dir: Path       # where the command runs (/mnt/code)
     outcome: Outcome = "run"
+    working_dir: str = "/mnt/code"   # DOMINO_WORKING_DIR
+    stored_command: str | None = None     # jobRunCommand as Domino answers it (realistic: its own quoting)
+    output_commit_id: str | None = None
+    on_finish: Callable[["EmulatedJob"], str | None] | None = None   # realistic: commit the results
     status: str = "Queued"
     submitted_ms: int = field(default_factory=now_ms)
     run_start_ms: int | None = None
@@ -69,10 +78,15 @@ class EmulatedJob:
         return self.status in TERMINAL
 
     def set_status(self, status: str) -> None:
+        commit = None
+        if status in ("Succeeded", "Failed") and self.on_finish is not None and self.status not in TERMINAL:
+            commit = self.on_finish(self)    # a DFS job writes its results as a new commit, first
         with self.lock:
             if self.status in TERMINAL:
                 return
             self.status = status
+            if commit is not None:
+                self.output_commit_id = commit
             if status == "Running":
                 self.run_start_ms = now_ms()
             if status in TERMINAL:
@@ -100,14 +114,14 @@ class EmulatedJob:
             status, completed = self.status, self.status in TERMINAL
             return {
                 "id": self.id, "number": self.number, "projectId": self.project_id, "title": self.title,
-                "jobRunCommand": self.command,
+                "jobRunCommand": self.stored_command if self.stored_command is not None else self.command,
                 "statuses": {"isCompleted": completed, "isArchived": False, "isScheduled": False,
                              "executionStatus": status},
                 "stageTime": {"submissionTime": self.submitted_ms, "runStartTime": self.run_start_ms,
                               "completedTime": self.completed_ms},
                 "startedBy": {"id": "000000000000000000000001", "username": self.started_by},
                 "commitDetails": {"inputCommitId": self.commit_id,
-                                  "outputCommitId": self.commit_id if completed else None},
+                                  "outputCommitId": (self.output_commit_id or self.commit_id) if completed else None},
                 "mainRepoGitRef": self.git_ref,
                 "environment": {"environmentId": self.environment_id, "revisionId": self.revision_id},
                 "hardwareTier": {"id": self.hardware_tier_id},
@@ -123,8 +137,13 @@ class EmulatedJob:
 class JobRunner:
     """Runs emulated jobs, each in its own thread; without mount isolation, one at a time."""
 
-    def __init__(self, *, isolate: bool | None = None, max_running: int = 32) -> None:
+    def __init__(self, *, isolate: bool | None = None, max_running: int = 32, realistic: bool = False,
+                 job_user: int = 65534, bin_dir: Path | None = None) -> None:
         self.isolate = sandbox.isolation_available() if isolate is None else isolate
+        # Realistic jobs need root here, to give each one its mounts and then drop to the job's user.
+        self.realistic = realistic and os.geteuid() == 0 and self.isolate
+        self.job_user = job_user
+        self.bin_dir = bin_dir
         self._slots = threading.Semaphore(max_running if self.isolate else 1)
         self._threads: list[threading.Thread] = []
         self._jobs: list[EmulatedJob] = []
@@ -168,8 +187,11 @@ class JobRunner:
             job.stop_requested.wait()
             job.set_status("Stopped")
             return
-        proc = sandbox.spawn(job.command, cwd=job.project_dir, workflow_dir=job.workflow_dir, log_path=job.log_path,
-                             env=env, isolate=self.isolate)
+        if self.realistic:
+            proc = self._spawn_realistic(job, env)
+        else:
+            proc = sandbox.spawn(job.command, cwd=job.project_dir, workflow_dir=job.workflow_dir,
+                                 log_path=job.log_path, env=env, isolate=self.isolate)
         if job.outcome == "die":           # the node or container vanished under the job
             _kill(proc, grace=0.0)
             job.write_log("\nemulator: the job's container died\n")
@@ -183,6 +205,46 @@ class JobRunner:
                 return
         job.exit_code = proc.returncode
         job.set_status("Succeeded" if proc.returncode == 0 else "Failed")
+
+
+    def _spawn_realistic(self, job: EmulatedJob, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """The job as Domino runs it: a private mount namespace with a root-owned, read-only-to-the-job
+        /workflow and the project at the working directory; then the job's user, Domino's variables only."""
+        sealed = job.dir / "sealed-workflow"
+        sealed.mkdir(parents=True, exist_ok=True)
+        os.chmod(sealed, 0o755)
+        wd = job.working_dir
+        path = (f"{self.bin_dir}:" if self.bin_dir else "") + "/usr/bin:/bin"
+        job_env = {"PATH": path, "HOME": "/tmp", "USER": "domino-job", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+                   "DOMINO_WORKING_DIR": wd, **env}
+        assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in job_env.items())
+        uid = self.job_user
+        script = (f"mkdir -p /workflow {wd} && mount --bind {shlex.quote(str(sealed))} /workflow && "
+                  f"mount --bind {shlex.quote(str(job.project_dir))} {wd} && cd {wd} || exit 125\n"
+                  f"exec setpriv --reuid={uid} --regid={uid} --clear-groups env -i {assignments} "
+                  f"bash -c {shlex.quote(job.command)}")
+        argv = ["unshare", "--mount", "--propagation", "private", "bash", "-c", script]
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(job.log_path, "ab") as log:
+            return subprocess.Popen(argv, cwd="/", env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def domino_quoting(command: str) -> str:
+    """How the emulator (realistic mode) returns `jobRunCommand`: split into words and re-joined with double
+    quotes around any word that needs quoting. UNCONFIRMED: the exact form of Domino's own quoting; what
+    matters is that it is not ours, so nothing may compare commands."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    out = []
+    for w in words:
+        if w and all(c.isalnum() or c in "-_./=:,@%+" for c in w):
+            out.append(w)
+        else:
+            out.append('"' + w.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"')
+    return " ".join(out)
 
 
 def _kill(proc: subprocess.Popen[bytes], grace: float) -> None:

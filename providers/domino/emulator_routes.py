@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from providers.domino.emulator_jobs import GIT_REF_TYPES, EmulatedJob, Outcome
+from providers.domino.emulator_jobs import GIT_REF_TYPES, EmulatedJob, Outcome, domino_quoting
 from providers.domino.emulator_world import EnvironmentSpec, ProjectSpec, hexid
 
 if TYPE_CHECKING:
@@ -193,13 +193,19 @@ def _start(emu: DominoEmulator, _: dict[str, str], __: dict[str, str], body: Any
                       command=command, title=b.get("title"), commit_id=commit, git_ref=ref, hardware_tier_id=tier,
                       environment_id=env.id, revision_id=revision,
                       started_by=emu.config.username, dir=emu.work_dir / "jobs" / job_id, project_dir=p.dir,
-                      outcome=outcome)
+                      outcome=outcome,
+                      working_dir=(p.working_dir if emu.config.realistic else
+                                   "/mnt/code" if emu.runner.isolate else str(p.dir)))
+    if emu.config.realistic:
+        job.stored_command = domino_quoting(command)
+        job.on_finish = lambda _job: emu.commit_results(p)
     with emu.lock:
         emu.jobs[job_id] = job
         emu.started_jobs.append(job_id)
     run_env = {"DOMINO_API_HOST": emu.url, "DOMINO_PROJECT_OWNER": p.owner, "DOMINO_PROJECT_NAME": p.name,
                "DOMINO_PROJECT_ID": p.id, "DOMINO_RUN_ID": job_id, "DOMINO_RUN_NUMBER": str(job.number),
-               "DOMINO_HARDWARE_TIER_ID": job.hardware_tier_id, "DOMINO_STARTING_USERNAME": emu.config.username}
+               "DOMINO_HARDWARE_TIER_ID": job.hardware_tier_id, "DOMINO_STARTING_USERNAME": emu.config.username,
+               "DOMINO_WORKING_DIR": job.working_dir, "DOMINO_IS_GIT_BASED": str(p.git_head is not None).lower()}
     answer = job.to_json()      # as Domino answers a start: Queued, whatever the runner does next
     emu.runner.submit(job, queue_seconds=emu.config.faults.queue_seconds, env=run_env)
     return answer

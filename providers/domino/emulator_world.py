@@ -40,6 +40,11 @@ class ProjectSpec(BaseModel):
     hardware_tiers: list[HardwareTierSpec]
     volume_size_gib: float = 10.0
 
+    @property
+    def working_dir(self) -> str:
+        """`DOMINO_WORKING_DIR`: a git-based project's code is at /mnt/code, a DFS project's at /mnt."""
+        return "/mnt/code" if self.git_head is not None else "/mnt"
+
     def environment(self, env_id: str) -> EnvironmentSpec | None:
         return next((e for e in self.environments if e.id == env_id), None)
 
@@ -75,6 +80,15 @@ class EmulatorConfig(BaseModel):
     version: str = "6.0.0"
     faults: Faults = Field(default_factory=Faults)
     work_dir: Path | None = None         # where job folders go (default: a temporary folder)
+    # Realistic mode: what a real Domino does that a friendly emulator would not. Each job runs as a
+    # non-root user (uid/gid `job_user`) with only the system Python on its PATH (so this project is not
+    # importable), no cloud credentials and nothing of this process's environment, a root-owned
+    # /workflow it cannot write, the project at DOMINO_WORKING_DIR (/mnt for DFS projects); jobRunCommand
+    # comes back in Domino's own quoting; every finished job commits its results (the project's commit
+    # moves); `latency_seconds` delays every answer.
+    realistic: bool = False
+    job_user: int = 65534
+    latency_seconds: float = 0.0
 
 
 def hexid(*parts: object) -> str:

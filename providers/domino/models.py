@@ -215,6 +215,7 @@ class StartJobRequest(Request):
     external_volume_mounts: list[str] | None = None
     override_volume_size_gib: float | None = Field(default=None, alias="overrideVolumeSizeGiB")
     compute_cluster_properties: dict[str, Any] | None = None
+    net_app_volume_ids: list[str] | None = None
 
 
 class JobDefaultsRequest(Request):

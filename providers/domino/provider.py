@@ -1,33 +1,40 @@
 """The Domino provider: each invalidated node becomes one Domino Job.
 
-Inputs and outputs travel through the S3 blob store: the provider uploads what the job needs and a
-manifest, then starts `python -m providers.domino.runtime --manifest <uri> -- <command>`; the in-job
-runtime materialises `/workflow/inputs`, runs the command, uploads `/workflow/outputs`
-(content-addressed) and prints one result line the provider reads from the job's log.
+Inputs and outputs travel through the S3 blob store by presigned URLs (`providers.domino.staging`): the
+job's command is a short Python bootstrap carrying one URL, the attempt's manifest, so a job needs only a
+`python3` and network access to S3 (no credentials, nothing installed). The in-job runtime
+(`providers.domino.runtime`, standard library only) checks the code, fills `/workflow/inputs`, runs the
+node's command, uploads `/workflow/outputs` to per-attempt staging keys and prints one result line; the
+provider verifies the staged outputs and stores them content-addressed.
+
+Code identity is content, as locally: the digests of the files a command uses (or a @task's source),
+never Domino's commit (every DFS job writes a new one). The job checks those files before running. Each
+job's title ends with a per-attempt marker (`[flows-…]`), which Domino keeps verbatim: recover finds a
+job it started but never journaled by that marker, whatever Domino does to the command's quoting.
 """
 from __future__ import annotations
 
 import base64
 import json
 import os
-import shlex
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from providers import pytask
 from providers.base import InputValue, JobHandle, JobResult, JobSpec
-from providers.code_files import CODE_MOUNT
+from providers.code_files import command_files, node_code_identity
 from providers.domino.client import DominoClient
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
+from providers.domino.staging import Staging, attempt_marker
 from reconcile.digest import StatCache
-from reconcile.errors import ProviderError
+from reconcile.errors import FlowLoadError, ProviderError
 from reconcile.flytetypes import is_blob, is_dir
 from reconcile.graph import Node
 from reconcile.secrets import redact
-from state.model import OutputRecord
 
 RESULT_MARKER = "::flows-result::"
 LOG_TAIL_LINES = 20
@@ -83,27 +90,97 @@ def _revision_record(spec: Any) -> Any:
     return spec
 
 
-def _snapshots(value: Any) -> list[dict[str, Any]] | None:
+def _tier(value: Any) -> dict[str, Any] | None:
+    if value in (None, ""):
+        return None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def cluster_properties(value: Any) -> dict[str, Any] | None:
+    """DominoJobConfig's ComputeClusterProperties -> `computeClusterProperties` of POST /v4/jobs/start (names as
+    python-domino sends them; the tiers wrapped as `{"value": id}`, storage as `{"value", "unit"}`)."""
     if not value:
         return None
-    return [{"datasetId": s.get("DatasetId"), "snapshotVersion": s.get("SnapshotVersion")} for s in value]
+    body = {"clusterType": value.get("ClusterType"), "computeEnvironmentId": value.get("ComputeEnvironmentId"),
+            "computeEnvironmentRevisionSpec": _revision(value.get("ComputeEnvironmentRevisionSpec")),
+            "masterHardwareTierId": _tier(value.get("MasterHardwareTierId")),
+            "workerHardwareTierId": _tier(value.get("WorkerHardwareTierId") or value.get("WorkerHardareTierId")),
+            "workerCount": value.get("WorkerCount"), "maxWorkerCount": value.get("MaxWorkerCount"),
+            "workerStorage": ({"value": value["WorkerStorageGiB"], "unit": "GiB"}
+                              if value.get("WorkerStorageGiB") is not None else None),
+            "extraConfigs": value.get("ExtraConfigs")}
+    return {k: v for k, v in body.items() if v not in (None, "", {})}
+
+
+# Settings a flow may give that POST /v4/jobs/start cannot take: refused at plan time, never dropped.
+UNSENDABLE = {
+    "DatasetSnapshots": "POST /v4/jobs/start has no dataset-snapshot field (Domino mounts the project's datasets); "
+                        "remove it, or run this flow with pyflyte",
+}
+# Settings that only matter to Domino Flows' own agent, or that flows itself handles.
+NOT_JOB_SETTINGS = {"OwnerName", "ProjectName", "Username", "EnvironmentName", "HardwareTierName", "ProjectId"}
+SENT = {"Title", "CommitId", "MainRepoGitRef", "HardwareTierId", "EnvironmentId", "EnvironmentRevisionSpec",
+        "VolumeSizeGiB", "ExternalVolumeMountIds", "ComputeClusterProperties", "NetAppVolumeSnapshots"}
+TITLE_LIMIT = 200
+
+
+def job_title(cfg: dict[str, Any], address: str, marker: str) -> str:
+    """The flow's Title (or `flows: <node>`), ending with the attempt's marker, which Domino keeps verbatim."""
+    tail = f" [{marker}]"
+    base = str(cfg.get("Title") or f"flows: {address}")
+    return base[:TITLE_LIMIT - len(tail)] + tail
+
+
+def _netapp_volume_ids(value: Any, address: str) -> list[str] | None:
+    if not value:
+        return None
+    ids = []
+    for snap in value:
+        if snap.get("Version") not in (None, "", 0):
+            raise FlowLoadError("a NetApp volume snapshot version cannot be sent to Domino's job start (it takes "
+                                "volume ids only); leave Version out to mount the volume", node=address,
+                                field="NetAppVolumeSnapshots")
+        ids.append(str(snap.get("Id")))
+    return ids
+
+
+def _local_head(project_root: Path, files: list[str]) -> str | None:
+    """The checkout's HEAD commit when the code files are committed there unchanged and HEAD is on a remote
+    branch (so Domino can check it out); None otherwise, and then the job runs the project's head."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(project_root), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    head = git("rev-parse", "--verify", "HEAD")
+    if not head or not files:
+        return None
+    if git("status", "--porcelain", "--", *files) != "" or not git("branch", "-r", "--contains", head):
+        return None
+    return head
 
 
 class DominoProvider:
     name = "domino"
     max_parallel: int | None = None
 
-    def __init__(self, client: DominoClient, blobs: Any, *, runtime_python: str = "python",
+    def __init__(self, client: DominoClient, blobs: Any, *, runtime_python: str | None = None,
                  blobs_settings: dict[str, Any] | None = None) -> None:
         if not str(getattr(blobs, "url", "")).startswith("s3://"):
             raise ProviderError("the Domino provider moves inputs and outputs through S3: set "
                                 "[tool.flows.blobs] url = \"s3://bucket/prefix/\"")
         self.client = client
         self.blobs = blobs
-        self.runtime_python = runtime_python
+        self.staging = Staging(blobs)
+        # The Pythons the bootstrap tries in the job, in order (`runtime_python` first when configured).
+        self.pythons = ([runtime_python] if runtime_python else []) + ["python3", "python"]
         self.blobs_settings = blobs_settings or {}
         self.warnings: list[str] = []
         self._resolved: dict[str, dict[str, Any]] = {}
+        self._git_based = False
+        self._modules: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -117,13 +194,16 @@ class DominoProvider:
                                            backoff=float(extra.get("retry_backoff", 0.5)))
         client = DominoClient.from_env(**kwargs)
         settings = {"region": cfg.blobs.region, "endpoint_url": cfg.blobs.endpoint_url}
-        return cls(client, blobs, runtime_python=str(extra.get("runtime_python", "python")),
+        python = extra.get("runtime_python")
+        return cls(client, blobs, runtime_python=str(python) if python else None,
                    blobs_settings={k: v for k, v in settings.items() if v})
 
     # -- plan time ---------------------------------------------------------------------------
     def resolve_config(self, node: Node) -> dict[str, Any]:
-        """Names -> ids, and the project defaults (commit, environment revision, ...) when the node asks for
-        them or omits the commit: what the job will really run with goes into the fingerprint."""
+        """Names -> ids, and the project's defaults (environment, revision, tier, volume size) when the node
+        asks for them: what the job will really run with goes into the fingerprint. The project's commit
+        does not (it is not the code's identity: `code_identity` is); a CommitId or MainRepoGitRef written
+        in the flow stays. A setting Domino's job start cannot take is an error naming node and field."""
         if node.kind == "export_artifacts":
             return dict(node.job_config)
         cache_id = json.dumps([node.job_config, node.resolve_defaults], sort_keys=True, default=str)
@@ -131,45 +211,41 @@ class DominoProvider:
             if cache_id in self._resolved:
                 return dict(self._resolved[cache_id])
         cfg = dict(node.job_config)
+        for field, why in UNSENDABLE.items():
+            if cfg.get(field):
+                raise FlowLoadError(f"{field} cannot reach Domino: {why}", node=node.address, field=field)
+        unknown = sorted(set(cfg) - SENT - NOT_JOB_SETTINGS - set(UNSENDABLE))
+        if unknown:
+            raise FlowLoadError(f"{unknown[0]} is not a setting flows can send to Domino's job start",
+                                node=node.address, field=unknown[0])
+        _netapp_volume_ids(cfg.get("NetAppVolumeSnapshots"), node.address)
         if cfg.get("EnvironmentName") and not cfg.get("EnvironmentId"):
             cfg["EnvironmentId"] = self.client.resolve_environment_id(cfg["EnvironmentName"])
         if cfg.get("HardwareTierName") and not cfg.get("HardwareTierId"):
             cfg["HardwareTierId"] = self.client.resolve_hardware_tier_id(cfg["HardwareTierName"])
-        pinned_commit = cfg.get("CommitId") or (cfg.get("MainRepoGitRef") or {}).get("Type") == "commitId"
-        if node.resolve_defaults or not pinned_commit:
-            resolved = self.client.resolve_job_defaults(JobDefaultsRequest(
-                commit_id=cfg.get("CommitId"), main_repo_git_ref=_git_ref(cfg.get("MainRepoGitRef")),
-                hardware_tier_id=cfg.get("HardwareTierId"), environment_id=cfg.get("EnvironmentId"),
-                environment_revision_spec=_revision(cfg.get("EnvironmentRevisionSpec")),
-                dataset_snapshots=_snapshots(cfg.get("DatasetSnapshots")),
-                external_volume_mount_ids=cfg.get("ExternalVolumeMountIds"),
-                volume_size_gib=cfg.get("VolumeSizeGiB")))
-            cfg["CommitId"] = resolved.commit_id
-            if resolved.main_repo_git_ref is not None:
-                cfg["MainRepoGitRef"] = {"Type": resolved.main_repo_git_ref.type,
-                                         "Value": resolved.main_repo_git_ref.value}
-            if node.resolve_defaults:
-                cfg.setdefault("EnvironmentId", resolved.environment_id)
-                cfg.setdefault("HardwareTierId", resolved.hardware_tier_id.value)
-                cfg.setdefault("EnvironmentRevisionSpec", _revision_record(resolved.environment_revision_spec))
-                cfg.setdefault("VolumeSizeGiB", resolved.volume_size_gib)
-                if resolved.dataset_snapshots and not cfg.get("DatasetSnapshots"):
-                    cfg["DatasetSnapshots"] = [{"DatasetId": s.get("datasetId"), "SnapshotVersion": s.get("snapshotVersion")}
-                                               for s in resolved.dataset_snapshots]
-                if resolved.external_volume_mount_ids and not cfg.get("ExternalVolumeMountIds"):
-                    cfg["ExternalVolumeMountIds"] = list(resolved.external_volume_mount_ids)
+        resolved = self.client.resolve_job_defaults(JobDefaultsRequest(
+            commit_id=cfg.get("CommitId"), main_repo_git_ref=_git_ref(cfg.get("MainRepoGitRef")),
+            hardware_tier_id=cfg.get("HardwareTierId"), environment_id=cfg.get("EnvironmentId"),
+            environment_revision_spec=_revision(cfg.get("EnvironmentRevisionSpec")),
+            external_volume_mount_ids=cfg.get("ExternalVolumeMountIds"),
+            volume_size_gib=cfg.get("VolumeSizeGiB")))
+        with self._lock:
+            self._git_based = self._git_based or resolved.main_repo_git_ref is not None
+        if node.resolve_defaults:
+            cfg.setdefault("EnvironmentId", resolved.environment_id)
+            cfg.setdefault("HardwareTierId", resolved.hardware_tier_id.value)
+            cfg.setdefault("EnvironmentRevisionSpec", _revision_record(resolved.environment_revision_spec))
+            cfg.setdefault("VolumeSizeGiB", resolved.volume_size_gib)
+            if resolved.external_volume_mount_ids and not cfg.get("ExternalVolumeMountIds"):
+                cfg["ExternalVolumeMountIds"] = list(resolved.external_volume_mount_ids)
         cfg["ProjectId"] = self.client.project_id()
         with self._lock:
             self._resolved[cache_id] = cfg
         return dict(cfg)
 
     def code_identity(self, node: Node, project_root: Path, digests: StatCache) -> dict[str, str]:
-        cfg = self.resolve_config(node)
-        ref = cfg.get("MainRepoGitRef") or {}
-        code = {"commit": str(cfg.get("CommitId") or "")}
-        if ref.get("Type") == "commitId" and ref.get("Value"):
-            code["git"] = str(ref["Value"])
-        return code
+        """As locally: the digests of the project files the command names, or the @task's source."""
+        return node_code_identity(node, project_root, digests, self._modules, self._lock)
 
     # -- run time ----------------------------------------------------------------------------
     def _upload_input(self, value: InputValue) -> InputValue:
@@ -179,46 +255,70 @@ class DominoProvider:
         stored = self.blobs.put_dir(path) if is_dir(value.type) else self.blobs.put_file(path, value.digest)
         return value.model_copy(update={"uri": stored.uri, "digest": stored.digest})
 
-    def _job_command(self, job: JobSpec) -> str:
-        """The node's command; a `@task` function runs as the local provider runs it, by `providers.pytask`,
-        importing the flow file from the project at the job's commit (`/mnt/code`)."""
+    def _check_task(self, job: JobSpec) -> None:
         if job.kind != "python":
-            return job.command
+            return
         if not job.python:
             raise ProviderError("python task without a function reference", node=job.address)
         rel = Path(os.path.relpath(job.python["file"], job.project_root))
         if rel.parts and rel.parts[0] == "..":
             raise ProviderError(f"the @task is defined in {job.python['file']}, outside the project "
-                                f"{job.project_root}: a Domino job sees only the project (at /mnt/code), so it "
-                                "cannot import it; move the module into the project", node=job.address)
-        return pytask.command(self.runtime_python, job, f"{CODE_MOUNT}/{rel.as_posix()}")
+                                f"{job.project_root}: a Domino job sees only the project (in its working "
+                                "directory), so it cannot import it; move the module into the project",
+                                node=job.address)
+
+    def _pinned_ref(self, cfg: dict[str, Any], job: JobSpec) -> GitRef | None:
+        """The flow's MainRepoGitRef, else (git-based project) this checkout's HEAD when it holds the code."""
+        written = _git_ref(cfg.get("MainRepoGitRef"))
+        if written is not None or cfg.get("CommitId") or not self._git_based:
+            return written
+        files = command_files(job.command, Path(job.project_root)) if job.kind != "python" else \
+            [Path(os.path.relpath(job.python["file"], job.project_root)).as_posix()] if job.python else []
+        head = _local_head(Path(job.project_root), files)
+        return GitRef(type="commitId", value=head) if head else None
 
     def start(self, job: JobSpec) -> JobHandle:
         if job.kind == "export_artifacts":
             raise ProviderError("artifact exports are not run by the Domino provider yet (Domino's export task is "
                                 "not public); run them on Domino with pyflyte", node=job.address)
-        inputs = {name: self._upload_input(v).model_dump() for name, v in job.inputs.items()}
-        nonce = uuid.uuid4().hex
-        manifest = {"run_id": job.run_id, "address": job.address, "attempt": job.attempt, "nonce": nonce,
-                    "inputs": inputs, "outputs": job.outputs, "blobs_url": self.blobs.url,
-                    "blobs": self.blobs_settings, "kind": job.kind, "export_specs": job.export_specs}
-        stored = self.blobs.put_bytes(json.dumps(manifest, sort_keys=True).encode())
-        endpoint = self.blobs_settings.get("endpoint_url")
-        command = (f"{self.runtime_python} -m providers.domino.runtime --manifest {shlex.quote(stored.uri)} "
-                   + (f"--endpoint-url {shlex.quote(endpoint)} " if endpoint else "")
-                   + f"-- {shlex.quote(self._job_command(job))}")
+        self._check_task(job)
+        inputs = {name: self._upload_input(v) for name, v in job.inputs.items()}
+        marker = attempt_marker(job.run_id, job.address, job.attempt)
+        env = {"FLOWS_RUN_ID": job.run_id, "FLOWS_NODE": job.address, "DOMINO_IS_WORKFLOW_JOB": "true"}
+        command = self.staging.prepare(job, inputs, marker, self.pythons, env)
         cfg = dict(job.job_config)
         request = StartJobRequest(
-            command_to_run=command, title=f"flows: {job.address}"[:200], commit_id=cfg.get("CommitId"),
-            main_repo_git_ref=_git_ref(cfg.get("MainRepoGitRef")),
+            command_to_run=command, title=job_title(cfg, job.address, marker), commit_id=cfg.get("CommitId"),
+            main_repo_git_ref=self._pinned_ref(cfg, job),
             override_hardware_tier_id=cfg.get("HardwareTierId"), environment_id=cfg.get("EnvironmentId"),
             environment_revision_spec=_revision(cfg.get("EnvironmentRevisionSpec")),
-            external_volume_mounts=cfg.get("ExternalVolumeMountIds"),
-            override_volume_size_gib=cfg.get("VolumeSizeGiB"))
+            external_volume_mounts=cfg.get("ExternalVolumeMountIds") or None,
+            net_app_volume_ids=_netapp_volume_ids(cfg.get("NetAppVolumeSnapshots"), job.address),
+            override_volume_size_gib=cfg.get("VolumeSizeGiB"),
+            compute_cluster_properties=cluster_properties(cfg.get("ComputeClusterProperties")))
         started = self.client.start_job(request)
-        return JobHandle(provider=self.name, job_id=started.id, data={"manifest": stored.uri})
+        return JobHandle(provider=self.name, job_id=started.id, data={"marker": marker})
+
+    def find_started(self, run_id: str, address: str, attempt: int, scan: int = 200) -> str | None:
+        """The job started for (run, node, attempt) whose id was never journaled: found by the marker in its
+        title. None when that start never reached Domino."""
+        tail = f"[{attempt_marker(run_id, address, attempt)}]"
+        for job in self.client.list_jobs(page_size=scan):  # newest first
+            if (job.title or "").endswith(tail):
+                return str(job.id)
+        return None
 
     def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event) -> JobResult:
+        marker = attempt_marker(job.run_id, job.address, job.attempt)
+        try:
+            return self._wait(handle, job, cancel, marker)
+        finally:
+            try:
+                self.staging.clear(marker)
+            except ProviderError as e:
+                self.warnings.append(f"{job.address}: {e.message}")
+
+    def _wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event, marker: str) -> JobResult:
         deadline = None if job.timeout_seconds is None else time.monotonic() + job.timeout_seconds
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -235,19 +335,24 @@ class DominoProvider:
                                                            f"stopped Domino job {handle.job_id}")
         log = self._log(handle.job_id)
         self._write_local_log(job, log)
+        result = decode_result(log)
+        if result is not None and result.get("error"):
+            return JobResult(status="failed", error=redact(str(result["error"])), log_tail=redact(_tail(log)))
         if not status.succeeded:
             return JobResult(status="failed", error=f"Domino job {handle.job_id} {status.status}",
                              log_tail=redact(_tail(log)))
-        result = decode_result(log)
         if result is None:
             return JobResult(status="failed", error=f"Domino job {handle.job_id} succeeded but left no flows result "
-                                                    "(is this package installed in the job's environment?)",
-                             log_tail=redact(_tail(log)))
-        if result.get("error"):
-            return JobResult(status="failed", error=redact(str(result["error"])), log_tail=redact(_tail(log)))
-        outputs = {k: OutputRecord.model_validate(v) for k, v in result.get("outputs", {}).items()}
-        return JobResult(status="succeeded", outputs=outputs, warnings=list(result.get("warnings", [])),
-                         log_tail=redact(_tail(log)))
+                                                    "(see its log)", log_tail=redact(_tail(log)))
+        scratch = Path(tempfile.mkdtemp(prefix="flows-collect-"))
+        try:
+            outputs, warnings = self.staging.collect(job, marker, result, scratch)
+        except ProviderError as e:
+            return JobResult(status="failed", error=redact(e.message), log_tail=redact(_tail(log)))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return JobResult(status="succeeded", outputs=outputs,
+                         warnings=list(result.get("warnings", [])) + warnings, log_tail=redact(_tail(log)))
 
     def _log(self, job_id: str) -> str:
         try:
@@ -269,7 +374,8 @@ class DominoProvider:
             self.client.job_status(job_id)
         except ProviderError:
             return None
-        return JobHandle(provider=self.name, job_id=job_id)
+        return JobHandle(provider=self.name, job_id=job_id,
+                         data={"marker": attempt_marker(job.run_id, job.address, job.attempt)})
 
     def logs(self, job_id: str) -> str:
         return redact(self.client.job_stdout(job_id))

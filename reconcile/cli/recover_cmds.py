@@ -8,9 +8,7 @@ superseded by the apply after it, and finishing it would bring back its inputs.
 """
 from __future__ import annotations
 
-import json
 import os
-import shlex
 from pathlib import Path
 from typing import Any, Optional
 
@@ -98,25 +96,10 @@ def _unjournaled_starts(records: list[dict[str, Any]], run_id: str) -> dict[str,
 
 
 def _find_started(provider: Any, run_id: str, address: str, attempt: int) -> str | None:
-    """The Domino job started for (run, node, attempt) whose id was never journaled, or None if the start
-    never reached Domino. Its title names the node; its manifest in the blob store names run and attempt.
-    (Provider knowledge: it belongs in DominoProvider, next to `start`, once that grows a lookup.)"""
-    client = getattr(provider, "client", None)
-    if provider.name != "domino" or client is None:
-        return None  # local jobs cannot be re-attached anyway
-    for job in client.list_jobs(page_size=FIND_JOBS):  # newest first
-        if job.title != f"flows: {address}"[:200] or not job.job_run_command:
-            continue
-        args = shlex.split(job.job_run_command)
-        if "--manifest" not in args[:-1]:
-            continue
-        try:
-            manifest = json.loads(provider.blobs.read_bytes(args[args.index("--manifest") + 1]))
-        except Exception:  # noqa: BLE001 - not one of ours, or its manifest is gone: not this start
-            continue
-        if (manifest.get("run_id"), manifest.get("address"), manifest.get("attempt")) == (run_id, address, attempt):
-            return str(job.id)
-    return None
+    """The job started for (run, node, attempt) whose id was never journaled, or None if the start never
+    reached the provider (or its jobs cannot outlive this process). The provider knows how to look."""
+    find = getattr(provider, "find_started", None)
+    return find(run_id, address, attempt, FIND_JOBS) if find is not None else None
 
 
 def _jobs_to_attach(view: Any, run: Any, provider: Any) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:

@@ -1,0 +1,259 @@
+"""The apply side of a Domino job's data: presigned URLs out, verified outputs in.
+
+A job holds no credentials. For each attempt flows writes a manifest under a staging prefix of the blob
+store (`<blobs>/staging/<marker>/`), and the job's command is a short bootstrap (`bootstrap_command`)
+carrying one presigned GET URL: the manifest's. The manifest names the in-job runtime (a presigned GET
+of `runtime.py`, stored content-addressed, with its sha256), presigned GETs of every input, and one
+presigned PUT per declared output, to `<staging>/out/<name>`. URLs expire after the node's timeout plus
+a margin. After the job, `collect` checks each staged object against the size and sha256 the job
+reported, hands the files to `providers.jobio` (which parses values and stores everything
+content-addressed), and `clear` deletes the attempt's staging keys, kept or not.
+
+No URL leaves this module except inside the job's command and the manifest: never in a log line, an
+error, the plan, the state or a run record.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import tarfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from providers import jobio, launcher, pytask
+from providers.base import InputValue, JobSpec
+from providers.blobs.base import ensure_inside
+from providers.code_files import command_files
+from reconcile.errors import ProviderError
+from reconcile.flytetypes import is_blob, is_dir
+from state.model import OutputRecord
+
+RUNTIME_FILE = Path(__file__).with_name("runtime.py")
+DEFAULT_TIMEOUT = 24 * 3600.0   # a node without a timeout: its URLs still expire
+URL_MARGIN = 3600.0             # queueing and start-up on top of the node's own time limit
+MAX_EXPIRY = 7 * 24 * 3600      # the longest a SigV4 presigned URL may live
+# Domino documents no limit for commandToRun; we keep ours well below what proxies take in a JSON body.
+MAX_COMMAND_BYTES = 8192
+
+# What the job runs first: python3 (else python) fetches the manifest and the runtime, checks the
+# runtime's sha256 and calls its main(). Python 3.8 syntax only; no quote characters of the shell's.
+BOOTSTRAP = (
+    "import sys,json,hashlib,os,tempfile,urllib.request as u\n"
+    "if sys.version_info<(3,8):sys.exit('flows: the job needs Python 3.8 or newer, '+sys.executable+"
+    "' is '+sys.version.split()[0])\n"
+    "m=json.load(u.urlopen(sys.argv[1],timeout=300))\n"
+    "c=u.urlopen(m['runtime']['url'],timeout=300).read()\n"
+    "if hashlib.sha256(c).hexdigest()!=m['runtime']['sha256']:sys.exit('flows: the runtime this job "
+    "downloaded is not the one flows sent')\n"
+    "d=tempfile.mkdtemp(prefix='flows-runtime-');f=os.path.join(d,'flows_runtime.py')\n"
+    "with open(f,'wb') as o:o.write(c)\n"
+    "g={'__name__':'flows_runtime','__file__':f};exec(compile(c,f,'exec'),g);sys.exit(g['main'](m,f))\n")
+NO_PYTHON = ("flows: this job has no python3 or python on its PATH ($PATH); the environment needs a "
+             "Python 3.8 or newer for the flows runtime")
+
+
+def attempt_marker(run_id: str, address: str, attempt: int) -> str:
+    """The per-attempt nonce: in the job's title (which Domino keeps verbatim) and its staging prefix, so
+    recover finds the job and its outputs from (run, node, attempt) alone."""
+    return "flows-" + hashlib.sha256(f"{run_id}\0{address}\0{attempt}".encode()).hexdigest()[:16]
+
+
+def bootstrap_command(manifest_url: str, pythons: list[str]) -> str:
+    """`sh -c` (Domino may or may not run the command through a shell; this works either way)."""
+    loop = (f"for p in {' '.join(shlex.quote(p) for p in pythons)}; do "
+            'if command -v "$p" >/dev/null 2>&1; then exec "$p" -c "$0" "$1"; fi; done; '
+            f'echo "{NO_PYTHON}"; exit 127')
+    return " ".join(["sh", "-c", shlex.quote(loop), shlex.quote(BOOTSTRAP), shlex.quote(manifest_url)])
+
+
+def url_lifetime(timeout_seconds: float | None) -> int:
+    return int(min(MAX_EXPIRY, (timeout_seconds or DEFAULT_TIMEOUT) + URL_MARGIN))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def code_files_of(job: JobSpec) -> list[str]:
+    """Project-relative paths of the code a job runs: the files its command names, or a @task's flow file."""
+    root = Path(job.project_root)
+    if job.kind == "python" and job.python:
+        rel = Path(os.path.relpath(job.python["file"], root))
+        return [] if rel.parts[:1] == ("..",) else [rel.as_posix()]
+    return command_files(job.command, root)
+
+
+class Staging:
+    """Presigned URLs over an S3 blob store (`providers.blobs.s3.S3BlobStore`)."""
+
+    def __init__(self, blobs: Any) -> None:
+        self.blobs = blobs
+        self.s3 = blobs.s3
+        self.bucket = blobs.bucket
+        self._presigner: Any = None
+        self._runtime: tuple[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def _prefix(self, marker: str) -> str:
+        return f"{self.blobs.prefix}staging/{marker}/"
+
+    def _signer(self) -> Any:
+        """A client that signs URLs with SigV4 (what every region takes; a SigV2 URL may be refused)."""
+        with self._lock:
+            if self._presigner is None:
+                import boto3
+                from botocore.config import Config
+
+                settings = getattr(self.blobs, "settings", {})
+                session = boto3.session.Session(profile_name=settings.get("profile"))
+                self._presigner = session.client(
+                    "s3", region_name=settings.get("region") or session.region_name or "us-east-1",
+                    endpoint_url=settings.get("endpoint_url"), config=Config(signature_version="s3v4"))
+            return self._presigner
+
+    def _get(self, key: str, expires: int, bucket: str | None = None) -> str:
+        return str(self._signer().generate_presigned_url("get_object", Params={"Bucket": bucket or self.bucket, "Key": key},
+                                                  ExpiresIn=expires))
+
+    def _put(self, key: str, expires: int) -> str:
+        return str(self._signer().generate_presigned_url("put_object", Params={"Bucket": self.bucket, "Key": key},
+                                                  ExpiresIn=expires))
+
+    def _key_of(self, uri: str) -> tuple[str, str]:
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        return bucket, key
+
+    def _runtime_blob(self) -> tuple[str, str]:
+        with self._lock:
+            if self._runtime is None:
+                data = RUNTIME_FILE.read_bytes()
+                stored = self.blobs.put_bytes(data)
+                self._runtime = (stored.uri, hashlib.sha256(data).hexdigest())
+            return self._runtime
+
+    # -- before the job ------------------------------------------------------------------------------
+    def _input(self, name: str, value: InputValue, expires: int) -> dict[str, Any]:
+        t = pytask.inner_type(value.type)
+        if not is_blob(t):
+            return {"name": name, "kind": "value", "text": pytask.format_value(value.type, value.value).decode()}
+        if not value.uri:
+            return {"name": name, "kind": "none"}
+        bucket, key = self._key_of(value.uri)
+        if not is_dir(t):
+            return {"name": name, "kind": "file", "url": self._get(key, expires, bucket)}
+        files = json.loads(self.blobs.read_bytes(value.uri))["files"]
+        return {"name": name, "kind": "dir",
+                "files": [{"path": rel, "url": self._get(self.blobs._key(str(meta["digest"])), expires)}
+                          for rel, meta in sorted(files.items())]}
+
+    def prepare(self, job: JobSpec, inputs: dict[str, InputValue], marker: str, pythons: list[str],
+                env: dict[str, str]) -> str:
+        """Write the attempt's manifest; return the job's command (the bootstrap with its one URL)."""
+        expires = url_lifetime(job.timeout_seconds)
+        root = Path(job.project_root)
+        code = {}
+        for rel in code_files_of(job):
+            try:
+                code[rel] = _sha256(root / rel)
+            except OSError as e:
+                raise ProviderError(f"cannot read {rel}: {e.strerror}", node=job.address) from None
+        runtime_uri, runtime_sha = self._runtime_blob()
+        outputs = {name: {"type": t, "optional": t.startswith("optional["),
+                          "kind": "dir" if is_dir(pytask.inner_type(t)) else
+                          "file" if is_blob(pytask.inner_type(t)) else "value"}
+                   for name, t in job.outputs.items()}
+        prefix = self._prefix(marker)
+        manifest: dict[str, Any] = {
+            "version": 1, "address": job.address, "marker": marker, "env": env, "code": code,
+            "runtime": {"url": self._get(self._key_of(runtime_uri)[1], expires), "sha256": runtime_sha},
+            "inputs": [self._input(n, v, expires) for n, v in inputs.items()],
+            "outputs": outputs, "max_value_bytes": jobio.MAX_VALUE_BYTES,
+            "uploads": {name: self._put(prefix + "out/" + name, expires) for name in outputs},
+            "command": launcher.launch(job.command) if job.kind != "python" else "",
+        }
+        if job.kind == "python" and job.python:
+            manifest["task"] = {"file": code_files_of(job)[0], "qualname": job.python["qualname"],
+                                "inputs": {n: v.type for n, v in inputs.items()}, "outputs": dict(job.outputs)}
+        key = prefix + "manifest.json"
+        with self.blobs._errors(f"s3://{self.bucket}/{key}", "writing the job's manifest"):
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(manifest).encode())
+        command = bootstrap_command(self._get(key, expires), pythons)
+        if len(command.encode()) > MAX_COMMAND_BYTES:
+            raise ProviderError(f"the job's command would be {len(command.encode())} bytes, over the "
+                                f"{MAX_COMMAND_BYTES} flows sends to Domino", node=job.address)
+        return command
+
+    # -- after the job -------------------------------------------------------------------------------
+    def collect(self, job: JobSpec, marker: str, result: dict[str, Any],
+                scratch: Path) -> tuple[dict[str, OutputRecord], list[str]]:
+        """Verify each staged output against the job's report, then store it content-addressed."""
+        reported = result.get("outputs") or {}
+        unknown = sorted(set(reported) - set(job.outputs))
+        if unknown:
+            raise ProviderError(f"the job reported outputs it does not declare: {', '.join(unknown)}", node=job.address)
+        outputs_dir = scratch / "outputs"
+        outputs_dir.mkdir(parents=True, exist_ok=True)
+        prefix = self._prefix(marker)
+        for name, info in reported.items():
+            if info.get("missing"):
+                continue
+            staged = scratch / "staged" / name
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            key = prefix + "out/" + name
+            with self.blobs._errors(f"s3://{self.bucket}/{key}", f"fetching the staged output '{name}'"):
+                self.s3.download_file(self.bucket, key, str(staged))
+            size, digest = staged.stat().st_size, _sha256(staged)
+            if size != info.get("size") or digest != info.get("sha256"):
+                raise ProviderError(f"output '{name}': the staged upload ({size} bytes) is not what the job sent "
+                                    f"({info.get('size')} bytes, sha256 {str(info.get('sha256'))[:12]}…); not kept",
+                                    node=job.address)
+            target = ensure_inside(outputs_dir, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if is_dir(pytask.inner_type(job.outputs[name])):
+                _untar(staged, target, name)
+            else:
+                shutil.move(str(staged), target)
+        try:
+            return jobio.collect_outputs(job.outputs, outputs_dir, self.blobs, consume=True)
+        except jobio.OutputsError as e:
+            raise ProviderError(str(e), node=job.address) from None
+
+    def clear(self, marker: str) -> None:
+        """Delete every staging key of the attempt: what was kept is in the store by now."""
+        prefix = self._prefix(marker)
+        with self.blobs._errors(f"s3://{self.bucket}/{prefix}", "deleting the job's staging keys"):
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            keys = [{"Key": o["Key"]} for page in pages for o in page.get("Contents", [])]
+            for i in range(0, len(keys), 1000):
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+
+    def staged_keys(self, marker: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._prefix(marker))
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def _untar(archive: Path, dest: Path, name: str) -> None:
+    """A folder output, from the job's tar: regular files only, every name inside `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            try:
+                target = ensure_inside(dest, member.name)
+            except ValueError:
+                raise ProviderError(f"output '{name}': the job's folder names '{member.name}', outside the "
+                                    "folder; not kept") from None
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None
+            with source, open(target, "wb") as f:
+                shutil.copyfileobj(source, f)
