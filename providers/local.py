@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from providers import sandbox
+from providers import jobenv, launcher, sandbox
 from providers.base import JobHandle, JobResult, JobSpec
 from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
@@ -57,8 +57,10 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, blobs: BlobStore, logs_dir: Path, *, jobs_dir: Path | None = None,
-                 isolate: bool | None = None, kill_grace: float = KILL_GRACE) -> None:
+                 isolate: bool | None = None, kill_grace: float = KILL_GRACE,
+                 domino_settings: dict[str, Any] | None = None) -> None:
         self.blobs = blobs
+        self.domino_settings = domino_settings or {}  # DOMINO_* values for jobs (providers.jobenv)
         self.logs_dir = Path(logs_dir)
         self.jobs_dir = Path(jobs_dir) if jobs_dir else self.logs_dir.parent / "jobs"
         self.kill_grace = kill_grace
@@ -113,8 +115,11 @@ class LocalProvider:
             raise ProviderError(redact(f"cannot create the job's folder: {e}"), node=job.address) from None
         try:
             self._write_inputs(job, folder / "inputs")
+            env = {"PYTHONUNBUFFERED": "1", **jobenv.domino_variables(
+                project_root=Path(job.project_root), run_id=job.run_id, address=job.address, attempt=job.attempt,
+                working_dir=sandbox.CODE if self.isolated else job.project_root, settings=self.domino_settings)}
             proc = sandbox.spawn(self._command(job), cwd=Path(job.project_root), workflow_dir=folder,
-                                 log_path=log, env={"PYTHONUNBUFFERED": "1"}, isolate=self.isolated)
+                                 log_path=log, env=env, isolate=self.isolated)
         except FlowsError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -140,7 +145,7 @@ class LocalProvider:
 
     def _command(self, job: JobSpec) -> str:
         if job.kind != "python":
-            return job.command
+            return launcher.launch(job.command)  # `scripts/x.py --day 3` runs as on Domino
         if not job.python:
             raise ProviderError("python task without a function reference", node=job.address)
         return pytask.command(sys.executable, job, job.python["file"])

@@ -136,4 +136,4 @@ def make_provider(cfg: FlowsConfig, blobs: Any) -> Any:
         from providers.domino.provider import DominoProvider  # noqa: PLC0415
         return DominoProvider.from_config(cfg, blobs)
     from providers.local import LocalProvider
-    return LocalProvider(blobs=blobs, logs_dir=cfg.dir / "logs")
+    return LocalProvider(blobs=blobs, logs_dir=cfg.dir / "logs", domino_settings=cfg.provider.model_extra or {})

@@ -136,7 +136,7 @@ def _namespace_prefix(private):
     """argv that runs a command with `private` mounted at /workflow, in an unprivileged user+mount
     namespace; None when the kernel or the container does not allow it."""
     if not shutil.which("unshare"):
-        return None, "no unshare command"
+        return None, "unshare: not installed"
     script = 'mount --bind "$0" ' + WORKFLOW + ' || exit 125; exec "$@"'
     prefix = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, private]
     ok, why = _quiet(prefix + ["true"])

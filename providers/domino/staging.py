@@ -99,6 +99,7 @@ class Staging:
         self.s3 = blobs.s3
         self.bucket = blobs.bucket
         self._presigner: Any = None
+        self.workflow_dir: str | None = None  # tests: the job's /workflow elsewhere (a job uses /workflow)
         self._runtime: tuple[str, str] | None = None
         self._lock = threading.Lock()
 
@@ -179,6 +180,8 @@ class Staging:
             "uploads": {name: self._put(prefix + "out/" + name, expires) for name in outputs},
             "command": launcher.launch(job.command) if job.kind != "python" else "",
         }
+        if self.workflow_dir:
+            manifest["workflow_dir"] = self.workflow_dir
         if job.kind == "python" and job.python:
             manifest["task"] = {"file": code_files_of(job)[0], "qualname": job.python["qualname"],
                                 "inputs": {n: v.type for n, v in inputs.items()}, "outputs": dict(job.outputs)}

@@ -1,0 +1,36 @@
+"""The `DOMINO_*` variables a job sees on Domino, for jobs that run on this machine.
+
+Scripts written for Domino Flows read them: `DOMINO_IS_WORKFLOW_JOB` (true in a flow's job) picks the
+`/workflow` branch, Domino's AI-training template reads `DOMINO_STARTING_USERNAME`. Values come from
+`[tool.flows.provider]` (`project_owner`, `project_name`, `starting_username`), else from the same variables
+in flows' own environment (inside a Domino workspace), else from local defaults.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+SETTINGS = {"DOMINO_PROJECT_OWNER": "project_owner", "DOMINO_PROJECT_NAME": "project_name",
+            "DOMINO_STARTING_USERNAME": "starting_username"}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container): still a value scripts can use
+        return f"uid{os.getuid()}"
+
+
+def domino_variables(*, project_root: Path, run_id: str, address: str, attempt: int, working_dir: str,
+                     settings: Mapping[str, object] | None = None) -> dict[str, str]:
+    settings = settings or {}
+    defaults = {"DOMINO_PROJECT_OWNER": _user(), "DOMINO_PROJECT_NAME": Path(project_root).name,
+                "DOMINO_STARTING_USERNAME": _user()}
+    env = {var: str(settings.get(key) or os.environ.get(var) or defaults[var]) for var, key in SETTINGS.items()}
+    node = hashlib.sha1(address.encode()).hexdigest()[:8]
+    env.update({"DOMINO_RUN_ID": f"{run_id}.{node}.{attempt}", "DOMINO_WORKING_DIR": working_dir,
+                "DOMINO_IS_WORKFLOW_JOB": "true"})
+    return env
