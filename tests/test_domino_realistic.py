@@ -95,3 +95,218 @@ def test_ai_training_applies_on_realistic_domino_and_replans_to_nothing(tmp_path
             assert "X-Amz-Signature" not in text and FAKE_SECRET not in text and API_KEY not in text, path
     # Staging keys are gone: only content-addressed blobs remain.
     assert not [k for k in s3.keys() if "/staging/" in k]
+
+
+MIXED_FLOW = '''
+from typing import TypeVar
+
+from flytekit import task, workflow
+from flytekit.types.file import FlyteFile
+from flytekitplugins.domino.artifact import DATA, Artifact
+from flytekitplugins.domino.helpers import Input, Output, run_domino_job_task
+from flytekitplugins.domino.task import DominoJobConfig, DominoJobTask
+
+CSV = FlyteFile[TypeVar("csv")]
+Cleaned = Artifact(name="Cleaned data", type=DATA)
+
+
+@task
+def count(data: FlyteFile) -> int:
+    import helpers  # a module of the project, found from the job's working directory
+    return helpers.rows(data)
+
+
+@workflow
+def mixed(raw: CSV) -> int:
+    clean = DominoJobTask(
+        name="clean",
+        domino_job_config=DominoJobConfig(Command="python scripts/clean.py"),
+        inputs={"raw": CSV},
+        outputs={"cleaned": Cleaned.File(name="cleaned.csv")},
+        use_latest=True,
+    )
+    cleaned = clean(raw=raw)
+    stats = run_domino_job_task(
+        flyte_task_name="stats", command="scripts/stats.py --column value",
+        inputs=[Input(name="data", type=CSV, value=cleaned)],
+        output_specs=[Output(name="mean", type=float)],
+        use_project_defaults_for_omitted=True,
+    )
+    return count(data=cleaned)
+'''
+CLEAN = '''import os
+if os.environ.get("DOMINO_IS_WORKFLOW_JOB") != "true":
+    raise SystemExit("not a flow job")
+rows = [r for r in open("/workflow/inputs/raw").read().splitlines() if r.strip() and ",," not in r]
+open("/workflow/outputs/cleaned", "w").write("\\n".join(rows) + "\\n")
+print("cleaned", len(rows) - 1, "rows as", os.getuid())
+'''
+STATS = '''import sys
+column = sys.argv[sys.argv.index("--column") + 1]
+lines = open("/workflow/inputs/data").read().split()
+index = lines[0].split(",").index(column)
+values = [float(r.split(",")[index]) for r in lines[1:]]
+open("/workflow/outputs/mean", "w").write(str(sum(values) / len(values)))
+'''
+HELPERS = "def rows(path):\n    return len(open(path).read().split()) - 1\n"
+RAW = "id,value\n1,10\n2,,\n3,20\n4,30\n"
+
+
+def mixed_project(root: Path, s3env: S3Env) -> Path:
+    (root / "scripts").mkdir(parents=True)
+    (root / "data").mkdir()
+    files = {"mixed.py": MIXED_FLOW, "scripts/clean.py": CLEAN, "scripts/stats.py": STATS, "helpers.py": HELPERS,
+             "data/raw.csv": RAW, "flows.toml": toml(s3env)}
+    for rel, text in files.items():
+        (root / rel).write_text(text)
+    return root
+
+
+MIXED = ("mixed.py", "mixed", "--raw", "data/raw.csv")
+
+
+def value(root: Path, emu: DominoEmulator, address: str, name: str) -> Any:
+    r = run(root, emu, "outputs", address, "--json")
+    assert r.code == 0, r.text
+    return json.loads(r.out)[name]["value"]
+
+
+def test_mixed_flow_on_a_realistic_dfs_project(tmp_path: Path, s3: S3Env, realistic: Any) -> None:
+    """DominoJobTask, run_domino_job_task with a bare `.py` command, a @task importing a project module, a DATA
+    artifact: all run on a DFS project (working directory /mnt, not /mnt/code) as a non-root user; the commit
+    moves after every job and the next plan is a no-op; editing one script re-runs exactly that node."""
+    root = mixed_project(tmp_path / "project", s3)
+    emu = realistic(root)  # DFS
+    r = run(root, emu, "apply", *MIXED, "--auto-approve")
+    assert r.code == 0, r.text + "\n".join(job_logs(emu))
+    assert len(emu.started_jobs) == 3
+    assert value(root, emu, "mixed/stats", "mean") == 20.0
+    assert value(root, emu, "mixed/count", "o0") == 3
+    clean_log = next(log for log in job_logs(emu) if "cleaned 3 rows" in log)
+    assert "working directory /mnt)" in clean_log and "cleaned 3 rows as 0" in clean_log  # ns-root, really uid 65534
+    assert len(emu.project.commits) == 4
+    r = run(root, emu, "plan", *MIXED, "--detailed-exitcode")
+    assert r.code == 0, r.text
+    # Edit one script without changing what it writes: that node alone runs; its dependents are reused.
+    script = root / "scripts" / "clean.py"
+    script.write_text(script.read_text() + "# tidied\n")
+    r = run(root, emu, "apply", *MIXED, "--auto-approve")
+    assert r.code == 0, r.text
+    assert len(emu.started_jobs) == 4
+    assert emu.job(emu.started_jobs[-1]).title.startswith("flows: mixed/clean [flows-")
+    # The job's command is stored in Domino's quoting: nothing may compare it with ours.
+    start = emu.calls("POST", "/v4/jobs/start")[0].body
+    assert emu.job(emu.started_jobs[0]).to_json()["jobRunCommand"] != start["commandToRun"]
+
+
+def test_code_that_was_not_synced_fails_before_running(tmp_path: Path, s3: S3Env, realistic: Any) -> None:
+    """Problem 6: the job checks the planned digests of the files it uses, in its working directory."""
+    root = mixed_project(tmp_path / "project", s3)
+    synced = tmp_path / "on-domino"
+    shutil.copytree(root, synced)
+    emu = realistic(synced)
+    stats = root / "scripts" / "stats.py"
+    stats.write_text(stats.read_text() + "print('a local edit nobody pushed')\n")
+    r = run(root, emu, "apply", *MIXED, "--auto-approve")
+    assert r.code == 1
+    assert "scripts/stats.py on Domino differs from the planned one: push or sync the project" in r.out, r.out
+    assert "a local edit" not in "".join(job_logs(emu))  # the script never ran
+
+
+SETTINGS_FLOW = '''
+from flytekit import workflow
+from flytekitplugins.domino.task import (ClusterProperties, DatasetSnapshot, DominoJobConfig, DominoJobTask,
+                                         EnvironmentRevisionSpecification, EnvironmentRevisionType)
+
+
+@workflow
+def settings() -> int:
+    big = DominoJobTask(
+        name="big",
+        domino_job_config=DominoJobConfig(
+            Command="python scripts/one.py", Title="Nightly training", VolumeSizeGiB=50,
+            ExternalVolumeMountIds=["vol-1"], EnvironmentId="{env}",
+            EnvironmentRevisionSpec=EnvironmentRevisionSpecification(EnvironmentRevisionType.SomeRevision, "{rev}"),
+            ComputeClusterProperties=ClusterProperties(ClusterType="Spark", ComputeEnvironmentId="{env}",
+                                                       WorkerHardareTierId="small-k8s", WorkerCount=2,
+                                                       WorkerStorageGiB=10, MasterHardwareTierId="medium-k8s"),
+            {extra}),
+        outputs={{"x": int}},
+    )
+    return big()
+'''
+
+
+def test_every_setting_reaches_the_job_start_or_the_plan_refuses_it(tmp_path: Path, s3: S3Env, realistic: Any) -> None:
+    """Problem 7: cluster properties, volumes, volume size, environment revision and Title are sent; a setting
+    Domino's start cannot take is a plan-time error naming the node and the field."""
+    root = tmp_path / "project"
+    (root / "scripts").mkdir(parents=True)
+    (root / "scripts" / "one.py").write_text('open("/workflow/outputs/x", "w").write("1")\n')
+    (root / "flows.toml").write_text(toml(s3))
+    emu = realistic(root)
+    env = emu.project.environments[1]
+    (root / "flow.py").write_text(SETTINGS_FLOW.format(env=env.id, rev=env.revisions[0], extra=""))
+    r = run(root, emu, "apply", "flow.py", "settings", "--auto-approve")
+    assert r.code == 0, r.text
+    body = emu.calls("POST", "/v4/jobs/start")[0].body
+    assert body["title"].startswith("Nightly training [flows-")
+    assert body["overrideVolumeSizeGiB"] == 50 and body["externalVolumeMounts"] == ["vol-1"]
+    assert body["environmentId"] == env.id
+    assert body["environmentRevisionSpec"] == {"_type": "domino.environments.api.SomeRevision",
+                                               "revisionId": env.revisions[0]}
+    assert body["computeClusterProperties"] == {
+        "clusterType": "Spark", "computeEnvironmentId": env.id, "masterHardwareTierId": {"value": "medium-k8s"},
+        "workerHardwareTierId": {"value": "small-k8s"}, "workerCount": 2,
+        "workerStorage": {"value": 10, "unit": "GiB"}}
+    (root / "flow.py").write_text(SETTINGS_FLOW.format(env=env.id, rev=env.revisions[0],
+                                                       extra='DatasetSnapshots=[DatasetSnapshot("ds-1", 3)]'))
+    r = run(root, emu, "plan", "flow.py", "settings")
+    assert r.code == 1 and "Traceback" not in r.text, r.text
+    assert "settings/big" in r.err and "DatasetSnapshots" in r.err and "POST /v4/jobs/start" in r.err, r.err
+    assert len(emu.started_jobs) == 1
+
+
+def test_recover_finds_its_job_although_domino_requoted_the_command(tmp_path: Path, s3: S3Env, realistic: Any) -> None:
+    """Problem 8: apply dies after Domino started a job and before its id was journaled; Domino answers the
+    job's command in its own quoting. recover finds the job by the marker in its title, re-attaches, and no
+    node's job starts twice. No credential reaches any job."""
+    from tests.test_recover_kit import HoldingProxy, start_flows, wait_until
+
+    root = mixed_project(tmp_path / "project", s3)
+    emu = realistic(root)
+    held = b'"title": "flows: mixed/stats ['
+    proxy = HoldingProxy(emu.url, lambda method, path, body: path == "/v4/jobs/start" and held in body)
+    try:
+        apply = start_flows("apply", *MIXED, "--auto-approve", cwd=root, log=tmp_path / "apply.log",
+                            env={**aws_env(), **domino_env(emu), "DOMINO_API_HOST": proxy.url})
+        wait_until(lambda: proxy.held.is_set() or apply.proc.poll() is not None, timeout=120)
+        assert proxy.held.is_set(), apply.text()
+        apply.kill()
+    finally:
+        proxy.close()
+    stats = next(j for j in emu.started_jobs if "mixed/stats" in (emu.job(j).title or ""))
+    answered = emu.job(stats).to_json()["jobRunCommand"]
+    assert answered != emu.job(stats).command  # Domino's quoting, not ours
+    r = run(root, emu, "recover", "--flow", "mixed")
+    assert r.code == 0, r.text
+    assert f"Found job {stats} of mixed/stats" in r.out, r.out
+    titles = [emu.job(j).title.rsplit(" [flows-", 1)[0] for j in emu.started_jobs]
+    assert sorted(titles) == ["flows: mixed/clean", "flows: mixed/count", "flows: mixed/stats"], titles
+    assert value(root, emu, "mixed/stats", "mean") == 20.0
+    for job_id in emu.started_jobs:
+        job = emu.job(job_id)
+        assert FAKE_SECRET not in job.command + job.stdout() and API_KEY not in job.command + job.stdout()
+
+
+def test_injected_latency_delays_every_answer(tmp_path: Path, realistic: Any) -> None:
+    import time
+
+    from tests.fixtures.domino import make_client
+
+    emu = realistic(tmp_path, latency_seconds=0.3)
+    with make_client(domino_env(emu)) as client:
+        began = time.monotonic()
+        client.version()
+        client.project_id()
+        assert time.monotonic() - began >= 0.6  # two answers, each at least 0.3 s late

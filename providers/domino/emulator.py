@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reset-rate", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work-dir", type=Path, help="keep job folders here (default: a temporary folder)")
+    ap.add_argument("--realistic", action="store_true",
+                    help="run jobs as Domino does: non-root user, system Python only, no credentials (needs root)")
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds every answer is delayed")
     args = ap.parse_args(argv)
     if not args.project_dir.is_dir():
         ap.error(f"--project-dir {args.project_dir} is not a folder")
@@ -324,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     config = EmulatorConfig(
         projects=[demo_project(args.project_dir.resolve(), args.owner, args.project)],
         api_key=args.api_key, tokens=args.token, trust_proxy=args.trust_proxy, work_dir=args.work_dir,
+        realistic=args.realistic, latency_seconds=args.latency,
         faults=Faults(queue_seconds=args.queue_seconds, error_rate=args.error_rate, reset_rate=args.reset_rate,
                       seed=args.seed))
     done = threading.Event()
