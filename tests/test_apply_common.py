@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from providers import sandbox
 from tests.fixtures.projects import FLOWS, Result, flows
-from tests.fixtures.waiting import alive, wait_until  # noqa: F401 - alive: re-exported to the apply tests
+from tests.fixtures.waiting import alive, lock_holders, wait_until  # noqa: F401 - re-exported to the apply tests
 
 ISOLATED = sandbox.isolation_available()
 DEADLINE = 30.0  # seconds any poll waits before failing the test
@@ -59,6 +59,19 @@ def wait_for(check, seconds=20.0):
 
 def exists(name):
     return lambda: os.path.exists(os.path.join(MARKS, name))
+
+
+_LOCKS = []
+
+
+def hold_lock(name=None):
+    """Hold a file lock on `$MARKS/<name or node>.lock` while this process lives: the test sees the process in
+    /proc/locks with the pid it has out there (`os.getpid()` is the job's own PID namespace's)."""
+    import fcntl
+    f = open(os.path.join(MARKS, (name or NODE) + ".lock"), "a")
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    os.set_inheritable(f.fileno(), True)  # kept across exec (`sleep`) and by children
+    _LOCKS.append(f)
 '''
 
 FLOW_HEADER = '''
@@ -139,6 +152,10 @@ class Project:
             event, at, pid = line.rsplit(" ", 2)
             out.append((event, float(at), int(pid)))
         return out
+
+    def holders(self, name: str) -> list[int]:
+        """The live processes holding `$MARKS/<name>.lock` (see the kit's `hold_lock`), by their pids out here."""
+        return lock_holders(self.marks / f"{name}.lock")
 
     def starts(self, script: str) -> int:
         return sum(1 for e in self.events(script) if e[0] == "start")

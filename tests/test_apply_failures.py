@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_apply_common import Project, alive, make_project
+from tests.test_apply_common import Project, make_project
 
 # One flow with a node for every kind of failure; applied once with --keep-going (see `faulty`).
 FAULTY = '''
@@ -29,7 +29,7 @@ def wf() -> int:
                         inputs=[Input(name="x", type=TXT, value=after["out"])])
     flaky = run_domino_job_task(flyte_task_name="flaky", command="python scripts/flaky.py", retries=2,
                                 output_specs=[Output(name="n", type=int)])
-    run_domino_job_task(flyte_task_name="slow", command="echo start 0 $$ >> $MARKS/slow.log; exec sleep 120",
+    run_domino_job_task(flyte_task_name="slow", command="python scripts/slow.py",
                         timeout=datetime.timedelta(seconds=2))
     return flaky["n"]
 '''
@@ -40,6 +40,7 @@ FAULTY_SCRIPTS = {
     "crash": 'mark("start")\nfor i in range(1, 31):\n    print(f"crash line {i}")\nraise SystemExit(1)\n',
     "after": 'mark("start")\nwrite("out", "x")\n',
     "after2": 'mark("start")\n',
+    "slow": 'hold_lock()\nmark("start")\nos.execvp("sleep", ["sleep", "120"])\n',  # the lock stays with `sleep`
     "flaky": '''
         mark("start")
         print("attempt", len([l for l in open(os.path.join(MARKS, "flaky.log")) if l.startswith("start")]))
@@ -122,8 +123,8 @@ def test_timeout_stops_the_job(faulty: tuple[Project, str, dict]) -> None:
     assert "wf/slow: failed: timed out after 2s" in out
     rec = state["nodes"]["wf/slow"]
     assert rec["status"] == "failed" and rec["error"] == "timed out after 2s"
-    [(event, _, pid)] = p.events("slow")  # the shell that became `sleep 120`
-    assert event == "start" and not alive(pid)  # stopped, not left running
+    assert [e for e, _, _ in p.events("slow")] == ["start"]  # the script that became `sleep 120`
+    assert not p.holders("slow")  # stopped, not left running
 
 
 def test_outputs_of_a_failed_node(faulty: tuple[Project, str, dict]) -> None:

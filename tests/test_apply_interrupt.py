@@ -27,7 +27,7 @@ def wf(n: int = 1) -> None:
 SCRIPTS = {
     "prep": 'mark("start")\nwrite("out", read("n"))\nmark("end")\n',
     # Holds until the test creates marks/go (or a minute passes): a job that is certainly running.
-    "hold": 'mark("start")\nwait_for(exists("go"), 60)\nwrite("out", read("x"))\nmark("end")\n',
+    "hold": 'hold_lock()\nmark("start")\nwait_for(exists("go"), 60)\nwrite("out", read("x"))\nmark("end")\n',
     "tail": 'mark("start")\nmark("end")\n',
 }
 
@@ -38,8 +38,9 @@ def project(tmp_path: Path) -> Project:
 
 
 def hold_pid(p: Project) -> int:
-    events = poll(lambda: p.events("hold"), "the hold job to start")
-    return events[0][2]
+    """The running hold job's pid as seen from here (the pid it sees itself is its own PID namespace's)."""
+    poll(lambda: p.events("hold"), "the hold job to start")
+    return p.holders("hold")[0]
 
 
 def test_ctrl_c_cancels_records_and_releases(project: Project) -> None:

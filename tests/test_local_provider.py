@@ -19,7 +19,7 @@ from providers.pytask import go_duration, parse_duration
 from reconcile.digest import StatCache
 from reconcile.errors import ProviderError
 from reconcile.graph import Node
-from tests.fixtures.waiting import alive, wait_until
+from tests.fixtures.waiting import alive, lock_holders, wait_until
 
 ISOLATED = sandbox.isolation_available()
 needs_isolation = pytest.mark.skipif(not ISOLATED, reason="unshare mount namespaces are not available here")
@@ -255,9 +255,11 @@ def test_failing_command_reports_exit_code_and_log_tail(tmp_path: Path, provider
 
 
 def _marker_job(tmp_path: Path, **extra: Any) -> JobSpec:
-    # The leader starts a grandchild that ignores SIGTERM and records its pid, then both keep running.
+    # The leader starts a grandchild that ignores SIGTERM and holds a lock on child.lock while it lives (its
+    # pid would be its own PID namespace's), says so in child.pid, then both keep running.
     script = f"""
-        (trap '' TERM; echo $BASHPID > {tmp_path}/child.pid; while true; do sleep 0.05; done) &
+        (trap '' TERM; exec 9>>{tmp_path}/child.lock; flock 9; echo ready > {tmp_path}/child.pid
+         while true; do sleep 0.05; done) &
         sleep 30
     """
     return spec(tmp_path, script, **extra)
@@ -269,21 +271,19 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path, provider: LocalPr
     result = run(provider, job)
     assert (result.status, result.error) == ("timed_out", "timed out after 0.5s")
     assert time.monotonic() - started < 5
-    pid = int((tmp_path / "child.pid").read_text())
-    poll(lambda: gone(pid), "the grandchild to be killed", timeout=2)
+    poll(lambda: not lock_holders(tmp_path / "child.lock"), "the grandchild to be killed", timeout=2)
 
 
 def test_cancel_stops_a_running_job(tmp_path: Path, provider: LocalProvider) -> None:
     job = _marker_job(tmp_path)
     cancel = threading.Event()
     handle = provider.start(job)
-    setter = threading.Thread(target=lambda: (poll(lambda: (tmp_path / "child.pid").exists(), "child"), cancel.set()))
+    setter = threading.Thread(target=lambda: (poll(lambda: lock_holders(tmp_path / "child.lock"), "child"), cancel.set()))
     setter.start()
     result = provider.wait(handle, job, cancel)
     setter.join()
     assert (result.status, result.error) == ("cancelled", "cancelled")
-    pid = int((tmp_path / "child.pid").read_text())
-    poll(lambda: gone(pid), "the grandchild to be killed", timeout=2)
+    poll(lambda: not lock_holders(tmp_path / "child.lock"), "the grandchild to be killed", timeout=2)
     assert gone(handle.data["pid"])
 
 
@@ -299,12 +299,11 @@ def test_stop_ends_a_job_that_is_being_waited_for(tmp_path: Path, provider: Loca
 
 
 def test_background_leftovers_do_not_outlive_a_successful_job(tmp_path: Path, provider: LocalProvider) -> None:
-    job = spec(tmp_path, f"(echo $BASHPID > {tmp_path}/bg.pid; exec sleep 30) & "
+    job = spec(tmp_path, f"(exec 9>>{tmp_path}/bg.lock; flock 9; echo ready > {tmp_path}/bg.pid; exec sleep 30) & "
                          f"while [ ! -s {tmp_path}/bg.pid ]; do sleep 0.01; done; echo 1 > {OUT}/n",
                outputs={"n": "int"})
     assert run(provider, job).status == "succeeded"
-    pid = int((tmp_path / "bg.pid").read_text())
-    poll(lambda: gone(pid), "the background process to be killed", timeout=2)
+    poll(lambda: not lock_holders(tmp_path / "bg.lock"), "the background process to be killed", timeout=2)
 
 
 def test_parallel_jobs_writing_the_same_output_name_do_not_clash(tmp_path: Path, provider: LocalProvider) -> None:
@@ -356,11 +355,11 @@ def test_attach(tmp_path: Path, provider: LocalProvider, blobs: LocalBlobStore) 
     assert provider.attach(handle.job_id, job) == handle  # its own running job
     # Another apply (a new instance) cannot wait for it: the orphan is stopped, the node runs afresh.
     other = LocalProvider(blobs, tmp_path / ".flows" / "logs", kill_grace=0.3)
-    poll(lambda: (tmp_path / "child.pid").exists(), "the job to start")
+    poll(lambda: lock_holders(tmp_path / "child.lock"), "the job to start")
     assert other.attach(handle.job_id, job) is None
     result = provider.wait(handle, job, threading.Event())
     assert result.status == "failed" and result.error.startswith("killed by signal")
-    poll(lambda: gone(int((tmp_path / "child.pid").read_text())), "the grandchild to be killed", timeout=2)
+    poll(lambda: not lock_holders(tmp_path / "child.lock"), "the grandchild to be killed", timeout=2)
     assert other.attach("local-999999-gone", job) is None
 
 
