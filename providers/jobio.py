@@ -30,6 +30,7 @@ from typing import Any, Mapping
 from providers.base import InputValue
 from providers.blobs.base import BlobStore, ensure_inside, is_s3
 from providers.pytask import ValueFormatError, format_value, inner_type, json_value, parse_value
+from reconcile.digest import TreeError, tree_files
 from reconcile.flytetypes import is_blob, is_dir
 from reconcile.secrets import redact
 from state.model import OutputRecord
@@ -104,7 +105,7 @@ def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> Non
     path = Path(location)
     if is_dir(t):
         if path.is_dir():
-            shutil.copytree(path, dest)
+            copy_tree(path, dest, name)
         elif path.is_file():  # a stored directory: its manifest blob
             try:
                 blobs.get_dir(location, dest)
@@ -116,6 +117,20 @@ def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> Non
         shutil.copyfile(path, dest)
     else:
         raise fail(f"{'expected a file, got a directory' if path.is_dir() else 'no such file'}: {location}")
+
+
+def copy_tree(src: Path, dest: Path, name: str) -> None:
+    """The job's copy of a local directory: exactly the files its digest covers (`tree_files`: links followed
+    as what they point to, so the job sees regular files and folders)."""
+    try:
+        files = tree_files(src)
+    except TreeError as e:
+        raise InputsError(redact(f"input '{name}': {src / e.rel} {e.reason}")) from None
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel, path in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
 
 
 # ---- outputs ---------------------------------------------------------------------------------------
@@ -161,7 +176,10 @@ def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool = Fals
     if is_dir(inner):
         if not path.is_dir():
             raise OutputsError(f"output '{name}' is declared a directory but the job wrote a file")
-        blob = blobs.put_dir(path, consume=consume)
+        try:
+            blob = blobs.put_dir(path, consume=consume, confine=True)
+        except TreeError as e:
+            raise OutputsError(redact(f"output '{name}': {name}/{e.rel} {e.reason}")) from None
         return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
     if not path.is_file():
         raise OutputsError(f"output '{name}' is declared {t} but the job wrote a directory")

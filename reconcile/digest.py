@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 from blake3 import blake3
@@ -30,17 +31,58 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def tree_manifest(path: str | os.PathLike[str], digest_of: "callable[[Path], str] | None" = None) -> dict[str, dict[str, object]]:
-    """relative path -> {digest, size} for every file under a directory (sorted, symlinks followed)."""
-    root = Path(path)
-    get = digest_of or file_digest
-    files: dict[str, dict[str, object]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            files[p.relative_to(root).as_posix()] = {"digest": get(p), "size": p.stat().st_size}
+class TreeError(ValueError):
+    """A directory breaks the symlink rule (see `tree_files`): `rel` names the entry, `reason` says why."""
+
+    def __init__(self, rel: str, reason: str) -> None:
+        self.rel, self.reason = rel, reason
+        super().__init__(f"{rel} {reason}")
+
+
+def tree_files(path: str | os.PathLike[str], *, confine: bool = False) -> list[tuple[str, Path]]:
+    """Every file under a directory as (relative POSIX path, path to open), sorted by relative path.
+
+    The one rule for symbolic links in directories, obeyed by every digest and every copy of one (a
+    directory input's digest, the job's copy of it, a stored directory output): a link is followed as if
+    it were what it points to, a file or a folder walked in turn. A broken link, a link loop and anything
+    that is neither a file nor a folder (a FIFO, a socket, a device) are errors. `confine`: every link must
+    also lead inside `path` (a directory output: nothing from outside the job's outputs folder is stored).
+    """
+    top = Path(path)
+    real_top = os.path.realpath(top)
+    files: list[tuple[str, Path]] = []
+
+    def walk(folder: Path, rel: str, ancestors: frozenset[str]) -> None:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            name, p = f"{rel}{entry.name}", Path(entry.path)
+            real = None
+            if entry.is_symlink():
+                real = os.path.realpath(p)
+                if not os.path.exists(real):
+                    raise TreeError(name, f"is a broken symbolic link (to {os.readlink(p)})")
+                if confine and os.path.commonpath([real_top, real]) != real_top:
+                    raise TreeError(name, f"is a link to {real}, outside the outputs folder")
+            mode = os.stat(p).st_mode
+            if stat.S_ISREG(mode):
+                files.append((name, p))
+            elif stat.S_ISDIR(mode):
+                real = real or os.path.realpath(p)
+                if real in ancestors:
+                    raise TreeError(name, f"is a symbolic link loop (back to {real})")
+                walk(p, name + "/", ancestors | {real})
+            else:
+                raise TreeError(name, "is neither a file nor a folder")
+
+    walk(top, "", frozenset({real_top}))
     return files
+
+
+def tree_manifest(path: str | os.PathLike[str], digest_of: "callable[[Path], str] | None" = None) -> dict[str, dict[str, object]]:
+    """relative path -> {digest, size} for every file under a directory (`tree_files`: links followed)."""
+    get = digest_of or file_digest
+    return {rel: {"digest": get(p), "size": p.stat().st_size} for rel, p in tree_files(path)}
 
 
 def manifest_bytes(files: dict[str, dict[str, object]]) -> bytes:
@@ -60,10 +102,26 @@ def path_kind(path: str) -> str | None:
     return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else None
 
 
-class StatCache:
-    """(path, size, mtime_ns, inode) -> digest, kept in a JSON file beside the state.
+# A digest is remembered only for a file whose last change (ctime) is at least this much older than the
+# moment its stat was taken: a change within the same timestamp tick would leave its stat unchanged.
+# Linux ticks are at most 10 ms; the margin also covers filesystems with one-second timestamps.
+RACY_NS = 1_000_000_000
 
-    A file whose stat is unchanged is not read again; any change of size, mtime or inode re-reads it.
+
+def stat_signature(st: os.stat_result) -> list[int]:
+    """What any change to a file's bytes changes: size, mtime, ctime (nanoseconds), inode and device.
+
+    ctime cannot be set by a user (`touch -r`, `cp -p`, `rsync -t` and `tar x` restore mtime, not ctime):
+    writing the file, or restoring its mtime afterwards, moves it."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+class StatCache:
+    """path -> (size, mtime_ns, ctime_ns, inode, device, digest), kept in a JSON file beside the state.
+
+    A file whose signature (`stat_signature`) is unchanged is not read again; any change re-reads it. A file
+    changed less than `RACY_NS` before it was read is not remembered (it is read again next time), so a
+    change in the same timestamp tick as the reading cannot hide behind an equal signature.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
@@ -77,6 +135,8 @@ class StatCache:
                 self.entries = json.loads(self.path.read_text())
             except ValueError:
                 self.entries = {}  # a damaged cache only costs re-reading
+        if not isinstance(self.entries, dict):
+            self.entries = {}
 
     def path_kind(self, path: str) -> str | None:
         """"file", "dir" or None (missing), remembered for this command: thousands of commands name the same
@@ -91,15 +151,19 @@ class StatCache:
 
     def file(self, path: str | os.PathLike[str]) -> str:
         p = os.path.abspath(path)
+        taken = time.time_ns()
         st = os.stat(p)
-        sig = [st.st_size, st.st_mtime_ns, st.st_ino]
+        sig = stat_signature(st)
         with self._lock:
             hit = self.entries.get(p)
-        if hit is not None and hit[:3] == sig:
-            return str(hit[3])
+        if hit is not None and len(hit) == len(sig) + 1 and hit[:-1] == sig:
+            return str(hit[-1])
         digest = file_digest(p)
         with self._lock:
-            self.entries[p] = [*sig, digest]
+            if st.st_ctime_ns < taken - RACY_NS:
+                self.entries[p] = [*sig, digest]
+            else:
+                self.entries.pop(p, None)
             self.dirty = True
         return digest
 
@@ -107,11 +171,12 @@ class StatCache:
         return dir_digest(path, self.file)
 
     def remember(self, path: str | os.PathLike[str], digest: str) -> None:
-        """Record a digest computed elsewhere (e.g. while storing a blob)."""
+        """Record a digest computed elsewhere, of bytes nobody else can be writing (e.g. a blob this process
+        has just written and made read-only): its signature is taken now."""
         p = os.path.abspath(path)
-        st = os.stat(p)
+        sig = stat_signature(os.stat(p))
         with self._lock:
-            self.entries[p] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
+            self.entries[p] = [*sig, digest]
             self.dirty = True
 
     def save(self) -> None:

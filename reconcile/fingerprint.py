@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from blake3 import blake3
 
-from reconcile.digest import StatCache
+from reconcile.digest import StatCache, TreeError
 from reconcile.errors import InputError
 from reconcile.flytetypes import canonical_json, canonical_value, is_blob, is_dir
 from reconcile.graph import Binding, FlowGraph, Node
@@ -76,7 +76,10 @@ class InputResolver:
             if is_dir(t):
                 if not os.path.isdir(location):
                     raise InputError(f"{what}: expected a directory: {location}", field=what)
-                digest = self.digests.directory(location)
+                try:
+                    digest = self.digests.directory(location)
+                except TreeError as e:
+                    raise InputError(f"{what}: {os.path.join(location, e.rel)} {e.reason}", field=what) from None
             else:
                 if not os.path.isfile(location):
                     raise InputError(f"{what}: expected a file: {location}", field=what)

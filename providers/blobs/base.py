@@ -28,8 +28,10 @@ class BlobStore(Protocol):
 
     def put_bytes(self, data: bytes) -> StoredBlob: ...
 
-    def put_dir(self, path: Path, *, consume: bool = False) -> StoredBlob:
-        """Store every file of a directory and its manifest; the manifest's digest names the directory."""
+    def put_dir(self, path: Path, *, consume: bool = False, confine: bool = False) -> StoredBlob:
+        """Store every file of a directory and its manifest; the manifest's digest names the directory.
+        Links are followed as `reconcile.digest.tree_files` says (`confine`: only links that stay inside
+        `path`, for a job's outputs); a directory that breaks the rule raises `TreeError`."""
         ...
 
     def exists(self, uris: list[str]) -> dict[str, bool]:

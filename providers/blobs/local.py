@@ -8,7 +8,7 @@ import stat
 import uuid
 from pathlib import Path
 
-from reconcile.digest import bytes_digest, file_digest, manifest_bytes
+from reconcile.digest import bytes_digest, file_digest, manifest_bytes, tree_files
 from providers.blobs.base import StoredBlob, ensure_inside, shard
 
 
@@ -42,16 +42,13 @@ class LocalBlobStore:
     def put_bytes(self, data: bytes) -> StoredBlob:
         return self._store(bytes_digest(data), lambda tmp: tmp.write_bytes(data), len(data))
 
-    def put_dir(self, path: Path, *, consume: bool = False) -> StoredBlob:
+    def put_dir(self, path: Path, *, consume: bool = False, confine: bool = False) -> StoredBlob:
         files: dict[str, dict[str, object]] = {}
         total = 0
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames.sort()
-            for name in sorted(filenames):
-                p = Path(dirpath) / name
-                blob = self.put_file(p, consume=consume)
-                files[p.relative_to(path).as_posix()] = {"digest": blob.digest, "size": blob.size}
-                total += blob.size
+        for rel, p in tree_files(path, confine=confine):  # every name checked before anything is stored
+            blob = self.put_file(p, consume=consume)
+            files[rel] = {"digest": blob.digest, "size": blob.size}
+            total += blob.size
         manifest = self.put_bytes(manifest_bytes(files))
         return StoredBlob(digest=manifest.digest, uri=manifest.uri, size=total)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.blobs.base import StoredBlob, ensure_inside, shard
-from reconcile.digest import bytes_digest, file_digest, manifest_bytes
+from reconcile.digest import bytes_digest, file_digest, manifest_bytes, tree_files
 from reconcile.errors import ConfigError, ProviderError
 from state.s3 import WORKERS, error_code, make_client, s3_errors
 
@@ -110,14 +110,11 @@ class S3BlobStore:
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return StoredBlob(digest=digest, uri=self._uri(key), size=len(data))
 
-    def put_dir(self, path: Path, *, consume: bool = False) -> StoredBlob:
-        paths: list[Path] = []
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames.sort()
-            paths += [Path(dirpath) / name for name in sorted(filenames)]
+    def put_dir(self, path: Path, *, consume: bool = False, confine: bool = False) -> StoredBlob:
+        found = tree_files(path, confine=confine)  # every name checked before anything is uploaded
         with ThreadPoolExecutor(WORKERS) as pool:
-            blobs = list(pool.map(self.put_file, paths))
-        files = {p.relative_to(path).as_posix(): {"digest": b.digest, "size": b.size} for p, b in zip(paths, blobs)}
+            blobs = list(pool.map(self.put_file, [p for _, p in found]))
+        files = {rel: {"digest": b.digest, "size": b.size} for (rel, _), b in zip(found, blobs)}
         manifest = self.put_bytes(manifest_bytes(files))
         return StoredBlob(digest=manifest.digest, uri=manifest.uri, size=sum(b.size for b in blobs))
 
