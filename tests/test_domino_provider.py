@@ -1,10 +1,11 @@
 """The Domino provider end to end: the real `flows` CLI, the Domino API emulator and moto's S3 server,
-all over HTTP on 127.0.0.1. Jobs run the in-job runtime as real subprocesses with a private /workflow."""
+all over HTTP on 127.0.0.1. Jobs run the in-job runtime as real subprocesses, in the emulator's realistic
+mode where this machine allows it (root): a non-root job user, only the system Python, no credentials."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.projects import flows
 from tests.fixtures.s3 import FAKE_SECRET, REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
 
+REALISTIC = os.geteuid() == 0 and bool(shutil.which("setpriv"))  # dropping to the job's user needs root
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ai_training"
 ARGS = ("flow.py", "model_training", "--data_path_a", "data/a.csv", "--data_path_b", "data/b.csv")
 
@@ -24,7 +26,7 @@ def _project(tmp_path: Path, s3env: S3Env, **provider: Any) -> Path:
     root = tmp_path / "project"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".flows"))
     settings = {"poll_interval": 0.05, "max_poll_interval": 0.2, "retry_backoff": 0.0, "retries": 8, **provider}
-    lines = ["[tool.flows.provider]", 'type = "domino"', f'runtime_python = "{sys.executable}"']
+    lines = ["[tool.flows.provider]", 'type = "domino"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
     lines += ["", "[tool.flows.blobs]", f'url = "s3://{s3env.bucket}/blobs/"', f'endpoint_url = "{s3env.endpoint}"',
               f'region = "{REGION}"']
@@ -37,9 +39,9 @@ def start_emulator(tmp_path: Path) -> Any:
     started: list[DominoEmulator] = []
 
     def start(root: Path, faults: Faults | None = None) -> DominoEmulator:
-        project = demo_project(root, OWNER, PROJECT)  # its environment and tier names are the example's
+        project = demo_project(root, OWNER, PROJECT, git=True)  # the example: git-based, code at /mnt/code
         emu = DominoEmulator(EmulatorConfig(projects=[project], api_key=API_KEY, faults=faults or Faults(),
-                                            work_dir=tmp_path / f"emu{len(started)}")).start()
+                                            work_dir=tmp_path / f"emu{len(started)}", realistic=REALISTIC)).start()
         started.append(emu)
         return emu
 
@@ -167,8 +169,7 @@ def test_wait_notes_domino_status_for_the_progress_view(tmp_path: Path, s3: S3En
     root = tmp_path / "project"
     root.mkdir()
     emu = start_emulator(root)
-    provider = DominoProvider(make_client(domino_env(emu)), s3.blobs(), runtime_python=sys.executable,
-                              blobs_settings={"endpoint_url": s3.endpoint})
+    provider = DominoProvider(make_client(domino_env(emu)), s3.blobs(), blobs_settings={"endpoint_url": s3.endpoint})
     spec = JobSpec(run_id="r1", address="wf/hello", task_name="hello", kind="domino_job",
                    command="printf 42 > /workflow/outputs/answer", outputs={"answer": "int"},
                    project_root=str(root), flow_file="", log_path=str(tmp_path / "hello.log"),

@@ -140,6 +140,7 @@ if os.environ.get("DOMINO_IS_WORKFLOW_JOB") != "true":
 rows = [r for r in open("/workflow/inputs/raw").read().splitlines() if r.strip() and ",," not in r]
 open("/workflow/outputs/cleaned", "w").write("\\n".join(rows) + "\\n")
 print("cleaned", len(rows) - 1, "rows as", os.getuid())
+print("credentials in the job:", sorted(k for k in os.environ if k.startswith("AWS_") or "KEY" in k or "TOKEN" in k))
 '''
 STATS = '''import sys
 column = sys.argv[sys.argv.index("--column") + 1]
@@ -184,6 +185,7 @@ def test_mixed_flow_on_a_realistic_dfs_project(tmp_path: Path, s3: S3Env, realis
     assert value(root, emu, "mixed/count", "o0") == 3
     clean_log = next(log for log in job_logs(emu) if "cleaned 3 rows" in log)
     assert "working directory /mnt)" in clean_log and "cleaned 3 rows as 0" in clean_log  # ns-root, really uid 65534
+    assert "credentials in the job: []" in clean_log
     assert len(emu.project.commits) == 4
     r = run(root, emu, "plan", *MIXED, "--detailed-exitcode")
     assert r.code == 0, r.text
@@ -310,3 +312,34 @@ def test_injected_latency_delays_every_answer(tmp_path: Path, realistic: Any) ->
         client.version()
         client.project_id()
         assert time.monotonic() - began >= 0.6  # two answers, each at least 0.3 s late
+
+
+def test_git_project_job_is_pinned_to_the_pushed_checkout_head(tmp_path: Path, s3: S3Env, realistic: Any) -> None:
+    """Problem 6, pinning: in a git-based project the job runs the checkout's HEAD when the code files are
+    committed there and HEAD is on a remote branch; an uncommitted edit leaves the job on Domino's head."""
+    import subprocess
+
+    def git(*args: str, cwd: Path) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                              env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
+                                   "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}).stdout.strip()
+
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    root = mixed_project(tmp_path / "project", s3)
+    git("init", "-q", cwd=root)
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "flow", cwd=root)
+    git("remote", "add", "origin", str(remote), cwd=root)
+    git("push", "-q", "origin", "HEAD:main", cwd=root)
+    git("fetch", "-q", "origin", cwd=root)
+    head = git("rev-parse", "HEAD", cwd=root)
+    emu = realistic(root, git=True)
+    r = run(root, emu, "apply", *MIXED, "--target", "mixed/clean", "--auto-approve")
+    assert r.code == 0, r.text
+    assert emu.calls("POST", "/v4/jobs/start")[0].body["mainRepoGitRef"] == {"type": "commitId", "value": head}
+    clean = root / "scripts" / "clean.py"
+    clean.write_text(clean.read_text() + "# not committed\n")
+    r = run(root, emu, "apply", *MIXED, "--target", "mixed/clean", "--auto-approve")
+    assert r.code == 0, r.text
+    assert "mainRepoGitRef" not in emu.calls("POST", "/v4/jobs/start")[1].body
