@@ -151,3 +151,23 @@ def test_workflow_that_cannot_be_had_is_one_line_naming_what_was_tried(request: 
     assert error == ("cannot create /workflow as user 65534 (uid 65534); tried mkdir: permission denied; "
                      "sudo: not installed; unshare: not installed. Give the job's user passwordless sudo "
                      "or a writable /workflow in the environment"), error
+
+
+def test_a_folder_output_linking_out_of_the_outputs_folder_fails_the_node(tmp_path: Path) -> None:
+    """The local stores' rule, in the job: links inside the outputs folder are followed, others refused."""
+    from providers.domino import runtime
+
+    outputs = tmp_path / "outputs"
+    (outputs / "d").mkdir(parents=True)
+    (outputs / "d" / "a.txt").write_text("a")
+    (outputs / "d" / "same.txt").symlink_to(outputs / "d" / "a.txt")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    tar = runtime._tar("d", str(outputs / "d"), str(scratch), str(outputs))
+    import tarfile
+    with tarfile.open(tar) as t:
+        assert sorted(t.getnames()) == ["a.txt", "same.txt"]
+    (outputs / "d" / "pw").symlink_to("/etc/passwd")
+    with pytest.raises(runtime.JobError, match="output 'd': d/pw is a link to /etc/passwd, outside the outputs folder"):
+        runtime.upload_outputs({"d": {"kind": "dir", "type": "dir"}}, {"d": "http://127.0.0.1:9/never"},
+                               str(outputs), str(scratch), 1 << 20)

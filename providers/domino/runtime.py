@@ -225,16 +225,37 @@ def _written(folder):
     return "the job wrote: " + ", ".join(names[:20]) if names else "the job wrote nothing to /workflow/outputs"
 
 
-def _tar(path, scratch):
+def _within(path, root):
+    return path == root or path.startswith(root + os.sep)
+
+
+def _tar(name, path, scratch, outputs_root):
+    """A folder output as one tar of its files. Links are followed when they stay in the outputs folder (as
+    the local stores do); a link leading out of it fails the node."""
+    root = os.path.realpath(outputs_root)
     target = os.path.join(scratch, "dir-{}.tar".format(len(os.listdir(scratch))))
+    seen = set()
     with tarfile.open(target, "w") as tar:
-        for dirpath, dirnames, filenames in os.walk(path):
+        for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
+            real_dir = os.path.realpath(dirpath)
+            rel_dir = os.path.relpath(dirpath, path)
+            if not _within(real_dir, root):
+                raise JobError("output '{}': {} is a link to {}, outside the outputs folder".format(
+                    name, os.path.normpath(os.path.join(name, rel_dir)), real_dir))
+            if real_dir in seen:  # a link back up the tree: its files are there already
+                dirnames[:] = []
+                continue
+            seen.add(real_dir)
             dirnames.sort()
             for fname in sorted(filenames):
                 full = os.path.join(dirpath, fname)
-                if os.path.islink(full) or not os.path.isfile(full):
-                    continue
-                tar.add(full, arcname=os.path.relpath(full, path), recursive=False)
+                real = os.path.realpath(full)
+                rel = os.path.relpath(full, path)
+                if not _within(real, root):
+                    raise JobError("output '{}': {}/{} is a link to {}, outside the outputs folder".format(
+                        name, name, rel, real))
+                if os.path.isfile(real):
+                    tar.add(real, arcname=rel, recursive=False)
     return target
 
 
@@ -254,7 +275,7 @@ def upload_outputs(declared, uploads, folder, scratch, max_value_bytes):
         if kind == "dir":
             if not os.path.isdir(path):
                 raise JobError("output '{}' is declared a directory but the job wrote a file".format(name))
-            source = _tar(path, scratch)
+            source = _tar(name, path, scratch, folder)
         else:
             if not os.path.isfile(path):
                 raise JobError("output '{}' is declared {} but the job wrote a directory".format(name, spec["type"]))
