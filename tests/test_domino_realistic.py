@@ -196,6 +196,12 @@ def test_mixed_flow_on_a_realistic_dfs_project(tmp_path: Path, s3: S3Env, realis
     assert r.code == 0, r.text
     assert len(emu.started_jobs) == 4
     assert emu.job(emu.started_jobs[-1]).title.startswith("flows: mixed/clean [flows-")
+    # Edit it so that its output changes: now its dependents run too.
+    script.write_text(script.read_text().replace('",," not in r', '",," not in r and not r.startswith("4,")'))
+    r = run(root, emu, "apply", *MIXED, "--auto-approve")
+    assert r.code == 0, r.text
+    assert len(emu.started_jobs) == 7
+    assert value(root, emu, "mixed/stats", "mean") == 15.0 and value(root, emu, "mixed/count", "o0") == 2
     # The job's command is stored in Domino's quoting: nothing may compare it with ours.
     start = emu.calls("POST", "/v4/jobs/start")[0].body
     assert emu.job(emu.started_jobs[0]).to_json()["jobRunCommand"] != start["commandToRun"]
