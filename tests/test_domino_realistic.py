@@ -76,6 +76,7 @@ def test_ai_training_applies_on_realistic_domino_and_replans_to_nothing(tmp_path
     first_commit = emu.project.commits[-1]
     r = run(root, emu, "apply", *ARGS, "--auto-approve")
     assert r.code == 0, r.text + "\n".join(job_logs(emu))
+    assert "X-Amz-" not in r.text and "://127.0.0.1" not in r.text.replace(emu.url, "")  # no presigned URL shown
     assert len(emu.started_jobs) == 5
     assert "/workflow is a private folder in a user namespace" in job_logs(emu)[0]  # the job's user is not root
     assert emu.project.commits[-1] != first_commit and len(emu.project.commits) == 6  # each job committed
@@ -349,3 +350,27 @@ def test_git_project_job_is_pinned_to_the_pushed_checkout_head(tmp_path: Path, s
     r = run(root, emu, "apply", *MIXED, "--target", "mixed/clean", "--auto-approve")
     assert r.code == 0, r.text
     assert "mainRepoGitRef" not in emu.calls("POST", "/v4/jobs/start")[1].body
+
+
+def test_a_commit_written_in_the_flow_stays_in_the_key(tmp_path: Path, s3: S3Env, realistic: Any) -> None:
+    root = tmp_path / "project"
+    (root / "scripts").mkdir(parents=True)
+    (root / "scripts" / "one.py").write_text('open("/workflow/outputs/x", "w").write("1")\n')
+    (root / "flows.toml").write_text(toml(s3))
+    emu = realistic(root)
+    first = emu.project.commits[-1]
+    second = emu.new_commit()
+    flow = ('from flytekit import workflow\nfrom flytekitplugins.domino.helpers import Output, run_domino_job_task\n\n\n'
+            '@workflow\ndef pinned() -> int:\n    return run_domino_job_task(flyte_task_name="one", command="python '
+            'scripts/one.py", output_specs=[Output(name="x", type=int)], dfs_repo_commit_id="{commit}")["x"]\n')
+
+    def key(commit: str) -> str:
+        (root / "flow.py").write_text(flow.format(commit=commit))
+        r = run(root, emu, "plan", "flow.py", "pinned", "--json")
+        assert r.code == 0, r.text
+        return json.loads(r.out)["nodes"][0]["key"]
+
+    pinned_second = key(second)
+    assert key(first) != pinned_second
+    emu.new_commit()  # the project moving on changes nothing for a node pinned in the flow
+    assert key(second) == pinned_second

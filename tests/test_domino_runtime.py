@@ -171,3 +171,23 @@ def test_a_folder_output_linking_out_of_the_outputs_folder_fails_the_node(tmp_pa
     with pytest.raises(runtime.JobError, match="output 'd': d/pw is a link to /etc/passwd, outside the outputs folder"):
         runtime.upload_outputs({"d": {"kind": "dir", "type": "dir"}}, {"d": "http://127.0.0.1:9/never"},
                                str(outputs), str(scratch), 1 << 20)
+
+
+def test_urls_expire_after_the_nodes_timeout_plus_a_margin(tmp_path: Path, s3: S3Env) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from providers.base import InputValue, JobSpec
+    from providers.domino.staging import URL_MARGIN, Staging, attempt_marker
+
+    blobs = s3.blobs()
+    staging = Staging(blobs)
+    job = JobSpec(run_id="r1", address="wf/a", task_name="a", kind="domino_job", command="true", timeout_seconds=600,
+                  outputs={"n": "int"}, project_root=str(tmp_path), flow_file="", log_path="")
+    marker = attempt_marker("r1", "wf/a", 1)
+    command = staging.prepare(job, {"x": InputValue(type="int", value=1)}, marker, ["python3"], {})
+    manifest = json.loads(s3.client.get_object(Bucket=s3.bucket, Key=f"blobs/staging/{marker}/manifest.json")["Body"].read())
+    urls = [manifest["runtime"]["url"], *manifest["uploads"].values(), command.rsplit(" ", 1)[1].strip("'")]
+    for url in urls:
+        query = parse_qs(urlsplit(url).query)
+        assert query["X-Amz-Expires"] == [str(int(600 + URL_MARGIN))], url  # SigV4, node timeout + margin
+    assert set(manifest["uploads"]) == {"n"} and f"staging/{marker}/out/n" in manifest["uploads"]["n"]
