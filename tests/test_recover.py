@@ -300,7 +300,8 @@ def test_running_domino_job_for_a_stale_key_is_stopped_and_rerun(tmp_path: Path,
     wait_until(lambda: (markers / "left").is_file() and (markers / "right").is_file())
     apply.kill()
     left = _domino_job(emu, f"{W}/left")
-    emu.new_commit()  # the code moved on while apply was dead: every key changes
+    script = root / "scripts" / "left.py"  # left's code moved on while apply was dead: its key changes
+    script.write_text(script.read_text() + "# edited while no apply ran\n")
     open_gate(markers, "right")  # right may finish; its result is stale all the same
     recover = start_flows("recover", "--flow", W, cwd=root, log=tmp_path / "recover.log", env=env)
     try:
@@ -310,5 +311,5 @@ def test_running_domino_job_for_a_stale_key_is_stopped_and_rerun(tmp_path: Path,
         done = recover.finish()
     assert done.code == 0, done.out
     assert left in emu.stop_calls, "the job launched for the old key must be stopped"
-    assert counts(markers, DIAMOND) == {"src_a": 2, "left": 2, "right": 2, "join": 1}
+    assert counts(markers, DIAMOND) == {"src_a": 1, "left": 2, "right": 1, "join": 1}
     assert load_state(root).nodes[f"{W}/left"].job_id != left
