@@ -191,3 +191,21 @@ def test_urls_expire_after_the_nodes_timeout_plus_a_margin(tmp_path: Path, s3: S
         query = parse_qs(urlsplit(url).query)
         assert query["X-Amz-Expires"] == [str(int(600 + URL_MARGIN))], url  # SigV4, node timeout + margin
     assert set(manifest["uploads"]) == {"n"} and f"staging/{marker}/out/n" in manifest["uploads"]["n"]
+
+
+@pytest.mark.parametrize("version", ["2.7", "3.6"])
+def test_an_old_python_is_one_clear_line(tmp_path: Path, version: str) -> None:
+    from providers.domino.staging import bootstrap_command
+
+    found = sorted(Path("/root/.pyenv/versions").glob(f"{version}*/bin/python{version}")) if os.access(
+        "/root/.pyenv/versions", os.R_OK) else []
+    if not found:
+        pytest.skip(f"no Python {version} on this machine")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sh").symlink_to(shutil.which("sh"))
+    (bin_dir / "python").symlink_to(found[0])
+    done = subprocess.run([shutil.which("bash"), "-c", bootstrap_command("https://example.invalid/m", ["python3", "python"])],
+                          capture_output=True, text=True, env={"PATH": str(bin_dir)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().startswith("flows: the job needs Python 3.8 or newer, ") and "Traceback" not in done.stderr

@@ -42,9 +42,10 @@ MAX_COMMAND_BYTES = 8192
 # What the job runs first: python3 (else python) fetches the manifest and the runtime, checks the
 # runtime's sha256 and calls its main(). Python 3.8 syntax only; no quote characters of the shell's.
 BOOTSTRAP = (
-    "import sys,json,hashlib,os,tempfile,urllib.request as u\n"
+    "import sys\n"
     "if sys.version_info<(3,8):sys.exit('flows: the job needs Python 3.8 or newer, '+sys.executable+"
     "' is '+sys.version.split()[0])\n"
+    "import json,hashlib,os,tempfile,urllib.request as u\n"
     "m=json.load(u.urlopen(sys.argv[1],timeout=300))\n"
     "c=u.urlopen(m['runtime']['url'],timeout=300).read()\n"
     "if hashlib.sha256(c).hexdigest()!=m['runtime']['sha256']:sys.exit('flows: the runtime this job "
