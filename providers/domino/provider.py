@@ -9,14 +9,17 @@ provider verifies the staged outputs and stores them content-addressed.
 
 Code identity is content, as locally: the digests of the files a command uses (or a @task's source),
 never Domino's commit (every DFS job writes a new one). The job checks those files before running. Each
-job's title ends with a per-attempt marker (`[flows-…]`), which Domino keeps verbatim: recover finds a
-job it started but never journaled by that marker, whatever Domino does to the command's quoting.
+job's title ends with a tag (`[flows-<attempt marker>.<nonce>]`), which Domino keeps verbatim: recover finds
+a job it started but never journaled by the attempt's marker, whatever Domino does to the command's quoting;
+the nonce makes each start's tag (and its staging keys) its own, even when an attempt is started again.
 """
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -124,9 +127,12 @@ SENT = {"Title", "CommitId", "MainRepoGitRef", "HardwareTierId", "EnvironmentId"
 TITLE_LIMIT = 200
 
 
-def job_title(cfg: dict[str, Any], address: str, marker: str) -> str:
-    """The flow's Title (or `flows: <node>`), ending with the attempt's marker, which Domino keeps verbatim."""
-    tail = f" [{marker}]"
+_TAG = re.compile(r"\[(flows-[0-9a-f]{16}\.[0-9a-f]{8})\]$")
+
+
+def job_title(cfg: dict[str, Any], address: str, tag: str) -> str:
+    """The flow's Title (or `flows: <node>`), ending with the start's tag, which Domino keeps verbatim."""
+    tail = f" [{tag}]"
     base = str(cfg.get("Title") or f"flows: {address}")
     return base[:TITLE_LIMIT - len(tail)] + tail
 
@@ -283,12 +289,12 @@ class DominoProvider:
                                 "not public); run them on Domino with pyflyte", node=job.address)
         self._check_task(job)
         inputs = {name: self._upload_input(v) for name, v in job.inputs.items()}
-        marker = attempt_marker(job.run_id, job.address, job.attempt)
+        tag = f"{attempt_marker(job.run_id, job.address, job.attempt)}.{secrets.token_hex(4)}"
         env = {"FLOWS_RUN_ID": job.run_id, "FLOWS_NODE": job.address, "DOMINO_IS_WORKFLOW_JOB": "true"}
-        command = self.staging.prepare(job, inputs, marker, self.pythons, env)
+        command = self.staging.prepare(job, inputs, tag, self.pythons, env)
         cfg = dict(job.job_config)
         request = StartJobRequest(
-            command_to_run=command, title=job_title(cfg, job.address, marker), commit_id=cfg.get("CommitId"),
+            command_to_run=command, title=job_title(cfg, job.address, tag), commit_id=cfg.get("CommitId"),
             main_repo_git_ref=self._pinned_ref(cfg, job),
             override_hardware_tier_id=cfg.get("HardwareTierId"), environment_id=cfg.get("EnvironmentId"),
             environment_revision_spec=_revision(cfg.get("EnvironmentRevisionSpec")),
@@ -296,29 +302,44 @@ class DominoProvider:
             net_app_volume_ids=_netapp_volume_ids(cfg.get("NetAppVolumeSnapshots"), job.address),
             override_volume_size_gib=cfg.get("VolumeSizeGiB"),
             compute_cluster_properties=cluster_properties(cfg.get("ComputeClusterProperties")))
-        started = self.client.start_job(request)
-        return JobHandle(provider=self.name, job_id=started.id, data={"marker": marker})
+        try:
+            started = self.client.start_job(request)
+        except Exception:
+            self.staging.clear(tag)  # no job: nothing will read the manifest
+            raise
+        return JobHandle(provider=self.name, job_id=started.id, data={"tag": tag})
 
     def find_started(self, run_id: str, address: str, attempt: int, scan: int = 200) -> str | None:
-        """The job started for (run, node, attempt) whose id was never journaled: found by the marker in its
-        title. None when that start never reached Domino."""
-        tail = f"[{attempt_marker(run_id, address, attempt)}]"
+        """The job started for (run, node, attempt) whose id was never journaled: found by the attempt's marker
+        in its title (the newest such job). None when that start never reached Domino."""
+        marker = attempt_marker(run_id, address, attempt)
         for job in self.client.list_jobs(page_size=scan):  # newest first
-            if (job.title or "").endswith(tail):
+            found = _TAG.search(job.title or "")
+            if found and found.group(1).startswith(marker + "."):
                 return str(job.id)
         return None
 
+    def _tag(self, handle: JobHandle) -> str | None:
+        """The start's tag: known to the process that started the job, else read back from its title."""
+        if not handle.data.get("tag"):
+            found = _TAG.search(self.client.job_status(handle.job_id).title or "")
+            handle.data["tag"] = found.group(1) if found else None
+        return handle.data.get("tag")
+
     def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event) -> JobResult:
-        marker = attempt_marker(job.run_id, job.address, job.attempt)
+        tag = self._tag(handle)
+        if tag is None:
+            return JobResult(status="failed", error=f"Domino job {handle.job_id} was not started by flows (no "
+                                                    "[flows-…] tag in its title)")
         try:
-            return self._wait(handle, job, cancel, marker)
+            return self._wait(handle, job, cancel, tag)
         finally:
             try:
-                self.staging.clear(marker)
+                self.staging.clear(tag)
             except ProviderError as e:
                 self.warnings.append(f"{job.address}: {e.message}")
 
-    def _wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event, marker: str) -> JobResult:
+    def _wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event, tag: str) -> JobResult:
         deadline = None if job.timeout_seconds is None else time.monotonic() + job.timeout_seconds
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -346,7 +367,7 @@ class DominoProvider:
                                                     "(see its log)", log_tail=redact(_tail(log)))
         scratch = Path(tempfile.mkdtemp(prefix="flows-collect-"))
         try:
-            outputs, warnings = self.staging.collect(job, marker, result, scratch)
+            outputs, warnings = self.staging.collect(job, tag, result, scratch)
         except ProviderError as e:
             return JobResult(status="failed", error=redact(e.message), log_tail=redact(_tail(log)))
         finally:
@@ -371,11 +392,11 @@ class DominoProvider:
 
     def attach(self, job_id: str, job: JobSpec) -> JobHandle | None:
         try:
-            self.client.job_status(job_id)
+            status = self.client.job_status(job_id)
         except ProviderError:
             return None
-        return JobHandle(provider=self.name, job_id=job_id,
-                         data={"marker": attempt_marker(job.run_id, job.address, job.attempt)})
+        found = _TAG.search(status.title or "")
+        return JobHandle(provider=self.name, job_id=job_id, data={"tag": found.group(1) if found else None})
 
     def logs(self, job_id: str) -> str:
         return redact(self.client.job_stdout(job_id))

@@ -1,10 +1,11 @@
 """The apply side of a Domino job's data: presigned URLs out, verified outputs in.
 
-A job holds no credentials. For each attempt flows writes a manifest under a staging prefix of the blob
-store (`<blobs>/staging/<marker>/`), and the job's command is a short bootstrap (`bootstrap_command`)
-carrying one presigned GET URL: the manifest's. The manifest names the in-job runtime (a presigned GET
-of `runtime.py`, stored content-addressed, with its sha256), presigned GETs of every input, and one
-presigned PUT per declared output, to `<staging>/out/<name>`. URLs expire after the node's timeout plus
+A job holds no credentials. For each start flows writes a manifest under a staging prefix of the blob
+store (`<blobs>/staging/<tag>/`, the tag being the attempt's marker and a per-start nonce), and the job's
+command is a short bootstrap (`bootstrap_command`) carrying one presigned GET URL: the manifest's. The
+manifest names the in-job runtime (a presigned GET of `runtime.py`, stored content-addressed, with its
+sha256), presigned GETs of every input, and one presigned PUT per declared output, to
+`<staging>/out/<name>`. URLs expire after the node's timeout plus
 a margin. After the job, `collect` checks each staged object against the size and sha256 the job
 reported, hands the files to `providers.jobio` (which parses values and stores everything
 content-addressed), and `clear` deletes the attempt's staging keys, kept or not.
@@ -58,8 +59,8 @@ NO_PYTHON = ("flows: this job has no python3 or python on its PATH ($PATH); the 
 
 
 def attempt_marker(run_id: str, address: str, attempt: int) -> str:
-    """The per-attempt nonce: in the job's title (which Domino keeps verbatim) and its staging prefix, so
-    recover finds the job and its outputs from (run, node, attempt) alone."""
+    """The attempt's marker: with a per-start nonce it tags the job's title (which Domino keeps verbatim) and
+    names its staging prefix, so recover finds the job from (run, node, attempt) alone."""
     return "flows-" + hashlib.sha256(f"{run_id}\0{address}\0{attempt}".encode()).hexdigest()[:16]
 
 
@@ -104,8 +105,8 @@ class Staging:
         self._runtime: tuple[str, str] | None = None
         self._lock = threading.Lock()
 
-    def _prefix(self, marker: str) -> str:
-        return f"{self.blobs.prefix}staging/{marker}/"
+    def _prefix(self, tag: str) -> str:
+        return f"{self.blobs.prefix}staging/{tag}/"
 
     def _signer(self) -> Any:
         """A client that signs URLs with SigV4 (what every region takes; a SigV2 URL may be refused)."""
@@ -156,7 +157,7 @@ class Staging:
                 "files": [{"path": rel, "url": self._get(self.blobs._key(str(meta["digest"])), expires)}
                           for rel, meta in sorted(files.items())]}
 
-    def prepare(self, job: JobSpec, inputs: dict[str, InputValue], marker: str, pythons: list[str],
+    def prepare(self, job: JobSpec, inputs: dict[str, InputValue], tag: str, pythons: list[str],
                 env: dict[str, str]) -> str:
         """Write the attempt's manifest; return the job's command (the bootstrap with its one URL)."""
         expires = url_lifetime(job.timeout_seconds)
@@ -172,9 +173,9 @@ class Staging:
                           "kind": "dir" if is_dir(pytask.inner_type(t)) else
                           "file" if is_blob(pytask.inner_type(t)) else "value"}
                    for name, t in job.outputs.items()}
-        prefix = self._prefix(marker)
+        prefix = self._prefix(tag)
         manifest: dict[str, Any] = {
-            "version": 1, "address": job.address, "marker": marker, "env": env, "code": code,
+            "version": 1, "address": job.address, "tag": tag, "env": env, "code": code,
             "runtime": {"url": self._get(self._key_of(runtime_uri)[1], expires), "sha256": runtime_sha},
             "inputs": [self._input(n, v, expires) for n, v in inputs.items()],
             "outputs": outputs, "max_value_bytes": jobio.MAX_VALUE_BYTES,
@@ -196,7 +197,7 @@ class Staging:
         return command
 
     # -- after the job -------------------------------------------------------------------------------
-    def collect(self, job: JobSpec, marker: str, result: dict[str, Any],
+    def collect(self, job: JobSpec, tag: str, result: dict[str, Any],
                 scratch: Path) -> tuple[dict[str, OutputRecord], list[str]]:
         """Verify each staged output against the job's report, then store it content-addressed."""
         reported = result.get("outputs") or {}
@@ -205,7 +206,7 @@ class Staging:
             raise ProviderError(f"the job reported outputs it does not declare: {', '.join(unknown)}", node=job.address)
         outputs_dir = scratch / "outputs"
         outputs_dir.mkdir(parents=True, exist_ok=True)
-        prefix = self._prefix(marker)
+        prefix = self._prefix(tag)
         for name, info in reported.items():
             if info.get("missing"):
                 continue
@@ -230,17 +231,17 @@ class Staging:
         except jobio.OutputsError as e:
             raise ProviderError(str(e), node=job.address) from None
 
-    def clear(self, marker: str) -> None:
+    def clear(self, tag: str) -> None:
         """Delete every staging key of the attempt: what was kept is in the store by now."""
-        prefix = self._prefix(marker)
+        prefix = self._prefix(tag)
         with self.blobs._errors(f"s3://{self.bucket}/{prefix}", "deleting the job's staging keys"):
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
             keys = [{"Key": o["Key"]} for page in pages for o in page.get("Contents", [])]
             for i in range(0, len(keys), 1000):
                 self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
 
-    def staged_keys(self, marker: str) -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._prefix(marker))
+    def staged_keys(self, tag: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._prefix(tag))
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
