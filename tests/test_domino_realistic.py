@@ -17,7 +17,7 @@ from providers.domino.emulator import DominoEmulator
 from providers.domino.emulator_world import EmulatorConfig, Faults, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.projects import flows
-from tests.fixtures.s3 import FAKE_KEY_ID, FAKE_SECRET, REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import FAKE_SECRET, REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"),
                                 reason="realistic Domino jobs need root here to drop to the job's user")
