@@ -209,3 +209,18 @@ def test_an_old_python_is_one_clear_line(tmp_path: Path, version: str) -> None:
                           capture_output=True, text=True, env={"PATH": str(bin_dir)})
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr.strip().startswith("flows: the job needs Python 3.8 or newer, ") and "Traceback" not in done.stderr
+
+
+def test_a_command_over_the_size_limit_is_refused_before_any_job(tmp_path: Path, s3: S3Env) -> None:
+    from providers.base import JobSpec
+    from providers.domino.staging import MAX_COMMAND_BYTES, Staging
+    from reconcile.errors import ProviderError
+
+    staging = Staging(s3.blobs())
+    job = JobSpec(run_id="r1", address="wf/a", task_name="a", kind="domino_job", command="true",
+                  project_root=str(tmp_path), flow_file="", log_path="")
+    normal = staging.prepare(job, {}, "flows-0123456789abcdef.00000000", ["python3", "python"], {})
+    assert len(normal.encode()) < MAX_COMMAND_BYTES // 2
+    with pytest.raises(ProviderError, match=f"over the {MAX_COMMAND_BYTES} flows sends to Domino"):
+        staging.prepare(job, {}, "flows-0123456789abcdef.00000001", ["/opt/" + "p" * MAX_COMMAND_BYTES], {})
+    assert staging.staged_keys("flows-0123456789abcdef.00000001") == []  # no manifest left behind

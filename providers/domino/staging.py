@@ -188,12 +188,12 @@ class Staging:
             manifest["task"] = {"file": code_files_of(job)[0], "qualname": job.python["qualname"],
                                 "inputs": {n: v.type for n, v in inputs.items()}, "outputs": dict(job.outputs)}
         key = prefix + "manifest.json"
-        with self.blobs._errors(f"s3://{self.bucket}/{key}", "writing the job's manifest"):
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(manifest).encode())
         command = bootstrap_command(self._get(key, expires), pythons)
         if len(command.encode()) > MAX_COMMAND_BYTES:
             raise ProviderError(f"the job's command would be {len(command.encode())} bytes, over the "
                                 f"{MAX_COMMAND_BYTES} flows sends to Domino", node=job.address)
+        with self.blobs._errors(f"s3://{self.bucket}/{key}", "writing the job's manifest"):
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(manifest).encode())
         return command
 
     # -- after the job -------------------------------------------------------------------------------
