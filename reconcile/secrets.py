@@ -14,6 +14,9 @@ _MIN_LEN = 4  # shorter values would mask ordinary words
 _ENV_MIN_LEN = 6
 _NOT_SECRET = {"true", "false", "yes", "no", "none", "null", "on", "off", "enabled", "disabled"}
 _registered: set[str] = set()
+# A presigned S3 URL's signing parameters (SigV4 and SigV2): whoever holds them can read or write the object.
+_PRESIGNED = re.compile(r"((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId)=)"
+                        r"[^&\s'\"]+")
 
 
 def register_secret(value: str | None) -> None:
@@ -56,6 +59,8 @@ def redact(text: str) -> str:
     for value in secret_values():
         if value in text:
             text = text.replace(value, MASK)
+    if "X-Amz-" in text or "Signature=" in text:
+        text = _PRESIGNED.sub(r"\1" + MASK, text)
     return text
 
 

@@ -224,3 +224,14 @@ def test_a_command_over_the_size_limit_is_refused_before_any_job(tmp_path: Path,
     with pytest.raises(ProviderError, match=f"over the {MAX_COMMAND_BYTES} flows sends to Domino"):
         staging.prepare(job, {}, "flows-0123456789abcdef.00000001", ["/opt/" + "p" * MAX_COMMAND_BYTES], {})
     assert staging.staged_keys("flows-0123456789abcdef.00000001") == []  # no manifest left behind
+
+
+def test_a_presigned_url_is_masked_wherever_flows_redacts() -> None:
+    from reconcile.secrets import redact
+
+    url = ("http://127.0.0.1:9/b/blobs/staging/x/manifest.json?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+           "&X-Amz-Credential=AKIAEXAMPLE%2F20261130%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261130T000000Z"
+           "&X-Amz-Expires=3660&X-Amz-SignedHeaders=host&X-Amz-Signature=0123456789abcdef")
+    shown = redact(f"failed: {url} (v2: ?AWSAccessKeyId=AKIAEXAMPLE&Signature=abc%2Bdef&Expires=1)")
+    assert "AKIAEXAMPLE" not in shown and "0123456789abcdef" not in shown and "abc%2Bdef" not in shown
+    assert "X-Amz-Signature=***" in shown and "X-Amz-Expires=3660" in shown
