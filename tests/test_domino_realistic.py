@@ -374,3 +374,25 @@ def test_a_commit_written_in_the_flow_stays_in_the_key(tmp_path: Path, s3: S3Env
     assert key(first) != pinned_second
     emu.new_commit()  # the project moving on changes nothing for a node pinned in the flow
     assert key(second) == pinned_second
+
+
+def test_ai_training_killed_mid_apply_recovers_without_starting_a_job_twice(tmp_path: Path, s3: S3Env,
+                                                                             realistic: Any) -> None:
+    """Done-when: kill apply while Domino jobs run, then `flows recover`: every node's job started once."""
+    from tests.test_recover_kit import start_flows, wait_until
+
+    root = example(tmp_path, s3)
+    emu = realistic(root, git=True, faults=Faults(queue_seconds=0.5))
+    apply = start_flows("apply", *ARGS, "--auto-approve", cwd=root, log=tmp_path / "apply.log",
+                        env={**aws_env(), **domino_env(emu)})
+    wait_until(lambda: len(emu.started_jobs) >= 3 or apply.proc.poll() is not None, timeout=120)
+    apply.kill()
+    assert len(emu.started_jobs) < 5, "apply finished before it could be killed"
+    r = run(root, emu, "recover", "--flow", "model_training")
+    assert r.code == 0, r.text
+    nodes = [emu.job(j).title.rsplit(" [flows-", 1)[0] for j in emu.started_jobs]
+    assert sorted(nodes) == sorted(f"flows: model_training/{n}" for n in
+                                   ("Load Data A", "Load Data B", "Merge Data", "Process Data", "Train Model")), nodes
+    r = run(root, emu, "outputs", "model_training/Train Model", "--json")
+    assert r.code == 0 and 0.5 < float(json.loads(r.out)["accuracy"]["value"]) <= 1.0, r.text
+    assert run(root, emu, "plan", *ARGS, "--detailed-exitcode").code == 0
