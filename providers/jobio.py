@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from providers.base import InputValue
-from providers.blobs.base import BlobStore, ensure_inside, is_s3
+from providers.blobs.base import BlobChangedError, BlobStore, ensure_inside, is_s3
 from providers.pytask import ValueFormatError, format_value, inner_type, json_value, parse_value
 from reconcile.digest import TreeError, tree_files
 from reconcile.flytetypes import is_blob, is_dir
@@ -109,12 +109,21 @@ def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> Non
         elif path.is_file():  # a stored directory: its manifest blob
             try:
                 blobs.get_dir(location, dest)
+            except BlobChangedError as e:
+                raise fail(e.message) from None
             except (ValueError, KeyError, TypeError, OSError):
                 raise fail(f"{location} is neither a directory nor a stored directory") from None
         else:
             raise fail(f"no such directory: {location}")
     elif path.is_file():
-        shutil.copyfile(path, dest)
+        owns = getattr(blobs, "owns", None)
+        if owns is not None and owns(location):  # a stored output: checked against its digest on the way
+            try:
+                blobs.get_file(location, dest)
+            except BlobChangedError as e:
+                raise fail(e.message) from None
+        else:
+            shutil.copyfile(path, dest)
     else:
         raise fail(f"{'expected a file, got a directory' if path.is_dir() else 'no such file'}: {location}")
 

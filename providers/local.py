@@ -40,6 +40,8 @@ from state.model import OutputRecord
 
 NO_ISOLATION = ("jobs cannot get a private /workflow here (unshare with mount namespaces is not available): "
                 "they run one at a time, and job scripts must use $FLOWS_INPUTS_DIR / $FLOWS_OUTPUTS_DIR")
+NO_PID_NAMESPACE = ("jobs get no PID namespace of their own here (unshare --pid is not available): a process a "
+                    "job detaches (setsid) can outlive it")
 POLL_MIN, POLL_MAX = 0.005, 0.1  # seconds between checks of a running job: quick jobs finish quickly
 KILL_GRACE = 5.0                 # seconds between SIGTERM and SIGKILL when a job is stopped
 LOG_TAIL_LINES = 20
@@ -58,12 +60,16 @@ class LocalProvider:
 
     def __init__(self, blobs: BlobStore, logs_dir: Path, *, jobs_dir: Path | None = None,
                  isolate: bool | None = None, kill_grace: float = KILL_GRACE,
-                 domino_settings: dict[str, Any] | None = None) -> None:
+                 domino_settings: dict[str, Any] | None = None, hide: list[Path] | None = None) -> None:
         self.blobs = blobs
         self.domino_settings = domino_settings or {}  # DOMINO_* values for jobs (providers.jobenv)
         self.logs_dir = Path(logs_dir)
         self.jobs_dir = Path(jobs_dir) if jobs_dir else self.logs_dir.parent / "jobs"
         self.kill_grace = kill_grace
+        # Folders a job must not see (an empty read-only mount over each): the project's .flows/ (state,
+        # blobs, stat cache, logs), and the blob store and state wherever they are configured.
+        store = getattr(blobs, "root", None)
+        self.hidden = [self.logs_dir.parent, *([Path(store)] if store else []), *(hide or [])]
         self._isolate = isolate
         self._running: dict[str, _Running] = {}
         self._stopped: set[str] = set()
@@ -76,6 +82,11 @@ class LocalProvider:
         """Whether jobs get a private /workflow; probed on first use (plan never needs it)."""
         return sandbox.isolation_available() if self._isolate is None else self._isolate
 
+    @functools.cached_property
+    def contained(self) -> bool:
+        """Whether every process a job starts provably ends with it (its own PID namespace)."""
+        return self.isolated and sandbox.pid_namespace_available()
+
     @property
     def max_parallel(self) -> int | None:
         return None if self.isolated else 1  # without isolation, parallel jobs would share /workflow
@@ -83,7 +94,9 @@ class LocalProvider:
     @property
     def warnings(self) -> list[str]:
         """Said once per apply by the caller."""
-        return [] if self.isolated else [NO_ISOLATION]
+        if not self.isolated:
+            return [NO_ISOLATION]
+        return [] if self.contained else [NO_PID_NAMESPACE]
 
     # ---- plan time -----------------------------------------------------------------------------
     def resolve_config(self, node: Node) -> dict[str, Any]:
@@ -119,7 +132,7 @@ class LocalProvider:
                 project_root=Path(job.project_root), run_id=job.run_id, address=job.address, attempt=job.attempt,
                 working_dir=sandbox.CODE if self.isolated else job.project_root, settings=self.domino_settings)}
             proc = sandbox.spawn(self._command(job), cwd=Path(job.project_root), workflow_dir=folder,
-                                 log_path=log, env=env, isolate=self.isolated)
+                                 log_path=log, env=env, isolate=self.isolated, hide=self.hidden)
         except FlowsError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -281,7 +294,9 @@ class LocalProvider:
     # ---- outputs ---------------------------------------------------------------------------------
     def _collect(self, job: JobSpec, out_dir: Path) -> tuple[dict[str, OutputRecord], list[str]]:
         """Check, parse and store the declared outputs (`providers.jobio`); raises jobio.OutputsError."""
-        return jobio.collect_outputs(job.outputs, out_dir, self.blobs, consume=True)  # the folder goes next
+        # The folder goes next; when nothing the job started can still run, its files may become the blobs
+        # themselves (a hard link); otherwise a process it left behind could write to them: private copies.
+        return jobio.collect_outputs(job.outputs, out_dir, self.blobs, consume=self.contained)
 
     # ---- export artifacts ------------------------------------------------------------------------
     def _export(self, job: JobSpec, log: Path) -> JobResult:

@@ -112,13 +112,16 @@ def make_backend(cfg: FlowsConfig) -> Any:
                          profile=b.profile, kms_key_id=b.kms_key_id, encrypt=b.encrypt,
                          lease_seconds=b.lease_seconds)
     from state.local import LocalBackend
-    path = Path(b.path) if b.path else cfg.dir / "state"
-    if not path.is_absolute():
-        path = cfg.project_root / path
-    return LocalBackend(path, lease_seconds=b.lease_seconds)
+    return LocalBackend(local_state_dir(cfg), lease_seconds=b.lease_seconds)
 
 
-def make_blob_store(cfg: FlowsConfig) -> Any:
+def local_state_dir(cfg: FlowsConfig) -> Path:
+    path = Path(cfg.backend.path) if cfg.backend.path else cfg.dir / "state"
+    return path if path.is_absolute() else cfg.project_root / path
+
+
+def make_blob_store(cfg: FlowsConfig, digests: Any = None) -> Any:
+    """`digests`: the command's stat cache, with which a local store checks a blob before each use."""
     url = cfg.blobs.url
     if url and url.startswith("s3://"):
         from providers.blobs.s3 import S3BlobStore  # noqa: PLC0415
@@ -128,7 +131,7 @@ def make_blob_store(cfg: FlowsConfig) -> Any:
     path = Path(url) if url else cfg.dir / "blobs"
     if not path.is_absolute():
         path = cfg.project_root / path
-    return LocalBlobStore(path)
+    return LocalBlobStore(path, digests)
 
 
 def make_provider(cfg: FlowsConfig, blobs: Any) -> Any:
@@ -136,4 +139,6 @@ def make_provider(cfg: FlowsConfig, blobs: Any) -> Any:
         from providers.domino.provider import DominoProvider  # noqa: PLC0415
         return DominoProvider.from_config(cfg, blobs)
     from providers.local import LocalProvider
-    return LocalProvider(blobs=blobs, logs_dir=cfg.dir / "logs", domino_settings=cfg.provider.model_extra or {})
+    hide = [] if cfg.backend.type == "s3" else [local_state_dir(cfg)]  # jobs must not see the state
+    return LocalProvider(blobs=blobs, logs_dir=cfg.dir / "logs", domino_settings=cfg.provider.model_extra or {},
+                         hide=hide)

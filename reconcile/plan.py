@@ -125,7 +125,7 @@ class Planner:
         elif record.key == key and record.status in ("cancelled", "running", "skipped"):
             change.action, change.reasons = "run", [Reason(field="status", message=f"{record.status} last time")]
         elif record.key == key:
-            change.action, change.reasons = "run", [Reason(field="outputs", message="outputs missing from the blob store")]
+            change.action, change.reasons = "run", [Reason(field="outputs", message="outputs missing from the blob store, or changed in it")]
         else:
             change.action = "update"
             change.reasons = fingerprint_reasons(record.fingerprint, fp) or [

@@ -33,7 +33,7 @@ class Workspace:
 
     @cached_property
     def blobs(self) -> Any:
-        return make_blob_store(self.config)
+        return make_blob_store(self.config, self.digests)
 
     @cached_property
     def provider(self) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_apply_common import Project, make_project
+from tests.test_apply_common import Project, make_project, poll, stop
 
 # One flow with a node for every kind of failure; applied once with --keep-going (see `faulty`).
 FAULTY = '''
@@ -159,18 +159,15 @@ def wf() -> None:
     run_domino_job_task(flyte_task_name="i2", command="python scripts/i2.py",
                         inputs=[Input(name="x", type=TXT, value=i1["out"])])
 '''
-# i1 runs while f fails: it finishes only once f's failure is durable in the journal, so the scheduler
-# has certainly seen the failure before i1's dependent could start.
+# i1 runs while f fails: it finishes only once f's failure is durable in the journal (the test says so with
+# marks/f_failed: a job cannot see .flows/), so the scheduler has certainly seen the failure before i1's
+# dependent could start.
 STOPS_SCRIPTS = {
     "f": 'mark("start")\nprint("f goes wrong")\nraise SystemExit(2)\n',
     "d": 'mark("start")\n',
     "i1": '''
         mark("start")
-        journal = ".flows/state/wf.journal.jsonl"
-        def f_failed():
-            return os.path.exists(journal) and '"address":"wf/f"' in open(journal).read() \\
-                and '"status":"failed"' in open(journal).read()
-        assert wait_for(f_failed), "f never failed"
+        assert wait_for(exists("f_failed")), "f never failed"
         write("out", "i1")
         mark("end")
     ''',
@@ -180,10 +177,23 @@ STOPS_SCRIPTS = {
 
 def test_failure_without_and_with_keep_going(tmp_path: Path) -> None:
     p = make_project(tmp_path / "proj", STOPS, STOPS_SCRIPTS)
-    r = p.apply("--parallelism", "2", code=1)
-    assert "wf/f: failed: exit code 2" in r.out and "f goes wrong" in r.out
-    assert "wf/d: skipped: upstream failed" in r.out
-    assert "wf/i2: not started: stopped after a failure" in r.out
+    journal = p.root / ".flows" / "state" / "wf.journal.jsonl"
+
+    def f_failed() -> bool:
+        text = journal.read_text() if journal.exists() else ""
+        return '"address":"wf/f"' in text and '"status":"failed"' in text
+
+    proc = p.spawn("apply", "flow.py", "wf", "--parallelism", "2", "--auto-approve")
+    try:
+        poll(f_failed, "f's failure in the journal")
+        (p.marks / "f_failed").touch()
+        assert proc.wait(timeout=120) == 1, p.output()
+    finally:
+        stop(proc)
+    out = p.output()
+    assert "wf/f: failed: exit code 2" in out and "f goes wrong" in out
+    assert "wf/d: skipped: upstream failed" in out
+    assert "wf/i2: not started: stopped after a failure" in out
     assert [p.starts(n) for n in ("f", "d", "i1", "i2")] == [1, 0, 1, 0]  # i1 was running: it finished
     state = p.state()
     assert {a: n["status"] for a, n in state["nodes"].items()} == {"wf/f": "failed", "wf/i1": "succeeded"}

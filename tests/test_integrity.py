@@ -129,3 +129,138 @@ def test_links_that_leave_a_directory_output_are_refused_and_links_inside_are_ke
     assert p.run("outputs", "wf/inside", "--dest", str(out)).code == 0
     files = sorted(f.relative_to(out).as_posix() for f in out.rglob("*") if f.is_file())
     assert files == ["d/alias/x.txt", "d/copy.txt", "d/sub/x.txt"]  # followed inside the folder, stored as files
+
+
+# ---- 3. a process the job leaves behind ----------------------------------------------------------------
+
+DETACH_FLOW = '''
+@workflow
+def wf() -> TXT:
+    detach = run_domino_job_task(flyte_task_name="detach", command="python scripts/detach.py",
+                                 output_specs=[Output(name="o", type=TXT)])
+    run_domino_job_task(flyte_task_name="slow", command="python scripts/slow.py",
+                        timeout=datetime.timedelta(seconds=2))
+    return detach["o"]
+'''
+# `setsid sh -c 'exec 3>>/workflow/outputs/o; sleep 3; echo TAMPERED >&3' &`, made to wait for the test's
+# signal (marks/go) instead of a time, and to hold marks/<node>-left.lock while it lives.
+LEAVE_BEHIND = '''
+import subprocess, sys
+LEFT = """
+import fcntl, os, sys, time
+out = open(sys.argv[1], "a") if sys.argv[1] else None
+lock = open(os.path.join(os.environ["MARKS"], sys.argv[2] + "-left.lock"), "a")
+fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+open(os.path.join(os.environ["MARKS"], sys.argv[2] + "-left.ready"), "w").close()
+while not os.path.exists(os.path.join(os.environ["MARKS"], "go")):
+    time.sleep(0.05)  # poll for the test's signal
+if out:
+    out.write("TAMPERED\\\\n")
+"""
+
+
+def leave_behind(output):
+    subprocess.Popen(["setsid", sys.executable, "-c", LEFT, output, NODE], stdin=subprocess.DEVNULL)
+    wait_for(exists(NODE + "-left.ready"))
+'''
+DETACH = {
+    "detach": LEAVE_BEHIND + '''
+mark("start")
+leave_behind(os.path.join(os.environ["FLOWS_OUTPUTS_DIR"], "o"))
+write("o", "original\\n")
+''',
+    "slow": LEAVE_BEHIND + '''
+mark("start")
+leave_behind("")
+time.sleep(120)  # timed out after 2s
+''',
+}
+
+
+@needs_isolation
+def test_every_process_a_job_starts_ends_with_the_job(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "proj", DETACH_FLOW, DETACH)
+    try:
+        r = p.apply("--keep-going", code=1)
+        assert "wf/slow: failed: timed out after 2s" in r.out
+        assert not p.holders("detach-left"), "a process the job detached outlived it"
+        assert not p.holders("slow-left"), "a process the job detached outlived its timeout"
+    finally:
+        (p.marks / "go").touch()  # what is left (if anything) may write now, and ends
+        kill_pids(p.holders("slow-left"))
+    blob = output_uri(p, "wf/detach", "o")
+    assert blob.read_text() == "original\n"
+    out = tmp_path / "out"
+    assert p.run("outputs", "wf/detach", "--dest", str(out)).code == 0
+    assert (out / "o").read_text() == "original\n"
+    assert p.actions()["wf/detach"] == "reuse"
+
+
+# ---- 4. a job writing into the project's .flows/ ------------------------------------------------------
+
+TWO_FLOW = '''
+@workflow
+def wf() -> TXT:
+    a = run_domino_job_task(flyte_task_name="a", command="python scripts/a.py",
+                            output_specs=[Output(name="o", type=TXT)])
+    b = run_domino_job_task(flyte_task_name="b", command="python scripts/b.py",
+                            inputs=[Input(name="x", type=TXT, value=a["o"])],
+                            output_specs=[Output(name="o", type=TXT)])
+    return b["o"]
+'''
+TWO = {
+    "a": 'mark("start")\nwrite("o", "from a\\n")\n',
+    # As root, modes do not stop it: every blob it can find under any name of the project is overwritten.
+    "b": '''
+        import glob
+        mark("start")
+        found = []
+        for top in {os.getcwd(), "/mnt/code", os.environ.get("FLOWS_PROJECT_ROOT", "")}:
+            for blob in sorted(glob.glob(os.path.join(top, ".flows", "blobs", "??", "*"))):
+                os.chmod(blob, 0o644)
+                size = os.path.getsize(blob)
+                open(blob, "r+b").write(b"X" * size)
+                found.append(blob)
+        for top in {os.getcwd(), "/mnt/code"}:
+            try:
+                open(os.path.join(top, ".flows", "planted"), "w").write("x")
+                found.append(top + "/.flows/planted")
+            except OSError:
+                pass
+        open(os.path.join(MARKS, "b.found"), "w").write("\\n".join(found))
+        write("o", read("x").upper())
+    ''',
+}
+
+
+@needs_isolation
+def test_a_job_cannot_reach_the_projects_flows_folder(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "proj", TWO_FLOW, TWO)
+    p.apply()
+    assert (p.marks / "b.found").read_text() == ""  # .flows is an empty folder in the job's world
+    assert not (p.root / ".flows" / "planted").exists()
+    assert output_uri(p, "wf/a", "o").read_text() == "from a\n"
+    assert output_uri(p, "wf/b", "o").read_text() == "FROM A\n"
+    assert p.actions() == {"wf/a": "reuse", "wf/b": "reuse"}
+
+
+def test_a_blob_changed_in_the_store_is_not_reused(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "proj", COPY_FLOW, COPY, files={"data/s.csv": "a,1\n"})
+    p.apply(*DATA)
+    blob = output_uri(p, "wf/copy", "out")
+    st = blob.stat()
+    # What a root job (or anyone) can do to a read-only file: same size, same times.
+    os.chmod(blob, 0o644)
+    blob.write_text("b,2\n")
+    os.utime(blob, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.chmod(blob, 0o444)
+    plan = p.plan(*DATA)
+    [node] = plan["nodes"]
+    assert node["action"] == "run", node
+    assert [r["message"] for r in node["reasons"]] == ["outputs missing from the blob store, or changed in it"]
+    r = p.run("outputs", "wf/copy", "--dest", str(tmp_path / "out"))
+    assert r.code == 1 and "Traceback" not in r.text, r.text
+    assert "output 'out' has changed in the blob store since it was stored" in r.err, r.err
+    p.apply(*DATA)
+    assert p.starts("copy") == 2 and blob.read_text() == "a,1\n"  # stored again, over the changed bytes
+    assert p.actions(*DATA) == {"wf/copy": "reuse"}

@@ -11,6 +11,12 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from reconcile.errors import ProviderError
+
+
+class BlobChangedError(ProviderError):
+    """A stored blob's bytes no longer match its digest (or a file changed while it was being stored)."""
+
 
 class StoredBlob(BaseModel):
     digest: str

@@ -1,6 +1,15 @@
-"""Content-addressed blobs in a local folder (`.flows/blobs/<2>/<digest>`): written once, read-only."""
+"""Content-addressed blobs in a local folder (`.flows/blobs/<2>/<digest>`): written once, read-only, verified.
+
+A blob's bytes are a private copy that nobody else holds (a reflink where the filesystem offers one), or a
+job's own file once nothing the job started can still run (a hard link: the job's folder is deleted next).
+Its digest is taken from the stored bytes themselves, and checked again before each use (`exists`,
+`get_file`, `get_dir`): the stat cache answers for a blob whose stat has not moved since it was recorded,
+and any change to it (even by root, even with its mtime restored) moves its ctime, so it is read again and
+a changed blob counts as missing (a re-run stores it again) instead of being reused.
+"""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -8,39 +17,77 @@ import stat
 import uuid
 from pathlib import Path
 
-from reconcile.digest import bytes_digest, file_digest, manifest_bytes, tree_files
-from providers.blobs.base import StoredBlob, ensure_inside, shard
+from reconcile.digest import StatCache, bytes_digest, file_digest, manifest_bytes, tree_files
+from providers.blobs.base import BlobChangedError, StoredBlob, ensure_inside, shard
+
+FICLONE = 0x40049409            # ioctl: share the source's extents (btrfs, XFS, ...): a private copy for free
+MANIFEST_HEAD = b'{"files":{'   # how a directory's manifest blob starts (`manifest_bytes`)
 
 
 class LocalBlobStore:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], digests: StatCache | None = None) -> None:
         self.root = Path(root).resolve()
         self.url = str(self.root)
+        self.digests = digests if digests is not None else StatCache(None)
 
     def _path(self, digest: str) -> Path:
         return self.root / shard(digest)
 
-    def _digest_of(self, uri: str) -> str:
-        return Path(uri).name
+    def owns(self, uri: str) -> bool:
+        """Whether `uri` names a blob of this store."""
+        path = Path(uri)
+        return path.parent.parent == self.root and path.parent.name == path.name[:2]
 
-    def _store(self, digest: str, write: "callable[[Path], None]", size: int) -> StoredBlob:
+    def _intact(self, path: Path, digest: str) -> bool:
+        """The blob is there and its bytes still hash to its digest (stat-cached)."""
+        try:
+            return self.digests.file(path) == digest
+        except OSError:
+            return False
+
+    def _place(self, tmp: Path, digest: str) -> StoredBlob:
+        """Make `tmp` (a private file of verified bytes) the blob `digest`, unless an intact one is there."""
         target = self._path(digest)
-        if not target.exists():  # content-addressed: an existing blob is the same bytes
+        size = os.path.getsize(tmp)
+        if self._intact(target, digest):  # content-addressed: an intact blob is these very bytes
+            tmp.unlink()
+        else:  # absent, or changed since it was stored: these bytes take its place
             target.parent.mkdir(parents=True, exist_ok=True)
-            # unique per call: two jobs of one apply may store the same bytes at the same moment
-            tmp = target.with_name(f".{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-            write(tmp)
             os.chmod(tmp, 0o444)
             os.replace(tmp, target)
+            self.digests.remember(target, digest)
         return StoredBlob(digest=digest, uri=str(target), size=size)
 
+    def _tmp(self) -> Path:
+        # unique per call: two jobs of one apply may store the same bytes at the same moment
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root / f".{os.getpid()}.{uuid.uuid4().hex}.tmp"
+
     def put_file(self, path: Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
-        digest = digest or file_digest(path)
-        write = _link_or_copy if consume else shutil.copyfile
-        return self._store(digest, lambda tmp: write(path, tmp), os.path.getsize(path))
+        """`consume`: the caller deletes `path` next and nothing can write to it any more (the job that wrote
+        it has ended with every process it started), so the file itself may become the blob."""
+        if digest is not None and self._intact(self._path(digest), digest):
+            return StoredBlob(digest=digest, uri=str(self._path(digest)), size=os.path.getsize(path))
+        tmp = self._tmp()
+        try:
+            (_link_or_copy if consume else clone_or_copy)(path, tmp)
+            actual = file_digest(tmp)  # the digest of the bytes stored, not of what was there a moment ago
+            if digest is not None and actual != digest:
+                raise BlobChangedError(f"{path} changed while it was being stored", file=str(path))
+            return self._place(tmp, actual)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def put_bytes(self, data: bytes) -> StoredBlob:
-        return self._store(bytes_digest(data), lambda tmp: tmp.write_bytes(data), len(data))
+        digest = bytes_digest(data)
+        if self._intact(self._path(digest), digest):
+            return StoredBlob(digest=digest, uri=str(self._path(digest)), size=len(data))
+        tmp = self._tmp()
+        try:
+            tmp.write_bytes(data)
+            return self._place(tmp, digest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def put_dir(self, path: Path, *, consume: bool = False, confine: bool = False) -> StoredBlob:
         files: dict[str, dict[str, object]] = {}
@@ -53,22 +100,50 @@ class LocalBlobStore:
         return StoredBlob(digest=manifest.digest, uri=manifest.uri, size=total)
 
     def exists(self, uris: list[str]) -> dict[str, bool]:
-        return {u: Path(u).is_file() for u in uris}
+        """Which blobs are there unchanged (a directory: its manifest and every file it names)."""
+        return {u: self._usable(Path(u)) for u in uris}
+
+    def _usable(self, path: Path) -> bool:
+        if not self._intact(path, path.name):
+            return False
+        files = self._manifest_digests(path)
+        return files is None or all(self._intact(self._path(d), d) for d in files)
+
+    def _manifest_digests(self, path: Path) -> list[str] | None:
+        """The file digests a directory's manifest names; None for a blob that is not a manifest."""
+        try:
+            with open(path, "rb") as f:
+                if f.read(len(MANIFEST_HEAD)) != MANIFEST_HEAD:
+                    return None
+                files = json.loads(MANIFEST_HEAD + f.read())["files"]
+            return [str(meta["digest"]) for meta in files.values()]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def _verified(self, uri: str) -> Path:
+        path = Path(uri)
+        if self.owns(uri) and not self._intact(path, path.name):
+            if not path.is_file():
+                raise FileNotFoundError(2, "no such blob", uri)
+            raise BlobChangedError(f"blob {path.name[:12]} has changed in the blob store since it was stored "
+                                   "(its bytes no longer match its digest)", file=uri)
+        return path
 
     def get_file(self, uri: str, dest: Path) -> None:
+        path = self._verified(uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(uri, dest)
+        clone_or_copy(path, dest)
 
     def get_dir(self, uri: str, dest: Path) -> None:
-        manifest = json.loads(Path(uri).read_bytes())
+        manifest = json.loads(self._verified(uri).read_bytes())
         dest.mkdir(parents=True, exist_ok=True)
         for rel, meta in manifest["files"].items():
             target = ensure_inside(dest, rel)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self._path(str(meta["digest"])), target)
+            self.get_file(str(self._path(str(meta["digest"]))), target)
 
     def read_bytes(self, uri: str) -> bytes:
-        return Path(uri).read_bytes()
+        return self._verified(uri).read_bytes()
 
     def list_digests(self) -> set[str]:
         if not self.root.is_dir():
@@ -86,11 +161,23 @@ class LocalBlobStore:
         return n
 
 
+def clone_or_copy(src: Path, dest: Path) -> None:
+    """A private copy of `src` at `dest`: a reflink (shared extents, copied on write) where the filesystem
+    offers one, bytes otherwise."""
+    with open(src, "rb") as source, open(dest, "wb") as target:
+        try:
+            fcntl.ioctl(target.fileno(), FICLONE, source.fileno())
+            return
+        except OSError:
+            pass  # not a reflink filesystem (ext4, tmpfs), or another filesystem
+    shutil.copyfile(src, dest)
+
+
 def _link_or_copy(src: Path, dest: Path) -> None:
     """Take a job's output into the store without copying its bytes (a model of many GB costs one hard
     link; the job's folder, and with it the other name, is deleted next) when it is a plain file of its own.
-    A symlink, a file that shares its inode with one elsewhere (whose mode the store's chmod would change),
-    or another filesystem: copied. A link, not a rename, so other outputs that symlink to it still resolve."""
+    A symlink, a file that shares its inode with one elsewhere (whose mode the store's chmod would change,
+    and which another process could write through), or another filesystem: a private copy."""
     st = os.lstat(src)
     if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
         try:
@@ -98,4 +185,4 @@ def _link_or_copy(src: Path, dest: Path) -> None:
             return
         except OSError:
             pass  # another filesystem, or one without hard links
-    shutil.copyfile(src, dest)
+    clone_or_copy(src, dest)

@@ -398,8 +398,12 @@ def _copy_out(ws: Any, name: str, out: Any, dest: Path) -> str:
         target = ensure_inside(dest, name)
     except ValueError:
         raise InputError(f"output name '{name}' would be written outside {dest}") from None
+    from providers.blobs.base import BlobChangedError
     try:
         (ws.blobs.get_dir if is_dir(out.type) else ws.blobs.get_file)(out.uri, target)
+    except BlobChangedError:
+        raise InputError(f"output '{name}' has changed in the blob store since it was stored (its bytes no longer "
+                         "match its digest); the next `flows apply` runs its node again") from None
     except OSError as e:
         if not ws.blobs.exists([out.uri]).get(out.uri, False):
             raise InputError(f"output '{name}' is no longer in the blob store (deleted by `flows cache gc`?); "
