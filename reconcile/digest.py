@@ -151,13 +151,13 @@ class StatCache:
 
     def file(self, path: str | os.PathLike[str]) -> str:
         p = os.path.abspath(path)
-        taken = time.time_ns()
         st = os.stat(p)
         sig = stat_signature(st)
         with self._lock:
             hit = self.entries.get(p)
         if hit is not None and len(hit) == len(sig) + 1 and hit[:-1] == sig:
             return str(hit[-1])
+        taken = time.time_ns()  # (just after the stat: RACY_NS dwarfs the difference)
         digest = file_digest(p)
         with self._lock:
             if st.st_ctime_ns < taken - RACY_NS:

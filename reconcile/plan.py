@@ -6,7 +6,7 @@ from typing import Any
 
 from reconcile.errors import FlowsError
 from reconcile.fingerprint import InputResolver, cache_key, fingerprint, is_pending
-from reconcile.flytetypes import is_blob
+from reconcile.flytetypes import is_blob, is_dir
 from reconcile.graph import FlowGraph, Node
 from reconcile.plan_model import EXECUTING, NodeChange, Plan, Reason
 from reconcile.reasons import display_notes, fingerprint_reasons
@@ -43,6 +43,10 @@ def _blob_uris(outputs: dict[str, OutputRecord]) -> list[str]:
     return [o.uri for o in outputs.values() if o.uri and is_blob(o.type)]
 
 
+def _dir_uris(outputs: dict[str, OutputRecord]) -> set[str]:
+    return {o.uri for o in outputs.values() if o.uri and is_dir(o.type)}
+
+
 class Planner:
     def __init__(self, graph: FlowGraph, state: State, keyer: NodeKeyer, blobs: Any,
                  targets: list[str] | None = None, replace: list[str] | None = None) -> None:
@@ -63,18 +67,20 @@ class Planner:
     def outputs_exist(self, outputs: dict[str, OutputRecord]) -> bool:
         uris = [u for u in _blob_uris(outputs) if u not in self._exists]
         if uris:
-            self._exists.update(self.blobs.exists(uris))
+            self._exists.update(self.blobs.exists(uris, dirs=_dir_uris(outputs)))
         return all(self._exists.get(u, False) for u in _blob_uris(outputs))
 
     def _prefetch(self) -> None:
         """One batched existence check of the outputs the current records point at (S3: parallel HEADs)."""
         uris: list[str] = []
+        dirs: set[str] = set()
         for rec in self.state.nodes.values():
             entry = self.state.cache.get(rec.key or "")
             if entry is not None:
                 uris.extend(_blob_uris(entry.outputs))
+                dirs |= _dir_uris(entry.outputs)
         if uris:
-            self._exists.update(self.blobs.exists(sorted(set(uris))))
+            self._exists.update(self.blobs.exists(sorted(set(uris)), dirs=dirs))
 
     def selected(self) -> list[str]:
         if not self.targets:

@@ -55,9 +55,9 @@ def test_a_changed_file_of_a_stored_directory_makes_it_unusable(tmp_path: Path) 
     (tmp_path / "d" / "sub" / "x.txt").write_text("x\n")
     (tmp_path / "d" / "y.txt").write_text("y\n")
     stored = store.put_dir(tmp_path / "d")
-    assert store.exists([stored.uri]) == {stored.uri: True}
+    assert store.exists([stored.uri], dirs={stored.uri}) == {stored.uri: True}
     tamper(Path(store.put_bytes(b"x\n").uri), b"z\n")
-    assert store.exists([stored.uri]) == {stored.uri: False}
+    assert store.exists([stored.uri], dirs={stored.uri}) == {stored.uri: False}
     with pytest.raises(BlobChangedError):
         store.get_dir(stored.uri, tmp_path / "copy")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Collection, Protocol
 
 from pydantic import BaseModel
 
@@ -40,8 +40,9 @@ class BlobStore(Protocol):
         `path`, for a job's outputs); a directory that breaks the rule raises `TreeError`."""
         ...
 
-    def exists(self, uris: list[str]) -> dict[str, bool]:
-        """Which of these blobs exist (batched/parallel for remote stores)."""
+    def exists(self, uris: list[str], dirs: Collection[str] = ()) -> dict[str, bool]:
+        """Which of these blobs exist (batched/parallel for remote stores). `dirs`: those of `uris` that are
+        stored directories (manifests); a store that checks blobs' bytes checks the files they name too."""
         ...
 
     def get_file(self, uri: str, dest: Path) -> None:

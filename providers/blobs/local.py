@@ -16,6 +16,7 @@ import shutil
 import stat
 import uuid
 from pathlib import Path
+from typing import Collection
 
 from reconcile.digest import StatCache, bytes_digest, file_digest, manifest_bytes, tree_files
 from providers.blobs.base import BlobChangedError, StoredBlob, ensure_inside, shard
@@ -99,14 +100,14 @@ class LocalBlobStore:
         manifest = self.put_bytes(manifest_bytes(files))
         return StoredBlob(digest=manifest.digest, uri=manifest.uri, size=total)
 
-    def exists(self, uris: list[str]) -> dict[str, bool]:
-        """Which blobs are there unchanged (a directory: its manifest and every file it names)."""
-        return {u: self._usable(Path(u)) for u in uris}
+    def exists(self, uris: list[str], dirs: Collection[str] = ()) -> dict[str, bool]:
+        """Which blobs are there unchanged (of a directory in `dirs`: its manifest and every file it names)."""
+        return {u: self._usable(Path(u), u in dirs) for u in uris}
 
-    def _usable(self, path: Path) -> bool:
+    def _usable(self, path: Path, is_dir: bool) -> bool:
         if not self._intact(path, path.name):
             return False
-        files = self._manifest_digests(path)
+        files = self._manifest_digests(path) if is_dir else None
         return files is None or all(self._intact(self._path(d), d) for d in files)
 
     def _manifest_digests(self, path: Path) -> list[str] | None:

@@ -10,7 +10,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from providers.blobs.base import StoredBlob, ensure_inside, shard
 from reconcile.digest import bytes_digest, file_digest, manifest_bytes, tree_files
@@ -119,7 +119,7 @@ class S3BlobStore:
         return StoredBlob(digest=manifest.digest, uri=manifest.uri, size=sum(b.size for b in blobs))
 
     # -- reading -------------------------------------------------------------------------------
-    def exists(self, uris: list[str]) -> dict[str, bool]:
+    def exists(self, uris: list[str], dirs: Collection[str] = ()) -> dict[str, bool]:
         if not uris:
             return {}
         self._check_bucket()
