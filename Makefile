@@ -18,6 +18,7 @@ demo: deps $(BIN)/flows
 	cd $(EXAMPLE) && ../../$(BIN)/flows plan flow.py model_training --data_path_a data/a.csv --data_path_b data/b.csv --detailed-exitcode
 
 test: deps $(BIN)/flows
+	$(BIN)/lint-imports  # imports point down only (contracts in pyproject.toml)
 	$(BIN)/python -m pytest -q -n 4  # most tests wait on real subprocesses and servers
 
 # Graphviz `dot` draws `flows graph --format svg|html`. Installed from Debian when it is missing and we are root;

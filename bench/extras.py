@@ -36,7 +36,7 @@ def make_big_file(path: Path, size: int = GIB) -> None:
 
 def hash_throughput(big: Path, runs: int) -> dict[str, Any]:
     """In-process GB/s of flows' file hasher vs hashlib md5 (DVC's), alternating, file in page cache."""
-    from reconcile.digest import file_digest
+    from vocab.digest import file_digest
 
     def md5() -> None:
         with open(big, "rb") as f:
@@ -85,7 +85,7 @@ def stat_cache_plans(root: Path, big: Path, runs: int) -> dict[str, Any]:
     Whole-process figures (what a user waits for) and the in-process digest step alone (what the
     stat cache saves); DVC's `dvc status` the same way for reference (its state db plays the role).
     """
-    from reconcile.digest import StatCache
+    from vocab.digest import StatCache
 
     out: dict[str, Any] = {}
     proj = root / "bigflow"

@@ -7,14 +7,29 @@ outputs are already stored in the blob store (content-addressed), so the schedul
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Mapping, Protocol
 
 from pydantic import BaseModel, Field
 
-from reconcile.digest import StatCache
-from reconcile.graph import Node, NodeKind
 from state.model import OutputRecord
+from vocab.nodes import NodeKind
+
+
+class NodeSpec(Protocol):
+    """What a provider reads of a flow node at plan time (`reconcile.graph.Node` is one)."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def kind(self) -> NodeKind: ...
+    @property
+    def command(self) -> str: ...
+    @property
+    def job_config(self) -> dict[str, Any]: ...
+    @property
+    def resolve_defaults(self) -> bool: ...
+    @property
+    def python(self) -> Mapping[str, str] | None: ...
 
 
 class InputValue(BaseModel):
@@ -65,14 +80,9 @@ class Provider(Protocol):
     # How many jobs may run at once on this provider's own account (None: no limit of its own).
     max_parallel: int | None
 
-    def resolve_config(self, node: Node) -> dict[str, Any]:
+    def resolve_config(self, node: NodeSpec) -> dict[str, Any]:
         """Plan time: the node's job config with project defaults resolved (Domino: commit, environment
         revision, ...). Never starts a job. Local: the config as written."""
-        ...
-
-    def code_identity(self, node: Node, project_root: Path, digests: StatCache) -> dict[str, str]:
-        """What version of the code the node runs: local, `{project file: digest}` for files named in the
-        command; Domino, `{"commit": <resolved commit>}`."""
         ...
 
     def start(self, job: JobSpec) -> JobHandle:

@@ -6,18 +6,14 @@ is part of the node's code, so editing that file re-runs the node and editing an
 """
 from __future__ import annotations
 
-import ast
 import functools
-import inspect
 import os
 import re
 import shlex
-import textwrap
-import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from reconcile.digest import bytes_digest, path_kind
+from vocab.digest import path_kind
 
 PathKind = Callable[[str], str | None]  # "file", "dir" or None (missing)
 
@@ -97,49 +93,3 @@ def command_files(command: str, project_root: Path, kind: PathKind = path_kind) 
                 found.add(rel)
                 break
     return sorted(found)
-
-
-def function_identity(node: Any, project_root: Path, modules: dict[str, Any], lock: threading.Lock) -> dict[str, str]:
-    """A `@task`'s code: the digest of the function's own source (decorators and comments left out), so
-    editing its neighbours does not re-run it. `modules` remembers imported flow files (under `lock`)."""
-    from reconcile.errors import ProviderError  # noqa: PLC0415
-    from reconcile.loader import import_flow_module  # noqa: PLC0415 - heavy: only for @task nodes
-
-    if not node.python:
-        raise ProviderError("python task without a function reference", node=node.address)
-    file, qualname = Path(node.python["file"]), node.python["qualname"]
-    with lock:
-        module = modules.get(str(file))
-        if module is None:
-            module = modules[str(file)] = import_flow_module(file)
-    obj: Any = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise ProviderError(f"cannot find the task function '{qualname}' in {file}", node=node.address)
-    fn = getattr(obj, "fn", obj)
-    try:
-        source = textwrap.dedent(inspect.getsource(fn))
-    except (OSError, TypeError) as e:
-        raise ProviderError(f"cannot read the source of '{qualname}': {e}", node=node.address) from None
-    stmt = ast.parse(source).body[0]
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        stmt.decorator_list = []  # cache/retry settings are keyed (or not) by the fingerprint itself
-    try:
-        where = Path(os.path.relpath(file, project_root)).as_posix()
-    except ValueError:
-        where = str(file)
-    where = str(file) if where.startswith("../") else where
-    return {f"{where}::{qualname}": bytes_digest(ast.unparse(stmt).encode())}
-
-
-def node_code_identity(node: Any, project_root: Path, digests: Any, modules: dict[str, Any],
-                       lock: threading.Lock) -> dict[str, str]:
-    """A node's code identity on every provider: the digests of the project files its command names, or its
-    function's source. Never a commit id (on Domino every job writes one)."""
-    if node.kind == "domino_job":
-        return {rel: digests.file(project_root / rel)
-                for rel in command_files(node.command, project_root, digests.path_kind)}
-    if node.kind == "python":
-        return function_identity(node, project_root, modules, lock)
-    return {}

@@ -30,9 +30,9 @@ from typing import Any, Mapping
 from providers.base import InputValue
 from providers.blobs.base import BlobChangedError, BlobStore, ensure_inside, is_s3
 from providers.pytask import ValueFormatError, format_value, inner_type, json_value, parse_value
-from reconcile.digest import TreeError, tree_files
-from reconcile.flytetypes import is_blob, is_dir
-from reconcile.secrets import redact
+from vocab.digest import TreeError, tree_files
+from vocab.flytetypes import is_blob, is_dir
+from vocab.masking import redact
 from state.model import OutputRecord
 
 MAX_VALUE_BYTES = 1 << 20  # a primitive output is a value, not data: bigger ones should be declared files

@@ -23,19 +23,15 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from providers import jobenv, launcher, sandbox
-from providers.base import JobHandle, JobResult, JobSpec
+from providers.base import JobHandle, JobResult, JobSpec, NodeSpec
 from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
-from providers.code_files import command_files, function_identity
 from providers import pytask
-from reconcile.digest import StatCache
-from reconcile.errors import FlowsError, ProviderError
-from reconcile.graph import Node
-from reconcile.secrets import redact
+from vocab.errors import FlowsError, ProviderError
+from vocab.masking import redact
 from state.model import OutputRecord
 
 NO_ISOLATION = ("jobs cannot get a private /workflow here (unshare with mount namespaces is not available): "
@@ -73,7 +69,6 @@ class LocalProvider:
         self._isolate = isolate
         self._running: dict[str, _Running] = {}
         self._stopped: set[str] = set()
-        self._modules: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
 
     # ---- capabilities --------------------------------------------------------------------------
@@ -99,19 +94,8 @@ class LocalProvider:
         return [] if self.contained else [NO_PID_NAMESPACE]
 
     # ---- plan time -----------------------------------------------------------------------------
-    def resolve_config(self, node: Node) -> dict[str, Any]:
+    def resolve_config(self, node: NodeSpec) -> dict[str, Any]:
         return dict(node.job_config)  # no project defaults on this machine
-
-    def code_identity(self, node: Node, project_root: Path, digests: StatCache) -> dict[str, str]:
-        if node.kind == "domino_job":
-            return {rel: digests.file(project_root / rel)
-                    for rel in command_files(node.command, project_root, digests.path_kind)}
-        if node.kind == "python":
-            return self._function_identity(node, project_root)
-        return {}
-
-    def _function_identity(self, node: Node, project_root: Path) -> dict[str, str]:
-        return function_identity(node, project_root, self._modules, self._lock)
 
     # ---- start -----------------------------------------------------------------------------------
     def start(self, job: JobSpec) -> JobHandle:

@@ -1,13 +1,9 @@
-"""Run one Python `@task` inside a job folder, the way a Domino job runs a script.
+"""The value format of `/workflow/inputs` and `/workflow/outputs` (Domino's flytecopilot format), shared by
+the providers (which write inputs and parse outputs) and the in-job `@task` runner, and the command that
+starts that runner in a job.
 
-`python -P -m providers.pytask '<json spec>'` (spawned by the local provider through the sandbox):
-loads the flow file with the flytekit/Domino shims, finds the task function by its qualname, reads
-its inputs from `$FLOWS_INPUTS_DIR/<name>`, calls it, and writes each output to
-`$FLOWS_OUTPUTS_DIR/<name>` (`o0, o1, ...` or the NamedTuple's field names; files and directories are
-copied in). The provider then collects the outputs exactly as it does for a shell job.
-
-This module also holds the value format of `/workflow/inputs` and `/workflow/outputs` (Domino's
-flytecopilot format), shared by the provider (which writes inputs, parses outputs) and this runner.
+The runner itself (`reconcile.task_runner`) imports the flow file with the flytekit/Domino shims, which
+are the engine's: a provider names it in the job's command and never imports it.
 """
 from __future__ import annotations
 
@@ -15,15 +11,13 @@ import datetime as dt
 import decimal
 import json
 import math
-import os
 import re
 import shlex
-import shutil
-import sys
-from pathlib import Path
 from typing import Any
 
-from reconcile.flytetypes import FlyteDirectory, FlyteFile, canonical_value, check_value, is_blob, is_dir, is_file
+from vocab.flytetypes import canonical_value, check_value
+
+RUNNER = "reconcile.task_runner"  # the module a job runs a `@task` with (`python -P -m RUNNER '<spec>'`)
 
 # ---- the value format -------------------------------------------------------------------------------
 
@@ -92,7 +86,7 @@ def parse_duration(text: str) -> dt.timedelta:
     return sign * dt.timedelta(microseconds=float(ns / 1000))
 
 
-def _datetime(value: Any) -> dt.datetime:
+def as_datetime(value: Any) -> dt.datetime:
     when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
     if not isinstance(when, dt.datetime):  # a date: midnight
         when = dt.datetime.combine(when, dt.time())
@@ -113,7 +107,7 @@ def format_value(t: str, value: Any) -> bytes:
     if t == "float":
         return _go_float(float(value)).encode()
     if t == "datetime":
-        return _datetime(value).isoformat().replace("+00:00", "Z").encode()  # RFC 3339
+        return as_datetime(value).isoformat().replace("+00:00", "Z").encode()  # RFC 3339
     if t == "date":
         return (value if isinstance(value, str) else value.isoformat()).encode()
     if t == "timedelta":
@@ -177,110 +171,9 @@ def json_value(t: str, value: Any) -> Any:
     return value
 
 
-# ---- the runner ---------------------------------------------------------------------------------------
-
-class TaskError(Exception):
-    """A problem the runner reports as one line on stderr (the job fails with its exit code)."""
-
-
-def _read_input(t: str, path: Path) -> Any:
-    if not path.exists():
-        if t.startswith("optional["):
-            return None
-        raise TaskError(f"input '{path.name}' is missing from {path.parent}")
-    if is_file(inner_type(t)):
-        return FlyteFile(str(path))
-    if is_dir(inner_type(t)):
-        return FlyteDirectory(str(path))
-    try:
-        value = parse_value(t, path.read_bytes())
-    except ValueFormatError as e:
-        raise TaskError(f"input '{path.name}' is not a {t}: {e}") from None
-    if inner_type(t) == "datetime" and value is not None and isinstance(value, dt.datetime):
-        value = _datetime(value)
-    return value
-
-
-def _write_output(name: str, t: str, value: Any, outputs_dir: Path) -> None:
-    target = outputs_dir / name
-    if value is None and not t.startswith("optional["):
-        raise TaskError(f"output '{name}' is None but is declared {t}")
-    if value is not None and is_blob(inner_type(t)):
-        source = Path(os.fspath(value))
-        if not source.exists():
-            raise TaskError(f"output '{name}': the task returned {str(source)!r}, which does not exist")
-        if is_dir(inner_type(t)):
-            shutil.copytree(source, target)
-        else:
-            shutil.copyfile(source, target)
-        return
-    reason = check_value(t, value)
-    if reason:
-        raise TaskError(f"output '{name}' is declared {t}: {reason}")
-    target.write_bytes(format_value(t, value))
-
-
-def _split_result(result: Any, names: list[str], task: str) -> dict[str, Any]:
-    """Flyte's naming: one output takes the value; several take a tuple (by field name for a NamedTuple)."""
-    if not names:
-        return {}
-    fields = getattr(result, "_fields", None)
-    if fields is not None and all(n in fields for n in names):
-        return {n: getattr(result, n) for n in names}
-    if len(names) == 1:
-        return {names[0]: result}
-    if not isinstance(result, tuple) or len(result) != len(names):
-        got = f"{len(result)} values" if isinstance(result, tuple) else "one value"
-        raise TaskError(f"task '{task}' returned {got} but declares {len(names)} outputs ({', '.join(names)})")
-    return dict(zip(names, result))
-
-
-def _find_function(module: Any, qualname: str) -> Any:
-    obj = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise TaskError(f"no function '{qualname}' in {getattr(module, '__file__', '?')}")
-    return getattr(obj, "fn", obj)  # a @task object wraps the user function
-
-
-def run(spec: dict[str, Any]) -> None:
-    from reconcile.loader import import_flow_module, project_root_for  # noqa: PLC0415 - heavy, only here
-
-    flow_file = Path(spec["file"])
-    fn = _find_function(import_flow_module(flow_file), spec["qualname"])
-    # Python runs a script with its folder importable; do the same for imports made inside the task.
-    sys.path[:0] = [str(flow_file.parent), str(project_root_for(flow_file))]
-    inputs_dir = Path(os.environ["FLOWS_INPUTS_DIR"])
-    outputs_dir = Path(os.environ["FLOWS_OUTPUTS_DIR"])
-    kwargs = {name: _read_input(t, inputs_dir / name) for name, t in spec["inputs"].items()}
-    result = fn(**kwargs)
-    outputs: dict[str, str] = spec["outputs"]
-    for name, value in _split_result(result, list(outputs), spec["qualname"]).items():
-        _write_output(name, outputs[name], value, outputs_dir)
-
-
 def command(python: str, job: Any, flow_file: str) -> str:
     """The shell command that runs the `@task` of `job` (a JobSpec) in a job: `flow_file` is the flow file as
     the job sees it. -P: the project's own packages must not shadow ours (`run` adds the project path)."""
     spec = {"file": flow_file, "qualname": job.python["qualname"],
             "inputs": {n: v.type for n, v in job.inputs.items()}, "outputs": job.outputs}
-    return f"{shlex.quote(python)} -P -m providers.pytask {shlex.quote(json.dumps(spec))}"
-
-
-def main(argv: list[str]) -> int:
-    from reconcile.errors import FlowsError  # noqa: PLC0415
-
-    if len(argv) != 1:
-        print("usage: python -m providers.pytask '<json spec>'", file=sys.stderr)
-        return 2
-    try:
-        run(json.loads(argv[0]))
-    except (TaskError, FlowsError) as e:
-        print(f"flows: {e}", file=sys.stderr)
-        return 2
-    return 0  # an exception raised by the task itself prints its traceback to the job log (exit 1)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    return f"{shlex.quote(python)} -P -m {RUNNER} {shlex.quote(json.dumps(spec))}"

@@ -16,7 +16,7 @@ _EXPORTS = {
                                         "NetAppVolumeSnapshot"],
     "reconcile.authoring.helpers": ["Input", "Output", "run_domino_job_task"],
     "reconcile.authoring.workflow": ["WorkflowFailurePolicy", "task", "workflow"],
-    "reconcile.flytetypes": ["CSVFile", "FlyteDirectory", "FlyteFile", "PDFFile"],
+    "vocab.flytetypes": ["CSVFile", "FlyteDirectory", "FlyteFile", "PDFFile"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -17,9 +17,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from reconcile.errors import FlowsError, LockHeldError, StateError
+from vocab.errors import FlowsError, LockHeldError, StateError
 from reconcile.fingerprint import cache_key
-from reconcile.flytetypes import is_blob
+from vocab.flytetypes import is_blob
 from reconcile.graph import FlowGraph, Node
 from reconcile.plan import NodeKeyer, Planner
 from reconcile.plan_model import Plan

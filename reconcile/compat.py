@@ -10,7 +10,7 @@ import sys
 import types
 from typing import Any, Iterator
 
-from reconcile import flytetypes
+from vocab import flytetypes
 from reconcile.authoring import artifact, domino_task, helpers, workflow
 
 

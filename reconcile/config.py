@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reconcile.errors import ConfigError
+from vocab.errors import ConfigError
 
 
 class BackendConfig(BaseModel):

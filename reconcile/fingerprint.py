@@ -13,11 +13,12 @@ from typing import Any, Callable
 
 from blake3 import blake3
 
-from reconcile.digest import StatCache, TreeError
-from reconcile.errors import InputError
-from reconcile.flytetypes import canonical_json, canonical_value, is_blob, is_dir
+from vocab.digest import StatCache, TreeError
+from vocab.errors import InputError
+from vocab.canonical import canonical_json
+from vocab.flytetypes import canonical_value, is_blob, is_dir
 from reconcile.graph import Binding, FlowGraph, Node
-from reconcile.secrets import redact, redact_obj
+from vocab.masking import redact, redact_obj
 from state.model import OutputRecord
 
 # As in Domino Flows: fields that cannot change results do not invalidate (DESIGN decision 4).

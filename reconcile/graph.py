@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-NodeKind = Literal["domino_job", "python", "export_artifacts"]
+from vocab.nodes import NodeKind
 
 
 class SourceRef(BaseModel):

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reconcile.errors import InputError
-from reconcile.flytetypes import canonical_value, check_value, is_blob, parse_cli_value
+from vocab.errors import InputError
+from vocab.flytetypes import canonical_value, check_value, is_blob, parse_cli_value
 from reconcile.graph import FlowGraph
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterator
 
-from reconcile.errors import InputError
+from vocab.errors import InputError
 from reconcile.graph import FlowGraph
 from state.model import ArtifactFileRecord, ArtifactRecord, InputSource, NodeRecord, OutputRecord, RunRecord, State
 
@@ -70,7 +70,7 @@ def _matches(out: OutputRecord | None, entry: dict[str, Any]) -> bool:
     if "digest" in entry:
         return out.digest == entry["digest"]
     if "value" in entry:
-        from reconcile.flytetypes import canonical_value
+        from vocab.flytetypes import canonical_value
         try:
             return canonical_value(entry.get("type", out.type), out.value) == entry["value"]
         except (TypeError, ValueError):

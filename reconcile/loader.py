@@ -13,7 +13,7 @@ from types import ModuleType
 from reconcile import tracing
 from reconcile.authoring.workflow import WorkflowDef
 from reconcile.compat import shimmed
-from reconcile.errors import FlowLoadError, FlowsError
+from vocab.errors import FlowLoadError, FlowsError
 from reconcile.graph import Binding, FlowGraph, Node
 
 PROJECT_MARKERS = ("flows.toml", "pyproject.toml", ".git")

@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reconcile.errors import FlowsError
+from vocab.errors import FlowsError
 from reconcile.fingerprint import InputResolver, cache_key, fingerprint, is_pending
-from reconcile.flytetypes import is_blob, is_dir
+from vocab.flytetypes import is_blob, is_dir
 from reconcile.graph import FlowGraph, Node
+from reconcile.code_identity import CodeIdentity
 from reconcile.plan_model import EXECUTING, NodeChange, Plan, Reason
 from reconcile.reasons import display_notes, fingerprint_reasons
 from state.model import CacheEntry, OutputRecord, State, now
@@ -22,13 +23,14 @@ class NodeKeyer:
         self.provider = provider
         self.digests = digests
         self.resolver = InputResolver(graph, flow_inputs, digests, remote_digest)
+        self.code = CodeIdentity(Path(graph.project_root), digests)
         self._static: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
 
     def static_parts(self, node: Node) -> tuple[dict[str, Any], dict[str, str]]:
         """(resolved config, code identity): fixed for the whole command, computed once per node."""
         if node.address not in self._static:
             config = self.provider.resolve_config(node)
-            code = self.provider.code_identity(node, Path(self.graph.project_root), self.digests)
+            code = self.code.of(node)
             self._static[node.address] = (config, code)
         return self._static[node.address]
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reconcile.apply import NodeOutcome, Reporter
-from reconcile.secrets import redact
+from vocab.masking import redact
 
 RESULT_STYLE = {"succeeded": "green", "reused": "dim", "failed": "red", "skipped": "yellow",
                 "cancelled": "red", "running": "cyan"}

@@ -18,10 +18,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from reconcile.errors import FlowsError
+from vocab.errors import FlowsError
 from reconcile.graph import Binding, FlowGraph, Node
 from reconcile.plan_model import COLOURS, SYMBOLS
-from reconcile.secrets import redact_obj
+from vocab.masking import redact_obj
 
 Actions = Mapping[str, str] | None
 

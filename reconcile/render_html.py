@@ -17,7 +17,7 @@ from reconcile.fingerprint import PENDING
 from reconcile.graph import FlowGraph
 from reconcile.plan_model import SYMBOLS, Plan
 from reconcile.render_graph import FILLS, describe_binding, forgotten, short
-from reconcile.secrets import redact, redact_obj
+from vocab.masking import redact, redact_obj
 from state.model import NodeRecord, State
 
 LOG_TAIL_LINES = 40

@@ -5,7 +5,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from reconcile.plan_model import COLOURS, SYMBOLS, Plan
-from reconcile.secrets import redact
+from vocab.masking import redact
 
 ORDER = ("create", "update", "run", "pending", "reuse", "forget")
 WORDS = {"create": "to create", "update": "to update", "run": "to run", "pending": "pending",

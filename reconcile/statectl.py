@@ -5,9 +5,9 @@ import contextlib
 import json
 from typing import Any, Callable, Iterator
 
-from reconcile.errors import StateError
+from vocab.errors import StateError
 from reconcile.fingerprint import cache_key
-from reconcile.flytetypes import is_dir
+from vocab.flytetypes import is_dir
 from state.backend import LockInfo
 from state.model import State
 

@@ -14,8 +14,8 @@ import re
 import sys
 from typing import Any, Iterator
 
-from reconcile.errors import FlowLoadError, NotSupportedError
-from reconcile.flytetypes import assignable, canonical_value, check_value
+from vocab.errors import FlowLoadError, NotSupportedError
+from vocab.flytetypes import assignable, canonical_value, check_value
 from reconcile.graph import ArtifactFile, ArtifactSpec, Binding, Node, SourceRef
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.config import FlowsConfig, load_config, make_backend, make_blob_store, make_provider
-from reconcile.digest import StatCache
+from vocab.digest import StatCache
 from state.journal import fold
 from state.model import State
 

@@ -14,8 +14,8 @@ import contextlib
 
 from blake3 import blake3
 
-from reconcile.errors import LockHeldError, StateError
-from reconcile.secrets import redact
+from vocab.errors import LockHeldError, StateError
+from vocab.masking import redact
 from state.backend import HistoryEntry, LockInfo
 from state.model import State, parse_state
 

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reconcile.errors import StateError
+from vocab.errors import StateError
 
 STATE_VERSION = 1
 TOOL_VERSION = "0.1.0"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.errors import NotSupportedError
+from vocab.errors import NotSupportedError
 from reconcile.graph import Binding, FlowGraph
 from reconcile.loader import load_flow
 

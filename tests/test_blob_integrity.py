@@ -10,7 +10,7 @@ import pytest
 from providers import jobio
 from providers.blobs.base import BlobChangedError
 from providers.blobs.local import LocalBlobStore
-from reconcile.digest import StatCache, file_digest
+from vocab.digest import StatCache, file_digest
 
 
 def tamper(blob: Path, data: bytes) -> None:

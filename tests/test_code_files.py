@@ -62,7 +62,7 @@ def test_each_file_once_and_sorted(project: Path) -> None:
 
 
 def test_stat_cache_remembers_path_kinds_for_one_command(tmp_path: Path) -> None:
-    from reconcile.digest import StatCache
+    from vocab.digest import StatCache
     (tmp_path / "d").mkdir()
     (tmp_path / "f").write_text("x")
     cache = StatCache(None)

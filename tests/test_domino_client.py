@@ -13,7 +13,7 @@ from providers.domino.client import DominoClient, DominoSettings
 from providers.domino.emulator import DominoEmulator, Faults, JobRule, RawBody
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
 from providers.domino.transport import RetryPolicy
-from reconcile.errors import ProviderError
+from vocab.errors import ProviderError
 from tests.fixtures.domino import (API_KEY, FAST, OWNER, PROJECT, TOKEN, client, domino_env,  # noqa: F401
                                    emulator, make_client, make_emulator, project_dir, self_signed_cert,
                                    wait_until)

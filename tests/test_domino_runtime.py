@@ -97,7 +97,7 @@ def test_a_staged_output_that_is_not_what_the_job_sent_is_refused(tmp_path: Path
 
     from providers.base import JobSpec
     from providers.domino.staging import Staging, attempt_marker
-    from reconcile.errors import ProviderError
+    from vocab.errors import ProviderError
 
     blobs = s3.blobs()
     staging = Staging(blobs)
@@ -214,7 +214,7 @@ def test_an_old_python_is_one_clear_line(tmp_path: Path, version: str) -> None:
 def test_a_command_over_the_size_limit_is_refused_before_any_job(tmp_path: Path, s3: S3Env) -> None:
     from providers.base import JobSpec
     from providers.domino.staging import MAX_COMMAND_BYTES, Staging
-    from reconcile.errors import ProviderError
+    from vocab.errors import ProviderError
 
     staging = Staging(s3.blobs())
     job = JobSpec(run_id="r1", address="wf/a", task_name="a", kind="domino_job", command="true",
@@ -227,7 +227,7 @@ def test_a_command_over_the_size_limit_is_refused_before_any_job(tmp_path: Path,
 
 
 def test_a_presigned_url_is_masked_wherever_flows_redacts() -> None:
-    from reconcile.secrets import redact
+    from vocab.masking import redact
 
     url = ("http://127.0.0.1:9/b/blobs/staging/x/manifest.json?X-Amz-Algorithm=AWS4-HMAC-SHA256"
            "&X-Amz-Credential=AKIAEXAMPLE%2F20261130%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261130T000000Z"

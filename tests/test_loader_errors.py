@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.errors import FlowLoadError, NotSupportedError
+from vocab.errors import FlowLoadError, NotSupportedError
 from reconcile.loader import load_flow
 
 HEADER = """\

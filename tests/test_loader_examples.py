@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from reconcile.flytetypes import is_blob
+from vocab.flytetypes import is_blob
 from reconcile.graph import FlowGraph
 from reconcile.inputs import read_inputs_file, resolve_inputs
 from reconcile.loader import load_flow

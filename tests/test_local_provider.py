@@ -16,8 +16,9 @@ from providers.base import InputValue, JobHandle, JobResult, JobSpec
 from providers.blobs.local import LocalBlobStore
 from providers.local import NO_ISOLATION, LocalProvider
 from providers.pytask import go_duration, parse_duration
-from reconcile.digest import StatCache
-from reconcile.errors import ProviderError
+from vocab.digest import StatCache
+from vocab.errors import FlowLoadError, ProviderError
+from reconcile.code_identity import CodeIdentity
 from reconcile.graph import Node
 from tests.fixtures.waiting import alive, lock_holders, wait_until
 
@@ -454,18 +455,19 @@ def test_python_task_returning_the_wrong_number_of_values(tmp_path: Path, provid
 
 # ---- code identity ---------------------------------------------------------------------------------
 
+
 def test_code_identity_of_a_command_is_the_files_it_names(tmp_path: Path, provider: LocalProvider) -> None:
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "train.py").write_text("print(1)")
     (tmp_path / "scripts" / "other.py").write_text("print(2)")
     node = Node(address="wf/train", task_name="train", kind="domino_job",
                 command="python /mnt/code/scripts/train.py")
-    before = provider.code_identity(node, tmp_path, StatCache(None))
+    before = CodeIdentity(tmp_path, StatCache(None)).of(node)
     assert list(before) == ["scripts/train.py"]
     (tmp_path / "scripts" / "other.py").write_text("print(3)")
-    assert provider.code_identity(node, tmp_path, StatCache(None)) == before
+    assert CodeIdentity(tmp_path, StatCache(None)).of(node) == before
     (tmp_path / "scripts" / "train.py").write_text("print(4)")
-    assert provider.code_identity(node, tmp_path, StatCache(None)) != before
+    assert CodeIdentity(tmp_path, StatCache(None)).of(node) != before
 
 
 def test_code_identity_of_a_python_task_is_its_own_source(tmp_path: Path, blobs: LocalBlobStore) -> None:
@@ -475,7 +477,7 @@ def test_code_identity_of_a_python_task_is_its_own_source(tmp_path: Path, blobs:
         flow.write_text(text)
         node = Node(address="wf/add", task_name="add", kind="python",
                     python={"file": str(flow), "module": "flow", "qualname": "add"})
-        return LocalProvider(blobs, tmp_path / "logs").code_identity(node, tmp_path, StatCache(None))
+        return CodeIdentity(tmp_path, StatCache(None)).of(node)
 
     base = identity(FLOW)
     assert list(base) == ["flow.py::add"]
@@ -488,8 +490,8 @@ def test_code_identity_of_a_missing_task_function(tmp_path: Path, provider: Loca
     (tmp_path / "flow.py").write_text(FLOW)
     node = Node(address="wf/gone", task_name="gone", kind="python",
                 python={"file": str(tmp_path / "flow.py"), "module": "flow", "qualname": "gone"})
-    with pytest.raises(ProviderError, match="node 'wf/gone': cannot find the task function 'gone' in"):
-        provider.code_identity(node, tmp_path, StatCache(None))
+    with pytest.raises(FlowLoadError, match="node 'wf/gone': cannot find the task function 'gone' in"):
+        CodeIdentity(tmp_path, StatCache(None)).of(node)
 
 
 # ---- export artifacts --------------------------------------------------------------------------------

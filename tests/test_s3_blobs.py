@@ -11,8 +11,8 @@ import pytest
 
 from providers.blobs import s3 as s3_blobs
 from providers.blobs.local import LocalBlobStore
-from reconcile.digest import dir_digest, file_digest, manifest_bytes
-from reconcile.errors import ConfigError, ProviderError
+from vocab.digest import dir_digest, file_digest, manifest_bytes
+from vocab.errors import ConfigError, ProviderError
 from tests.fixtures.s3 import S3Env, moto_endpoint, s3  # noqa: F401
 
 

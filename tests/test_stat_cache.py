@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reconcile import digest
-from reconcile.digest import StatCache, file_digest
+from vocab import digest
+from vocab.digest import StatCache, file_digest
 from tests.fixtures.waiting import wait_until
 
 

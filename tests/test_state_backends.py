@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from reconcile.errors import ConfigError, LockHeldError, StateError
+from vocab.errors import ConfigError, LockHeldError, StateError
 from state.backend import LockInfo
 from state.local import LocalBackend
 from state.model import STATE_VERSION, RunRecord, State

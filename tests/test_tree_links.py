@@ -1,4 +1,4 @@
-"""The one rule for symbolic links in directories (`reconcile.digest.tree_files`), obeyed by a directory
+"""The one rule for symbolic links in directories (`vocab.digest.tree_files`), obeyed by a directory
 input's digest, the job's copy of that input and a stored directory output, on the local and S3 stores."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from providers import jobio
 from providers.blobs.local import LocalBlobStore
-from reconcile.digest import TreeError, dir_digest, tree_files
+from vocab.digest import TreeError, dir_digest, tree_files
 from tests.fixtures.s3 import S3Env, moto_endpoint, s3  # noqa: F401
 
 

@@ -11,7 +11,7 @@ from typing import Collection, Protocol
 
 from pydantic import BaseModel
 
-from reconcile.errors import ProviderError
+from vocab.errors import ProviderError
 
 
 class BlobChangedError(ProviderError):
@@ -36,7 +36,7 @@ class BlobStore(Protocol):
 
     def put_dir(self, path: Path, *, consume: bool = False, confine: bool = False) -> StoredBlob:
         """Store every file of a directory and its manifest; the manifest's digest names the directory.
-        Links are followed as `reconcile.digest.tree_files` says (`confine`: only links that stay inside
+        Links are followed as `vocab.digest.tree_files` says (`confine`: only links that stay inside
         `path`, for a job's outputs); a directory that breaks the rule raises `TreeError`."""
         ...
 

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Collection
 
-from reconcile.digest import StatCache, bytes_digest, file_digest, manifest_bytes, tree_files
+from vocab.digest import StatCache, bytes_digest, file_digest, manifest_bytes, tree_files
 from providers.blobs.base import BlobChangedError, StoredBlob, ensure_inside, shard
 
 FICLONE = 0x40049409            # ioctl: share the source's extents (btrfs, XFS, ...): a private copy for free

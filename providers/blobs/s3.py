@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Collection
 
 from providers.blobs.base import StoredBlob, ensure_inside, shard
-from reconcile.digest import bytes_digest, file_digest, manifest_bytes, tree_files
-from reconcile.errors import ConfigError, ProviderError
-from state.s3 import WORKERS, error_code, make_client, s3_errors
+from vocab.digest import bytes_digest, file_digest, manifest_bytes, tree_files
+from vocab.errors import ConfigError, ProviderError
+from state.s3_client import WORKERS, error_code, make_client, s3_errors
 
 MB = 1 << 20
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes

@@ -4,12 +4,15 @@ An unchanged object (same ETag and size) is not downloaded again; the cache live
 """
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 from blake3 import blake3
 
-from reconcile.digest import StatCache
-from reconcile.errors import InputError
+from state.s3_client import make_client
+from vocab.digest import StatCache
+from vocab.errors import InputError
 
 CHUNK = 1 << 20
 
@@ -21,16 +24,19 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+@functools.lru_cache(maxsize=8)
+def _client(region: str | None, endpoint_url: str | None, profile: str | None, aws_env: tuple[Any, ...]) -> Any:
+    """One client per S3 settings and AWS environment (boto3 clients are thread-safe)."""
+    return make_client(region=region, endpoint_url=endpoint_url, profile=profile, max_attempts=5)
+
+
 def s3_object_digest(uri: str, cache: StatCache, settings: Any) -> str:
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split_s3_uri(uri)
-    session = boto3.session.Session(profile_name=getattr(settings, "profile", None))
-    s3 = session.client("s3", region_name=getattr(settings, "region", None),
-                        endpoint_url=getattr(settings, "endpoint_url", None),
-                        config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    s3 = _client(getattr(settings, "region", None), getattr(settings, "endpoint_url", None),
+                 getattr(settings, "profile", None),
+                 tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))))
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
         sig = [head["ContentLength"], head.get("ETag", ""), 0]

@@ -15,8 +15,8 @@ from pathlib import Path
 import requests
 from requests.auth import AuthBase
 
-from reconcile.errors import ProviderError
-from reconcile.secrets import register_secret
+from vocab.errors import ProviderError
+from vocab.masking import register_secret
 
 ENV_PROXY = "DOMINO_API_PROXY"
 ENV_TOKEN_FILE = "DOMINO_TOKEN_FILE"

@@ -22,7 +22,7 @@ from providers.domino.models import (HARDWARE_TIER_LIST, Environment, HardwareTi
                                      JobList, JobSummary, ProjectInfo, ResolvedJobProperties, RunStdout,
                                      StartJobRequest, UseableEnvironments, VersionInfo, parse_answer)
 from providers.domino.transport import DominoCallError, RetryPolicy, Transport, clean_host, log
-from reconcile.errors import ProviderError
+from vocab.errors import ProviderError
 
 _FALSE = {"false", "f", "n", "no", "0"}     # python-domino's spellings of DOMINO_VERIFY_CERTIFICATE=false
 _MARKUP = re.compile(r"</?(pre|span)\b[^>]*>")

@@ -12,7 +12,7 @@ from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
                       field_validator)
 from pydantic.alias_generators import to_camel
 
-from reconcile.errors import ProviderError
+from vocab.errors import ProviderError
 
 T = TypeVar("T")
 

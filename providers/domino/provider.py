@@ -28,16 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from providers.base import InputValue, JobHandle, JobResult, JobSpec
-from providers.code_files import command_files, node_code_identity
+from providers.base import InputValue, JobHandle, JobResult, JobSpec, NodeSpec
+from providers.code_files import command_files
 from providers.domino.client import DominoClient
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
 from providers.domino.staging import Staging, attempt_marker
-from reconcile.digest import StatCache
-from reconcile.errors import FlowLoadError, ProviderError
-from reconcile.flytetypes import is_blob, is_dir
-from reconcile.graph import Node
-from reconcile.secrets import redact
+from vocab.errors import FlowLoadError, ProviderError
+from vocab.flytetypes import is_blob, is_dir
+from vocab.masking import redact
 
 RESULT_MARKER = "::flows-result::"
 LOG_TAIL_LINES = 20
@@ -186,7 +184,6 @@ class DominoProvider:
         self.warnings: list[str] = []
         self._resolved: dict[str, dict[str, Any]] = {}
         self._git_based = False
-        self._modules: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -205,7 +202,7 @@ class DominoProvider:
                    blobs_settings={k: v for k, v in settings.items() if v})
 
     # -- plan time ---------------------------------------------------------------------------
-    def resolve_config(self, node: Node) -> dict[str, Any]:
+    def resolve_config(self, node: NodeSpec) -> dict[str, Any]:
         """Names -> ids, and the project's defaults (environment, revision, tier, volume size) when the node
         asks for them: what the job will really run with goes into the fingerprint. The project's commit
         does not (it is not the code's identity: `code_identity` is); a CommitId or MainRepoGitRef written
@@ -248,10 +245,6 @@ class DominoProvider:
         with self._lock:
             self._resolved[cache_id] = cfg
         return dict(cfg)
-
-    def code_identity(self, node: Node, project_root: Path, digests: StatCache) -> dict[str, str]:
-        """As locally: the digests of the project files the command names, or the @task's source."""
-        return node_code_identity(node, project_root, digests, self._modules, self._lock)
 
     # -- run time ----------------------------------------------------------------------------
     def _upload_input(self, value: InputValue) -> InputValue:

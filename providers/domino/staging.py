@@ -29,8 +29,8 @@ from providers import jobio, launcher, pytask
 from providers.base import InputValue, JobSpec
 from providers.blobs.base import ensure_inside
 from providers.code_files import command_files
-from reconcile.errors import ProviderError
-from reconcile.flytetypes import is_blob, is_dir
+from vocab.errors import ProviderError
+from vocab.flytetypes import is_blob, is_dir
 from state.model import OutputRecord
 
 RUNTIME_FILE = Path(__file__).with_name("runtime.py")

@@ -22,8 +22,8 @@ from urllib3.exceptions import InsecureRequestWarning, MaxRetryError, ProtocolEr
 from urllib3.util.retry import Retry
 
 from providers.domino.auth import DominoAuth
-from reconcile.errors import ProviderError
-from reconcile.secrets import redact
+from vocab.errors import ProviderError
+from vocab.masking import redact
 
 log = logging.getLogger("flows.domino")
 

@@ -6,8 +6,8 @@ import os
 from typing import Any
 
 from reconcile import tracing
-from reconcile.errors import FlowLoadError
-from reconcile.flytetypes import FlyteFile
+from vocab.errors import FlowLoadError
+from vocab.flytetypes import FlyteFile
 from reconcile.graph import Binding, Node
 
 DATA = "DATA"

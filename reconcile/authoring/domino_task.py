@@ -7,10 +7,10 @@ import enum
 from typing import Any
 
 from reconcile import tracing
-from reconcile.errors import FlowLoadError
-from reconcile.flytetypes import UnsupportedType, type_name
+from vocab.errors import FlowLoadError
+from vocab.flytetypes import UnsupportedType, type_name
 from reconcile.graph import ArtifactFileRef, Node
-from reconcile.secrets import register_secret
+from vocab.masking import register_secret
 
 
 @dataclasses.dataclass

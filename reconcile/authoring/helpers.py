@@ -8,7 +8,7 @@ from typing import Any
 from reconcile import tracing
 from reconcile.authoring.domino_task import DatasetSnapshot, DominoJobConfig, DominoJobTask, GitRef
 from reconcile.authoring.domino_task import EnvironmentRevisionSpecification, EnvironmentRevisionType
-from reconcile.errors import FlowLoadError
+from vocab.errors import FlowLoadError
 
 
 @dataclasses.dataclass

@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 from reconcile import tracing
 from reconcile.authoring.domino_task import _cache_settings, interface_of, timeout_seconds
-from reconcile.errors import FlowLoadError, NotSupportedError
-from reconcile.flytetypes import UnsupportedType, canonical_value, check_value, type_name
+from vocab.errors import FlowLoadError, NotSupportedError
+from vocab.flytetypes import UnsupportedType, canonical_value, check_value, type_name
 from reconcile.graph import Binding, FlowInput, Node
 
 
@@ -161,7 +161,7 @@ def _bind_outputs(wf: WorkflowDef, trace: tracing.Trace, result: Any, declared: 
         tp = declared.get(name)
         if tp is not None:
             want = type_name(tp)
-            from reconcile.flytetypes import assignable
+            from vocab.flytetypes import assignable
             if not assignable(b.type, want):
                 raise FlowLoadError(f"workflow '{wf.name}' output '{name}' is declared {want} but "
                                     f"{b.describe()} is {b.type}", **where)

@@ -18,8 +18,8 @@ from rich.tree import Tree
 
 from reconcile.cli.lazy import lazy_module
 from reconcile.cli.main import app
-from reconcile.errors import InputError
-from reconcile.secrets import redact, redact_obj
+from vocab.errors import InputError
+from vocab.masking import redact, redact_obj
 
 lin = lazy_module("reconcile.lineage")  # the state models load when a command runs, not for `flows --help`
 
@@ -154,7 +154,7 @@ def show_artifact(
 
 def _copy(ws: Any, files: list[lin.ArtifactFile], dest: Path) -> dict[str, str]:
     from providers.blobs.base import ensure_inside
-    from reconcile.flytetypes import is_dir
+    from vocab.flytetypes import is_dir
 
     missing = [f.file_name for f in files if f.record is None or not f.record.uri]
     if missing:

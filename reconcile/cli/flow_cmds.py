@@ -16,8 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from reconcile.cli.main import app
-from reconcile.errors import FlowsError, InputError, StalePlanError
-from reconcile.secrets import redact
+from vocab.errors import FlowsError, InputError, StalePlanError
+from vocab.masking import redact
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 console = Console(highlight=False)
@@ -35,7 +35,7 @@ class Prepared:
 
     def __init__(self, flow_file: Path, workflow: str | None, input_args: list[str], inputs_file: str | None,
                  inputs: dict[str, Any] | None = None) -> None:
-        from reconcile.digest import file_digest
+        from vocab.digest import file_digest
         from reconcile.inputs import read_inputs_file, resolve_inputs, split_cli_args
         from reconcile.loader import load_flow
         from reconcile.workspace import Workspace
@@ -393,7 +393,7 @@ def outputs(
 def _copy_out(ws: Any, name: str, out: Any, dest: Path) -> str:
     """Copy one output out of the blob store to DEST/<name>; one clear error for a missing blob or a bad DEST."""
     from providers.blobs.base import ensure_inside
-    from reconcile.flytetypes import is_dir
+    from vocab.flytetypes import is_dir
     try:
         target = ensure_inside(dest, name)
     except ValueError:

@@ -16,8 +16,8 @@ from rich.markup import escape
 
 from reconcile.cli.lazy import lazy_module
 from reconcile.cli.main import app
-from reconcile.errors import FlowsError
-from reconcile.secrets import redact, redact_obj
+from vocab.errors import FlowsError
+from vocab.masking import redact, redact_obj
 
 if TYPE_CHECKING:
     from reconcile.graph import FlowGraph

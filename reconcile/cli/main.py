@@ -37,8 +37,8 @@ def _register() -> None:
 
 def run() -> None:
     """Console script: every FlowsError is one clean line on stderr and a non-zero exit, never a traceback."""
-    from reconcile.errors import FlowsError
-    from reconcile.secrets import redact
+    from vocab.errors import FlowsError
+    from vocab.masking import redact
 
     # A command builds hundreds of thousands of small objects (graph, state, plan) and frees few cycles:
     # the default thresholds made the cyclic GC take a third of a 10,000-node plan.

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from reconcile.cli.main import app
-from reconcile.errors import FlowsError, InputError, LockHeldError
-from reconcile.secrets import redact
+from vocab.errors import FlowsError, InputError, LockHeldError
+from vocab.masking import redact
 
 console = Console(highlight=False)
 PARTIAL = ("interrupted", "failed", "running")

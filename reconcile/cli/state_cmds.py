@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from reconcile.cli.main import app
-from reconcile.errors import InputError, StateError
-from reconcile.secrets import redact
+from vocab.errors import InputError, StateError
+from vocab.masking import redact
 
 console = Console(highlight=False)
 state_app = typer.Typer(no_args_is_help=True, help="Inspect and repair the state (like `terraform state`).")

@@ -14,6 +14,8 @@ import os
 import typing
 from typing import Any, TypeVar
 
+from vocab.canonical import jsonable
+
 
 class _FormatMeta(abc.ABCMeta):
     """`FlyteFile[TypeVar("csv")]`, `FlyteFile["csv"]`: a cached subclass carrying the format."""
@@ -182,28 +184,6 @@ def assignable(src: str, dst: str) -> bool:
     return False
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (FlyteFile, FlyteDirectory)):
-        return value.path
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
 def check_value(t: str, value: Any) -> str | None:
     """None when `value` fits type `t`, else a short reason."""
     if t == "any" or value is None and (t.startswith("optional[") or t == "none"):
@@ -259,12 +239,7 @@ def canonical_value(t: str, value: Any) -> Any:
         return {str(k): canonical_value(inner, v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if t in ("datetime", "date") and isinstance(value, str):
         return value
-    return _jsonable(value)
-
-
-def canonical_json(obj: Any) -> str:
-    """Sorted-key, separator-stable JSON: the byte form every hash in the project is taken of."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
+    return jsonable(value)
 
 
 def parse_cli_value(t: str, text: str) -> Any:
