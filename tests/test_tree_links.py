@@ -82,3 +82,19 @@ def test_the_s3_store_obeys_the_same_rule(s3: S3Env, tmp_path: Path) -> None:
     assert store.put_dir(indir).digest == dir_digest(indir)
     with pytest.raises(TreeError, match="^ext is a link to .*, outside the outputs folder$"):
         store.put_dir(indir, confine=True)
+
+
+def test_the_domino_provider_uploads_a_directory_input_under_the_same_rule(tmp_path: Path) -> None:
+    from providers.base import InputValue
+    from providers.domino.provider import DominoProvider
+    from vocab.errors import ProviderError
+
+    indir = linked_tree(tmp_path)
+    provider = object.__new__(DominoProvider)  # only its blob store is used to upload an input
+    provider.blobs = LocalBlobStore(tmp_path / "blobs")
+    uploaded = provider._upload_input("indir", InputValue(type="dir", uri=str(indir)), "wf/x")
+    assert uploaded.digest == dir_digest(indir)
+    os.symlink("../nowhere", indir / "gone")  # broken between the plan and the start
+    with pytest.raises(ProviderError) as e:
+        provider._upload_input("indir", InputValue(type="dir", uri=str(indir)), "wf/x")
+    assert str(e.value) == f"node 'wf/x': input 'indir': {indir / 'gone'} is a broken symbolic link (to ../nowhere)"

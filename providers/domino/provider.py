@@ -33,6 +33,7 @@ from providers.code_files import command_files
 from providers.domino.client import DominoClient
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
 from providers.domino.staging import Staging, attempt_marker
+from vocab.digest import TreeError
 from vocab.errors import FlowLoadError, ProviderError
 from vocab.flytetypes import is_blob, is_dir
 from vocab.masking import redact
@@ -247,11 +248,14 @@ class DominoProvider:
         return dict(cfg)
 
     # -- run time ----------------------------------------------------------------------------
-    def _upload_input(self, value: InputValue) -> InputValue:
+    def _upload_input(self, name: str, value: InputValue, address: str) -> InputValue:
         if not is_blob(value.type) or not value.uri or value.uri.startswith("s3://"):
             return value
         path = Path(value.uri)
-        stored = self.blobs.put_dir(path) if is_dir(value.type) else self.blobs.put_file(path, value.digest)
+        try:
+            stored = self.blobs.put_dir(path) if is_dir(value.type) else self.blobs.put_file(path, value.digest)
+        except TreeError as e:  # the directory changed since the plan digested it under the same rule
+            raise ProviderError(redact(f"input '{name}': {path / e.rel} {e.reason}"), node=address) from None
         return value.model_copy(update={"uri": stored.uri, "digest": stored.digest})
 
     def _check_task(self, job: JobSpec) -> None:
@@ -281,7 +285,7 @@ class DominoProvider:
             raise ProviderError("artifact exports are not run by the Domino provider yet (Domino's export task is "
                                 "not public); run them on Domino with pyflyte", node=job.address)
         self._check_task(job)
-        inputs = {name: self._upload_input(v) for name, v in job.inputs.items()}
+        inputs = {name: self._upload_input(name, v, job.address) for name, v in job.inputs.items()}
         tag = f"{attempt_marker(job.run_id, job.address, job.attempt)}.{secrets.token_hex(4)}"
         env = {"FLOWS_RUN_ID": job.run_id, "FLOWS_NODE": job.address, "DOMINO_IS_WORKFLOW_JOB": "true"}
         command = self.staging.prepare(job, inputs, tag, self.pythons, env)
