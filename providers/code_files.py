@@ -6,6 +6,7 @@ is part of the node's code, so editing that file re-runs the node and editing an
 """
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import re
@@ -93,3 +94,78 @@ def command_files(command: str, project_root: Path, kind: PathKind = path_kind) 
                 found.add(rel)
                 break
     return sorted(found)
+
+
+def _module_paths(module: str, bases: list[Path]) -> list[Path]:
+    """`a.b` -> a/b.py or a/b/__init__.py, and a/__init__.py (importing a.b runs its package first)."""
+    parts = module.split(".")
+    packages = ["/".join(parts[:i]) + "/__init__.py" for i in range(1, len(parts))]
+    rel = "/".join(parts)
+    return [base / p for base in bases for p in (f"{rel}.py", f"{rel}/__init__.py", *packages)]
+
+
+def _imported(tree: ast.AST, here: Path, bases: list[Path]) -> list[Path]:
+    """Files the imports of `tree` may name (`import a.b`, `from a import b`, `from . import x`)."""
+    found: list[Path] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found += _module_paths(alias.name, bases)
+        elif isinstance(node, ast.ImportFrom):
+            base = [here.parents[node.level - 1]] if node.level else bases
+            if node.module:
+                found += _module_paths(node.module, base)
+            for alias in node.names:
+                found += _module_paths(f"{node.module}.{alias.name}" if node.module else alias.name, base)
+    return found
+
+
+def local_imports(file: Path, project_root: Path, function: ast.AST | None = None) -> list[str]:
+    """Project-relative paths of the project's own modules a `@task` uses: imported by its flow file or inside
+    the function, and what those import in turn. The flow file itself is not listed (its function is)."""
+    root = Path(os.path.normpath(os.path.abspath(project_root)))
+    file = Path(os.path.abspath(file))
+    bases = list(dict.fromkeys([file.parent, root]))
+    try:
+        module_tree = ast.parse(file.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    # The flow file's own imports, but not those inside other functions (they are not this task's).
+    top = ast.Module(body=[n for n in module_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))],
+                     type_ignores=[])
+    todo = _imported(top, file, bases) + (_imported(function, file, bases) if function is not None else [])
+    seen: set[Path] = {file}
+    out: list[str] = []
+    while todo:
+        path = Path(os.path.normpath(todo.pop()))
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        rel = _inside(str(root), str(path))
+        if rel is None:
+            continue
+        out.append(rel)
+        try:
+            todo += _imported(ast.parse(path.read_text()), path, list(dict.fromkeys([path.parent, root])))
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return sorted(out)
+
+
+def task_files(file: Path, qualname: str, project_root: Path) -> list[str]:
+    """The project files a `@task` job runs: its flow file and the project modules it imports."""
+    rel = _inside(os.path.normpath(os.path.abspath(project_root)), os.path.abspath(file))
+    if rel is None:
+        return []
+    function: ast.AST | None = None
+    try:
+        scope: list[ast.stmt] = ast.parse(Path(file).read_text()).body
+    except (OSError, SyntaxError, ValueError):
+        scope = []
+    for part in qualname.split("."):
+        function = next((n for n in scope if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                         and n.name == part), None)
+        if function is None:
+            break
+        scope = function.body  # type: ignore[attr-defined]
+    return [rel, *local_imports(Path(file), project_root, function)]

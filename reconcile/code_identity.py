@@ -1,6 +1,6 @@
 """Which code a node runs, by content, on every provider (DESIGN decision 3): the digests of the project files
-its command names, or the digest of its `@task` function's own source. Never a commit id: on Domino every
-job writes one.
+its command names, or the digest of its `@task` function's own source and of the project modules it imports.
+Never a commit id: on Domino every job writes one.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from providers.code_files import command_files
+from providers.code_files import command_files, local_imports
 from reconcile.graph import Node
 from reconcile.loader import import_flow_module
 from vocab.digest import StatCache, bytes_digest
@@ -40,7 +40,8 @@ class CodeIdentity:
 
     def task(self, node: Node) -> dict[str, str]:
         """The digest of the function's own source, decorators, comments and formatting left out, so editing
-        a neighbour of the function does not re-run it."""
+        a neighbour of the function does not re-run it; and of each project module it imports (at the top of
+        its flow file or inside the function, and what those import in turn)."""
         if not node.python:
             raise FlowLoadError("python task without a function reference", node=node.address)
         file, qualname = Path(node.python["file"]), node.python["qualname"]
@@ -67,4 +68,7 @@ class CodeIdentity:
         except ValueError:
             where = str(file)
         where = str(file) if where.startswith("../") else where
-        return {f"{where}::{qualname}": bytes_digest(ast.unparse(stmt).encode())}
+        identity = {f"{where}::{qualname}": bytes_digest(ast.unparse(stmt).encode())}
+        for rel in local_imports(file, self.project_root, stmt):
+            identity[rel] = self.digests.file(self.project_root / rel)
+        return identity

@@ -70,3 +70,37 @@ def test_stat_cache_remembers_path_kinds_for_one_command(tmp_path: Path) -> None
     (tmp_path / "g").write_text("created later in the same command")
     assert cache.path_kind(str(tmp_path / "g")) is None  # fixed for the command, like the code identity
     assert StatCache(None).path_kind(str(tmp_path / "g")) == "file"  # the next command sees it
+
+
+def test_a_tasks_code_is_its_function_and_the_project_modules_it_imports(tmp_path: Path) -> None:
+    """Editing a module the task imports (at the top of the flow file, inside the function, or through another
+    project module) changes its identity; editing a neighbour function or an unrelated module does not."""
+    from types import SimpleNamespace
+
+    from providers.code_files import task_files
+    from reconcile.code_identity import CodeIdentity
+    from vocab.digest import StatCache
+
+    root = tmp_path / "proj"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "__init__.py").write_text("")
+    (root / "lib" / "deep.py").write_text("FACTOR = 2\n")
+    (root / "helpers.py").write_text("from lib.deep import FACTOR\n\ndef rows(p):\n    return FACTOR\n")
+    (root / "inner.py").write_text("X = 1\n")
+    (root / "unrelated.py").write_text("Y = 1\n")
+    flow = root / "flow.py"
+    flow.write_text("import helpers\nfrom flytekit import task\n\n\n@task\ndef count() -> int:\n    import inner\n"
+                    "    return helpers.rows(None) + inner.X\n\n\n@task\ndef other() -> int:\n    import unrelated\n"
+                    "    return unrelated.Y\n")
+    assert task_files(flow, "count", root) == ["flow.py", "helpers.py", "inner.py", "lib/__init__.py", "lib/deep.py"]
+
+    def identity() -> dict[str, str]:
+        node = SimpleNamespace(address="wf/count", python={"file": str(flow), "qualname": "count"})
+        return CodeIdentity(root, StatCache(None)).task(node)  # type: ignore[arg-type]
+
+    before = identity()
+    (root / "unrelated.py").write_text("Y = 2\n")
+    assert identity() == before
+    (root / "lib" / "deep.py").write_text("FACTOR = 3\n")
+    after = identity()
+    assert after != before and after["lib/deep.py"] != before["lib/deep.py"]

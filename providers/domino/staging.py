@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 import shutil
 import tarfile
@@ -28,7 +27,7 @@ from typing import Any
 from providers import jobio, launcher, pytask
 from providers.base import InputValue, JobSpec
 from providers.blobs.base import ensure_inside
-from providers.code_files import command_files
+from providers.code_files import command_files, task_files
 from vocab.errors import ProviderError
 from vocab.flytetypes import is_blob, is_dir
 from state.model import OutputRecord
@@ -85,11 +84,11 @@ def _sha256(path: Path) -> str:
 
 
 def code_files_of(job: JobSpec) -> list[str]:
-    """Project-relative paths of the code a job runs: the files its command names, or a @task's flow file."""
+    """Project-relative paths of the code a job runs: the files its command names, or a @task's flow file and
+    the project modules it imports."""
     root = Path(job.project_root)
     if job.kind == "python" and job.python:
-        rel = Path(os.path.relpath(job.python["file"], root))
-        return [] if rel.parts[:1] == ("..",) else [rel.as_posix()]
+        return task_files(Path(job.python["file"]), job.python["qualname"], root)
     return command_files(job.command, root)
 
 
