@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import InputValue, JobHandle, JobResult, JobSpec, NodeSpec
-from providers.code_files import command_files
 from providers.domino.client import DominoClient
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
-from providers.domino.staging import Staging, attempt_marker
+from providers.domino.staging import Staging, attempt_marker, code_files_of
 from vocab.digest import TreeError
 from vocab.errors import FlowLoadError, ProviderError
 from vocab.flytetypes import is_blob, is_dir
@@ -275,9 +274,7 @@ class DominoProvider:
         written = _git_ref(cfg.get("MainRepoGitRef"))
         if written is not None or cfg.get("CommitId") or not self._git_based:
             return written
-        files = command_files(job.command, Path(job.project_root)) if job.kind != "python" else \
-            [Path(os.path.relpath(job.python["file"], job.project_root)).as_posix()] if job.python else []
-        head = _local_head(Path(job.project_root), files)
+        head = _local_head(Path(job.project_root), code_files_of(job))
         return GitRef(type="commitId", value=head) if head else None
 
     def start(self, job: JobSpec) -> JobHandle:
