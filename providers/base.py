@@ -7,7 +7,7 @@ outputs are already stored in the blob store (content-addressed), so the schedul
 from __future__ import annotations
 
 import threading
-from typing import Any, Literal, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -75,10 +75,32 @@ class JobResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+StatusCallback = Callable[[str], None]
+"""Told what the provider last heard of a running job (Domino: Queued, Running, ...), for the progress view."""
+
+
 class Provider(Protocol):
-    name: str
-    # How many jobs may run at once on this provider's own account (None: no limit of its own).
-    max_parallel: int | None
+    """What runs jobs. The engine knows a provider only through this protocol: what it can do is said by its
+    capabilities (`max_parallel`, `jobs_outlive_the_process`), never by its name."""
+
+    name: str  # recorded in runs and shown; never branched on
+
+    @property
+    def max_parallel(self) -> int | None:
+        """How many jobs may run at once on this provider's own account (None: no limit of its own)."""
+        ...
+
+    @property
+    def jobs_outlive_the_process(self) -> bool:
+        """True when a started job keeps running if this process dies (Domino): its start is then journaled
+        durably, before and after, so `flows recover` can find it and re-attach instead of starting it again.
+        False (local): a job dies with the process that started it."""
+        ...
+
+    @property
+    def warnings(self) -> list[str]:
+        """Said once per apply, before any job starts (e.g. the local provider without isolation)."""
+        ...
 
     def resolve_config(self, node: NodeSpec) -> dict[str, Any]:
         """Plan time: the node's job config with project defaults resolved (Domino: commit, environment
@@ -89,15 +111,27 @@ class Provider(Protocol):
         """Launch the job and return at once with its id (journaled by the caller before waiting)."""
         ...
 
-    def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event) -> JobResult:
+    def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event,
+             on_status: StatusCallback | None = None) -> JobResult:
         """Wait for the job; stop it and return `timed_out` past `job.timeout_seconds`, `cancelled` when
-        `cancel` is set. Outputs are checked, parsed and stored in the blob store before returning."""
+        `cancel` is set. Outputs are checked, parsed and stored in the blob store before returning.
+        `on_status` hears each status the provider reads while it waits."""
         ...
 
     def stop(self, handle: JobHandle) -> None: ...
 
     def attach(self, job_id: str, job: JobSpec) -> JobHandle | None:
         """Recover: a handle to a job started by an earlier process, or None when it cannot still be running."""
+        ...
+
+    def find_started(self, run_id: str, address: str, attempt: int) -> str | None:
+        """Recover: the id of the job an earlier process started for (run, node, attempt) but died before
+        journaling, or None when that start never reached the provider (or its jobs cannot outlive the process)."""
+        ...
+
+    def job_status(self, job_id: str) -> str:
+        """What the provider says now of a job an earlier process started (read only); "unknown" when it
+        cannot say."""
         ...
 
     def logs(self, job_id: str) -> str: ...

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from providers import jobenv, launcher, sandbox
-from providers.base import JobHandle, JobResult, JobSpec, NodeSpec
+from providers.base import JobHandle, JobResult, JobSpec, NodeSpec, StatusCallback
 from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
 from providers import pytask
@@ -85,6 +85,8 @@ class LocalProvider:
     @property
     def max_parallel(self) -> int | None:
         return None if self.isolated else 1  # without isolation, parallel jobs would share /workflow
+
+    jobs_outlive_the_process = False  # a job dies with the apply that started it (recover stops an orphan)
 
     @property
     def warnings(self) -> list[str]:
@@ -155,7 +157,8 @@ class LocalProvider:
             raise ProviderError(str(e), node=job.address) from None
 
     # ---- wait / stop -----------------------------------------------------------------------------
-    def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event) -> JobResult:
+    def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event,
+             on_status: StatusCallback | None = None) -> JobResult:
         if handle.data.get("kind") == "export_artifacts":
             return self._export(job, Path(handle.data["log"]))
         with self._lock:
@@ -250,6 +253,12 @@ class LocalProvider:
         if info.get("folder"):
             shutil.rmtree(info["folder"], ignore_errors=True)
         return None
+
+    def find_started(self, run_id: str, address: str, attempt: int) -> str | None:
+        return None  # a local job never outlives its apply: there is nothing to find
+
+    def job_status(self, job_id: str) -> str:
+        return "unknown"  # an orphan's exit status is lost with its parent
 
     def logs(self, job_id: str) -> str:
         log = self._recall(job_id).get("log")

@@ -21,7 +21,7 @@ from vocab.errors import FlowsError, LockHeldError, StateError
 from reconcile.fingerprint import cache_key
 from vocab.flytetypes import is_blob
 from reconcile.graph import FlowGraph, Node
-from reconcile.plan import NodeKeyer, Planner
+from reconcile.plan import BlobPresence, NodeKeyer
 from reconcile.plan_model import Plan
 from providers.base import InputValue, JobResult, JobSpec
 from state import journal
@@ -61,13 +61,10 @@ class NodeOutcome:
     attempts: int = 0
     detail: str = ""
     log_tail: str = ""
-    handle: Any = None                # the running job's handle; a provider may note its status in .data
+    status: str = ""                  # what the provider last said of the running job (Domino: Queued, ...)
 
-    @property
-    def status(self) -> str:
-        """What the provider last said of the running job (Domino: Queued, Running, ...)."""
-        data = getattr(self.handle, "data", None) or {}
-        return str(data.get("status", ""))
+    def hear_status(self, status: str) -> None:
+        self.status = status
 
     @property
     def duration(self) -> float | None:
@@ -156,7 +153,7 @@ class Scheduler:
         self.stopping = False  # set by the node that fails first (without --keep-going): nothing new starts
         self._known: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}  # address -> (key, fp, display)
         self._lock = threading.Lock()
-        self._exists = Planner(graph, state, keyer, blobs)  # reuse its batched blob existence checks
+        self.presence = BlobPresence(blobs)
 
     # -- journal -----------------------------------------------------------------------------
     def _journal(self, record: dict[str, Any], durable: bool = True) -> None:
@@ -238,7 +235,7 @@ class Scheduler:
         self._known[address] = (key, fp, display)
         if change is not None and change.action == "pending" and node.cache and address not in self.plan.replace:
             entry = self.state.cache.get(key)
-            if entry is not None and self._exists.outputs_exist(entry.outputs):
+            if entry is not None and self.presence.outputs_exist(entry.outputs):
                 self._reuse(node, outcome, key, fp, display, entry, "early cutoff: inputs unchanged, cache hit")
                 return
         spec = self._spec(node, key)
@@ -290,9 +287,9 @@ class Scheduler:
                 self.reporter.event(outcome, f"re-attached to running job {handle.job_id}")
                 # The resumed run records the job too: a recover that dies in turn re-attaches to it again.
                 self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt))
-                outcome.job_id, outcome.handle = handle.job_id, handle
+                outcome.job_id = handle.job_id
                 outcome.result = "running"
-                result = _Result.of(self.provider.wait(handle, spec, self.cancel))
+                result = _Result.of(self.provider.wait(handle, spec, self.cancel, outcome.hear_status))
                 if result.status in ("succeeded", "cancelled"):
                     return result
                 # It ended badly while no apply watched it: what is left of a partial run runs again.
@@ -300,21 +297,21 @@ class Scheduler:
                                              "starting the node again")
                 handle = None
             if handle is None:
-                if self.provider.name != "local":
+                if self.provider.jobs_outlive_the_process:
                     # A job that outlives this process may start and the process die before its id is
                     # journaled: this intent lets recover find it by run, node and attempt (no second start).
                     self._journal({"type": "node_starting", "run_id": self.run.id, "address": address,
                                    "key": key, "attempt": spec.attempt, "at": now()})
                 handle = self.provider.start(spec)
-                # A local job dies with this machine, so its start need not be forced to disk (one fsync
-                # less per node); a remote job's id must survive anything, for recover to re-attach.
+                # A job that dies with this process need not have its start forced to disk (one fsync less
+                # per node); the id of one that outlives it must survive anything, for recover to re-attach.
                 self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt),
-                              durable=self.provider.name != "local")
+                              durable=self.provider.jobs_outlive_the_process)
                 self.reporter.event(outcome, f"started {handle.job_id}" +
                                     (f" (attempt {spec.attempt})" if spec.attempt > 1 else ""))
-            outcome.job_id, outcome.handle = handle.job_id, handle
+            outcome.job_id = handle.job_id
             outcome.result = "running"
-            return _Result.of(self.provider.wait(handle, spec, self.cancel))
+            return _Result.of(self.provider.wait(handle, spec, self.cancel, outcome.hear_status))
         except Exception as e:  # noqa: BLE001 - any provider error fails this node, never the whole apply
             if handle is not None:
                 with contextlib.suppress(Exception):

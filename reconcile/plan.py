@@ -2,23 +2,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from vocab.errors import FlowsError
-from reconcile.fingerprint import InputResolver, cache_key, fingerprint, is_pending
-from vocab.flytetypes import is_blob, is_dir
-from reconcile.graph import FlowGraph, Node
+from providers.base import Provider
+from providers.blobs.base import BlobStore
 from reconcile.code_identity import CodeIdentity
+from reconcile.fingerprint import InputResolver, cache_key, fingerprint, is_pending
+from reconcile.graph import FlowGraph, Node
 from reconcile.plan_model import EXECUTING, NodeChange, Plan, Reason
 from reconcile.reasons import display_notes, fingerprint_reasons
 from state.model import CacheEntry, OutputRecord, State, now
+from vocab.digest import StatCache
+from vocab.errors import FlowsError
+from vocab.flytetypes import is_blob, is_dir
 
 
 class NodeKeyer:
     """Computes a node's fingerprint and key from what is known of its upstreams (shared by plan and apply)."""
 
-    def __init__(self, graph: FlowGraph, flow_inputs: dict[str, Any], provider: Any, digests: Any,
-                 remote_digest: Any = None) -> None:
+    def __init__(self, graph: FlowGraph, flow_inputs: dict[str, Any], provider: Provider, digests: StatCache,
+                 remote_digest: Callable[[str], str] | None = None) -> None:
         self.graph = graph
         self.provider = provider
         self.digests = digests
@@ -49,8 +52,27 @@ def _dir_uris(outputs: dict[str, OutputRecord]) -> set[str]:
     return {o.uri for o in outputs.values() if o.uri and is_dir(o.type)}
 
 
+class BlobPresence:
+    """Whether recorded outputs are still in the blob store: asked in batches (S3: parallel HEADs), remembered
+    for the command. A cache hit whose blobs are gone is not a hit."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self._exists: dict[str, bool] = {}
+
+    def prefetch(self, outputs: list[dict[str, OutputRecord]]) -> None:
+        uris = sorted({u for o in outputs for u in _blob_uris(o)} - set(self._exists))
+        if uris:
+            dirs = set().union(*(_dir_uris(o) for o in outputs)) & set(uris)
+            self._exists.update(self.blobs.exists(uris, dirs=dirs))
+
+    def outputs_exist(self, outputs: dict[str, OutputRecord]) -> bool:
+        self.prefetch([outputs])
+        return all(self._exists.get(u, False) for u in _blob_uris(outputs))
+
+
 class Planner:
-    def __init__(self, graph: FlowGraph, state: State, keyer: NodeKeyer, blobs: Any,
+    def __init__(self, graph: FlowGraph, state: State, keyer: NodeKeyer, blobs: BlobStore,
                  targets: list[str] | None = None, replace: list[str] | None = None) -> None:
         self.graph = graph
         self.state = state
@@ -58,7 +80,7 @@ class Planner:
         self.blobs = blobs
         self.targets = targets or []
         self.replace = replace or []
-        self._exists: dict[str, bool] = {}
+        self.presence = BlobPresence(blobs)
         for address in self.targets + self.replace:
             if address not in graph.nodes:
                 import difflib
@@ -66,23 +88,10 @@ class Planner:
                 raise FlowsError(f"no node '{address}' in workflow '{graph.workflow}'" +
                                  (f" (did you mean '{hint[0]}'?)" if hint else ""), node=address)
 
-    def outputs_exist(self, outputs: dict[str, OutputRecord]) -> bool:
-        uris = [u for u in _blob_uris(outputs) if u not in self._exists]
-        if uris:
-            self._exists.update(self.blobs.exists(uris, dirs=_dir_uris(outputs)))
-        return all(self._exists.get(u, False) for u in _blob_uris(outputs))
-
     def _prefetch(self) -> None:
         """One batched existence check of the outputs the current records point at (S3: parallel HEADs)."""
-        uris: list[str] = []
-        dirs: set[str] = set()
-        for rec in self.state.nodes.values():
-            entry = self.state.cache.get(rec.key or "")
-            if entry is not None:
-                uris.extend(_blob_uris(entry.outputs))
-                dirs |= _dir_uris(entry.outputs)
-        if uris:
-            self._exists.update(self.blobs.exists(sorted(set(uris)), dirs=dirs))
+        entries = [self.state.cache.get(rec.key or "") for rec in self.state.nodes.values()]
+        self.presence.prefetch([e.outputs for e in entries if e is not None])
 
     def selected(self) -> list[str]:
         if not self.targets:
@@ -111,7 +120,7 @@ class Planner:
         key = cache_key(fp)
         change.key = key
         entry: CacheEntry | None = self.state.cache.get(key)
-        hit = entry is not None and self.outputs_exist(entry.outputs)
+        hit = entry is not None and self.presence.outputs_exist(entry.outputs)
         if node.address in self.replace:
             change.action, change.reasons = "run", [Reason(field="replace", message="replace requested")]
         elif not node.cache:

@@ -28,17 +28,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from providers.base import InputValue, JobHandle, JobResult, JobSpec, NodeSpec
+from providers.base import InputValue, JobHandle, JobResult, JobSpec, NodeSpec, StatusCallback
 from providers.domino.client import DominoClient
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
 from providers.domino.staging import Staging, attempt_marker, code_files_of
 from vocab.digest import TreeError
-from vocab.errors import FlowLoadError, ProviderError
+from vocab.errors import FlowLoadError, FlowsError, ProviderError
 from vocab.flytetypes import is_blob, is_dir
 from vocab.masking import redact
 
 RESULT_MARKER = "::flows-result::"
 LOG_TAIL_LINES = 20
+FIND_JOBS = 200  # how far back the project's job list is searched for a start that was not journaled
 
 
 def encode_result(result: dict[str, Any]) -> str:
@@ -169,6 +170,7 @@ def _local_head(project_root: Path, files: list[str]) -> str | None:
 class DominoProvider:
     name = "domino"
     max_parallel: int | None = None
+    jobs_outlive_the_process = True  # a Domino Job runs on whatever happens to the apply that started it
 
     def __init__(self, client: DominoClient, blobs: Any, *, runtime_python: str | None = None,
                  blobs_settings: dict[str, Any] | None = None) -> None:
@@ -303,11 +305,11 @@ class DominoProvider:
             raise
         return JobHandle(provider=self.name, job_id=started.id, data={"tag": tag})
 
-    def find_started(self, run_id: str, address: str, attempt: int, scan: int = 200) -> str | None:
+    def find_started(self, run_id: str, address: str, attempt: int) -> str | None:
         """The job started for (run, node, attempt) whose id was never journaled: found by the attempt's marker
         in its title (the newest such job). None when that start never reached Domino."""
         marker = attempt_marker(run_id, address, attempt)
-        for job in self.client.list_jobs(page_size=scan):  # newest first
+        for job in self.client.list_jobs(page_size=FIND_JOBS):  # newest first
             found = _TAG.search(job.title or "")
             if found and found.group(1).startswith(marker + "."):
                 return str(job.id)
@@ -320,25 +322,27 @@ class DominoProvider:
             handle.data["tag"] = found.group(1) if found else None
         return handle.data.get("tag")
 
-    def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event) -> JobResult:
+    def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event,
+             on_status: StatusCallback | None = None) -> JobResult:
         tag = self._tag(handle)
         if tag is None:
             return JobResult(status="failed", error=f"Domino job {handle.job_id} was not started by flows (no "
                                                     "[flows-…] tag in its title)")
         try:
-            return self._wait(handle, job, cancel, tag)
+            return self._wait(handle, job, cancel, tag, on_status)
         finally:
             try:
                 self.staging.clear(tag)
             except ProviderError as e:
                 self.warnings.append(f"{job.address}: {e.message}")
 
-    def _wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event, tag: str) -> JobResult:
+    def _wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event, tag: str,
+              on_status: StatusCallback | None) -> JobResult:
         deadline = None if job.timeout_seconds is None else time.monotonic() + job.timeout_seconds
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             status = self.client.wait_for_job(handle.job_id, timeout=remaining, cancel=cancel,
-                                              on_status=lambda j: handle.data.__setitem__("status", j.status))
+                                              on_status=(lambda j: on_status(j.status)) if on_status else None)
             if status.is_completed:
                 break
             if cancel.is_set():
@@ -391,6 +395,12 @@ class DominoProvider:
             return None
         found = _TAG.search(status.title or "")
         return JobHandle(provider=self.name, job_id=job_id, data={"tag": found.group(1) if found else None})
+
+    def job_status(self, job_id: str) -> str:
+        try:
+            return str(self.client.job_status(job_id).status)
+        except FlowsError as e:
+            return f"unknown: {e.message}"
 
     def logs(self, job_id: str) -> str:
         return redact(self.client.job_stdout(job_id))

@@ -285,7 +285,7 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
                 if not typer.confirm("Apply this plan?", default=False):
                     console.print("Apply cancelled; nothing was run.")
                     raise typer.Exit(1)
-            for w in getattr(ws.provider, "warnings", []):
+            for w in ws.provider.warnings:
                 err_console.print(f"[yellow]{escape(w)}[/yellow]")
             reporter = ConsoleReporter(console)
             # Ctrl-C is handled (not raised) until the summary is out, so the exit code always matches the

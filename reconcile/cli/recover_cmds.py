@@ -17,13 +17,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from reconcile.cli.main import app
-from vocab.errors import FlowsError, InputError, LockHeldError
+from vocab.errors import InputError, LockHeldError
 from vocab.masking import redact
 
 console = Console(highlight=False)
 PARTIAL = ("interrupted", "failed", "running")
 ENDED_BADLY = ("Failed", "Error", "Stopped")  # Domino's terminal statuses other than Succeeded
-FIND_JOBS = 200  # how far back the project's job list is searched for a start that was not journaled
 
 
 def _live(lock: Any) -> bool:
@@ -95,13 +94,6 @@ def _unjournaled_starts(records: list[dict[str, Any]], run_id: str) -> dict[str,
     return pending
 
 
-def _find_started(provider: Any, run_id: str, address: str, attempt: int) -> str | None:
-    """The job started for (run, node, attempt) whose id was never journaled, or None if the start never
-    reached the provider (or its jobs cannot outlive this process). The provider knows how to look."""
-    find = getattr(provider, "find_started", None)
-    return find(run_id, address, attempt, FIND_JOBS) if find is not None else None
-
-
 def _jobs_to_attach(view: Any, run: Any, provider: Any) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """(attach, found): address -> {"job_id", "key", ...} of every job the run launched that has not
     finished as far as the state knows; `found`: those found on the provider for a start the journal only
@@ -110,23 +102,12 @@ def _jobs_to_attach(view: Any, run: Any, provider: Any) -> tuple[dict[str, dict[
     found = {}
     for address, intent in _unjournaled_starts(view.journal, run.id).items():
         attempt = int(intent.get("attempt") or 1)
-        job_id = _find_started(provider, run.id, address, attempt)
+        job_id = provider.find_started(run.id, address, attempt)
         if job_id is not None:
             console.print(f"Found job {job_id} of {escape(address)}: started, but the dead process did not "
                           "journal it.")
             found[address] = {"job_id": job_id, "key": intent.get("key"), "attempt": attempt, "status": "running"}
     return {**attach, **found}, found
-
-
-def _job_status(provider: Any, job_id: str) -> str:
-    """What the provider says of a job an earlier process launched (read only, for --dry-run)."""
-    client = getattr(provider, "client", None)
-    if provider.name != "domino" or client is None:
-        return "unknown"
-    try:
-        return str(client.job_status(job_id).status)
-    except FlowsError as e:
-        return f"unknown: {e.message}"
 
 
 def _dry_run(state: Any, run: Any, plan: Any, attach: dict[str, dict[str, Any]], provider: Any) -> None:
@@ -143,12 +124,13 @@ def _dry_run(state: Any, run: Any, plan: Any, attach: dict[str, dict[str, Any]],
                                   else f"cache hit from run {change.reused_from_run or '?'}") + stopped
         elif change.action == "forget":
             verb, why = "forget", "no longer in the flow"
-        elif job is not None and provider.name == "local":
-            why = f"its local job {job['job_id']} cannot be re-attached from another process: it is stopped"
+        elif job is not None and not provider.jobs_outlive_the_process:
+            why = (f"its {provider.name} job {job['job_id']} cannot be re-attached from another process: "
+                   "it is stopped")
         elif job is not None and change.key is not None and change.key != job.get("key"):
             why = f"changed since job {job['job_id']} started (that job will be stopped)"
         elif job is not None:
-            status = _job_status(provider, job["job_id"])
+            status = provider.job_status(job["job_id"])
             if status in ENDED_BADLY:
                 why = f"its {provider.name} job {job['job_id']} ended {status} while no apply watched it"
             else:
