@@ -175,8 +175,8 @@ def test_wait_notes_domino_status_for_the_progress_view(tmp_path: Path, s3: S3En
                    project_root=str(root), flow_file="", log_path=str(tmp_path / "hello.log"),
                    job_config={"CommitId": emu.project.commits[-1]})
     handle = provider.start(spec)
-    outcome = NodeOutcome(address="wf/hello", action="create", handle=handle)
-    result = provider.wait(handle, spec, threading.Event())
+    outcome = NodeOutcome(address="wf/hello", action="create")
+    result = provider.wait(handle, spec, threading.Event(), on_status=outcome.hear_status)
     assert result.status == "succeeded", result
     assert result.outputs["answer"].value == 42
     assert outcome.status == "Succeeded"  # what the live view shows next to the job id
