@@ -1,0 +1,241 @@
+"""The scheduler in-process (reconcile/apply.py): retries, keep-going, cancel, early cutoff, failing upstreams and
+parallelism limits, with a scripted provider. Each case runs in milliseconds; the end-to-end tests keep the
+subprocess paths honest."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from reconcile.apply import STOPPED, UPSTREAM_FAILED
+from tests.fixtures.inprocess import Engine, RecordingReporter
+from tests.fixtures.scripted import Crash, Fail, FlowBuilder, Hang, ScriptedProvider, Succeed
+
+
+def chain(flow: FlowBuilder) -> None:
+    """a -> b -> c, each passing an int along."""
+    flow.job("a", outputs={"n": "int"})
+    flow.job("b", inputs={"n": flow.out("a", "n")}, outputs={"n": "int"})
+    flow.job("c", inputs={"n": flow.out("b", "n")}, outputs={"n": "int"})
+
+
+# -- retries ---------------------------------------------------------------------------------------------
+def test_a_node_that_fails_twice_succeeds_on_its_third_attempt(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"}, retries=2)
+    provider.script("wf/a", Fail("flaky 1"), Fail("flaky 2"), Succeed(n=7))
+    applied = engine.apply()
+    assert applied.result("a") == "succeeded"
+    assert provider.attempts("wf/a") == [1, 2, 3]
+    assert applied.state.nodes["wf/a"].attempts == 3
+    assert applied.state.nodes["wf/a"].outputs["n"].value == 7
+    assert [m for m in applied.reporter.messages("wf/a") if "retrying" in m] == [
+        "attempt 1 failed: flaky 1; retrying", "attempt 2 failed: flaky 2; retrying"]
+    assert applied.outcome == "succeeded"
+
+
+def test_retries_run_out_and_the_node_fails_with_its_last_error(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"}, retries=1)
+    provider.script("wf/a", Fail("first"), Fail("second"), Succeed())
+    applied = engine.apply()
+    assert provider.attempts("wf/a") == [1, 2]
+    assert applied.result("a") == "failed"
+    assert applied.state.nodes["wf/a"].status == "failed"
+    assert applied.state.nodes["wf/a"].error == "second"
+    assert applied.outcome == "failed"
+
+
+def test_a_timed_out_attempt_is_retried_like_a_failure(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"}, retries=1)
+    provider.script("wf/a", Fail("took too long", status="timed_out"), Succeed(n=1))
+    applied = engine.apply()
+    assert provider.attempts("wf/a") == [1, 2]
+    assert applied.result("a") == "succeeded"
+
+
+def test_a_provider_error_is_not_retried_and_fails_only_its_node(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"}, retries=3)
+    flow.job("other", outputs={"n": "int"})
+    provider.script("wf/a", Crash("no such hardware tier"))
+    applied = engine.apply(keep_going=True)
+    assert provider.attempts("wf/a") == [1]
+    assert applied.result("a") == "failed"
+    assert applied.detail("a") == "RuntimeError: no such hardware tier"
+    assert applied.result("other") == "succeeded"
+
+
+# -- a failing upstream, keep-going ----------------------------------------------------------------------
+def test_a_failed_upstream_skips_everything_below_it(flow, provider, engine):
+    chain(flow)
+    provider.script("wf/a", Fail("boom"))
+    applied = engine.apply()
+    assert applied.result("a") == "failed"
+    assert (applied.result("b"), applied.detail("b")) == ("skipped", UPSTREAM_FAILED)
+    assert (applied.result("c"), applied.detail("c")) == ("skipped", UPSTREAM_FAILED)
+    assert [a for a, _ in provider.calls] == ["wf/a"]
+    assert applied.state.runs[applied.run_id].error == "wf/a: boom"
+    # The failure is in the state, so the next plan says why a runs again.
+    plan = engine.plan()
+    change = engine.change(plan, "a")
+    assert change.action == "run"
+    assert change.reasons[0].message == "failed last time: boom"
+
+
+def test_without_keep_going_nothing_new_starts_after_a_failure(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    flow.job("independent", outputs={"n": "int"})
+    flow.job("below", inputs={"n": flow.out("a", "n")}, outputs={"n": "int"})
+    provider.script("wf/a", Fail("boom"))
+    applied = engine.apply(parallelism=1)  # a runs first; independent waits for a worker
+    assert (applied.result("independent"), applied.detail("independent")) == ("skipped", STOPPED)
+    assert (applied.result("below"), applied.detail("below")) == ("skipped", UPSTREAM_FAILED)
+    assert [a for a, _ in provider.calls] == ["wf/a"]
+
+
+def test_keep_going_runs_the_independent_nodes(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    flow.job("independent", outputs={"n": "int"})
+    flow.job("below", inputs={"n": flow.out("a", "n")}, outputs={"n": "int"})
+    provider.script("wf/a", Fail("boom"))
+    applied = engine.apply(parallelism=1, keep_going=True)
+    assert applied.result("independent") == "succeeded"
+    assert (applied.result("below"), applied.detail("below")) == ("skipped", UPSTREAM_FAILED)
+    assert applied.state.nodes["wf/independent"].status == "succeeded"
+    assert applied.outcome == "failed"
+
+
+# -- cancel ----------------------------------------------------------------------------------------------
+def test_cancel_stops_the_running_job_and_starts_nothing_more(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    flow.job("b", inputs={"n": flow.out("a", "n")}, outputs={"n": "int"})
+    flow.job("later", outputs={"n": "int"}, after=["a"])
+    provider.script("wf/a", Hang())
+    cancel = threading.Event()
+    thread, box = engine.apply_in_thread(cancel=cancel)
+    provider.wait_for(lambda: "wf/a" in provider.running, "a to be running")
+    provider.cancel(cancel)
+    thread.join(30)
+    assert not thread.is_alive() and "error" not in box, box.get("error")
+    applied = box["applied"]
+    assert applied.result("a") == "cancelled"
+    assert applied.result("b") == "skipped" and applied.result("later") == "skipped"
+    assert [a for a, _ in provider.calls] == ["wf/a"]
+    assert applied.outcome == "interrupted"
+    assert applied.state.nodes["wf/a"].status == "cancelled"
+    assert "wf/b" not in applied.state.nodes
+    assert engine.change(engine.plan(), "a").reasons[0].message == "cancelled last time"
+
+
+def test_a_cancel_before_a_retry_does_not_start_it(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"}, retries=3)
+    provider.script("wf/a", Fail("first"), Succeed())
+    cancel = threading.Event()
+
+    class CancelOnFirstFailure(RecordingReporter):
+        def event(self, outcome, message):
+            super().event(outcome, message)
+            if message.startswith("attempt 1 failed"):  # Ctrl-C while attempt 1's failure is reported
+                cancel.set()
+
+    applied = engine.apply(cancel=cancel, reporter=CancelOnFirstFailure())
+    assert provider.attempts("wf/a") == [1]
+    assert applied.result("a") == "cancelled"
+    assert applied.outcome == "interrupted"
+
+
+# -- early cutoff ----------------------------------------------------------------------------------------
+def test_a_rerun_with_identical_outputs_does_not_invalidate_its_dependents(flow, provider, engine):
+    chain(flow)
+    provider.script("wf/a", Succeed(n=1))
+    engine.apply()
+    flow.change("a", command="echo a --verbose")  # a changes, its result does not
+    plan = engine.plan()
+    assert engine.change(plan, "a").action == "update"
+    assert engine.change(plan, "b").action == "pending"
+    assert engine.change(plan, "c").action == "pending"
+    provider.calls.clear()
+    applied = engine.apply(plan)
+    assert [a for a, _ in provider.calls] == ["wf/a"]
+    assert applied.result("b") == "reused" and applied.result("c") == "reused"
+    assert applied.detail("b") == "early cutoff: inputs unchanged, cache hit"
+    assert engine.plan().has_changes() is False
+
+
+def test_a_rerun_with_new_outputs_runs_its_dependents(flow, provider, engine):
+    chain(flow)
+    provider.script("wf/a", Succeed(n=1))
+    engine.apply()
+    flow.change("a", command="echo a --verbose")
+    provider.script("wf/a", Succeed(n=2))
+    provider.script("wf/b", Succeed(n=20))
+    provider.calls.clear()
+    applied = engine.apply()
+    assert [a for a, _ in provider.calls] == ["wf/a", "wf/b", "wf/c"]
+    assert applied.result("b") == "succeeded"
+    assert applied.state.nodes["wf/b"].fingerprint["inputs"]["n"] == {"type": "int", "value": 2}
+
+
+def test_early_cutoff_stops_at_the_first_node_whose_outputs_are_unchanged(flow, provider, engine):
+    chain(flow)
+    provider.script("wf/a", Succeed(n=1))
+    provider.script("wf/b", Succeed(n=10))
+    engine.apply()
+    flow.change("a", command="echo a --verbose")
+    provider.script("wf/a", Succeed(n=2))      # a's result changes: b runs ...
+    provider.calls.clear()
+    applied = engine.apply()                   # ... and gives the same n: c is cut off
+    assert [a for a, _ in provider.calls] == ["wf/a", "wf/b"]
+    assert applied.result("c") == "reused"
+
+
+# -- parallelism -----------------------------------------------------------------------------------------
+def fan(flow: FlowBuilder, width: int) -> list[str]:
+    return [flow.job(f"n{i}", outputs={"n": "int"}) for i in range(width)]
+
+
+def run_held(engine: Engine, provider: ScriptedProvider, nodes: list[str], limit: int, **kw) -> None:
+    """Every job waits in the provider until the test releases it. Release them one at a time, each time once
+    `limit` jobs (or all that are left) are running, and check that never more than `limit` ran at once."""
+    provider.hold_all = True
+    thread, box = engine.apply_in_thread(**kw)
+    left = len(nodes)
+    while left:
+        expect = min(limit, left)
+        provider.wait_for(lambda: len(provider.running) >= expect, f"{expect} jobs running at once")
+        assert provider.peak <= limit, f"{provider.peak} jobs ran at once (limit {limit})"
+        with provider.cond:
+            victim = sorted(provider.running)[0]
+        provider.release(victim)
+        provider.wait_for(lambda: victim not in provider.running, f"{victim} to finish")
+        left -= 1
+    thread.join(30)
+    assert "error" not in box, box.get("error")
+    assert provider.peak == limit
+    assert all(box["applied"].result(a) == "succeeded" for a in nodes)
+
+
+def test_never_more_jobs_at_once_than_parallelism(flow, provider, engine):
+    nodes = fan(flow, 6)
+    run_held(engine, provider, nodes, limit=2, parallelism=2)
+
+
+def test_the_providers_own_limit_caps_parallelism(flow, engine):
+    nodes = fan(flow, 5)
+    engine.provider._max_parallel = 3
+    run_held(engine, engine.provider, nodes, limit=3, parallelism=8)
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_a_node_starts_only_after_all_its_upstreams_succeeded(flow, provider, engine, parallelism):
+    flow.job("a", outputs={"n": "int"})
+    flow.job("b", outputs={"n": "int"})
+    flow.job("join", inputs={"x": flow.out("a", "n"), "y": flow.out("b", "n")}, outputs={"n": "int"})
+    provider.script("wf/a", Hang(then=Succeed(n=1)))
+    thread, box = engine.apply_in_thread(parallelism=parallelism)
+    provider.wait_for(lambda: "wf/a" in provider.running, "a running")
+    if parallelism > 1:
+        provider.wait_for(lambda: ("wf/b", 1) in provider.calls and "wf/b" not in provider.running, "b done")
+    assert ("wf/join", 1) not in provider.calls
+    provider.release("wf/a")
+    thread.join(30)
+    assert box["applied"].result("join") == "succeeded"
+    assert provider.calls[-1] == ("wf/join", 1)
