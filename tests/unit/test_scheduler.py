@@ -239,3 +239,36 @@ def test_a_node_starts_only_after_all_its_upstreams_succeeded(flow, provider, en
     thread.join(30)
     assert box["applied"].result("join") == "succeeded"
     assert provider.calls[-1] == ("wf/join", 1)
+
+
+# -- provider capabilities -------------------------------------------------------------------------------
+def journal_kinds(engine: Engine, address: str) -> list[tuple[str, bool]]:
+    return [(r["type"], durable) for r, durable in engine.backend.appended if r.get("address") == address
+            or r.get("node", {}).get("address") == address]
+
+
+def test_a_job_that_outlives_the_process_is_journaled_durably_before_and_after_its_start(flow, engine):
+    flow.job("a", outputs={"n": "int"})
+    engine.provider._outlives = True
+    engine.apply()
+    assert journal_kinds(engine, "wf/a") == [("node_starting", True), ("node_started", True),
+                                            ("node_finished", True)]
+
+
+def test_a_job_that_dies_with_the_process_needs_no_intent_and_no_forced_start(flow, engine):
+    flow.job("a", outputs={"n": "int"})
+    engine.apply()
+    assert journal_kinds(engine, "wf/a") == [("node_started", False), ("node_finished", True)]
+
+
+def test_what_the_provider_says_of_a_running_job_reaches_its_outcome(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    provider.script("wf/a", Hang(then=Succeed(n=1)))
+    provider.statuses["wf/a"] = ["Queued", "Running"]
+    reporter = RecordingReporter()
+    thread, box = engine.apply_in_thread(reporter=reporter)
+    provider.wait_for(lambda: "wf/a" in provider.running, "a running")
+    assert reporter.outcomes["wf/a"].status == "Running"
+    provider.release("wf/a")
+    thread.join(30)
+    assert box["applied"].result("a") == "succeeded"
