@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 EXAMPLE = examples/ai_training
 
-.PHONY: demo test bench clean deps
+.PHONY: demo test coverage bench clean deps
 
 $(BIN)/flows: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: deps $(BIN)/flows
 test: deps $(BIN)/flows
 	$(BIN)/lint-imports  # imports point down only (contracts in pyproject.toml)
 	$(BIN)/python -m pytest -q -n 4  # most tests wait on real subprocesses and servers
+
+# The same suite with line coverage of reconcile/ providers/ state/ vocab/, in the test process and in the
+# flows/job subprocesses it starts ([tool.coverage.*] in pyproject.toml); ends with the TOTAL line.
+coverage: deps $(BIN)/flows
+	$(BIN)/python -m pytest -q -n 4 --cov --cov-report=term
 
 # Graphviz `dot` draws `flows graph --format svg|html`. Installed from Debian when it is missing and we are root;
 # never fails the build: the other formats work without it, and the command says how to install it.

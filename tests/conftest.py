@@ -4,3 +4,14 @@ import logging
 
 # moto's server logs every request; failures are easier to read without them.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-untyped-def]
+    """`unit`: the in-process tests in tests/unit/ (seconds); `e2e`: every other test (real subprocesses and
+    servers). `pytest -m unit` is the quick loop while working on the planner or the scheduler."""
+    import pytest
+    from pathlib import Path
+
+    unit_dir = Path(__file__).parent / "unit"
+    for item in items:
+        item.add_marker(pytest.mark.unit if unit_dir in Path(str(item.fspath)).parents else pytest.mark.e2e)

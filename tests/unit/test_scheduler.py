@@ -272,3 +272,34 @@ def test_what_the_provider_says_of_a_running_job_reaches_its_outcome(flow, provi
     provider.release("wf/a")
     thread.join(30)
     assert box["applied"].result("a") == "succeeded"
+
+
+# -- what reaches the state ------------------------------------------------------------------------------
+def test_every_result_is_in_the_state_with_its_run_and_the_serial_moves(flow, provider, engine):
+    chain(flow)
+    first = engine.apply()
+    assert first.state.serial == 1
+    assert first.state.runs[first.run_id].counts == {"succeeded": 3}
+    assert {a: r.status for a, r in first.state.nodes.items()} == {f"wf/{t}": "succeeded" for t in "abc"}
+    assert all(first.state.cache[r.key].run_id == first.run_id for r in first.state.nodes.values())
+    assert engine.backend.journal_read("wf") == []  # folded into the state and cleared
+    flow.change("c", command="echo c2")
+    second = engine.apply()
+    assert second.state.serial == 2
+    assert second.state.runs[second.run_id].counts == {"reused": 2, "succeeded": 1}
+
+
+def test_a_revert_points_the_state_back_at_the_older_result_without_running_it(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    first = engine.apply()
+    flow.change("a", command="echo a v2")
+    engine.apply()
+    flow.change("a", command="echo a")
+    provider.calls.clear()
+    applied = engine.apply()
+    assert provider.calls == []
+    assert applied.result("a") == "reused"
+    record = applied.state.nodes["wf/a"]
+    assert record.key == first.state.nodes["wf/a"].key
+    assert record.reused_from == first.run_id
+    assert engine.plan().has_changes() is False
