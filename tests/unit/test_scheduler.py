@@ -303,3 +303,44 @@ def test_a_revert_points_the_state_back_at_the_older_result_without_running_it(f
     assert record.key == first.state.nodes["wf/a"].key
     assert record.reused_from == first.run_id
     assert engine.plan().has_changes() is False
+
+
+# -- jobs an interrupted run left running (recover) --------------------------------------------------------
+def test_a_job_still_running_for_the_same_key_is_waited_for_not_started_again(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    key = engine.change(engine.plan(), "a").key
+    provider.alive.add("old-1")
+    applied = engine.apply(attach={"wf/a": {"job_id": "old-1", "key": key}})
+    assert provider.calls == []  # never started
+    assert applied.result("a") == "succeeded"
+    assert applied.state.nodes["wf/a"].job_id == "old-1"
+    assert "re-attached to running job old-1" in applied.reporter.messages("wf/a")
+
+
+def test_a_job_left_running_for_an_older_definition_is_stopped_and_the_node_runs(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    provider.alive.add("old-1")
+    applied = engine.apply(attach={"wf/a": {"job_id": "old-1", "key": "an-older-key"}})
+    assert provider.stopped == ["old-1"]
+    assert provider.attempts("wf/a") == [1]
+    assert applied.result("a") == "succeeded"
+
+
+def test_a_job_left_running_for_a_node_that_is_a_cache_hit_now_is_stopped(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    engine.apply()
+    provider.alive.add("old-1")
+    provider.calls.clear()
+    applied = engine.apply(attach={"wf/a": {"job_id": "old-1", "key": "whatever"}})
+    assert provider.calls == []
+    assert provider.stopped == ["old-1"]
+    assert any("stopped job old-1" in m for m in applied.reporter.messages("wf/a"))
+
+
+def test_a_job_that_ended_while_nobody_watched_is_started_again(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    key = engine.change(engine.plan(), "a").key
+    applied = engine.apply(attach={"wf/a": {"job_id": "gone-1", "key": key}})  # not in provider.alive
+    assert provider.attached == ["gone-1"]
+    assert provider.attempts("wf/a") == [1]
+    assert applied.result("a") == "succeeded"
