@@ -344,3 +344,12 @@ def test_a_job_that_ended_while_nobody_watched_is_started_again(flow, provider, 
     assert provider.attached == ["gone-1"]
     assert provider.attempts("wf/a") == [1]
     assert applied.result("a") == "succeeded"
+
+
+def test_a_job_cancelled_outside_the_apply_skips_its_dependents_and_fails_the_run(flow, provider, engine):
+    chain(flow)
+    provider.script("wf/a", Fail("stopped in the Domino UI", status="cancelled"))
+    applied = engine.apply()
+    assert applied.result("a") == "cancelled"
+    assert (applied.result("b"), applied.detail("b")) == ("skipped", "skipped: upstream cancelled")
+    assert applied.outcome == "failed"  # nobody interrupted this apply
