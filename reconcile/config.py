@@ -50,6 +50,30 @@ class FlowsConfig(BaseModel):
     blobs: BlobsConfig = Field(default_factory=BlobsConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
     parallelism: int | None = None
+    load_timeout: float = Field(default=60.0, gt=0)  # seconds a flow file may take to import and trace
+
+
+DEFAULT_LOAD_TIMEOUT = 60.0
+
+
+def load_timeout(project_root: Path) -> float:
+    """Seconds a flow file may take to load: FLOWS_LOAD_TIMEOUT, else `load_timeout` in [tool.flows], else 60.
+
+    Read before the flow is imported, without building the whole configuration."""
+    raw = os.environ.get("FLOWS_LOAD_TIMEOUT")
+    source = "FLOWS_LOAD_TIMEOUT"
+    if not raw:
+        settings, file = raw_settings(project_root)
+        raw, source = settings.get("load_timeout"), f"load_timeout in {file}"
+    if raw is None or raw == "":
+        return DEFAULT_LOAD_TIMEOUT
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{source}: expected a positive number of seconds, got {raw!r}")
+    return value
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -83,6 +107,8 @@ def _env_overrides(settings: dict[str, Any]) -> dict[str, Any]:
         out.setdefault("backend", {})["path"] = env["FLOWS_STATE_PATH"]
     if env.get("FLOWS_BLOBS_URL"):
         out.setdefault("blobs", {})["url"] = env["FLOWS_BLOBS_URL"]
+    if env.get("FLOWS_LOAD_TIMEOUT"):
+        out["load_timeout"] = env["FLOWS_LOAD_TIMEOUT"]
     if env.get("FLOWS_PARALLELISM"):
         out["parallelism"] = env["FLOWS_PARALLELISM"]
     return out

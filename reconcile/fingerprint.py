@@ -19,6 +19,7 @@ from vocab.canonical import canonical_json
 from vocab.flytetypes import canonical_value, is_blob, is_dir
 from reconcile.graph import Binding, FlowGraph, Node
 from vocab.masking import redact, redact_obj
+from reconcile.input_paths import unreadable_reason
 from state.model import OutputRecord
 
 # As in Domino Flows: fields that cannot change results do not invalidate (DESIGN decision 4).
@@ -69,22 +70,18 @@ class InputResolver:
             return self._memo[memo_key]
         if location.startswith("s3://"):
             if self.remote_digest is None:
-                raise InputError(f"{what}: s3:// inputs need S3 access configured", field=what)
+                raise InputError("s3:// inputs need S3 access configured", field=what)
             digest = self.remote_digest(location)
         else:
-            if not os.path.exists(location):
-                raise InputError(f"{what}: no such file or directory: {location}", field=what)
-            if is_dir(t):
-                if not os.path.isdir(location):
-                    raise InputError(f"{what}: expected a directory: {location}", field=what)
-                try:
-                    digest = self.digests.directory(location)
-                except TreeError as e:
-                    raise InputError(f"{what}: {os.path.join(location, e.rel)} {e.reason}", field=what) from None
-            else:
-                if not os.path.isfile(location):
-                    raise InputError(f"{what}: expected a file: {location}", field=what)
-                digest = self.digests.file(location)
+            # One check for every way a path reaches a digest (flow input, default, literal): a FIFO would
+            # block the read forever; a loop or a dangling link would fail deep inside it.
+            reason = unreadable_reason(location, want_dir=is_dir(t))
+            if reason:
+                raise InputError(reason, field=what)
+            try:
+                digest = self.digests.directory(location) if is_dir(t) else self.digests.file(location)
+            except TreeError as e:  # changed since the check
+                raise InputError(f"{os.path.join(location, e.rel)} {e.reason}", field=what) from None
         self._memo[memo_key] = digest
         return digest
 

@@ -8,8 +8,31 @@ from pathlib import Path
 from typing import Any
 
 from vocab.errors import InputError
-from vocab.flytetypes import canonical_value, check_value, is_blob, parse_cli_value
+from vocab.flytetypes import canonical_value, check_value, is_blob, is_dir, parse_cli_value
 from reconcile.graph import FlowGraph
+from reconcile.input_paths import unreadable_reason
+
+
+def _not_text(value: Any) -> str | None:
+    """Why a string somewhere in `value` cannot be stored or hashed as UTF-8 (None when all can).
+
+    A command-line byte that is not UTF-8 arrives as a surrogate escape (U+DC80..U+DCFF); JSON's
+    `"\\ud800"` arrives as a lone surrogate. Either would fail later, deep inside a digest or a write.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            char = ord(value[e.start])
+            if 0xDC80 <= char <= 0xDCFF:
+                return f"is not valid UTF-8 (byte 0x{char - 0xDC00:02x} at position {e.start})"
+            return f"holds a lone surrogate U+{char:04X} at position {e.start} (not valid Unicode text)"
+        return None
+    if isinstance(value, dict):
+        return next((r for k, v in value.items() for r in (_not_text(k), _not_text(v)) if r), None)
+    if isinstance(value, (list, tuple)):
+        return next((r for v in value if (r := _not_text(v))), None)
+    return None
 
 
 def split_cli_args(args: list[str]) -> dict[str, str]:
@@ -49,6 +72,9 @@ def resolve_inputs(graph: FlowGraph, cli: dict[str, str], from_file: dict[str, A
     cwd = cwd or Path.cwd()
     given: dict[str, Any] = dict(from_file or {})
     for name in list(given) + list(cli):
+        bad = _not_text(name)
+        if bad:
+            raise InputError(f"input name {name!r} {bad}")
         if name not in graph.inputs:
             hint = difflib.get_close_matches(name, list(graph.inputs), n=1)
             raise InputError(f"unknown input '{name}' for workflow '{graph.workflow}'" +
@@ -57,12 +83,18 @@ def resolve_inputs(graph: FlowGraph, cli: dict[str, str], from_file: dict[str, A
     values: dict[str, Any] = {}
     for name, spec in graph.inputs.items():
         if name in cli:
+            bad = _not_text(cli[name])
+            if bad:
+                raise InputError(f"the value {bad}", field=f"--{name}")
             try:
                 value = parse_cli_value(spec.type, cli[name])
             except ValueError as e:
                 raise InputError(f"not a valid {spec.type}: {e}", field=f"--{name}") from None
         elif name in given:
             value = given[name]
+            bad = _not_text(value)
+            if bad:
+                raise InputError(f"the value in the inputs file {bad}", field=f"--{name}")
         elif not spec.required:
             values[name] = spec.default
             continue
@@ -75,9 +107,11 @@ def resolve_inputs(graph: FlowGraph, cli: dict[str, str], from_file: dict[str, A
         if is_blob(spec.type) and value is not None:
             location = os.fspath(value)
             if not location.startswith("s3://"):
-                location = str((cwd / location).resolve())
-                if not os.path.exists(location):
-                    raise InputError(f"no such file or directory: {value}", field=f"--{name}")
+                absolute = cwd / location
+                reason = unreadable_reason(str(absolute), want_dir=is_dir(spec.type))
+                if reason:
+                    raise InputError(reason, field=f"--{name}")
+                location = str(absolute.resolve())
             value = location
         values[name] = canonical_value(spec.type, value)
     return values

@@ -1,14 +1,18 @@
 """Load a flow file (unmodified Domino/Flyte Python) and trace one workflow into a FlowGraph."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
 from reconcile import tracing
 from reconcile.authoring.workflow import WorkflowDef
@@ -48,6 +52,11 @@ def _short_error(e: BaseException, path: Path) -> FlowLoadError:
                                   and not fname.startswith(package_dir) and "site-packages" not in fname):
             where, line = fname, frame.lineno
     text = str(e).splitlines()[0] if str(e) else ""
+    errors = getattr(e, "errors", None)
+    if type(e).__name__ == "ValidationError" and callable(errors):  # pydantic: its first line names only the model
+        with contextlib.suppress(Exception):
+            first = errors()[0]
+            text = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']} (got {first.get('input')!r})"
     if len(text) > 200:
         text = text[:200] + "…"
     return FlowLoadError(f"failed to load: {type(e).__name__}: {text}".rstrip(": "), file=where, line=line)
@@ -69,11 +78,9 @@ def import_flow_module(path: Path) -> ModuleType:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except FlowsError:
+        except (FlowsError, LoadStopped, KeyboardInterrupt):
             raise
         except BaseException as e:  # user code: report it as one line, never a traceback
-            if isinstance(e, KeyboardInterrupt):
-                raise
             raise _short_error(e, path) from None
         finally:
             for p in extra_paths:
@@ -103,7 +110,7 @@ def trace_workflow(wf: WorkflowDef, path: Path) -> tuple[FlowGraph, set[str]]:
         args = {n: tracing.Promise(Binding(kind="flow_input", type=fi.type, name=n)) for n, fi in inputs.items()}
         try:
             outputs = wf.trace_body(trace, args)
-        except FlowsError:
+        except (FlowsError, LoadStopped):
             raise
         except Exception as e:
             raise _short_error(e, path) from None
@@ -160,9 +167,77 @@ def _find_cycle(nodes: dict[str, Node], stuck: set[str]) -> list[str]:
     return cycle[start:] + cycle[:start]
 
 
-def load_flow(flow_file: str | os.PathLike[str], workflow: str | None = None) -> FlowGraph:
-    """Load `flow_file` and trace the named workflow (or the only top-level one)."""
+class LoadStopped(BaseException):
+    """Raised inside the flow's code by the load timer or a signal (a BaseException: `except Exception` in a
+    flow must not swallow it)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class LoadInterrupted(FlowLoadError):
+    exit_code = 130
+
+
+@contextlib.contextmanager
+def _guarded_load(path: Path, timeout: float | None) -> Iterator[None]:
+    """While a flow file is imported and traced: what it prints goes to stderr (stdout is for --json, dot and
+    mermaid); a load that runs longer than `timeout` seconds, Ctrl-C and SIGTERM stop it with one line naming
+    the file and the line it was at. Signals and timers exist only in the main thread; elsewhere only the
+    output is redirected."""
+    sys.stdout.flush()
+    saved_fd = None
+    with contextlib.suppress(OSError, ValueError):
+        saved_fd = os.dup(1)
+        os.dup2(2, 1)  # also what a subprocess started at import time prints
+    restore: list[tuple[int, object]] = []
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        def stop(signum: int, frame: object) -> None:
+            raise LoadStopped({signal.SIGALRM: "timeout", signal.SIGINT: "Ctrl-C",
+                               signal.SIGTERM: "SIGTERM"}.get(signum, str(signum)))
+        for sig in (signal.SIGINT, signal.SIGTERM) + ((signal.SIGALRM,) if timeout else ()):
+            restore.append((sig, signal.signal(sig, stop)))
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    except LoadStopped as e:
+        where = _short_error(e, path)  # the innermost line of user code it was running
+        if e.why == "timeout":
+            raise FlowLoadError(f"loading took longer than {timeout:g}s and was stopped here (a loop or a wait at "
+                                "import time?); raise the limit with load_timeout in [tool.flows] or "
+                                "FLOWS_LOAD_TIMEOUT", file=where.file, line=where.line) from None
+        raise LoadInterrupted(f"loading was interrupted ({e.why}); nothing was run or written",
+                              file=where.file, line=where.line) from None
+    finally:
+        if main:
+            if timeout:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            for sig, handler in restore:
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+        sys.stderr.flush()
+        if saved_fd is not None:
+            os.dup2(saved_fd, 1)
+            os.close(saved_fd)
+
+
+def load_flow(flow_file: str | os.PathLike[str], workflow: str | None = None,
+              timeout: float | None = None) -> FlowGraph:
+    """Load `flow_file` and trace the named workflow (or the only top-level one).
+
+    `timeout`: seconds the import and tracing may take (default: the project's `load_timeout`)."""
     path = Path(flow_file).resolve()
+    if timeout is None and path.is_file():
+        from reconcile.config import load_timeout
+        timeout = load_timeout(project_root_for(path))
+    with _guarded_load(path, timeout):
+        return _load(path, workflow)
+
+
+def _load(path: Path, workflow: str | None) -> FlowGraph:
     module = import_flow_module(path)
     found = workflows_in(module)
     if not found:

@@ -20,6 +20,7 @@ from reconcile.graph import ArtifactFile, ArtifactSpec, Binding, Node, SourceRef
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+MAX_NAME_BYTES = 255  # NAME_MAX of Linux filesystems
 
 
 def caller_source() -> SourceRef | None:
@@ -30,6 +31,23 @@ def caller_source() -> SourceRef | None:
         if not fname.startswith(_PACKAGE_DIR + os.sep) and "importlib" not in fname:
             return SourceRef(file=fname, line=frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def unsafe_path_part(text: str, *, nested: bool = True) -> str | None:
+    """Why `text` cannot name a file inside an output or export folder (None when it can).
+
+    `nested`: sub-folders (`plots/a.png`) are allowed, but never a part that climbs out (`..`) or an
+    absolute path. Checked at load time, so `validate` and `plan` refuse what a job would fail on.
+    """
+    if not isinstance(text, str) or not text:
+        return "is empty or not a string"
+    parts = text.split("/")
+    if text.startswith("/") or "\0" in text or any(p in ("", ".", "..") for p in parts) or (not nested and len(parts) > 1):
+        return ("would leave its folder (a plain relative name is needed: no '..', no leading '/')" if nested
+                else "would leave its folder (an id is needed: no '/' or '..')")
+    if any(len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for p in parts):
+        return f"has a part longer than {MAX_NAME_BYTES} bytes (the limit of a file name)"
     return None
 
 
@@ -170,6 +188,10 @@ class Trace:
                 raise FlowLoadError(f"input/output name {name!r} is not a safe file name "
                                     "(letters, digits, '_', '-', '.'; no '/' or '..')",
                                     file=file, line=line, node=node.address)
+            if len(name.encode()) > MAX_NAME_BYTES:  # each is a file under /workflow/inputs|outputs
+                raise FlowLoadError(f"input/output name '{name[:40]}…' is {len(name.encode())} bytes long; "
+                                    f"a file name may have at most {MAX_NAME_BYTES}",
+                                    file=file, line=line, node=node.address)
         for name, value in values.items():
             if name not in node.inputs:
                 hint = difflib.get_close_matches(name, list(node.inputs), n=1)
@@ -188,6 +210,10 @@ class Trace:
 
     def add_artifact_file(self, artifact: str, artifact_type: str, file_name: str, node: str, output: str,
                           file: str | None, line: int | None) -> None:
+        for what, text in (("artifact name", artifact), ("artifact file name", file_name)):
+            reason = unsafe_path_part(text)
+            if reason:
+                raise FlowLoadError(f"{what} {text[:60]!r} {reason}", file=file, line=line, node=node)
         spec = self.artifacts.setdefault(artifact, ArtifactSpec(name=artifact, type=artifact_type))
         if spec.type != artifact_type:
             raise FlowLoadError(f"artifact '{artifact}' is declared both {spec.type} and {artifact_type}",

@@ -212,9 +212,25 @@ def check_value(t: str, value: Any) -> str | None:
                 return reason
         return None
     if t.startswith("dict["):
-        return None if isinstance(value, dict) else f"expected a dict, got {value!r}"
+        if not isinstance(value, dict):
+            return f"expected a dict, got {value!r}"
+        key_type, _, value_type = _inner(t, "dict").partition(",")
+        for k, v in value.items():
+            if key_type == "str" and not isinstance(k, str):
+                return f"expected str keys, got {k!r}"
+            reason = check_value(value_type, v)
+            if reason:
+                return f"key {k!r}: {reason}"
+        return None
     if t in ("datetime", "date"):
-        return None if isinstance(value, (dt.date, str)) else f"expected a {t}, got {value!r}"
+        if isinstance(value, str):  # JSON carries them as ISO 8601 text; "yesterday" must fail here, not in a job
+            try:
+                (dt.datetime if t == "datetime" else dt.date).fromisoformat(value)
+            except ValueError:
+                return f"expected an ISO 8601 {t} (e.g. {'2024-05-01T12:00:00' if t == 'datetime' else '2024-05-01'}), got {value!r}"
+            return None
+        ok = isinstance(value, dt.datetime) if t == "datetime" else isinstance(value, dt.date)
+        return None if ok else f"expected a {t}, got {value!r}"
     if t == "timedelta":
         return None if isinstance(value, (dt.timedelta, int, float)) else f"expected a timedelta, got {value!r}"
     return None

@@ -86,6 +86,12 @@ def run_launch_export_artifacts_task(spec_list: list[Any], environment_name: str
             raise FlowLoadError(f"artifact '{art.name}' has no files produced before this export", **where,
                                 node=node.address)
         target = {k: v for k, v in dataclasses.asdict(spec).items() if k != "artifact"}
+        for field in ("dataset_id", "netapp_volume_id", "bundle_id", "target_relative_path"):
+            reason = tracing.unsafe_path_part(target[field], nested=field == "target_relative_path") \
+                if target.get(field) is not None else None
+            if reason:
+                raise FlowLoadError(f"export spec #{i + 1}: {field} {str(target[field])[:60]!r} {reason}", **where,
+                                    node=node.address)
         node.export_specs.append({"kind": type(spec).__name__, "artifact": art.name, **target})
         for f in known.files:
             input_name = f"{art.name}.{f.file_name}".replace(" ", "_").replace("/", "_")

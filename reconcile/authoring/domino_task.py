@@ -202,15 +202,18 @@ class DominoJobTask:
         if args:
             raise FlowLoadError(f"task '{self.name}' takes keyword arguments only (got {len(args)} positional)",
                                 file=src.file if src else None, line=src.line if src else None)
-        node = Node(address=trace.address_for(self.name), task_name=self.name, kind="domino_job",
-                    command=self.config.Command, job_config=self.config.to_record(),
+        address = trace.address_for(self.name)
+        command = self.config.Command
+        if not isinstance(command, str) or not command.strip():
+            raise FlowLoadError(f"the job config has no Command (a shell command string is needed, got {command!r})",
+                                file=src.file if src else None, line=src.line if src else None, node=address,
+                                field="Command")
+        node = Node(address=address, task_name=self.name, kind="domino_job",
+                    command=command, job_config=self.config.to_record(),
                     inputs=dict(self.inputs), outputs=dict(self.outputs), cache=self.cache,
                     cache_version=self.cache_version, cache_ignore_input_vars=list(self.cache_ignore_input_vars),
                     retries=self.retries, timeout_seconds=self.timeout, resolve_defaults=self.use_latest,
                     output_artifacts=dict(self.output_artifacts), source=src)
-        if not node.command:
-            raise FlowLoadError("the job config has no Command", file=src.file if src else None,
-                                line=src.line if src else None, node=node.address, field="Command")
         return trace.add_node(node, kwargs)
 
 

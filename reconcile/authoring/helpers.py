@@ -35,6 +35,22 @@ def _refuse_duplicates(task: str, field: str, names: list[str]) -> None:
         seen.add(name)
 
 
+def _refuse_non_specs(task: str, field: str, items: Any, kind: type) -> None:
+    """`inputs=[1, 2]` would fail later as "'int' object has no attribute 'name'": say what is expected."""
+    if items is None:
+        return
+    src = tracing.caller_source()
+    where = dict(file=src.file if src else None, line=src.line if src else None, node=task, field=field)
+    example = "Input(name=..., type=..., value=...)" if kind is Input else "Output(name=..., type=...)"
+    if not isinstance(items, (list, tuple)):
+        raise FlowLoadError(f"expected a list of {example}, got {items!r}"[:300], **where)
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise FlowLoadError(f"item {i + 1} is {item!r}, not an {example}"[:300], **where)
+        if not isinstance(item.name, str):
+            raise FlowLoadError(f"item {i + 1} has the name {item.name!r}, not a string"[:300], **where)
+
+
 def run_domino_job_task(
     flyte_task_name: str,
     command: str,
@@ -61,6 +77,8 @@ def run_domino_job_task(
     **_: Any,
 ) -> Any:
     """Define a DominoJobTask and call it with the given inputs, in one step (as the Domino helper does)."""
+    for field, items, kind in (("inputs", inputs, Input), ("output_specs", output_specs, Output)):
+        _refuse_non_specs(flyte_task_name, field, items, kind)
     # Building the interface dicts below would silently keep only the last of two same-named entries.
     _refuse_duplicates(flyte_task_name, "inputs", [i.name for i in inputs or []])
     _refuse_duplicates(flyte_task_name, "output_specs", [o.name for o in output_specs or []])

@@ -48,7 +48,9 @@ def run() -> None:
         rc = app(standalone_mode=False)  # click returns the code of a typer.Exit here instead of raising
         sys.exit(rc if isinstance(rc, int) else 0)
     except FlowsError as e:
-        typer.secho(f"Error: {redact(e.render())}", fg="red", err=True)
+        # backslashreplace: a path or value that is not UTF-8 must not turn the message into a traceback
+        message = redact(e.render()).encode("utf-8", "backslashreplace").decode("utf-8")
+        typer.secho(f"Error: {message}", fg="red", err=True)
         sys.exit(e.exit_code)
     except typer.Exit as e:
         sys.exit(e.exit_code)
