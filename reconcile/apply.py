@@ -233,7 +233,9 @@ class Scheduler:
         fp, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
         key = cache_key(fp)
         self._known[address] = (key, fp, display)
-        if change is not None and change.action == "pending" and node.cache and address not in self.plan.replace:
+        # Keyed only now (pending, or a new node whose key was known only after apply): a cache hit is reused.
+        keyed_late = change is not None and (change.action == "pending" or change.key is None)
+        if keyed_late and node.cache and address not in self.plan.replace:
             entry = self.state.cache.get(key)
             if entry is not None and self.presence.outputs_exist(entry.outputs):
                 self._reuse(node, outcome, key, fp, display, entry, "early cutoff: inputs unchanged, cache hit")

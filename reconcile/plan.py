@@ -110,11 +110,17 @@ class Planner:
         if record is not None:
             change.notes = display_notes(record.display, display)
         if is_pending(fp):
-            change.action = "pending"
             change.pending_on = [u for u in node.data_upstreams() if u in running]
-            change.reasons = [Reason(field="upstream", message=f"waits for {', '.join(change.pending_on)} "
-                                                                 "(inputs known after apply)")]
-            if record is not None and record.fingerprint:
+            waits_for = ", ".join(change.pending_on)
+            if record is None:  # nothing to reuse by address: it is created, its key known after apply
+                change.action = "create"
+                change.reasons = [Reason(field="new", message=f"never run; waits for {waits_for} "
+                                                              "(key known after apply)")]
+                return change
+            # It has a record: it may still be reused when its upstreams' new outputs match (early cutoff).
+            change.action = "pending"
+            change.reasons = [Reason(field="upstream", message=f"waits for {waits_for} (inputs known after apply)")]
+            if record.fingerprint:
                 change.reasons += fingerprint_reasons(record.fingerprint, fp)
             return change
         key = cache_key(fp)
@@ -159,7 +165,7 @@ class Planner:
             change = self.plan_node(self.graph.nodes[address], running, outputs)
             decided[address] = change
             if change.action in EXECUTING or change.action == "pending":
-                running.add(address)
+                running.add(address)  # (a `create` whose key is known only after apply included)
         changes = list(decided.values())
         if not self.targets:
             for address, rec in self.state.nodes.items():

@@ -34,7 +34,7 @@ class NodeChange(BaseModel):
     reasons: list[Reason] = Field(default_factory=list)
     # Recorded but not part of the key ("takes effect the next time it runs").
     notes: list[Reason] = Field(default_factory=list)
-    key: str | None = None             # None while pending (inputs known only after apply)
+    key: str | None = None             # None while its inputs are known only after apply (pending, or create)
     previous_key: str | None = None
     reused_from_run: str | None = None
     pending_on: list[str] = Field(default_factory=list)

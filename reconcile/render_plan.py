@@ -34,7 +34,7 @@ def print_plan(plan: Plan, console: Console, verbose_reuse: bool = False) -> Non
         if id(n) in hidden:
             continue
         colour = COLOURS[n.action]
-        key = f"  [dim]{n.key[:12]}[/dim]" if n.key else ""
+        key = f"  [dim]{n.key[:12]}[/dim]" if n.key else ("  [dim](known after apply)[/dim]" if n.action == "create" else "")
         console.print(f"[{colour}]{SYMBOLS[n.action]} {escape(n.address)}[/{colour}]  [{colour}]{n.action}[/{colour}]{key}")
         reasons = n.reasons
         if n.action == "reuse" and not reasons:

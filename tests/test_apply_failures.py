@@ -69,7 +69,7 @@ def test_exit_code_summary_and_run_outcome(faulty: tuple[Project, str, dict]) ->
     assert run["outcome"] == "failed"
     assert run["counts"] == {"succeeded": 2, "failed": 4, "skipped": 2}
     assert "Run r" in out and ": failed. State serial 1." in out
-    assert re.search(r"│ wf/after2\s+│ pending\s+│ skipped", out)
+    assert re.search(r"│ wf/after2\s+│ create\s+│ skipped", out)
 
 
 def test_output_with_an_extension_is_accepted_with_a_warning(faulty: tuple[Project, str, dict]) -> None:
@@ -140,7 +140,7 @@ def test_failed_nodes_plan_to_run_again(faulty: tuple[Project, str, dict]) -> No
     plan = p.plan()
     actions = {n["address"]: n["action"] for n in plan["nodes"]}
     assert actions["wf/ext"] == "reuse" and actions["wf/flaky"] == "reuse"
-    assert actions["wf/crash"] == "run" and actions["wf/after"] == "pending"
+    assert actions["wf/crash"] == "run" and actions["wf/after"] == "create"  # skipped last time: no record
     crash = next(n for n in plan["nodes"] if n["address"] == "wf/crash")
     assert crash["reasons"][0]["message"] == "failed last time: exit code 1"
 

@@ -62,7 +62,7 @@ def test_ctrl_c_cancels_records_and_releases(project: Project) -> None:
     assert run["outcome"] == "interrupted" and run["counts"] == {"succeeded": 1, "cancelled": 1, "skipped": 1}
     assert not project.lock_file.exists()
     assert not (project.root / ".flows" / "state" / "wf.journal.jsonl").exists()
-    assert project.actions() == {"wf/prep": "reuse", "wf/hold": "run", "wf/tail": "pending"}
+    assert project.actions() == {"wf/prep": "reuse", "wf/hold": "run", "wf/tail": "create"}
     assert [n["reasons"][0]["message"] for n in project.plan()["nodes"] if n["address"] == "wf/hold"] == \
         ["cancelled last time"]
 
@@ -82,7 +82,7 @@ def test_kill_9_loses_no_finished_node(project: Project) -> None:
     runs = project.run("runs", "list", "--flow", "wf", "--json")
     assert runs.code == 0 and [r["outcome"] for r in json.loads(runs.out)] == ["interrupted"], runs.text
     # The next plan reads the journal: prep is reused, not lost.
-    assert project.actions() == {"wf/prep": "reuse", "wf/hold": "create", "wf/tail": "pending"}
+    assert project.actions() == {"wf/prep": "reuse", "wf/hold": "create", "wf/tail": "create"}
     r = project.apply(code=1)
     assert "state is locked" in r.err and f"(pid {proc.pid})" in r.err
     assert f"its process {proc.pid} is gone: run again with --break-expired-lock to take the lock over" in r.err

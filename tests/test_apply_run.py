@@ -118,7 +118,7 @@ def test_progress_is_a_plain_log_and_ends_with_summary_and_outputs(applied: tupl
     assert len(started) == 3 and len(finished) == 3
     table = summary_rows(out)
     assert {a: row[:2] for a, row in table.items()} == {
-        "wf/prep": ["create", "succeeded"], "wf/scale": ["pending", "succeeded"], "wf/report": ["pending", "succeeded"]}
+        "wf/prep": ["create", "succeeded"], "wf/scale": ["create", "succeeded"], "wf/report": ["create", "succeeded"]}
     assert all(re.fullmatch(r"\d+\.\ds", row[2]) and row[3].startswith("local-") for row in table.values())
     assert out.index("Apply summary") > max(finished)
     tail = out[out.index("Outputs:"):]

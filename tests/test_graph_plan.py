@@ -315,4 +315,4 @@ def test_secrets_never_reach_the_svg_or_the_page(tmp_path, dot_exe):
         assert "***" in text
     # every input has a default, so the page was planned: its data went through the plan and still masks
     data = page_data((tmp_path / "g.html").read_text())["nodes"]
-    assert sorted(n["action"] for n in data.values() if n["kind"] == "node") == ["create", "pending"]
+    assert sorted(n["action"] for n in data.values() if n["kind"] == "node") == ["create", "create"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -42,12 +43,17 @@ def applied(tmp_path: Path) -> Path:
 def test_first_plan_creates_everything(tmp_path: Path) -> None:
     root = write_project(tmp_path / "proj")
     plan = plan_json(root)
-    assert actions(plan) == {"wf/prep": "create", "wf/scale": "pending", "wf/report": "pending"}
-    assert plan["summary"]["create"] == 1 and plan["summary"]["pending"] == 2
+    # A node with no record is `create`, its key known after apply; `pending` is only for nodes with a record.
+    assert actions(plan) == {"wf/prep": "create", "wf/scale": "create", "wf/report": "create"}
+    assert plan["summary"]["create"] == 3 and plan["summary"]["pending"] == 0
+    assert [n["key"] is None for n in plan["nodes"]] == [False, True, True]
+    assert [n["pending_on"] for n in plan["nodes"]] == [[], ["wf/prep"], ["wf/scale"]]
     assert plan["state_serial"] is None
     r = flows("plan", "flow.py", "wf", *INPUTS, "--detailed-exitcode", cwd=root)
     assert r.code == 2, r.text
-    assert "Plan: 1 to create, 0 to update, 0 to run, 2 pending, 0 reused, 0 to forget." in r.out
+    assert "Plan: 3 to create, 0 to update, 0 to run, 0 pending, 0 reused, 0 to forget." in r.out
+    assert re.search(r"^\+ wf/scale  create  \(known after apply\)\n +never run; waits for wf/prep \(key known after "
+                     r"apply\)$", r.out, re.M), r.out
     assert not (root / ".flows" / "state").exists() or not list((root / ".flows" / "state").glob("*.json"))
 
 
