@@ -1,5 +1,9 @@
 """Secret redaction: API keys and secret-looking environment values never reach any output.
 
+Masked: every value registered with `register_secret` (a Domino API key or token read from its file), and the
+value of every environment variable whose name says KEY/TOKEN/SECRET/PASSWORD when the value looks like a
+secret (`looks_like_secret`: not a path, a URL without credentials, a number, a flag or plain words).
+
 Everything the tool prints or writes (state, plan files, logs, errors) goes through `redact`.
 """
 from __future__ import annotations
@@ -44,12 +48,32 @@ def secret_values() -> list[str]:
     return values
 
 
+# A variable that names where something is (DOMINO_TOKEN_FILE, SSH_KEY_DIR) holds a location, not a secret.
+LOCATION_ENV_NAME = re.compile(r"_(FILE|PATH|DIR|FOLDER|HOME)$", re.IGNORECASE)
+# One or more plain words: `team-data`, `prod`, `eu-west-1-bucket` is not (it has digits) and is masked.
+_WORDS = re.compile(r"[a-z]+(?:[-_. ][a-z]+)*|[A-Z]+(?:[-_. ][A-Z]+)*")
+
+
+def looks_like_secret(value: str) -> bool:
+    """Whether an environment value is masked: a secret *looks* like one (a key, a token, a password with a
+    digit or mixed case); a path, a URL without credentials, a number, a flag or plain words are ordinary text
+    that happens to sit in a *_KEY/*_TOKEN variable, and masking them would hide paths and words everywhere
+    (`Error: ***/bad/raises.py`)."""
+    if len(value) < _ENV_MIN_LEN or value.lower() in _NOT_SECRET or value.isdigit():
+        return False
+    if any(c.isspace() for c in value) or _WORDS.fullmatch(value):
+        return False
+    if value.startswith(("/", "./", "../", "~")) or os.path.exists(value):
+        return False
+    if re.fullmatch(r"[a-z][a-z0-9+.-]*://[^@/]*(/[^@]*)?", value, re.IGNORECASE):  # no user:password@
+        return False
+    return True
+
+
 def _compute_secret_values() -> list[str]:
     found = set(_registered)
     for name, value in os.environ.items():
-        # Flag-like values (USE_KEY_VAULT=true, TOKEN_TTL=3600) are not secrets and would mask ordinary text.
-        if (SECRET_ENV_NAME.search(name) and value and len(value) >= _ENV_MIN_LEN
-                and value.lower() not in _NOT_SECRET and not value.isdigit()):
+        if SECRET_ENV_NAME.search(name) and not LOCATION_ENV_NAME.search(name) and value and looks_like_secret(value):
             found.add(value)
     # Longest first so a secret containing another is masked whole.
     return sorted(found, key=len, reverse=True)
