@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from reconcile import run_timeline
 from vocab.errors import FlowsError, LockHeldError, StateError
 from reconcile.fingerprint import cache_key
 from vocab.flytetypes import is_blob
@@ -55,6 +56,7 @@ class NodeOutcome:
     address: str
     action: str
     result: str = "waiting"          # waiting | running | succeeded | reused | failed | skipped | cancelled
+    queued: float | None = None       # handed to a worker (its upstreams done, a slot free); for the run timeline
     started: float | None = None
     finished: float | None = None
     job_id: str | None = None
@@ -363,6 +365,8 @@ class Scheduler:
                 continue
             outcome = NodeOutcome(address=change.address, action=change.action)
             self.outcomes[change.address] = outcome
+            if change.action == "reuse":
+                outcome.queued = time.monotonic()
             if change.action != "reuse":
                 todo.append(change.address)
                 continue
@@ -410,6 +414,7 @@ class Scheduler:
                 waiting.append(address)
             elif all(u.result in DONE_OK for u in ups) and len(running) < workers:
                 self.outcomes[address].result = "running"
+                self.outcomes[address].queued = time.monotonic()
                 running[pool.submit(self._guarded, address)] = address
             else:
                 waiting.append(address)
@@ -543,4 +548,6 @@ def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer
                                                                 "; ".join(failures)[:500] or None))
     forget = [c.address for c in plan.nodes if c.action == "forget"]
     final = finish_state(backend, graph.workflow, forget)
+    run_timeline.write(run_timeline.timeline_path(logs_dir, graph.workflow, run.id),
+                       run_timeline.from_outcomes(graph=graph, plan=plan, run=run, outcomes=outcomes, state=final))
     return outcomes, final

@@ -234,7 +234,7 @@ _TEMPLATE = """<!DOCTYPE html>
     panel.appendChild(el("p", n.action ? "Plan: " + n.action : "No plan (inputs not given)", {"data-field": "action"}));
     if (n.command) section("Command", "command").appendChild(el("code", n.command));
     var key = section("Cache key", "key");
-    key.appendChild(el("code", n.key || (n.action === "pending" ? "known after apply" : "—")));
+    key.appendChild(el("code", n.key || (n.action === "pending" || n.action === "create" ? "known after apply" : "—")));
     if (n.previous_key && n.previous_key !== n.key) key.appendChild(el("div", "was " + n.previous_key, {"class": "dim"}));
     var reasons = section("Reasons", "reasons"), ul = el("ul");
     var why = (n.reasons || []).slice();

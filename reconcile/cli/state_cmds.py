@@ -206,13 +206,25 @@ def runs_list(flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
-    """One run: its record and the jobs it launched."""
+def runs_show(run_id: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT,
+              html_out: Optional[Path] = typer.Option(None, "--html", metavar="FILE",
+                                                      help="Write a page of the run: a timeline of its nodes, the "
+                                                           "critical path, each node's reasons and log on click.")) -> None:
+    """One run: its record and the jobs it launched (--html FILE: a picture of it)."""
     ws, flow = _ws(flow)
     st = _state(ws, flow)
     run = st.runs.get(run_id)
     if run is None:
         raise InputError(f"no run '{run_id}' in the state of '{flow}' (see `flows runs list`)")
+    if html_out is not None:
+        from reconcile import render_run, run_timeline
+        text = render_run.page(run, run_timeline.for_run(ws.logs_dir, st, run))
+        try:
+            html_out.write_text(text)
+        except OSError as e:
+            raise InputError(f"cannot write the page: {e.strerror or e}", file=str(html_out)) from None
+        console.print(f"Wrote {escape(str(html_out))}")
+        return
     if as_json:
         _echo_json(run.model_dump(mode="json"))
         return
