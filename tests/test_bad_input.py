@@ -44,13 +44,22 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
+def written(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under .flows/ with its size and mtime: what a command wrote shows up as a difference.
+    (An apply takes the state lock before it can compare a saved plan with the state: the empty file the
+    local lock is taken on is not state, and is left out.)"""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in (root / ".flows").rglob("*")
+            if p.is_file() and p.suffix != ".mutex"}
+
+
 def one_clean_line(root: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> str:
     """Run flows; assert the shape every bad input must have; return the one stderr line."""
+    before = written(root)
     r = flows(*args, cwd=root, timeout=timeout, env=env)
     lines = r.err.strip().splitlines()
     assert r.code != 0, r.text
     assert "Traceback" not in r.text and len(lines) == 1 and lines[0].startswith("Error: "), r.text
-    assert not (root / ".flows").exists() or not any((root / ".flows").rglob("*.json")), "something was written"
+    assert written(root) == before, "something was written under .flows/"
     return lines[0]
 
 
@@ -198,3 +207,42 @@ def test_what_a_flow_prints_while_loading_goes_to_stderr(tmp_path, args):
     else:
         assert r.out.lstrip().startswith(("flowchart", "graph", "%%"))
 
+
+
+SAVED_ARGS = ("plan", "flow.py", "--data", "data/in.csv")
+
+
+def test_plan_out_to_a_missing_folder_is_one_line(project):
+    assert one_clean_line(project, *SAVED_ARGS, "--out", "/nonexistent/x.json") == \
+        "Error: /nonexistent/x.json: cannot save the plan: no folder /nonexistent"
+
+
+def test_a_saved_plan_is_recognised_by_content_whatever_its_name(project):
+    r = flows(*SAVED_ARGS, "--out", "tfplan", cwd=project)
+    assert r.code == 0 and "apply it with: flows apply tfplan" in r.out, r.text
+    r = flows("apply", "tfplan", cwd=project)
+    assert r.code == 0, r.text
+    assert ": succeeded. State serial 1." in r.out
+
+
+def test_a_hand_edited_saved_plan_is_one_line(project):
+    assert flows(*SAVED_ARGS, "--out", "plan.json", cwd=project).code == 0
+    plan = json.loads((project / "plan.json").read_text())
+    plan["inputs"]["data"] = 5
+    (project / "plan.json").write_text(json.dumps(plan))
+    assert one_clean_line(project, "apply", "plan.json") == \
+        "Error: plan.json: saved plan input --data: expected a path or URI, got 5"
+    plan["nodes"][0]["action"] = "explode"
+    (project / "plan.json").write_text(json.dumps(plan))
+    assert one_clean_line(project, "apply", "plan.json") == \
+        "Error: plan.json: saved plan is malformed: ('nodes', 0, 'action')"
+
+
+def test_a_stale_saved_plan_says_which_input_and_file_moved_with_both_keys(project):
+    r = flows(*SAVED_ARGS, "--json", "--out", "plan.json", cwd=project)
+    old_key = json.loads(r.out)["nodes"][0]["key"]
+    (project / "data" / "in.csv").write_text("7\n8\n")
+    new_key = json.loads(flows(*SAVED_ARGS, "--json", cwd=project).out)["nodes"][0]["key"]
+    line = one_clean_line(project, "apply", "plan.json")
+    assert line.startswith("Error: saved plan is stale: wf/A: input data (file): digest ")
+    assert f"({project}/data/in.csv) (key {old_key[:12]} → {new_key[:12]}); run `flows plan` again" in line

@@ -41,8 +41,10 @@ class Prepared:
         from reconcile.workspace import Workspace
 
         self.graph = load_flow(flow_file, workflow)
-        if inputs is not None:
-            self.inputs = inputs
+        if inputs is not None:  # a saved plan's: checked like any inputs file (it may have been edited by hand)
+            defaults = {n: fi.default for n, fi in self.graph.inputs.items() if not fi.required}
+            given = {n: v for n, v in inputs.items() if n not in defaults or v != defaults[n]}
+            self.inputs = {**inputs, **resolve_inputs(self.graph, {}, given)}
         else:
             from_file = read_inputs_file(inputs_file) if inputs_file else None
             self.inputs = resolve_inputs(self.graph, split_cli_args(input_args), from_file)
@@ -80,6 +82,8 @@ def plan(
     Usage: flows plan FLOW_FILE [WORKFLOW] [--<input> VALUE ...]
     """
     workflow, input_args = _split_workflow(list(ctx.args))
+    if out is not None and not out.parent.is_dir():  # before any work, not after it
+        raise InputError(f"cannot save the plan: no folder {out.parent}", file=str(out))
     prep = Prepared(flow_file, workflow, input_args, inputs_file)
     view = prep.ws.read_state(prep.graph.workflow)
     stored = view.stored
@@ -94,7 +98,10 @@ def plan(
                           "they are included (the next apply or `flows recover` records them).")
         print_plan(result, console, verbose_reuse=verbose)
     if out is not None:
-        out.write_text(redact(result.model_dump_json(indent=1)))
+        try:
+            out.write_text(redact(result.model_dump_json(indent=1)))
+        except OSError as e:
+            raise InputError(f"cannot save the plan: {e.strerror or e}", file=str(out)) from None
         if not as_json:
             console.print(f"Saved the plan to {escape(str(out))}; apply it with: flows apply {escape(str(out))}")
     if detailed_exitcode and result.has_changes():
@@ -120,8 +127,19 @@ def _load_saved_plan(path: Path) -> Any:
 
 
 def _is_saved_plan(path: Path) -> bool:
-    """A .json file is a saved plan (a flow file is Python): a broken one is then refused as a plan."""
-    return path.suffix == ".json" and path.is_file()
+    """A saved plan is recognised by its content, whatever its name (`flows plan --out tfplan`): a JSON object
+    (a flow file is Python, which never starts with `{`). A .json file is taken as a plan too, so a broken one
+    is refused as a plan, not as Python."""
+    if not path.is_file():
+        return False
+    if path.suffix == ".json":
+        return True
+    try:
+        with path.open("rb") as f:
+            head = f.read(64).lstrip()
+    except OSError:
+        return False
+    return head.startswith(b"{")
 
 
 @contextlib.contextmanager
@@ -142,7 +160,7 @@ def _interruptible(cancel: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def _check_not_stale(saved: Any, fresh: Any, stored: Any, flow_digest: str) -> None:
+def _check_not_stale(saved: Any, fresh: Any, stored: Any, flow_digest: str, graph: Any = None) -> None:
     if saved.flow_digest != flow_digest:
         raise StalePlanError("saved plan is stale: the flow file changed since it was planned", file=saved.flow_file)
     serial = stored.serial if stored else None
@@ -155,9 +173,32 @@ def _check_not_stale(saved: Any, fresh: Any, stored: Any, flow_digest: str) -> N
     before = [(n.address, n.action, n.key) for n in saved.nodes]
     after = [(n.address, n.action, n.key) for n in fresh.nodes]
     if before != after:
-        moved = next((f"{a[0]} was planned as {a[1]}, now {b[1]}" for a, b in zip(before, after) if a != b),
-                     "the set of nodes changed")
+        moved = next((_what_moved(a, b, graph, saved.inputs) for a, b in zip(saved.nodes, fresh.nodes)
+                      if (a.address, a.action, a.key) != (b.address, b.action, b.key)), None)
+        if moved is None:
+            gone = sorted({n.address for n in saved.nodes} ^ {n.address for n in fresh.nodes})
+            moved = "the set of nodes changed" + (f" ({', '.join(gone[:3])})" if gone else "")
         raise StalePlanError(f"saved plan is stale: {moved}; run `flows plan` again")
+
+
+def _what_moved(saved: Any, fresh: Any, graph: Any, inputs: dict[str, Any]) -> str:
+    """`wf/A: input data (file[csv]): digest 1a2b… → 3c4d… (key 5e6f7a8b9c0d → 0d9c8b7a6f5e)`: the first thing
+    that changed between the node as planned and as it would be planned now."""
+    from reconcile.reasons import fingerprint_reasons
+    if saved.address != fresh.address:
+        return f"node {saved.address} is now {fresh.address}"
+    why = fingerprint_reasons(saved.fingerprint or {}, fresh.fingerprint or {}) if saved.fingerprint else []
+    node = graph.nodes.get(fresh.address) if graph is not None else None
+
+    def with_file(r: Any) -> str:  # name the file behind a changed input digest
+        b = node.bindings.get(r.field[len("input "):]) if node is not None and r.field.startswith("input ") else None
+        where = (inputs.get(b.name) if b is not None and b.kind == "flow_input" else
+                 b.value if b is not None and b.kind == "literal" else None)
+        return f"{r.message} ({where})" if isinstance(where, str) and "digest" in r.message else r.message
+    what = "; ".join(with_file(r) for r in why[:2]) or (f"planned as {saved.action}, now {fresh.action}"
+                                                      if saved.action != fresh.action else "its key changed")
+    keys = f" (key {(saved.key or 'known after apply')[:12]} → {(fresh.key or 'known after apply')[:12]})"
+    return f"{saved.address}: {what}{keys if saved.key != fresh.key else ''}"
 
 
 SUMMARY_ROWS = 50  # a bigger run lists only the nodes that did not simply succeed or get reused
@@ -228,7 +269,11 @@ def apply(
         saved = _load_saved_plan(flow_file)
         if ctx.args:
             raise InputError("a saved plan takes no workflow or inputs (they are in the plan)")
-        prep = Prepared(Path(saved.flow_file), saved.flow, [], None, inputs=saved.inputs)
+        try:
+            prep = Prepared(Path(saved.flow_file), saved.flow, [], None, inputs=saved.inputs)
+        except InputError as e:
+            raise StalePlanError(f"saved plan input {e.field or ''}: {e.message}".replace("input : ", "input: "),
+                                 file=str(flow_file)) from None
         target, replace = saved.targets, saved.replace
     else:
         workflow, input_args = _split_workflow(list(ctx.args))
@@ -269,7 +314,7 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
             the_plan = prep.make_plan(state, state.serial if etag else None, state.lineage if etag else None,
                                       target, replace)
             if saved is not None:
-                _check_not_stale(saved, the_plan, stored_before, prep.flow_digest)
+                _check_not_stale(saved, the_plan, stored_before, prep.flow_digest, graph)
             print_plan(the_plan, console)
             repoint = _older_hits(the_plan, state)
             if not the_plan.has_changes() and not repoint and not resumed:
