@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -180,18 +181,35 @@ def store_value(t: str, value: Any, blobs: BlobStore) -> OutputRecord:
     return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri, value=json_value(t, value))
 
 
+def _what_is(path: Path) -> str:
+    """What a job left at an output's path, in words (a FIFO is not "a directory")."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken symbolic link" if path.is_symlink() else "nothing"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe), not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    return "a device, not a regular file"
+
+
 def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool = False) -> OutputRecord:
     inner = inner_type(t)
     if is_dir(inner):
         if not path.is_dir():
-            raise OutputsError(f"output '{name}' is declared a directory but the job wrote a file")
+            raise OutputsError(f"output '{name}' is declared a directory but the job wrote {_what_is(path)}")
         try:
             blob = blobs.put_dir(path, consume=consume, confine=True)
         except TreeError as e:
             raise OutputsError(redact(f"output '{name}': {name}/{e.rel} {e.reason}")) from None
         return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
     if not path.is_file():
-        raise OutputsError(f"output '{name}' is declared {t} but the job wrote a directory")
+        raise OutputsError(f"output '{name}' is declared {t} but the job wrote {_what_is(path)}")
     if is_blob(inner):
         blob = blobs.put_file(path, consume=consume)
         return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)

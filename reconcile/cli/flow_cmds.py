@@ -386,12 +386,15 @@ def _seconds(text: str) -> float:
         raise InputError(f"not a duration: {text!r} (e.g. 60s, 2m)", field="--lock-timeout") from None
 
 
-def _project_workspace(flow: Optional[str]) -> tuple[Any, str]:
-    """The workspace of the project around the current folder, and the flow to act on."""
+def _project_workspace(flow: Optional[str], none_ok: bool = False) -> tuple[Any, Any]:
+    """The workspace of the project around the current folder, and the flow to act on (`none_ok`: None when
+    no flow has any state here, instead of an error)."""
     from reconcile.loader import project_root_for
     from reconcile.workspace import Workspace
     ws = Workspace(project_root_for(Path.cwd() / "flows.toml"))
     flows = ws.backend.list_flows()
+    if flow is None and not flows and none_ok:
+        return ws, None
     if flow is None:
         if len(flows) != 1:
             raise InputError("name the flow with --flow" + (f" (flows: {', '.join(flows)})" if flows else

@@ -165,7 +165,10 @@ def recover(
     from reconcile.cli.flow_cmds import Prepared, _project_workspace, apply_session
     from state import journal
 
-    ws, flow = _project_workspace(flow)
+    ws, flow = _project_workspace(flow, none_ok=True)
+    if flow is None:  # e.g. an apply that died before it recorded anything: nothing is lost, nothing to do
+        console.print("Nothing to recover: no interrupted run in this project.")
+        return
     view = ws.read_state(flow)
     state = view.state
     lock = ws.backend.read_lock(flow)
