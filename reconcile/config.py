@@ -7,13 +7,25 @@ Defaults are the embedded ones: local provider, local state in `.flows/state/`, 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vocab.errors import ConfigError
+
+
+# What boto3 accepts as a bucket name (its own check fails with a multi-line regex message): said in one line.
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
+
+
+def _check_bucket(name: str) -> str:
+    if not _BUCKET.fullmatch(name):
+        raise ValueError(f"{name!r} is not an S3 bucket name (letters, digits, '.', '-', '_'; "
+                         "AWS wants 3-63 lowercase letters, digits, '.' and '-')")
+    return name
 
 
 class BackendConfig(BaseModel):
@@ -29,6 +41,11 @@ class BackendConfig(BaseModel):
     encrypt: bool = False
     lease_seconds: float = 120.0
 
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, v: str | None) -> str | None:
+        return None if v is None else _check_bucket(v)
+
 
 class BlobsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -36,6 +53,13 @@ class BlobsConfig(BaseModel):
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _bucket_name(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith("s3://"):
+            _check_bucket(v[len("s3://"):].split("/", 1)[0])
+        return v
 
 
 class ProviderConfig(BaseModel):
@@ -125,7 +149,7 @@ def load_config(project_root: Path) -> FlowsConfig:
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"[tool.flows] {loc}: {first['msg']}", file=source) from None
+        raise ConfigError(f"[tool.flows] {loc}: {first['msg'].removeprefix('Value error, ')}", file=source) from None
 
 
 def make_backend(cfg: FlowsConfig) -> Any:

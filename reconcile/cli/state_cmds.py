@@ -163,6 +163,10 @@ def state_history(flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> N
     """Earlier versions of the state (S3 object versions or local backups)."""
     ws, flow = _ws(flow)
     entries = ws.backend.history(flow)
+    if any(e.version_id == "null" for e in entries):  # S3's id of an object written without versioning
+        typer.secho(f"Warning: {ws.backend.describe(flow)} is in a bucket without versioning: the history holds only "
+                    "the current state. Enable it to keep every earlier version: aws s3api put-bucket-versioning "
+                    "--bucket BUCKET --versioning-configuration Status=Enabled", fg="yellow", err=True)
     if as_json:
         _echo_json([e.model_dump() for e in entries])
         return
