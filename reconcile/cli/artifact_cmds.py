@@ -18,6 +18,7 @@ from rich.tree import Tree
 
 from reconcile.cli.lazy import lazy_module
 from reconcile.cli.main import app
+from reconcile.cli.output import out_console
 from vocab.errors import InputError
 from vocab.masking import redact, redact_obj
 
@@ -31,7 +32,7 @@ FLOW_OPTION = typer.Option(None, "--flow", help="The flow (workflow name), when 
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    return out_console()
 
 
 def _states(flow: Optional[str]) -> tuple[Any, dict[str, Any]]:

@@ -16,11 +16,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from reconcile.cli.main import app
+from reconcile.cli.output import out_console
 from vocab.errors import FlowsError, InputError, StalePlanError
 from vocab.masking import redact
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
-console = Console(highlight=False)
+console = out_console()
 err_console = Console(stderr=True, highlight=False)
 
 

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from reconcile.cli.lazy import lazy_module
 from reconcile.cli.main import app
+from reconcile.cli.output import out_console
 from vocab.errors import FlowsError
 from vocab.masking import redact, redact_obj
 
@@ -40,7 +41,7 @@ def _load(flow_file: Path, workflow: Optional[str]) -> FlowGraph:
 
 def _console() -> Console:
     # Created per command (not at import) so the terminal width is read when the command runs.
-    return Console(highlight=False, soft_wrap=False)
+    return out_console(soft_wrap=False)
 
 
 @app.command()

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from reconcile.cli.main import app
+from reconcile.cli.output import out_console
 from vocab.errors import InputError, LockHeldError
 from vocab.masking import redact
 
-console = Console(highlight=False)
+console = out_console()
 PARTIAL = ("interrupted", "failed", "running")
 ENDED_BADLY = ("Failed", "Error", "Stopped")  # Domino's terminal statuses other than Succeeded
 

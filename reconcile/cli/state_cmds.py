@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from reconcile.cli.main import app
+from reconcile.cli.output import out_console
 from vocab.errors import InputError, StateError
 from vocab.masking import redact
 
-console = Console(highlight=False)
+console = out_console()
 state_app = typer.Typer(no_args_is_help=True, help="Inspect and repair the state (like `terraform state`).")
 runs_app = typer.Typer(no_args_is_help=True, help="Runs recorded in the state.")
 cache_app = typer.Typer(no_args_is_help=True, help="The cache index (key -> outputs) and the blob store.")
