@@ -65,7 +65,9 @@ def _short_error(e: BaseException, path: Path) -> FlowLoadError:
 def import_flow_module(path: Path) -> ModuleType:
     """Execute the flow file with the flytekit/Domino shims in place (its `__main__` block does not run)."""
     if not path.is_file():
-        raise FlowLoadError("no such flow file", file=str(path))
+        what = ("a directory, not a flow file" if path.is_dir() else
+                "not a regular file (a FIFO, socket or device)" if path.exists() else "no such flow file")
+        raise FlowLoadError(what, file=str(path))
     name = "flows_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

@@ -265,6 +265,7 @@ def apply(
 
     from reconcile.apply import ApplyOptions, start_run, take_lock
 
+    lock_wait = _seconds(lock_timeout)  # a bad flag is refused before the flow is loaded
     saved = None
     if _is_saved_plan(flow_file):
         saved = _load_saved_plan(flow_file)
@@ -283,7 +284,7 @@ def apply(
     flow = graph.workflow
     cfg_parallel = ws.config.parallelism
     opts = ApplyOptions(parallelism=parallelism or cfg_parallel or os.cpu_count() or 2, keep_going=keep_going,
-                        lock_timeout=_seconds(lock_timeout), break_expired_lock=break_expired_lock)
+                        lock_timeout=lock_wait, break_expired_lock=break_expired_lock)
     if graph.failure_policy == "FAIL_AFTER_EXECUTABLE_NODES_COMPLETE":
         opts.keep_going = True
     run = start_run(flow, graph, prep.flow_digest, ws.provider.name, prep.inputs)
@@ -375,16 +376,15 @@ def _older_hits(plan: Any, state: Any) -> list[str]:
 
 def _seconds(text: str) -> float:
     t = text.strip().lower()
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    unit = next((u for u in ("ms", "s", "m") if t.endswith(u)), "")
     try:
-        if t.endswith("ms"):
-            return float(t[:-2]) / 1000
-        if t.endswith("s"):
-            return float(t[:-1])
-        if t.endswith("m"):
-            return float(t[:-1]) * 60
-        return float(t)
+        value = float(t[:len(t) - len(unit)]) * scale.get(unit, 1.0)
     except ValueError:
-        raise InputError(f"not a duration: {text!r} (e.g. 60s, 2m)", field="--lock-timeout") from None
+        value = float("nan")
+    if not 0 <= value < float("inf"):  # also NaN
+        raise InputError(f"not a duration: {text!r} (e.g. 0s, 60s, 2m; never negative)", field="--lock-timeout")
+    return value
 
 
 def _project_workspace(flow: Optional[str], none_ok: bool = False) -> tuple[Any, Any]:

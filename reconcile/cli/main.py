@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 import typer
@@ -58,10 +59,19 @@ def run() -> None:
         typer.secho("Aborted.", fg="red", err=True)
         sys.exit(130)
     except Exception as e:  # usage errors: typer ships its own copy of click, so match by shape
-        if hasattr(e, "show") and hasattr(e, "exit_code") and type(e).__module__.endswith("exceptions"):
-            e.show()
+        if hasattr(e, "format_message") and hasattr(e, "exit_code") and type(e).__module__.endswith("exceptions"):
+            # One line, like every other error (click's usage box is several): what is wrong and where to look.
+            ctx = getattr(e, "ctx", None)
+            where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            typer.secho(f"Error: {redact(e.format_message())}{where}", fg="red", err=True)
             sys.exit(e.exit_code)
-        raise
+        if os.environ.get("FLOWS_DEBUG"):
+            raise
+        # A bug of ours, not the user's input: still one line (FLOWS_DEBUG=1 shows the traceback).
+        text = redact(f"{type(e).__name__}: {e}".splitlines()[0])[:300].encode("utf-8", "backslashreplace").decode()
+        typer.secho(f"Error: internal error: {text} (run again with FLOWS_DEBUG=1 for the traceback, "
+                    "and please report it)", fg="red", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
