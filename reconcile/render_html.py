@@ -150,8 +150,12 @@ _TEMPLATE = """<!DOCTYPE html>
   .key { display: inline-block; padding: 1px 8px; margin: 4px 4px 0 0; border: 1px solid #d0d7de; border-radius: 10px;
          font-size: 12px; }
   main { display: flex; height: calc(100vh - 78px); }
-  #graph { flex: 1; overflow: auto; padding: 12px; }
-  #graph svg { width: 100%; height: auto; max-height: 100%; }
+  #graph { flex: 1; overflow: hidden; position: relative; }
+  #graph svg { width: 100%; height: 100%; display: block; cursor: grab; touch-action: none; }
+  #graph svg.dragging { cursor: grabbing; }
+  #zoom { position: absolute; right: 10px; top: 10px; }
+  #zoom button { font-size: 13px; margin-left: 4px; padding: 2px 8px; border: 1px solid #d0d7de; border-radius: 6px;
+                 background: #fff; cursor: pointer; }
   #graph g.node { cursor: pointer; }
   #graph g.node.selected > path, #graph g.node.selected > polygon, #graph g.node.selected > ellipse {
     stroke: #0969da; stroke-width: 3px; }
@@ -172,7 +176,9 @@ _TEMPLATE = """<!DOCTYPE html>
   <div><span class="dim">@@SUMMARY@@</span> @@LEGEND@@</div>
 </header>
 <main>
-  <div id="graph">@@SVG@@</div>
+  <div id="graph">@@SVG@@<div id="zoom"><button id="zoom-in" title="Zoom in">+</button><button id="zoom-out"
+    title="Zoom out">−</button><button id="zoom-fit" title="Fit the drawing to the window (or double-click)">Fit</button>
+  </div></div>
   <aside id="details"><p class="dim">Click a node to see its inputs, outputs, cache key, reasons, last run,
     job id and log.</p></aside>
 </main>
@@ -274,6 +280,51 @@ _TEMPLATE = """<!DOCTYPE html>
     byAddress[address] = g;
     g.addEventListener("click", function () { show(address); history.replaceState(null, "", "#" + encodeURIComponent(address)); });
   });
+  // Fit and pan/zoom: the drawing fills the pane (the SVG's viewBox, kept in proportion); the wheel zooms
+  // around the pointer, a drag pans, a double-click or "Fit" shows it all again. A drag is not a click.
+  var svg = document.querySelector("#graph svg");
+  if (svg) {
+    var vb0 = svg.viewBox.baseVal, home = [vb0.x, vb0.y, vb0.width, vb0.height], view = home.slice();
+    svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
+    var apply = function () { svg.setAttribute("viewBox", view.join(" ")); };
+    var toSvg = function (cx, cy) {
+      var p = svg.createSVGPoint(); p.x = cx; p.y = cy;
+      return p.matrixTransform(svg.getScreenCTM().inverse());
+    };
+    var zoom = function (factor, cx, cy) {
+      var r = svg.getBoundingClientRect();
+      var at = toSvg(cx === undefined ? r.left + r.width / 2 : cx, cy === undefined ? r.top + r.height / 2 : cy);
+      var w = Math.min(Math.max(view[2] / factor, home[2] / 40), home[2] * 4), k = w / view[2];
+      view = [at.x - (at.x - view[0]) * k, at.y - (at.y - view[1]) * k, w, view[3] * k];
+      apply();
+    };
+    svg.addEventListener("wheel", function (ev) {
+      ev.preventDefault();
+      zoom(ev.deltaY < 0 ? 1.2 : 1 / 1.2, ev.clientX, ev.clientY);
+    }, {passive: false});
+    var drag = null, moved = false;
+    svg.addEventListener("pointerdown", function (ev) {
+      drag = {x: ev.clientX, y: ev.clientY, view: view.slice(), scale: view[2] / svg.getBoundingClientRect().width};
+      moved = false;
+    });
+    window.addEventListener("pointermove", function (ev) {
+      if (!drag) return;
+      var dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+      if (!moved && Math.abs(dx) + Math.abs(dy) < 4) return;
+      moved = true;
+      svg.classList.add("dragging");
+      var s = Math.max(drag.scale, view[3] / svg.getBoundingClientRect().height);
+      view = [drag.view[0] - dx * s, drag.view[1] - dy * s, view[2], view[3]];
+      apply();
+    });
+    window.addEventListener("pointerup", function () { drag = null; svg.classList.remove("dragging"); });
+    svg.addEventListener("click", function (ev) { if (moved) { ev.stopPropagation(); moved = false; } }, true);
+    svg.addEventListener("dblclick", function () { view = home.slice(); apply(); });
+    document.getElementById("zoom-in").addEventListener("click", function () { zoom(1.25); });
+    document.getElementById("zoom-out").addEventListener("click", function () { zoom(1 / 1.25); });
+    document.getElementById("zoom-fit").addEventListener("click", function () { view = home.slice(); apply(); });
+  }
+
   // A link to page.html#<address> opens with that node's details shown.
   if (location.hash.length > 1) show(decodeURIComponent(location.hash.slice(1)));
 })();
