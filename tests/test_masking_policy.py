@@ -54,3 +54,8 @@ def test_secret_looking_values_are_masked(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     assert looks_like_secret(value)
     assert redact(f"job failed with {value} in its command") == "job failed with *** in its command"
+
+
+def test_a_long_lowercase_random_string_is_no_word(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "q" * 40)
+    assert redact("token hf_" + "q" * 40) == "token ***"

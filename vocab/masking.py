@@ -51,6 +51,7 @@ def secret_values() -> list[str]:
 # A variable that names where something is (DOMINO_TOKEN_FILE, SSH_KEY_DIR) holds a location, not a secret.
 LOCATION_ENV_NAME = re.compile(r"_(FILE|PATH|DIR|FOLDER|HOME)$", re.IGNORECASE)
 # One or more plain words: `team-data`, `prod`, `eu-west-1-bucket` is not (it has digits) and is masked.
+_LONGEST_WORD = 15
 _WORDS = re.compile(r"[a-z]+(?:[-_. ][a-z]+)*|[A-Z]+(?:[-_. ][A-Z]+)*")
 
 
@@ -61,8 +62,10 @@ def looks_like_secret(value: str) -> bool:
     (`Error: ***/bad/raises.py`)."""
     if len(value) < _ENV_MIN_LEN or value.lower() in _NOT_SECRET or value.isdigit():
         return False
-    if any(c.isspace() for c in value) or _WORDS.fullmatch(value):
+    if any(c.isspace() for c in value):
         return False
+    if _WORDS.fullmatch(value) and max(len(w) for w in re.split(r"[-_. ]", value)) <= _LONGEST_WORD:
+        return False  # plain words; a 30-letter "word" is a random string
     if value.startswith(("/", "./", "../", "~")) or os.path.exists(value):
         return False
     if re.fullmatch(r"[a-z][a-z0-9+.-]*://[^@/]*(/[^@]*)?", value, re.IGNORECASE):  # no user:password@
