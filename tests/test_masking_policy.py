@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconcile.secrets import looks_like_secret, redact
+from vocab.masking import looks_like_secret, redact
 from tests.fixtures.projects import flows, write_project
 
 RAISES = '''
