@@ -135,7 +135,7 @@ def _dry_run(state: Any, run: Any, plan: Any, attach: dict[str, dict[str, Any]],
                 why = f"its {provider.name} job {job['job_id']} ended {status} while no apply watched it"
             else:
                 verb, why = "re-attach", f"{provider.name} job {job['job_id']} ({status})"
-        elif change.action == "pending":
+        elif change.pending_on and change.key is None:  # pending, or a create keyed only after apply
             why = f"after {', '.join(change.pending_on)} (its inputs are known then)"
         else:
             why = "; ".join(r.message for r in change.reasons) or change.action
