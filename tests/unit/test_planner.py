@@ -17,16 +17,16 @@ def actions(engine, plan) -> dict[str, str]:
     return {c.address.split("/", 1)[1]: c.action for c in plan.nodes}
 
 
-def test_a_first_plan_creates_the_roots_and_keeps_the_rest_pending(flow, engine):
+def test_a_first_plan_creates_every_node_the_later_ones_keyed_after_apply(flow, engine):
     two(flow)
     plan = engine.plan()
-    assert actions(engine, plan) == {"a": "create", "b": "pending"}
+    assert actions(engine, plan) == {"a": "create", "b": "create"}  # no record: create, never pending
     a, b = engine.change(plan, "a"), engine.change(plan, "b")
     assert [r.message for r in a.reasons] == ["never run"]
     assert a.key is not None and b.key is None
     assert b.pending_on == ["wf/a"]
-    assert b.reasons[0].message == "waits for wf/a (inputs known after apply)"
-    assert plan.summary["create"] == 1 and plan.summary["pending"] == 1
+    assert b.reasons[0].message == "never run; waits for wf/a (key known after apply)"
+    assert plan.summary["create"] == 2 and plan.summary["pending"] == 0
     assert plan.state_serial is None
 
 
@@ -122,7 +122,7 @@ def test_targets_plan_only_the_target_and_its_ancestors(flow, engine):
     two(flow)
     flow.job("c", outputs={"n": "int"})
     plan = engine.plan(targets=["wf/b"])
-    assert actions(engine, plan) == {"a": "create", "b": "pending"}
+    assert actions(engine, plan) == {"a": "create", "b": "create"}
 
 
 def test_an_unknown_target_is_a_clear_error_with_a_hint(flow, engine):
@@ -137,7 +137,7 @@ def test_an_unchanged_failed_node_runs_again_with_its_error_as_the_reason(flow, 
     provider.script("wf/a", Fail("disk full"))
     engine.apply()
     plan = engine.plan()
-    assert actions(engine, plan) == {"a": "run", "b": "pending"}
+    assert actions(engine, plan) == {"a": "run", "b": "create"}  # b was skipped: it has no record
     assert engine.change(plan, "a").reasons[0].message == "failed last time: disk full"
 
 
