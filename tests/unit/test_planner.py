@@ -174,3 +174,27 @@ def test_an_ignored_input_does_not_change_the_key(flow, engine):
     flow.change("a", bindings={**flow.nodes["wf/a"].bindings,
                                "k": flow.nodes["wf/a"].bindings["k"].model_copy(update={"value": 3})})
     assert engine.change(engine.plan(), "a").action == "update"
+
+
+# -- file inputs: by content ---------------------------------------------------------------------------------
+def test_a_file_input_is_keyed_by_its_content_not_its_path(flow, engine, tmp_path):
+    from tests.fixtures.scripted import Typed
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "copy.csv").write_text("x,y\n1,2\n")
+    flow.job("load", inputs={"data": Typed("file[csv]", "a.csv")}, outputs={"n": "int"})
+    engine.apply()
+    flow.change("load", bindings={"data": flow.nodes["wf/load"].bindings["data"].model_copy(
+        update={"value": "copy.csv"})})
+    assert engine.change(engine.plan(), "load").action == "reuse"  # same bytes elsewhere
+    (tmp_path / "copy.csv").write_text("x,y\n1,3\n")
+    change = engine.change(engine.plan(), "load")
+    assert change.action == "update"
+    assert change.reasons[0].message.startswith("input data (file")
+
+
+def test_a_missing_input_file_is_a_clear_error_naming_node_and_input(flow, engine):
+    from tests.fixtures.scripted import Typed
+    from vocab.errors import InputError
+    flow.job("load", inputs={"data": Typed("file[csv]", "nope.csv")}, outputs={"n": "int"})
+    with pytest.raises(InputError, match=r"wf/load: input data: no such file or directory: .*nope\.csv"):
+        engine.plan()
