@@ -353,3 +353,12 @@ def test_a_job_cancelled_outside_the_apply_skips_its_dependents_and_fails_the_ru
     assert applied.result("a") == "cancelled"
     assert (applied.result("b"), applied.detail("b")) == ("skipped", "skipped: upstream cancelled")
     assert applied.outcome == "failed"  # nobody interrupted this apply
+
+
+def test_a_targeted_apply_runs_only_the_target_and_what_it_needs(flow, provider, engine):
+    chain(flow)
+    flow.job("elsewhere", outputs={"n": "int"})
+    applied = engine.apply(engine.plan(targets=["wf/b"]))
+    assert sorted(a for a, _ in provider.calls) == ["wf/a", "wf/b"]
+    assert set(applied.state.nodes) == {"wf/a", "wf/b"}
+    assert applied.outcome == "succeeded"
