@@ -362,3 +362,21 @@ def test_a_targeted_apply_runs_only_the_target_and_what_it_needs(flow, provider,
     assert sorted(a for a, _ in provider.calls) == ["wf/a", "wf/b"]
     assert set(applied.state.nodes) == {"wf/a", "wf/b"}
     assert applied.outcome == "succeeded"
+
+
+def test_a_node_without_a_record_keyed_after_apply_is_still_reused_on_a_cache_hit(flow, provider, engine):
+    """`create` with its key known only after apply (no record: e.g. `flows state rm`): once its upstream has
+    run, its key is computed and a cache hit is reused, exactly as for a `pending` node."""
+    chain(flow)
+    provider.script("wf/a", Succeed(n=1))
+    engine.apply()
+    state, etag = engine.read_state()
+    del state.nodes["wf/b"]  # its record goes; its cache entry stays (what `flows state rm` does)
+    engine.backend.write(flow.workflow, state, etag)
+    flow.change("a", command="echo a --verbose")  # a runs again, with the same result
+    plan = engine.plan()
+    assert engine.change(plan, "b").action == "create" and engine.change(plan, "b").key is None
+    provider.calls.clear()
+    applied = engine.apply(plan)
+    assert [a for a, _ in provider.calls] == ["wf/a"]
+    assert applied.result("b") == "reused" and applied.detail("b") == "early cutoff: inputs unchanged, cache hit"
