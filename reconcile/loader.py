@@ -75,7 +75,7 @@ def import_flow_module(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     extra_paths = [str(path.parent), str(project_root_for(path))]
     before_modules = set(sys.modules)
-    with shimmed():
+    with shimmed(), stdout_to_stderr():
         sys.path[:0] = extra_paths
         sys.modules[name] = module
         try:
@@ -188,11 +188,6 @@ def _guarded_load(path: Path, timeout: float | None) -> Iterator[None]:
     mermaid); a load that runs longer than `timeout` seconds, Ctrl-C and SIGTERM stop it with one line naming
     the file and the line it was at. Signals and timers exist only in the main thread; elsewhere only the
     output is redirected."""
-    sys.stdout.flush()
-    saved_fd = None
-    with contextlib.suppress(OSError, ValueError):
-        saved_fd = os.dup(1)
-        os.dup2(2, 1)  # also what a subprocess started at import time prints
     restore: list[tuple[int, object]] = []
     main = threading.current_thread() is threading.main_thread()
     if main:
@@ -204,7 +199,7 @@ def _guarded_load(path: Path, timeout: float | None) -> Iterator[None]:
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with stdout_to_stderr():
             yield
     except LoadStopped as e:
         where = _short_error(e, path)  # the innermost line of user code it was running
@@ -220,7 +215,24 @@ def _guarded_load(path: Path, timeout: float | None) -> Iterator[None]:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             for sig, handler in restore:
                 signal.signal(sig, handler)  # type: ignore[arg-type]
-        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """What user code prints (and what a subprocess it starts prints) goes to stderr: stdout carries --json,
+    dot and mermaid. Used around every import of a flow file in the flows process."""
+    with contextlib.suppress(ValueError, OSError):
+        sys.stdout.flush()
+    saved_fd = None
+    with contextlib.suppress(OSError, ValueError):
+        saved_fd = os.dup(1)
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            sys.stderr.flush()
         if saved_fd is not None:
             os.dup2(saved_fd, 1)
             os.close(saved_fd)

@@ -246,3 +246,28 @@ def test_a_stale_saved_plan_says_which_input_and_file_moved_with_both_keys(proje
     line = one_clean_line(project, "apply", "plan.json")
     assert line.startswith("Error: saved plan is stale: wf/A: input data (file): digest ")
     assert f"({project}/data/in.csv) (key {old_key[:12]} → {new_key[:12]}); run `flows plan` again" in line
+
+
+TASK_PRINTING = '''
+from flytekit import task, workflow
+print("hello at import")
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+def wf(x: int = 1) -> int:
+    return double(x=x)
+'''
+
+
+def test_a_python_task_flow_printing_at_import_keeps_plan_json_clean(tmp_path):
+    """A @task's code identity imports the flow file again: that import prints to stderr too."""
+    root = write_project(tmp_path / "p", TASK_PRINTING)
+    r = flows("plan", "flow.py", "--json", cwd=root)
+    assert r.code == 0, r.text
+    assert [n["address"] for n in json.loads(r.out)["nodes"]] == ["wf/double"]
+    assert "hello at import" in r.err
