@@ -380,3 +380,14 @@ def test_a_node_without_a_record_keyed_after_apply_is_still_reused_on_a_cache_hi
     applied = engine.apply(plan)
     assert [a for a, _ in provider.calls] == ["wf/a"]
     assert applied.result("b") == "reused" and applied.detail("b") == "early cutoff: inputs unchanged, cache hit"
+
+
+def test_a_cancel_seen_only_by_polling_still_ends_a_hanging_job(flow, provider, engine):
+    flow.job("a", outputs={"n": "int"})
+    provider.script("wf/a", Hang())
+    cancel = threading.Event()
+    thread, box = engine.apply_in_thread(cancel=cancel)
+    provider.wait_for(lambda: "wf/a" in provider.running, "a to be running")
+    cancel.set()  # as the Ctrl-C handler does: nobody notifies the provider
+    thread.join(30)
+    assert box["applied"].result("a") == "cancelled"
