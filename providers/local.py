@@ -306,8 +306,8 @@ class LocalProvider:
                 artifact = max(matches, key=len)  # "a.b.x.csv" belongs to artifact "a.b", not "a"
                 file_name = input_name[len(_safe_name(artifact)) + 1:]
                 for spec in job.export_specs:
-                    if spec["artifact"] != artifact:
-                        continue
+                    if spec["artifact"] != artifact or file_name not in spec.get("files", [file_name]):
+                        continue  # another artifact's spec, or a bundle spec naming other files
                     target = (spec.get("dataset_id") or spec.get("netapp_volume_id") or spec.get("bundle_id")
                               or spec.get("kind", "export"))
                     try:

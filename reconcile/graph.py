@@ -104,6 +104,7 @@ class FlowGraph(BaseModel):
     artifacts: dict[str, ArtifactSpec] = Field(default_factory=dict)
     failure_policy: str = "FAIL_IMMEDIATELY"
     workflows: list[str] = Field(default_factory=list)  # every workflow defined in the file
+    warnings: list[str] = Field(default_factory=list)  # `file:line: ...`: loads, but probably not what was meant
 
     def order(self) -> list[str]:
         return list(self.nodes)

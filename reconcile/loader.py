@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Iterator
 
 from reconcile import tracing
+from reconcile.authoring import load_notes
 from reconcile.authoring.workflow import WorkflowDef
 from reconcile.compat import shimmed
 from vocab.errors import FlowLoadError, FlowsError
@@ -244,11 +245,18 @@ def load_flow(flow_file: str | os.PathLike[str], workflow: str | None = None,
 
     `timeout`: seconds the import and tracing may take (default: the project's `load_timeout`)."""
     path = Path(flow_file).resolve()
+    timeout = _timeout_for(path, timeout)
+    with _guarded_load(path, timeout), load_notes.collecting() as notes:
+        graph = _load(path, workflow)
+    graph.warnings = notes
+    return graph
+
+
+def _timeout_for(path: Path, timeout: float | None) -> float | None:
     if timeout is None and path.is_file():
         from reconcile.config import load_timeout
         timeout = load_timeout(project_root_for(path))
-    with _guarded_load(path, timeout):
-        return _load(path, workflow)
+    return timeout
 
 
 def _load(path: Path, workflow: str | None) -> FlowGraph:
@@ -271,3 +279,30 @@ def _load(path: Path, workflow: str | None) -> FlowGraph:
         graph = traced[roots[0]][0]
     graph.workflows = sorted(found)
     return graph
+
+
+def load_every_workflow(flow_file: str | os.PathLike[str],
+                        timeout: float | None = None) -> list[tuple[str, FlowGraph | FlowsError]]:
+    """Load the file once and trace each of its workflows, in the order the file defines them.
+
+    A workflow that fails to trace is its error in the list; a file that fails to import raises.
+    """
+    path = Path(flow_file).resolve()
+    with _guarded_load(path, _timeout_for(path, timeout)):
+        with load_notes.collecting() as import_notes:
+            module = import_flow_module(path)
+        found = workflows_in(module)
+        if not found:
+            raise FlowLoadError("no @workflow found in this file", file=str(path))
+        results: list[tuple[str, FlowGraph | FlowsError]] = []
+        for name, wf in found.items():
+            with load_notes.collecting() as notes:
+                try:
+                    graph, _ = trace_workflow(wf, path)
+                except FlowsError as e:
+                    results.append((name, e))
+                    continue
+            graph.workflows = sorted(found)
+            graph.warnings = import_notes + [n for n in notes if n not in import_notes]
+            results.append((name, graph))
+    return results

@@ -198,7 +198,8 @@ def test_duplicate_name_in_one_task(tmp_path, field):
     e = error(path)
     at(e, path, "Dup")
     assert e.field == field and f"{field}: " in str(e)
-    assert e.message == f"{'output' if field == 'output_specs' else 'input'} 'x' is declared twice"
+    assert e.message == ("output 'x' is declared twice, with different types (int and str)"
+                         if field == "output_specs" else "input 'x' is declared twice")
 
 
 def test_same_file_name_twice_in_one_artifact(tmp_path):

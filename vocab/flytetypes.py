@@ -82,13 +82,28 @@ class FlyteDirectory(_PathValue):
         self.remote_directory = remote_directory
 
 
+class DominoFile(FlyteFile):
+    """`flytekitplugins.domino.file.DominoFile`: a file, exactly as `FlyteFile` (`DominoFile[TypeVar("sas7bdat")]`)."""
+
+
+# flytekit.types.file's named formats (the format strings are flytekit's own extensions).
 CSVFile = FlyteFile["csv"]
+HDF5EncodedFile = FlyteFile["hdf5"]
+HTMLPage = FlyteFile["html"]
+JPEGImageFile = FlyteFile["jpeg"]
+JSONLFile = FlyteFile["jsonl"]
+JoblibSerializedFile = FlyteFile["joblib"]
+ONNXFile = FlyteFile["onnx"]
 PDFFile = FlyteFile["pdf"]
 PNGImageFile = FlyteFile["png"]
-JPEGImageFile = FlyteFile["jpeg"]
-HTMLPage = FlyteFile["html"]
-JSONFile = FlyteFile["json"]
-PythonPickledFile = FlyteFile["python-pickle"]
+PythonNotebook = FlyteFile["ipynb"]
+PythonPickledFile = FlyteFile["python_pickle"]
+SVGImageFile = FlyteFile["svg"]
+TFRecordFile = FlyteFile["tfrecord"]
+JSONFile = FlyteFile["json"]  # not in flytekit: kept for flows written against earlier versions of this project
+NAMED_FILE_TYPES = ("CSVFile", "HDF5EncodedFile", "HTMLPage", "JPEGImageFile", "JSONLFile", "JoblibSerializedFile",
+                    "ONNXFile", "PDFFile", "PNGImageFile", "PythonNotebook", "PythonPickledFile", "SVGImageFile",
+                    "TFRecordFile", "JSONFile")
 
 
 class UnsupportedType(TypeError):

@@ -8,9 +8,13 @@ from typing import Any
 from reconcile import tracing
 from reconcile.authoring.domino_task import DatasetSnapshot, DominoJobConfig, DominoJobTask, GitRef
 from reconcile.authoring.domino_task import EnvironmentRevisionSpecification, EnvironmentRevisionType
+from reconcile.authoring.domino_task import strict_keywords
+from reconcile.authoring.load_notes import strict_call, warn
 from vocab.errors import FlowLoadError
+from vocab.flytetypes import UnsupportedType, type_name
 
 
+@strict_keywords
 @dataclasses.dataclass
 class Input:
     name: str
@@ -18,6 +22,7 @@ class Input:
     value: Any = None
 
 
+@strict_keywords
 @dataclasses.dataclass
 class Output:
     name: str
@@ -51,6 +56,34 @@ def _refuse_non_specs(task: str, field: str, items: Any, kind: type) -> None:
             raise FlowLoadError(f"item {i + 1} has the name {item.name!r}, not a string"[:300], **where)
 
 
+def _same_type_key(tp: Any) -> Any:
+    try:
+        return type_name(tp), getattr(tp, "__flows_artifact__", None)
+    except UnsupportedType:
+        return tp
+
+
+def _dedupe_outputs(task: str, outputs: list[Output]) -> list[Output]:
+    """One output written twice, identically, is what Domino takes (a warning); with two types it is an error."""
+    kept: dict[str, Output] = {}
+    for o in outputs:
+        first = kept.get(o.name)
+        if first is None:
+            kept[o.name] = o
+            continue
+        src = tracing.caller_source()
+        a, b = _same_type_key(first.type), _same_type_key(o.type)
+        if a != b:
+            both = f"{a[0]} and {b[0]}" if isinstance(a, tuple) and isinstance(b, tuple) and a[0] != b[0] else \
+                "two artifact files" if isinstance(a, tuple) and isinstance(b, tuple) else "two types"
+            raise FlowLoadError(f"output '{o.name}' is declared twice, with different types ({both})",
+                                field="output_specs",
+                                file=src.file if src else None, line=src.line if src else None, node=task)
+        warn(f"task '{task}': output '{o.name}' is declared twice in output_specs (the same type; one is kept)", src)
+    return list(kept.values())
+
+
+@strict_call
 def run_domino_job_task(
     flyte_task_name: str,
     command: str,
@@ -74,14 +107,14 @@ def run_domino_job_task(
     cache_ignore_input_vars: tuple[str, ...] | list[str] = (),
     retries: int = 0,
     timeout: Any = dt.timedelta(hours=3),
-    **_: Any,
+    use_latest_git_ref: bool = False,
 ) -> Any:
     """Define a DominoJobTask and call it with the given inputs, in one step (as the Domino helper does)."""
     for field, items, kind in (("inputs", inputs, Input), ("output_specs", output_specs, Output)):
         _refuse_non_specs(flyte_task_name, field, items, kind)
     # Building the interface dicts below would silently keep only the last of two same-named entries.
     _refuse_duplicates(flyte_task_name, "inputs", [i.name for i in inputs or []])
-    _refuse_duplicates(flyte_task_name, "output_specs", [o.name for o in output_specs or []])
+    outputs = _dedupe_outputs(flyte_task_name, list(output_specs or []))
     revision = None
     if environment_revision_id:
         revision = EnvironmentRevisionSpecification(EnvironmentRevisionType.SomeRevision, environment_revision_id)
@@ -97,8 +130,8 @@ def run_domino_job_task(
     task = DominoJobTask(
         name=flyte_task_name, domino_job_config=config,
         inputs={i.name: i.type for i in inputs or []},
-        outputs={o.name: o.type for o in output_specs or []},
-        use_latest=use_project_defaults_for_omitted, cache=cache, cache_version=cache_version,
+        outputs={o.name: o.type for o in outputs},
+        use_latest=use_project_defaults_for_omitted, use_latest_git_ref=use_latest_git_ref, cache=cache, cache_version=cache_version,
         cache_ignore_input_vars=cache_ignore_input_vars, retries=retries, timeout=timeout,
     )
     return task(**{i.name: i.value for i in inputs or []})

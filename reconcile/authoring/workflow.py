@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from reconcile import tracing
 from reconcile.authoring.domino_task import _cache_settings, interface_of, timeout_seconds
+from reconcile.authoring.load_notes import check_keywords, warn
 from vocab.errors import FlowLoadError, NotSupportedError
 from vocab.flytetypes import UnsupportedType, canonical_value, check_value, type_name
 from reconcile.graph import Binding, FlowInput, Node
@@ -45,11 +46,12 @@ def output_names(ret: Any) -> dict[str, Any]:
 class WorkflowDef:
     """A `@workflow` function; traced into a FlowGraph by the loader, inlined when called by another."""
 
-    def __init__(self, fn: Callable[..., Any], failure_policy: Any = None, **_: Any) -> None:
+    def __init__(self, fn: Callable[..., Any], failure_policy: Any = None, **kwargs: Any) -> None:
         self.fn = fn
         self.name = fn.__name__
         self.failure_policy = getattr(failure_policy, "value", failure_policy) or "FAIL_IMMEDIATELY"
         self.source = tracing.SourceRef(file=inspect.getsourcefile(fn) or "?", line=fn.__code__.co_firstlineno)
+        _flytekit_only(f"@workflow '{self.name}'", kwargs, ("failure_policy", *WORKFLOW_IGNORED), self.source)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
         self.__wrapped__ = fn
@@ -179,15 +181,38 @@ def workflow(_fn: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
     return lambda fn: WorkflowDef(fn, **kwargs)
 
 
+# Keywords of flytekit's @workflow / @task that choose how Flyte runs a thing (its container, resources,
+# UI) and that flows has nothing to do with: accepted, with a warning naming them (never silently).
+TASK_HONOURED = ("cache", "cache_version", "cache_ignore_input_vars", "retries", "timeout")
+WORKFLOW_IGNORED = ("interruptible", "on_failure", "docs", "pickle_untyped", "default_options")
+TASK_IGNORED = ("task_config", "interruptible", "deprecated", "container_image", "environment", "requests",
+                "limits", "secret_requests", "execution_mode", "node_dependency_hints", "task_resolver", "docs",
+                "disable_deck", "enable_deck", "deck_fields", "pod_template", "pod_template_name", "accelerator",
+                "pickle_untyped", "shared_memory", "resources", "labels", "annotations", "cache_serialize")
+
+
+def _unset(v: Any) -> bool:
+    return v is None or v is False or (isinstance(v, (str, tuple, list, dict)) and not v)
+
+
+def _flytekit_only(what: str, kwargs: dict[str, Any], known: tuple[str, ...], src: Any) -> None:
+    check_keywords(what, kwargs, known, src)
+    used = [k for k, v in kwargs.items() if not _unset(v)]
+    if used:
+        warn(f"{what}: {', '.join(used)} ignored (flytekit settings for how Flyte runs it; "
+             "flows runs it with its provider)", src)
+
+
 class PythonTask:
     """A `@task` Python function: one node, run in a subprocess by the provider."""
 
     def __init__(self, fn: Callable[..., Any], cache: Any = None, cache_version: str = "",
                  cache_ignore_input_vars: tuple[str, ...] = (), retries: int = 0, timeout: Any = None,
-                 **_: Any) -> None:
+                 **kwargs: Any) -> None:
         self.fn = fn
         self.name = fn.__name__
         self.source = tracing.SourceRef(file=inspect.getsourcefile(fn) or "?", line=fn.__code__.co_firstlineno)
+        _flytekit_only(f"@task '{self.name}'", kwargs, (*TASK_HONOURED, *TASK_IGNORED), self.source)
         hints = _hints(fn)
         sig = inspect.signature(fn)
         self.inputs, _ = interface_of({p.name: hints.get(p.name, typing.Any) for p in sig.parameters.values()},
@@ -229,15 +254,31 @@ def task(_fn: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
 
 
 class Unsupported:
-    """A flytekit name we load but do not reconcile: any use inside a workflow is a clear error."""
+    """A flytekit name we load but do not reconcile: any use inside a workflow is a clear error.
+
+    Outside a traced workflow (module level, a helper's import, a decorator) it is inert: calls and
+    attributes give more placeholders, so files that use flytekit at run time still load.
+    """
 
     def __init__(self, name: str) -> None:
         self._name = name
 
+    def __repr__(self) -> str:
+        return f"<flytekit name {self._name} (no static meaning)>"
+
+    def __instancecheck__(self, obj: Any) -> bool:
+        if tracing.current() is not None:
+            raise self._refuse()
+        return False
+
     def _refuse(self) -> NotSupportedError:
         src = tracing.caller_source()
-        return NotSupportedError(f"not supported: {self._name} (flows reconciles static DAGs of tasks)",
-                                 **_where(src))
+        if self._name.startswith("domino."):  # python-domino: a REST client, for a task's own code
+            why = "python-domino talks to Domino when the flow runs; call it in a task's script, not while " \
+                  "the workflow is traced"
+        else:
+            why = "it has no meaning before the flow runs; flows reconciles static DAGs of tasks"
+        return NotSupportedError(f"not supported: {self._name} ({why})", **_where(src))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if tracing.current() is not None:

@@ -42,6 +42,8 @@ class Prepared:
         from reconcile.workspace import Workspace
 
         self.graph = load_flow(flow_file, workflow)
+        for text in self.graph.warnings:  # loads, but probably not what was meant: say so before planning
+            err_console.print(f"[yellow]Warning:[/yellow] {escape(redact(text))}", soft_wrap=True)
         if inputs is not None:  # a saved plan's: checked like any inputs file (it may have been edited by hand)
             defaults = {n: fi.default for n, fi in self.graph.inputs.items() if not fi.required}
             given = {n: v for n, v in inputs.items() if n not in defaults or v != defaults[n]}

@@ -44,25 +44,43 @@ def _console() -> Console:
     return out_console(soft_wrap=False)
 
 
+def _error_json(e: FlowsError) -> dict[str, Any]:
+    return {"message": e.message, "file": e.file, "line": e.line, "node": e.node, "field": e.field, "text": e.render()}
+
+
+def _print_warnings(graph: FlowGraph) -> None:
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for text in graph.warnings:
+        err.print(f"[yellow]Warning:[/yellow] {escape(redact(text))}")
+
+
 @app.command()
 def validate(
     flow_file: Path = typer.Argument(..., metavar="FLOW_FILE", help="The flow file (the workflow.py you run on Domino)."),
     workflow: Optional[str] = typer.Argument(None, metavar="WORKFLOW",
-                                             help="The workflow to check (needed when the file has several)."),
+                                             help="The workflow to check (all of the file's workflows when omitted)."),
     as_json: bool = typer.Option(False, "--json", help="Print the checked graph (or the error) as JSON."),
 ) -> None:
     """Load a flow file, check it, and show its nodes, bindings, inputs, outputs and artifacts.
 
-    Exit 0 when the flow is valid, 1 (with one clear message) when it is not.
+    Without WORKFLOW, every workflow of the file is checked and reported. Exit 0 when all are valid,
+    1 (with one clear message per invalid workflow) when one is not.
     """
     try:
-        graph = _load(flow_file, workflow)
+        if workflow is None:
+            from reconcile.loader import load_every_workflow
+            results = load_every_workflow(flow_file)
+            if len(results) > 1:
+                _validate_each(results, as_json)
+                return
+            graph = render_graph.redacted(_one(results[0][1]))
+        else:
+            graph = _load(flow_file, workflow)
     except FlowsError as e:
         if as_json:
-            error = {"message": e.message, "file": e.file, "line": e.line, "node": e.node, "field": e.field,
-                     "text": e.render()}
-            typer.echo(json.dumps(redact_obj({"valid": False, "error": error}), indent=2))
+            typer.echo(json.dumps(redact_obj({"valid": False, "error": _error_json(e)}), indent=2))
         raise  # the entry point prints it on stderr and exits 1
+    _print_warnings(graph)
     if as_json:
         # The graph's strings are already masked; masking the JSON text too could hit `true`/`false` and break it.
         typer.echo(json.dumps(render_graph.as_json(graph), indent=2, ensure_ascii=False))
@@ -75,6 +93,38 @@ def validate(
     if others:
         console.print(f"[dim]Other workflows in this file: {escape(', '.join(others))}[/dim]")
     console.print(render_graph.summary_line(graph))
+
+
+def _one(result: Any) -> FlowGraph:
+    if isinstance(result, FlowsError):
+        raise result
+    return result
+
+
+def _validate_each(results: list[tuple[str, Any]], as_json: bool) -> None:
+    """Several workflows, none named: report each (valid with its summary, or its error), then the count."""
+    bad = [name for name, r in results if isinstance(r, FlowsError)]
+    if as_json:
+        items = [{"workflow": name, "valid": False, "error": redact_obj(_error_json(r))} if isinstance(r, FlowsError)
+                 else render_graph.as_json(render_graph.redacted(r)) for name, r in results]
+        typer.echo(json.dumps({"valid": not bad, "workflows": items}, indent=2, ensure_ascii=False))
+    else:
+        console = _console()
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        for name, r in results:
+            if isinstance(r, FlowsError):
+                err.print(f"[red]✗[/red] workflow [bold]{escape(name)}[/bold]: {escape(redact(r.render()))}")
+                continue
+            graph = render_graph.redacted(r)
+            _print_warnings(graph)
+            console.print(f"[green]✓[/green] {escape(graph.file)}: workflow [bold]{escape(name)}[/bold] is valid")
+            console.print(render_graph.report(graph))
+            console.print(render_graph.summary_line(graph))
+            console.print()
+        console.print(f"{len(results)} workflows: {len(results) - len(bad)} valid"
+                      + (f", {len(bad)} invalid ({', '.join(bad)})" if bad else ""))
+    if bad:
+        raise typer.Exit(1)
 
 
 @dataclasses.dataclass
