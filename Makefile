@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 EXAMPLE = examples/ai_training
+# The real flytekit, for the parity test only, in a virtualenv of its own: its s3fs pins botocore to a range
+# the project's boto3 does not share, and flow files must never load it (tests/test_parity_flytekit.py).
+FLYTEKIT_VENV ?= .venv-flytekit
+FLYTEKIT_SPEC ?= flytekit>=1.16,<2
 
 .PHONY: demo test coverage bench clean deps
 
@@ -17,7 +21,12 @@ demo: deps $(BIN)/flows
 	cd $(EXAMPLE) && ../../$(BIN)/flows apply flow.py model_training --data_path_a data/a.csv --data_path_b data/b.csv --auto-approve
 	cd $(EXAMPLE) && ../../$(BIN)/flows plan flow.py model_training --data_path_a data/a.csv --data_path_b data/b.csv --detailed-exitcode
 
-test: deps $(BIN)/flows
+$(FLYTEKIT_VENV)/.installed:
+	$(PYTHON) -m venv $(FLYTEKIT_VENV)
+	$(FLYTEKIT_VENV)/bin/python -m pip install -q '$(FLYTEKIT_SPEC)'
+	@touch $@
+
+test: deps $(BIN)/flows $(FLYTEKIT_VENV)/.installed
 	$(BIN)/lint-imports  # imports point down only (contracts in pyproject.toml)
 	$(BIN)/python -m pytest -q -n 4  # most tests wait on real subprocesses and servers
 
@@ -44,4 +53,4 @@ bench: $(BIN)/flows
 	$(BIN)/python bench/compare.py
 
 clean:
-	rm -rf $(VENV) bench/.venv .pytest_cache
+	rm -rf $(VENV) $(FLYTEKIT_VENV) bench/.venv .pytest_cache

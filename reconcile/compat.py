@@ -47,7 +47,7 @@ def kwtypes(**kwargs: Any) -> "OrderedDict[str, Any]":
 def _loggers() -> dict[str, Any]:
     # Real loggers: logging from a flow or helper at load time works, as it does under pyflyte.
     return {"logger": logging.getLogger("flytekit"), "developer_logger": logging.getLogger("developer"),
-            "user_space_logger": logging.getLogger("user_space"), "logging": logging}
+            "user_space_logger": logging.getLogger("user_space")}
 
 
 def shim_modules() -> dict[str, types.ModuleType]:

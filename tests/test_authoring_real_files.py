@@ -157,7 +157,7 @@ from flytekitplugins.domino.task import DominoJobConfig, DominoJobTask, GitRef
      "run_domino_job_task has no keyword 'use_latest_gitref' (did you mean 'use_latest_git_ref'?)"),
     ('Output(nmae="x", type=int)', "Output has no keyword 'nmae' (did you mean 'name'?)"),
     ('@task(cache_verison="1")\ndef f() -> int:\n    return 1',
-     "@task 'f' has no keyword 'cache_verison' (did you mean 'cache_version'?)"),
+     "@task has no keyword 'cache_verison' (did you mean 'cache_version'?)"),
 ])
 def test_unknown_keyword_is_an_error_naming_it_with_did_you_mean(tmp_path, body, message):
     flow = tmp_path / "flow.py"
@@ -199,7 +199,7 @@ def test_flytekit_task_settings_flows_does_not_use_are_a_warning_not_silence(tmp
         """))
     g = load_flow(flow)
     assert g.nodes["wf/f"].retries == 2
-    assert g.warnings == [f"{flow}:6: @task 'f': requests, container_image ignored (flytekit settings for how Flyte "
+    assert g.warnings == [f"{flow}:6: @task 'f': container_image, requests ignored (flytekit settings for how Flyte "
                           "runs it; flows runs it with its provider)"]
 
 

@@ -46,7 +46,7 @@ def _format_of(item: Any) -> str:
 class _PathValue(os.PathLike, metaclass=_FormatMeta):
     """A file or directory value: as a type it marks an input/output; as a value it wraps a path or `s3://` URI."""
 
-    def __init__(self, path: str | os.PathLike[str] = "", **_: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
 
     def __fspath__(self) -> str:
@@ -66,18 +66,24 @@ class _PathValue(os.PathLike, metaclass=_FormatMeta):
         return self.path
 
 
-class FlyteFile(_PathValue):
-    """A file (Flyte's single-part blob)."""
+def noop() -> None:
+    """flytekit's default downloader: the value is a path already (nothing to fetch)."""
 
-    def __init__(self, path: str | os.PathLike[str] = "", remote_path: str | None = None, **kw: Any) -> None:
+
+class FlyteFile(_PathValue):
+    """A file (Flyte's single-part blob); flytekit's constructor signature."""
+
+    def __init__(self, path: str | os.PathLike[str], downloader: Any = noop, remote_path: Any = None,
+                 metadata: dict[str, str] | None = None) -> None:
         super().__init__(path)
         self.remote_path = remote_path
+        self.metadata = metadata
 
 
 class FlyteDirectory(_PathValue):
-    """A directory (Flyte's multipart blob)."""
+    """A directory (Flyte's multipart blob); flytekit's constructor signature."""
 
-    def __init__(self, path: str | os.PathLike[str] = "", remote_directory: str | None = None, **kw: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str], downloader: Any = None, remote_directory: Any = None) -> None:
         super().__init__(path)
         self.remote_directory = remote_directory
 

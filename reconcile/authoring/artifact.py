@@ -94,7 +94,7 @@ def _spec_records(spec: Any, i: int, where: dict[str, Any], node: str) -> list[d
     return [{"kind": kind, "artifact": art.name, **target}]
 
 
-@strict_call
+@strict_call()
 def run_launch_export_artifacts_task(spec_list: list[Any], environment_name: str | None = None,
                                      hardware_tier_name: str | None = None, hardware_tier_id: str | None = None,
                                      use_project_defaults_for_omitted: bool = True) -> Any:

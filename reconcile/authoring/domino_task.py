@@ -61,7 +61,7 @@ class EnvironmentRevisionType(str, enum.Enum):
 @strict_keywords
 @dataclasses.dataclass
 class EnvironmentRevisionSpecification:
-    EnvironmentRevisionType: EnvironmentRevisionType | str = EnvironmentRevisionType.ActiveRevision
+    EnvironmentRevisionType: EnvironmentRevisionType | str
     EnvironmentRevisionId: str | None = None
 
     def __post_init__(self) -> None:
@@ -111,8 +111,8 @@ class NetAppVolumeSnapshot:
 @strict_keywords
 @dataclasses.dataclass
 class ClusterProperties:
-    ClusterType: str = ""
-    ComputeEnvironmentId: str = ""
+    ClusterType: str
+    ComputeEnvironmentId: str
     WorkerHardareTierId: Any = None  # [sic]: the plugin's own spelling
     WorkerCount: int | None = None
     WorkerStorageGiB: float | None = None

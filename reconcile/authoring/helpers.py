@@ -83,7 +83,7 @@ def _dedupe_outputs(task: str, outputs: list[Output]) -> list[Output]:
     return list(kept.values())
 
 
-@strict_call
+@strict_call()
 def run_domino_job_task(
     flyte_task_name: str,
     command: str,

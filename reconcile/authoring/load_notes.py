@@ -49,13 +49,17 @@ def check_keywords(what: str, given: Iterable[str], known: Iterable[str], src: A
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def strict_call(fn: _F) -> _F:
-    """`fn` with its unknown keyword reported as `check_keywords` does (Python's own TypeError has no hint)."""
-    from reconcile import tracing  # tracing imports nothing of ours that imports this module back
-    known = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
+def strict_call(what: str | None = None, extra: tuple[str, ...] = ()) -> Callable[[_F], _F]:
+    """A function whose unknown keyword is reported as `check_keywords` does (Python's own TypeError has no
+    hint); `extra` are the names its **kwargs takes. The signature stays the function's own."""
+    def wrap(fn: _F) -> _F:
+        from reconcile import tracing  # here: tracing is not loaded when this module is
+        known = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        known += list(extra)
 
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        check_keywords(fn.__name__, kwargs, known, tracing.caller_source())
-        return fn(*args, **kwargs)
-    return call  # type: ignore[return-value]
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            check_keywords(what or fn.__name__, kwargs, known, tracing.caller_source())
+            return fn(*args, **kwargs)
+        return call  # type: ignore[return-value]
+    return wrap

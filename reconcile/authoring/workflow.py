@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from reconcile import tracing
 from reconcile.authoring.domino_task import _cache_settings, interface_of, timeout_seconds
-from reconcile.authoring.load_notes import check_keywords, warn
+from reconcile.authoring.load_notes import check_keywords, strict_call, warn
 from vocab.errors import FlowLoadError, NotSupportedError
 from vocab.flytetypes import UnsupportedType, canonical_value, check_value, type_name
 from reconcile.graph import Binding, FlowInput, Node
@@ -174,16 +174,23 @@ def _bind_outputs(wf: WorkflowDef, trace: tracing.Trace, result: Any, declared: 
     return out
 
 
-def workflow(_fn: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
-    """`@workflow` and `@workflow(failure_policy=...)`."""
-    if _fn is not None:
-        return WorkflowDef(_fn, **kwargs)
-    return lambda fn: WorkflowDef(fn, **kwargs)
+@strict_call("@workflow")
+def workflow(_workflow_function: Callable[..., Any] | None = None, failure_policy: Any = None,
+             interruptible: bool = False, on_failure: Any = None, docs: Any = None, pickle_untyped: bool = False,
+             default_options: Any = None) -> Any:
+    """`@workflow` and `@workflow(failure_policy=...)`, with flytekit's signature."""
+    ignored = {"interruptible": interruptible, "on_failure": on_failure, "docs": docs,
+               "pickle_untyped": pickle_untyped, "default_options": default_options}
+
+    def make(fn: Callable[..., Any]) -> WorkflowDef:
+        return WorkflowDef(fn, failure_policy=failure_policy, **ignored)
+    return make(_workflow_function) if _workflow_function is not None else make
 
 
 # Keywords of flytekit's @workflow / @task that choose how Flyte runs a thing (its container, resources,
 # UI) and that flows has nothing to do with: accepted, with a warning naming them (never silently).
 TASK_HONOURED = ("cache", "cache_version", "cache_ignore_input_vars", "retries", "timeout")
+TASK_CACHE_KEYWORDS = ("cache_version", "cache_serialize", "cache_ignore_input_vars")  # flytekit's **kwargs
 WORKFLOW_IGNORED = ("interruptible", "on_failure", "docs", "pickle_untyped", "default_options")
 TASK_IGNORED = ("task_config", "interruptible", "deprecated", "container_image", "environment", "requests",
                 "limits", "secret_requests", "execution_mode", "node_dependency_hints", "task_resolver", "docs",
@@ -246,11 +253,34 @@ class PythonTask:
         return trace.add_node(node, values)
 
 
-def task(_fn: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
-    """`@task` and `@task(cache=True, cache_version="1", ...)`."""
-    if _fn is not None:
-        return PythonTask(_fn, **kwargs)
-    return lambda fn: PythonTask(fn, **kwargs)
+@strict_call("@task", extra=TASK_CACHE_KEYWORDS)
+def task(_task_function: Callable[..., Any] | None = None, task_config: Any = None, cache: Any = None,
+         retries: int = 0, interruptible: bool | None = None, deprecated: str = "", timeout: Any = 0,
+         container_image: Any = None, environment: dict[str, str] | None = None, requests: Any = None,
+         limits: Any = None, secret_requests: Any = None, execution_mode: Any = None,
+         node_dependency_hints: Any = None, task_resolver: Any = None, docs: Any = None,
+         disable_deck: bool | None = None, enable_deck: bool | None = None, deck_fields: Any = None,
+         pod_template: Any = None, pod_template_name: str | None = None, accelerator: Any = None,
+         pickle_untyped: bool = False, shared_memory: Any = None, resources: Any = None,
+         labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    """`@task` and `@task(cache=True, cache_version="1", ...)`, with flytekit's signature.
+
+    `cache`, `retries`, `timeout` and (through **kwargs, as flytekit takes them) `cache_version`,
+    `cache_serialize`, `cache_ignore_input_vars` are honoured; the settings of how Flyte runs the task
+    are accepted with a warning.
+    """
+    ignored = {"task_config": task_config, "interruptible": interruptible, "deprecated": deprecated,
+               "container_image": container_image, "environment": environment, "requests": requests,
+               "limits": limits, "secret_requests": secret_requests, "execution_mode": execution_mode,
+               "node_dependency_hints": node_dependency_hints, "task_resolver": task_resolver, "docs": docs,
+               "disable_deck": disable_deck, "enable_deck": enable_deck, "deck_fields": deck_fields,
+               "pod_template": pod_template, "pod_template_name": pod_template_name, "accelerator": accelerator,
+               "pickle_untyped": pickle_untyped, "shared_memory": shared_memory, "resources": resources,
+               "labels": labels, "annotations": annotations, "cache_serialize": kwargs.pop("cache_serialize", None)}
+
+    def make(fn: Callable[..., Any]) -> PythonTask:
+        return PythonTask(fn, cache=cache, retries=retries, timeout=timeout or None, **kwargs, **ignored)
+    return make(_task_function) if _task_function is not None else make
 
 
 class Unsupported:
