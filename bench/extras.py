@@ -260,14 +260,16 @@ def journal_cost(work: Path, appends: int = 200) -> dict[str, Any]:
     from state import journal
     from state.local import LocalBackend
     from state.model import NodeRecord
+    from state.store import StateStore
 
     out: dict[str, Any] = {}
     for n in (10, 10_000):
-        backend = LocalBackend(work / f"journal-{n}")
+        store = StateStore(LocalBackend(work / f"journal-{n}"), gen.FLOW_NAME)
         st = synthetic_state(n)
-        t_write = _timed(lambda: backend.write(gen.FLOW_NAME, st, None))
-        node = next(iter(st.nodes.values()))
-        record = journal.node_finished("run-0002", NodeRecord.model_validate(node.model_dump()), None)
-        times = [_timed(lambda: backend.journal_append(gen.FLOW_NAME, record)) for _ in range(appends)]
+        with store.locked("bench") as lease:
+            t_write = _timed(lambda: lease.commit(st))
+            node = next(iter(st.nodes.values()))
+            record = journal.NodeFinished(run_id="run-0002", node=NodeRecord.model_validate(node.model_dump()))
+            times = [_timed(lambda: lease.append(record)) for _ in range(appends)]
         out[str(n)] = {"append_median_ms": statistics.median(times) * 1000, "state_write_s": t_write}
     return out

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from reconcile import run_timeline
-from vocab.errors import FlowsError, LockHeldError, StateError
+from vocab.errors import FlowsError, LockHeldError
 from reconcile.fingerprint import cache_key
 from vocab.flytetypes import is_blob
 from reconcile.graph import FlowGraph, Node
@@ -26,12 +26,13 @@ from reconcile.plan import BlobPresence, NodeKeyer
 from reconcile.plan_model import Plan
 from providers.base import InputValue, JobResult, JobSpec
 from state import journal
-from state.backend import LockInfo
 from state.model import CacheEntry, NodeRecord, OutputRecord, RunRecord, State, now
+from state.store import Lease, StateStore
 
 DONE_OK = ("succeeded", "reused")
 UPSTREAM_FAILED = "skipped: upstream failed"
 STOPPED = "not started: stopped after a failure (--keep-going runs independent nodes)"
+LOST_LOCK = "not started: this apply lost the state lock"
 POLL = 0.05
 
 
@@ -85,86 +86,51 @@ class Reporter:
         pass
 
 
-class LeaseKeeper:
-    """Renews the state lock's lease while the apply works, so a crashed holder's lock expires."""
-
-    def __init__(self, backend: Any, flow: str, lock: LockInfo, lease_seconds: float) -> None:
-        self.backend, self.flow, self.lock = backend, flow, lock
-        self.interval = max(lease_seconds / 3.0, 0.05)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
-        self.error: Exception | None = None
-
-    def __enter__(self) -> "LeaseKeeper":
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.lock = self.backend.renew(self.flow, self.lock)
-            except Exception as e:  # reported at the end; the apply's writes are CAS-protected anyway
-                self.error = e
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def take_lock(backend: Any, flow: str, operation: str, run_id: str, opts: ApplyOptions) -> LockInfo:
-    info = LockInfo(operation=operation, run_id=run_id)
+def take_lock(store: StateStore, operation: str, run_id: str, opts: ApplyOptions) -> Lease:
     try:
-        return backend.lock(flow, info, timeout=opts.lock_timeout, break_expired=opts.break_expired_lock)
+        return store.lock(operation, run_id=run_id, timeout=opts.lock_timeout, break_expired=opts.break_expired_lock)
     except LockHeldError as e:
-        held = backend.read_lock(flow)
-        if held is None or not held.holder_gone():
+        held = store.read_lock()
+        if held is None or not (held.expired() or held.holder_gone()):
             raise
-        # The usual aftermath of a killed apply on this machine: say how to go on.
-        raise LockHeldError(f"{e.message}; its process {held.pid} is gone: run again with --break-expired-lock "
-                            "to take the lock over", file=e.file) from None
-
-
-def fold_leftover_journal(backend: Any, flow: str,
-                          read: tuple[State | None, str | None] | None = None) -> tuple[State, str | None]:
-    """Under the lock: fold what a crashed run left in the journal into the state (serial + 1).
-    `read`: the (state, etag) the caller just read under this lock, so a big state is not parsed twice."""
-    stored, etag = read if read is not None else backend.read(flow)
-    records = backend.journal_read(flow)
-    state = stored or State(flow=flow)
-    if records:
-        state = journal.fold(state, records)
-        for run in state.runs.values():
-            if run.outcome == "running":
-                run.outcome = "interrupted"
-        state.serial += 1
-        etag = backend.write(flow, state, etag)
-        backend.journal_clear(flow)
-    return state, etag
+        # The usual aftermath of a killed apply: say how to go on.
+        why = f"its process {held.pid} is gone" if held.holder_gone() else "its lease has expired"
+        raise LockHeldError(f"{e.message}; {why}: run again with --break-expired-lock to take the lock over",
+                            file=e.file) from None
 
 
 class Scheduler:
     def __init__(self, *, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Any, blobs: Any,
-                 backend: Any, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
+                 lease: Lease, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
                  cancel: threading.Event, attach: dict[str, dict[str, Any]] | None = None) -> None:
         self.attach = attach or {}  # recover: address -> {"job_id", "key"} of jobs still running
         self.graph, self.plan, self.state, self.keyer = graph, plan, state, keyer
-        self.provider, self.blobs, self.backend, self.run = provider, blobs, backend, run
+        self.provider, self.blobs, self.lease, self.run = provider, blobs, lease, run
         self.logs_dir, self.opts, self.reporter, self.cancel = logs_dir, opts, reporter, cancel
         self.outputs: dict[str, dict[str, OutputRecord]] = {}
         self.outcomes: dict[str, NodeOutcome] = {}
         self.stopping = False  # set by the node that fails first (without --keep-going): nothing new starts
+        self.lost_lock = False  # set when the lock can no longer be shown to be ours: nothing new starts
         self._known: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}  # address -> (key, fp, display)
         self._lock = threading.Lock()
         self.presence = BlobPresence(blobs)
 
     # -- journal -----------------------------------------------------------------------------
-    def _journal(self, record: dict[str, Any], durable: bool = True) -> None:
+    def _journal(self, record: journal.JournalRecord, durable: bool = True) -> None:
         # Not under self._lock: a backend orders its own appends, and holding the scheduler's lock through an
         # fsync (or an S3 PUT) stalled every other worker. A node's own records come from one thread, in order.
-        self.backend.journal_append(self.graph.workflow, record, durable)
+        self.lease.append(record, durable)
+
+    def _may_start(self) -> bool:
+        """Whether this apply provably still holds the state lock; once it cannot show that, nothing new starts
+        (a paused apply whose lease ran out may have been taken over)."""
+        if self.lease.holds():
+            return True
+        self.lost_lock = True
+        return False
 
     def _record(self, node: NodeRecord, cache: CacheEntry | None) -> None:
-        self._journal(journal.node_finished(self.run.id, node, cache))
+        self._journal(journal.NodeFinished(run_id=self.run.id, node=node, cache=cache))
         with self._lock:
             self.state.nodes[node.address] = node
             if cache is not None:
@@ -290,7 +256,8 @@ class Scheduler:
             if handle is not None:
                 self.reporter.event(outcome, f"re-attached to running job {handle.job_id}")
                 # The resumed run records the job too: a recover that dies in turn re-attaches to it again.
-                self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt))
+                self._journal(journal.NodeStarted(run_id=self.run.id, address=address, key=key, job_id=handle.job_id,
+                                                  attempt=spec.attempt))
                 outcome.job_id = handle.job_id
                 outcome.result = "running"
                 result = _Result.of(self.provider.wait(handle, spec, self.cancel, outcome.hear_status))
@@ -301,16 +268,18 @@ class Scheduler:
                                              "starting the node again")
                 handle = None
             if handle is None:
+                if not self._may_start():
+                    return _Result(status="cancelled", error=LOST_LOCK, error_is_final=True)
                 if self.provider.jobs_outlive_the_process:
                     # A job that outlives this process may start and the process die before its id is
                     # journaled: this intent lets recover find it by run, node and attempt (no second start).
-                    self._journal({"type": "node_starting", "run_id": self.run.id, "address": address,
-                                   "key": key, "attempt": spec.attempt, "at": now()})
+                    self._journal(journal.NodeStarting(run_id=self.run.id, address=address, key=key,
+                                                       attempt=spec.attempt))
                 handle = self.provider.start(spec)
                 # A job that dies with this process need not have its start forced to disk (one fsync less
                 # per node); the id of one that outlives it must survive anything, for recover to re-attach.
-                self._journal(journal.node_started(self.run.id, address, key, handle.job_id, spec.attempt),
-                              durable=self.provider.jobs_outlive_the_process)
+                self._journal(journal.NodeStarted(run_id=self.run.id, address=address, key=key, job_id=handle.job_id,
+                                                  attempt=spec.attempt), durable=self.provider.jobs_outlive_the_process)
                 self.reporter.event(outcome, f"started {handle.job_id}" +
                                     (f" (attempt {spec.attempt})" if spec.attempt > 1 else ""))
             outcome.job_id = handle.job_id
@@ -344,7 +313,7 @@ class Scheduler:
         changed = True
         with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node") as pool:
             while todo or running:
-                if changed or self.cancel.is_set() or self.stopping:
+                if changed or self.cancel.is_set() or self.stopping or self.lost_lock:
                     todo = self._pass(todo, running, pool, workers, thorough=trouble)
                 if not running:
                     for address in todo:  # nothing runs and nothing can start: never expected, never a hang
@@ -394,7 +363,7 @@ class Scheduler:
         Unless `thorough` (something failed, was cancelled, or we are stopping), nothing needs skipping, so
         the pass ends as soon as every worker is busy: O(ready) per completion, not O(nodes)."""
         waiting: list[str] = []
-        quick = not (thorough or self.cancel.is_set() or self.stopping)
+        quick = not (thorough or self.cancel.is_set() or self.stopping or self.lost_lock)
         for i, address in enumerate(todo):
             if quick and len(running) >= workers:
                 waiting.extend(todo[i:])
@@ -404,6 +373,8 @@ class Scheduler:
                 self._skip(address, UPSTREAM_FAILED)
             elif self.cancel.is_set():
                 self._skip(address, "not started: apply interrupted")
+            elif self.lost_lock:
+                self._skip(address, LOST_LOCK)
             elif any(u.result == "cancelled" for u in ups):
                 self._skip(address, "skipped: upstream cancelled")
             elif self.stopping and not any(u.result == "running" for u in ups):
@@ -505,23 +476,8 @@ def start_run(flow: str, graph: FlowGraph, flow_digest: str, provider: str, inpu
                      **run_graph(graph))
 
 
-def finish_state(backend: Any, flow: str, forget: list[str]) -> State:
-    """Fold this run's journal into the stored state (serial + 1), compare-and-swap, then clear the journal."""
-    stored, etag = backend.read(flow)
-    state = journal.fold(stored or State(flow=flow), backend.journal_read(flow))
-    for address in forget:
-        state.nodes.pop(address, None)
-    state.serial += 1
-    try:
-        backend.write(flow, state, etag)
-    except StateError:
-        raise
-    backend.journal_clear(flow)
-    return state
-
-
 def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Any, blobs: Any,
-                 backend: Any, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
+                 lease: Lease, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
                  cancel: threading.Event, on_start: Callable[[], None] | None = None,
                  attach: dict[str, dict[str, Any]] | None = None, resumed: bool = False) -> tuple[dict[str, NodeOutcome], State]:
     """Run the plan; the run record and every node result are journaled; the state is written at the end.
@@ -529,12 +485,12 @@ def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer
     `resumed`: `run` is an earlier, partial run that recover finishes under the same id.
     """
     if resumed:
-        backend.journal_append(graph.workflow, journal.run_resumed(run.id))
+        lease.append(journal.RunResumed(run_id=run.id))
     else:
-        backend.journal_append(graph.workflow, journal.run_started(run))
+        lease.append(journal.RunStarted(run=run))
         state.runs[run.id] = run
     scheduler = Scheduler(graph=graph, plan=plan, state=state, keyer=keyer, provider=provider, blobs=blobs,
-                          backend=backend, run=run, logs_dir=logs_dir, opts=opts, reporter=reporter, cancel=cancel,
+                          lease=lease, run=run, logs_dir=logs_dir, opts=opts, reporter=reporter, cancel=cancel,
                           attach=attach)
     reporter.attach(scheduler.outcomes)
     if on_start:
@@ -544,10 +500,12 @@ def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer
     if resumed and outcome == "succeeded":
         outcome = "recovered"
     failures = [f"{o.address}: {o.detail}" for o in outcomes.values() if o.result == "failed"]
-    backend.journal_append(graph.workflow, journal.run_finished(run.id, outcome, counts_of(outcomes),
-                                                                "; ".join(failures)[:500] or None))
+    if scheduler.lost_lock:
+        outcome = "interrupted"
+    lease.append(journal.RunFinished(run_id=run.id, outcome=outcome, counts=counts_of(outcomes),
+                                     error="; ".join(failures)[:500] or None))
     forget = [c.address for c in plan.nodes if c.action == "forget"]
-    final = finish_state(backend, graph.workflow, forget)
+    final = lease.finish(forget)  # raises LockLostError when the lock was lost: nothing is written then
     run_timeline.write(run_timeline.timeline_path(logs_dir, graph.workflow, run.id),
                        run_timeline.from_outcomes(graph=graph, plan=plan, run=run, outcomes=outcomes, state=final))
     return outcomes, final

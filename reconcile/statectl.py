@@ -1,57 +1,27 @@
-"""State surgery used by `flows state/cache/runs`: every change under the lock, compare-and-swap, serial + 1."""
+"""State surgery used by `flows state/cache/runs`: pure changes of a State, applied under the lock by the
+StateStore (`store.mutate`), which writes them compare-and-swap with serial + 1."""
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from vocab.errors import StateError
 from reconcile.fingerprint import cache_key
 from vocab.flytetypes import is_dir
-from state.backend import LockInfo
 from state.model import State
+from state.store import Lease, StateStore
 
 
 @contextlib.contextmanager
-def locked(backend: Any, flow: str, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
-    lock = backend.lock(flow, LockInfo(operation=operation), timeout=timeout)
-    try:
-        yield lock
-    finally:
-        with contextlib.suppress(StateError):
-            backend.unlock(flow, lock.id)
-
-
-@contextlib.contextmanager
-def all_locked(backend: Any, flows: list[str], operation: str) -> Iterator[None]:
+def all_locked(stores: list[StateStore], operation: str) -> Iterator[dict[str, Lease]]:
     """Every flow's lock at once (in name order, so two such commands cannot deadlock): while blobs are
     deleted, no apply may be producing outputs that nothing references yet."""
     with contextlib.ExitStack() as stack:
-        for flow in sorted(set(flows)):
-            stack.enter_context(locked(backend, flow, operation))
-        yield
-
-
-def mutate(backend: Any, flow: str, operation: str, change: Callable[[State], None]) -> State:
-    """Lock, fold any leftover journal, apply `change`, write with serial + 1 (the previous version is kept)."""
-    from reconcile.apply import fold_leftover_journal
-    with locked(backend, flow, operation):
-        state, etag = fold_leftover_journal(backend, flow)
-        if etag is None:
-            raise StateError(f"flow '{flow}' has no state yet")
-        change(state)
-        state.serial += 1
-        backend.write(flow, state, etag)
-        return state
-
-
-def settle_dead_runs(state: State, lock: LockInfo | None) -> None:
-    """Runs a journal still shows as `running` whose apply is gone (no lock of theirs, or its lease expired or
-    its process died) are shown as `interrupted`, as the next folding command will record them."""
-    for run in state.runs.values():
-        if run.outcome == "running" and (lock is None or lock.run_id != run.id or lock.expired()
-                                         or lock.holder_gone()):
-            run.outcome = "interrupted"
+        leases = {}
+        for store in sorted(stores, key=lambda s: s.flow):
+            leases[store.flow] = stack.enter_context(store.locked(operation))
+        yield leases
 
 
 def remove_nodes(state: State, addresses: list[str]) -> list[str]:

@@ -1,25 +1,13 @@
 """One command's view of a project: configuration, state backend, blob store, provider, stat cache."""
 from __future__ import annotations
 
-import dataclasses
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from reconcile.config import FlowsConfig, load_config, make_backend, make_blob_store, make_provider
 from vocab.digest import StatCache
-from state.journal import fold
-from state.model import State
-
-
-@dataclasses.dataclass
-class StateView:
-    """The state as stored (`etag`), and with any leftover journal folded in (`state`)."""
-
-    state: State
-    stored: State | None
-    etag: str | None
-    journal: list[dict[str, Any]]
+from state.store import StateStore, StateView
 
 
 class Workspace:
@@ -47,13 +35,13 @@ class Workspace:
     def logs_dir(self) -> Path:
         return self.config.dir / "logs"
 
+    def store(self, flow: str) -> StateStore:
+        """The one owner of `flow`'s state: every read and change of it goes through this."""
+        return StateStore(self.backend, flow, self.config.backend.lease_seconds)
+
     def read_state(self, flow: str) -> StateView:
         """Read without locking; a journal left by a crashed apply is folded in memory (not written)."""
-        stored, etag = self.backend.read(flow)
-        journal = self.backend.journal_read(flow)
-        base = stored or State(flow=flow)
-        state = fold(base, journal) if journal else base
-        return StateView(state=state, stored=stored, etag=etag, journal=journal)
+        return self.store(flow).view()
 
     def remote_digest(self, uri: str) -> str:
         """Digest of an s3:// input, cached by (uri, etag, size) so an unchanged object is not re-read."""

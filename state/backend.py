@@ -1,7 +1,9 @@
-"""The Backend protocol: where a flow's state, its lock and its journal live.
+"""The Backend protocol: where a flow's state, its lock and its journal live, as bytes.
 
-Backends know nothing of flows beyond the state model. Every write is compare-and-swap against
-the token (`etag`) the caller read, so no update is ever silently lost.
+Backends move bytes and nothing more (as Terraform's remote-state clients): compare-and-swap of the state
+document, the lock and its lease, journal append and read, history. Parsing, serialising, masking, serial,
+lineage, fencing and journal folding belong to the one StateStore (state/store.py). Every write is
+compare-and-swap against the token (`etag`) the caller read, so no update is ever silently lost.
 """
 from __future__ import annotations
 
@@ -10,11 +12,17 @@ import getpass
 import os
 import socket
 import uuid
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from state.model import State, now
+from vocab.errors import StateError
+from state.model import now
+
+
+class LockLostError(StateError):
+    """This process no longer holds the lock it worked under (taken over or released by someone else)."""
 
 
 class LockInfo(BaseModel):
@@ -28,6 +36,10 @@ class LockInfo(BaseModel):
     created: str = Field(default_factory=now)
     run_id: str | None = None
     expires: str | None = None  # lease end (UTC ISO); renewed by the holder while it works
+    # Where the pid means something: a pid names a process only on the same boot and in the same PID namespace
+    # (a container with host networking shares the host name, not the pids).
+    boot_id: str | None = Field(default_factory=lambda: _boot_id())
+    pid_ns: str | None = Field(default_factory=lambda: _pid_ns())
 
     def expired(self, at: dt.datetime | None = None) -> bool:
         if not self.expires:
@@ -36,8 +48,12 @@ class LockInfo(BaseModel):
         return dt.datetime.fromisoformat(self.expires) < at
 
     def holder_gone(self) -> bool:
-        """Same host and the holding process no longer exists."""
-        if self.host != socket.gethostname():
+        """The holding process provably no longer exists: same host, same boot, same PID namespace, and no
+        process with its pid. Anything less proves nothing (a pid from another namespace names another process,
+        or none), so the answer is then False."""
+        if self.host != socket.gethostname() or not self.boot_id or not self.pid_ns:
+            return False
+        if self.boot_id != _boot_id() or self.pid_ns != _pid_ns():
             return False
         try:
             os.kill(self.pid, 0)
@@ -51,6 +67,20 @@ class LockInfo(BaseModel):
         lease = f", lease until {self.expires}" if self.expires else ""
         run = f", run {self.run_id}" if self.run_id else ""
         return f"lock {self.id} held by {self.who}@{self.host} (pid {self.pid}) for {self.operation} since {self.created}{run}{lease}"
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_ns() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
 
 
 def _user() -> str:
@@ -71,7 +101,7 @@ class HistoryEntry(BaseModel):
 
 
 class Backend(Protocol):
-    """Storage for per-flow state, lock and journal."""
+    """Storage for per-flow state, lock and journal: bytes only (see the module doc)."""
 
     kind: str
 
@@ -81,23 +111,26 @@ class Backend(Protocol):
 
     def list_flows(self) -> list[str]: ...
 
-    def read(self, flow: str) -> tuple[State | None, str | None]:
-        """The state and its version token (etag); (None, None) when the flow has no state yet."""
+    def read_bytes(self, flow: str) -> tuple[bytes | None, str | None]:
+        """The state document and its version token (etag); (None, None) when the flow has no state yet."""
         ...
 
-    def write(self, flow: str, state: State, expected_etag: str | None) -> str:
-        """Write if the stored token still equals `expected_etag` (None: must not exist); return the new token.
-
-        A lost race raises StateError; the previous version stays recoverable (backup / object version).
-        """
+    def write_bytes(self, flow: str, data: bytes, expected_etag: str | None, *, serial: int, lineage: str,
+                    lock_id: str | None = None) -> str | None:
+        """Write if the stored token still equals `expected_etag` (None: must not exist); the new token, or None
+        when the condition did not hold. `lock_id`: a backend that can check the lock in the same step as the
+        write (local: under its mutex) refuses (None) unless that lock is held. An ambiguous failure (no
+        answer) raises: the caller reads back to learn what happened. The previous version stays recoverable."""
         ...
 
     def lock(self, flow: str, info: LockInfo, *, timeout: float = 0.0, break_expired: bool = False) -> LockInfo:
-        """Take the flow's lock or raise LockHeldError naming the holder (polls up to `timeout` seconds)."""
+        """Take the flow's lock or raise LockHeldError naming the holder (polls up to `timeout` seconds).
+        A live lease is never broken; `break_expired` takes over a lock whose lease ended (or whose holder
+        provably died: LockInfo.holder_gone). Recognises its own lock (by id) after an unanswered write."""
         ...
 
     def renew(self, flow: str, info: LockInfo) -> LockInfo:
-        """Extend the lease of a lock we hold."""
+        """Extend the lease of a lock we hold; StateError when it is not ours any more."""
         ...
 
     def read_lock(self, flow: str) -> LockInfo | None: ...
@@ -108,15 +141,19 @@ class Backend(Protocol):
 
     def history(self, flow: str) -> list[HistoryEntry]: ...
 
-    def read_version(self, flow: str, version_id: str) -> State: ...
+    def read_version_bytes(self, flow: str, version_id: str) -> tuple[bytes, str]:
+        """One earlier version's bytes and where they came from (for messages)."""
+        ...
 
-    def journal_append(self, flow: str, record: dict[str, Any], durable: bool = True) -> None:
+    def journal_append(self, flow: str, data: bytes, durable: bool = True) -> None:
         """Make one journal record durable before returning (O(1): never rewrites the state).
 
         `durable=False`: written (a crash of this process keeps it) but not forced to disk; for records whose
         subject dies with the machine anyway (a local job's start)."""
         ...
 
-    def journal_read(self, flow: str) -> list[dict[str, Any]]: ...
+    def journal_read(self, flow: str) -> list[bytes]:
+        """The records in append order, up to the first damaged one (a torn last write)."""
+        ...
 
     def journal_clear(self, flow: str) -> None: ...

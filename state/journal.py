@@ -1,74 +1,162 @@
-"""The journal: one durable record per event of a run, folded into the state (serial + 1) later.
+"""The journal: one durable, typed record per event of a run, folded into the state (serial + 1) later.
 
-Folding is a pure function of (state, records) and idempotent, so a crash between writing the
-folded state and clearing the journal only folds the same records again.
+Records are a versioned pydantic discriminated union on `type` (as Dagster's typed events): `v` says the
+record schema, `fence` the lock generation of the writer. `parse_record` is the back-compat hook: a record
+written before versioning (no `v`) has the same fields and is read as version 1 without a fence; a record
+from a newer flows is refused with a clear error.
+
+Folding is a pure function of (state, records) and idempotent, so a crash between writing the folded
+state and clearing the journal only folds the same records again. A record whose writer had lost the
+lock (its fence is older than the state's) adds only its cache entry: a finished result is kept where it
+cannot mislead, but the node records and runs stay those of the legitimate holder.
 """
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from state.model import CacheEntry, NodeRecord, RunRecord, State, now
+from vocab.errors import StateError
+
+JOURNAL_VERSION = 1
 
 
-def run_started(run: RunRecord) -> dict[str, Any]:
-    return {"type": "run_started", "run": run.model_dump(mode="json")}
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    v: int = JOURNAL_VERSION
+    fence: int | None = None   # the writer's lock generation (None: written before fencing existed)
 
 
-def run_resumed(run_id: str) -> dict[str, Any]:
-    return {"type": "run_resumed", "run_id": run_id, "at": now()}
+class RunStarted(_Record):
+    type: Literal["run_started"] = "run_started"
+    run: RunRecord
 
 
-def node_started(run_id: str, address: str, key: str | None, job_id: str | None, attempt: int) -> dict[str, Any]:
-    return {"type": "node_started", "run_id": run_id, "address": address, "key": key, "job_id": job_id,
-            "attempt": attempt, "at": now()}
+class RunResumed(_Record):
+    type: Literal["run_resumed"] = "run_resumed"
+    run_id: str
+    at: str = Field(default_factory=now)
 
 
-def node_finished(run_id: str, node: NodeRecord, cache: CacheEntry | None) -> dict[str, Any]:
-    return {"type": "node_finished", "run_id": run_id, "node": node.model_dump(mode="json"),
-            "cache": cache.model_dump(mode="json") if cache else None}
+class NodeStarting(_Record):
+    """The intent to start a job that outlives this process: recover finds it by run, node and attempt."""
+
+    type: Literal["node_starting"] = "node_starting"
+    run_id: str
+    address: str
+    key: str | None = None
+    attempt: int = 1
+    at: str = Field(default_factory=now)
 
 
-def run_finished(run_id: str, outcome: str, counts: dict[str, int], error: str | None = None) -> dict[str, Any]:
-    return {"type": "run_finished", "run_id": run_id, "outcome": outcome, "counts": counts, "error": error,
-            "at": now()}
+class NodeStarted(_Record):
+    type: Literal["node_started"] = "node_started"
+    run_id: str
+    address: str
+    key: str | None = None
+    job_id: str | None = None
+    attempt: int = 1
+    at: str = Field(default_factory=now)
 
 
-def fold(state: State, records: list[dict[str, Any]]) -> State:
-    """Apply journal records to a copy of `state` (serial is the writer's business)."""
+class NodeFinished(_Record):
+    type: Literal["node_finished"] = "node_finished"
+    run_id: str
+    node: NodeRecord
+    cache: CacheEntry | None = None
+
+
+class RunFinished(_Record):
+    type: Literal["run_finished"] = "run_finished"
+    run_id: str
+    outcome: str
+    counts: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+    at: str = Field(default_factory=now)
+
+
+JournalRecord = Annotated[Union[RunStarted, RunResumed, NodeStarting, NodeStarted, NodeFinished, RunFinished],
+                          Field(discriminator="type")]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(JournalRecord)
+
+
+def parse_record(data: bytes | str | dict[str, Any], source: str) -> JournalRecord:
+    """One record from its stored form; upgrades an older record, refuses a newer or unknown one."""
+    raw = json.loads(data) if isinstance(data, (bytes, str)) else data
+    if not isinstance(raw, dict):
+        raise StateError("a journal record is not a JSON object", file=source)
+    version = raw.get("v", 1)  # version 0 (no `v`) had the fields of version 1, without a fence
+    if not isinstance(version, int) or version > JOURNAL_VERSION:
+        raise StateError(f"journal record version {version} was written by a newer flows; this flows reads up "
+                         f"to version {JOURNAL_VERSION}. Upgrade flows.", file=source)
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise StateError(f"journal record {raw.get('type')!r} does not match the schema: {loc}: {first['msg']}",
+                         file=source) from None
+
+
+def dump_record(record: JournalRecord) -> str:
+    return record.model_dump_json(exclude_none=False)
+
+
+def fold(state: State, records: list[JournalRecord]) -> State:
+    """Apply journal records to a copy of `state` (serial is the store's business)."""
     out = state.model_copy(deep=True)
     for rec in records:
-        kind = rec.get("type")
-        if kind == "run_started":
-            run = RunRecord.model_validate(rec["run"])
-            if run.id not in out.runs:
-                out.runs[run.id] = run
-        elif kind == "run_resumed":
-            run = out.runs.get(rec["run_id"])
+        stale = rec.fence is not None and rec.fence < out.fence
+        if isinstance(rec, NodeFinished):
+            if rec.cache is not None and not (stale and rec.cache.key in out.cache):
+                out.cache[rec.cache.key] = rec.cache
+            if stale:
+                continue
+            out.nodes[rec.node.address] = rec.node
+            run = out.runs.get(rec.run_id)
+            if run is not None and rec.node.address in run.jobs:
+                run.jobs[rec.node.address]["status"] = rec.node.status
+                if rec.node.job_id:
+                    run.jobs[rec.node.address]["job_id"] = rec.node.job_id
+            continue
+        if stale:
+            continue
+        if isinstance(rec, RunStarted):
+            if rec.run.id not in out.runs:
+                out.runs[rec.run.id] = rec.run.model_copy(deep=True)
+        elif isinstance(rec, RunResumed):
+            run = out.runs.get(rec.run_id)
             if run is not None:
                 run.outcome = "running"
-                run.recovered_at = rec.get("at")
-        elif kind == "node_started":
-            run = out.runs.get(rec["run_id"])
+                run.recovered_at = rec.at
+        elif isinstance(rec, NodeStarted):
+            run = out.runs.get(rec.run_id)
             if run is not None:
-                run.jobs[rec["address"]] = {"key": rec.get("key"), "job_id": rec.get("job_id"),
-                                           "attempt": rec.get("attempt"), "started_at": rec.get("at"),
-                                           "status": "running"}
-        elif kind == "node_finished":
-            node = NodeRecord.model_validate(rec["node"])
-            out.nodes[node.address] = node
-            if rec.get("cache"):
-                entry = CacheEntry.model_validate(rec["cache"])
-                out.cache[entry.key] = entry
-            run = out.runs.get(rec["run_id"])
-            if run is not None and node.address in run.jobs:
-                run.jobs[node.address]["status"] = node.status
-                if node.job_id:
-                    run.jobs[node.address]["job_id"] = node.job_id
-        elif kind == "run_finished":
-            run = out.runs.get(rec["run_id"])
+                run.jobs[rec.address] = {"key": rec.key, "job_id": rec.job_id, "attempt": rec.attempt,
+                                         "started_at": rec.at, "status": "running"}
+        elif isinstance(rec, RunFinished):
+            run = out.runs.get(rec.run_id)
             if run is not None:
-                run.outcome = rec["outcome"]
-                run.counts = rec.get("counts") or {}
-                run.finished_at = rec.get("at")
-                run.error = rec.get("error")
+                run.outcome = rec.outcome  # type: ignore[assignment]
+                run.counts = rec.counts
+                run.finished_at = rec.at
+                run.error = rec.error
     return out
+
+
+def unjournaled_starts(records: list[JournalRecord], run_id: str) -> dict[str, NodeStarting]:
+    """address -> the intent to start a job (`node_starting`) that a dead process journaled without living to
+    journal the job's id: the job may or may not exist."""
+    pending: dict[str, NodeStarting] = {}
+    for rec in records:
+        if getattr(rec, "run_id", None) != run_id:
+            continue
+        if isinstance(rec, NodeStarting):
+            pending[rec.address] = rec
+        elif isinstance(rec, NodeStarted):
+            pending.pop(rec.address, None)
+        elif isinstance(rec, NodeFinished):
+            pending.pop(rec.node.address, None)
+    return pending

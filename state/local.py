@@ -8,16 +8,14 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import contextlib
 
 from blake3 import blake3
 
 from vocab.errors import LockHeldError, StateError
-from vocab.masking import redact
-from state.backend import HistoryEntry, LockInfo
-from state.model import State, parse_state
+from state.backend import HistoryEntry, LockInfo, LockLostError
 
 FLOW_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 KEEP_BACKUPS = 50
@@ -86,13 +84,12 @@ class LocalBackend:
         names |= {p.name[:-len(".journal.jsonl")] for p in self.root.glob("*.journal.jsonl")}
         return sorted(names)
 
-    def read(self, flow: str) -> tuple[State | None, str | None]:
-        path = self._path(flow)
+    def read_bytes(self, flow: str) -> tuple[bytes | None, str | None]:
         try:
-            data = path.read_bytes()
+            data = self._path(flow).read_bytes()
         except FileNotFoundError:
             return None, None
-        return parse_state(data, str(path)), etag_of(data)
+        return data, etag_of(data)
 
     def _current_etag(self, path: Path) -> str | None:
         try:
@@ -100,14 +97,16 @@ class LocalBackend:
         except FileNotFoundError:
             return None
 
-    def write(self, flow: str, state: State, expected_etag: str | None) -> str:
+    def write_bytes(self, flow: str, data: bytes, expected_etag: str | None, *, serial: int, lineage: str,
+                    lock_id: str | None = None) -> str | None:
         path = self._path(flow)
-        data = redact(state.to_json()).encode()
-        with self._mutex(flow):
-            current = self._current_etag(path)
-            if current != expected_etag:
-                raise StateError("the state changed since it was read (another writer); nothing was written. "
-                                 "Run the command again.", file=str(path))
+        with self._mutex(flow):  # the lock file is created and removed under this mutex too: one atomic step
+            if lock_id is not None:
+                held = self.read_lock(flow)
+                if held is None or held.id != lock_id:
+                    return None
+            if self._current_etag(path) != expected_etag:
+                return None
             if path.exists():
                 old = path.read_bytes()
                 fsync_write(path.with_name(path.name + ".bak"), old)
@@ -154,16 +153,13 @@ class LocalBackend:
         return HistoryEntry(version_id=version_id, serial=serial, lineage=lineage, modified=modified,
                             size=st.st_size, latest=latest)
 
-    def read_version(self, flow: str, version_id: str) -> State:
-        if version_id == "latest":
-            state, _ = self.read(flow)
-            if state is None:
-                raise StateError(f"flow '{flow}' has no state")
-            return state
-        path = self._history_dir(flow) / f"{version_id}.json"
+    def read_version_bytes(self, flow: str, version_id: str) -> tuple[bytes, str]:
+        path = self._path(flow) if version_id == "latest" else self._history_dir(flow) / f"{version_id}.json"
         if "/" in version_id or not path.is_file():
+            if version_id == "latest":
+                raise StateError(f"flow '{flow}' has no state", file=str(path))
             raise StateError(f"no version '{version_id}' of flow '{flow}' (see `flows state history`)")
-        return parse_state(path.read_bytes(), str(path))
+        return path.read_bytes(), str(path)
 
     # -- lock --------------------------------------------------------------------------------
     def read_lock(self, flow: str) -> LockInfo | None:
@@ -206,7 +202,7 @@ class LocalBackend:
         with self._mutex(flow):
             held = self.read_lock(flow)
             if held is None or held.id != info.id:
-                raise StateError(f"lost the state lock {info.id} (it was broken by someone else)",
+                raise LockLostError(f"lost the state lock {info.id} (it was broken by someone else)",
                                  file=str(self._path(flow, ".lock")))
             info = self._lease(info)
             fsync_write(self._path(flow, ".lock"), info.model_dump_json().encode())
@@ -222,30 +218,26 @@ class LocalBackend:
             self._path(flow, ".lock").unlink(missing_ok=True)
 
     # -- journal -----------------------------------------------------------------------------
-    def journal_append(self, flow: str, record: dict[str, Any], durable: bool = True) -> None:
+    def journal_append(self, flow: str, data: bytes, durable: bool = True) -> None:
         self._ensure_root()
-        line = (redact(json.dumps(record, separators=(",", ":"), default=str)) + "\n").encode()
         fd = os.open(self._path(flow, ".journal.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, line)
+            os.write(fd, data.rstrip(b"\n") + b"\n")
             if durable:
                 os.fsync(fd)
         finally:
             os.close(fd)
 
-    def journal_read(self, flow: str) -> list[dict[str, Any]]:
+    def journal_read(self, flow: str) -> list[bytes]:
         path = self._path(flow, ".journal.jsonl")
         try:
-            lines = path.read_bytes().splitlines()
+            data = path.read_bytes()
         except FileNotFoundError:
             return []
-        out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                break  # a torn last line from a crash mid-write: everything before it is intact
-        return out
+        lines = data.split(b"\n")
+        # The last line is complete only if the file ends with a newline: a crash mid-write leaves it torn,
+        # and everything before it is intact.
+        return [line for line in lines[:-1] if line]
 
     def journal_clear(self, flow: str) -> None:
         self._path(flow, ".journal.jsonl").unlink(missing_ok=True)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vocab.errors import StateError
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: `fence` (the lock generation that last fenced the state), runs' `masked_inputs`
 TOOL_VERSION = "0.1.0"
 
 NodeStatus = Literal["succeeded", "failed", "running", "cancelled", "skipped"]
@@ -112,6 +112,9 @@ class RunRecord(BaseModel):
     outcome: RunOutcome = "running"
     error: str | None = None
     recovered_at: str | None = None
+    # input name -> digest of its value, for inputs whose recorded value is masked (it looked like a secret):
+    # recover asks for those values again and checks them against these digests, never runs with the mask.
+    masked_inputs: dict[str, str] = Field(default_factory=dict)
     # address -> {"key", "job_id", "attempt", "started_at", "status"}: what was launched, for recover.
     jobs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # The flow's artifact declarations and input edges as applied: `flows artifacts` and `flows lineage` read
@@ -126,6 +129,9 @@ class State(BaseModel):
     version: int = STATE_VERSION
     serial: int = 0
     lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    # The generation of the lock that last fenced this state: a holder whose lock generation is older lost
+    # its lock to a takeover and may not write (checked in the same compare-and-swap as the write).
+    fence: int = 0
     tool_version: str = TOOL_VERSION
     flow: str
     nodes: dict[str, NodeRecord] = Field(default_factory=dict)
@@ -136,8 +142,13 @@ class State(BaseModel):
         return self.model_dump_json(indent=1)
 
 
+def _upgrade_1(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had no fence (every lock generation starts at 0) and no masked-input digests."""
+    return {**raw, "version": 2, "fence": 0}
+
+
 # Upgrade functions, one per older schema version: UPGRADES[n] turns a version-n dict into n+1.
-UPGRADES: dict[int, Any] = {}
+UPGRADES: dict[int, Any] = {1: _upgrade_1}
 
 
 @contextlib.contextmanager

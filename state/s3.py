@@ -18,12 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 
-from vocab.errors import ConfigError, LockHeldError, StateError
+from vocab.errors import ConfigError, FlowsError, LockHeldError, StateError
 from vocab.masking import redact
-from state.backend import HistoryEntry, LockInfo
+from state.backend import HistoryEntry, LockInfo, LockLostError
 from state.s3_client import WORKERS, error_code, make_client, s3_errors
 from state.local import FLOW_NAME, check_flow_name
-from state.model import State, parse_state
 
 POLL_SECONDS = 0.5      # how often a waiting `lock(timeout=...)` looks again
 HISTORY_LIMIT = 100     # newest versions listed by `history` (older ones stay readable by id)
@@ -119,25 +118,21 @@ class S3Backend:
                 found.add(name)
         return sorted(found)
 
-    def read(self, flow: str) -> tuple[State | None, str | None]:
-        key = self._key(flow)
-        got = self._get(key)
+    def read_bytes(self, flow: str) -> tuple[bytes | None, str | None]:
+        got = self._get(self._key(flow))
         if got is None:
             return None, None
         data, resp = got
-        return parse_state(data, self._uri(key)), str(resp["ETag"])
+        return data, str(resp["ETag"])
 
-    def write(self, flow: str, state: State, expected_etag: str | None) -> str:
-        key = self._key(flow)
+    def write_bytes(self, flow: str, data: bytes, expected_etag: str | None, *, serial: int, lineage: str,
+                    lock_id: str | None = None) -> str | None:
+        # S3 cannot check the lock object in the same request: the fence inside the state (checked by the
+        # store through If-Match on the version it read) is the proof of holding the lock.
         cond = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
         # Metadata lets `history` show serial/lineage/who with one HEAD per version.
-        meta = {"serial": str(state.serial), "lineage": state.lineage, "who": _who()}
-        etag = self._put_if(key, redact(state.to_json()).encode(), cond, ContentType="application/json",
-                            Metadata=meta)
-        if etag is None:
-            raise StateError("the state changed since it was read (another writer); nothing was written. "
-                             "Run the command again.", file=self._uri(key))
-        return etag
+        meta = {"serial": str(serial), "lineage": lineage, "who": _who()}
+        return self._put_if(self._key(flow), data, cond, ContentType="application/json", Metadata=meta)
 
     def history(self, flow: str) -> list[HistoryEntry]:
         key = self._key(flow)
@@ -165,15 +160,15 @@ class S3Backend:
                             lineage=lineage, who=who, size=v.get("Size"), latest=bool(v.get("IsLatest")),
                             modified=v["LastModified"].astimezone(dt.timezone.utc).isoformat(timespec="seconds"))
 
-    def read_version(self, flow: str, version_id: str) -> State:
+    def read_version_bytes(self, flow: str, version_id: str) -> tuple[bytes, str]:
         from botocore.exceptions import ClientError
 
         key = self._key(flow)
         if version_id == "latest":
-            state, _ = self.read(flow)
-            if state is None:
+            data, _ = self.read_bytes(flow)
+            if data is None:
                 raise StateError(f"flow '{flow}' has no state", file=self._uri(key))
-            return state
+            return data, self._uri(key)
         with self._errors(key, "reading a version"):
             try:
                 data = self.s3.get_object(Bucket=self.bucket, Key=key, **_version(version_id))["Body"].read()
@@ -182,7 +177,7 @@ class S3Backend:
                     raise StateError(f"no version '{version_id}' of flow '{flow}' (see `flows state history`)",
                                      file=self._uri(key)) from None
                 raise
-        return parse_state(data, f"{self._uri(key)}?versionId={version_id}")
+        return data, f"{self._uri(key)}?versionId={version_id}"
 
     # -- lock ----------------------------------------------------------------------------------
     def _lock_key(self, flow: str) -> str:
@@ -206,16 +201,31 @@ class S3Backend:
         end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.lease_seconds)
         return info.model_copy(update={"expires": end.isoformat(timespec="milliseconds")})
 
-    def _put_lock(self, key: str, info: LockInfo, cond: dict[str, str]) -> bool:
+    def _put_lock(self, flow: str, info: LockInfo, cond: dict[str, str]) -> bool:
+        """Conditional PUT of the lock object. When the answer is lost (no answer at all, or a retry told that
+        the condition failed because the first attempt had landed), read back: the lock is ours if it carries
+        our nonce (the lock id) and our lease end."""
+        key = self._lock_key(flow)
         body = info.model_dump_json().encode()
-        return self._put_if(key, body, cond, ContentType="application/json") is not None
+        try:
+            if self._put_if(key, body, cond, ContentType="application/json") is not None:
+                return True
+        except FlowsError:
+            if not self._is_mine(flow, info):
+                raise
+            return True
+        return self._is_mine(flow, info)
+
+    def _is_mine(self, flow: str, info: LockInfo) -> bool:
+        got = self._read_lock(flow)
+        return got is not None and got[0].id == info.id and got[0].expires == info.expires
 
     def lock(self, flow: str, info: LockInfo, *, timeout: float = 0.0, break_expired: bool = False) -> LockInfo:
         key = self._lock_key(flow)
         deadline = time.monotonic() + timeout
         while True:
             mine = self._lease(info)
-            if self._put_lock(key, mine, {"IfNoneMatch": "*"}):
+            if self._put_lock(flow, mine, {"IfNoneMatch": "*"}):
                 return mine
             got = self._read_lock(flow)
             if got is None:
@@ -226,7 +236,7 @@ class S3Backend:
                 note = f"{info.operation} (broke lock {held.id} of {held.who}@{held.host}: {why})"
                 mine = self._lease(info.model_copy(update={"operation": note}))
                 # Overwrite only the exact lock we judged expired: of two breakers, one wins.
-                if self._put_lock(key, mine, {"IfMatch": etag}):
+                if self._put_lock(flow, mine, {"IfMatch": etag}):
                     return mine
                 continue
             if time.monotonic() >= deadline:
@@ -238,8 +248,8 @@ class S3Backend:
         key = self._lock_key(flow)
         got = self._read_lock(flow)
         new = self._lease(info)
-        if got is None or got[0].id != info.id or not self._put_lock(key, new, {"IfMatch": got[1]}):
-            raise StateError(f"lost the state lock {info.id} (it was broken by someone else)", file=self._uri(key))
+        if got is None or got[0].id != info.id or not self._put_lock(flow, new, {"IfMatch": got[1]}):
+            raise LockLostError(f"lost the state lock {info.id} (it was broken by someone else)", file=self._uri(key))
         return new
 
     def unlock(self, flow: str, lock_id: str) -> None:
@@ -276,34 +286,26 @@ class S3Backend:
         keys = self._journal_keys(flow)
         return int(keys[-1][len(self._journal_prefix(flow)):]) + 1 if keys else 0
 
-    def journal_append(self, flow: str, record: dict[str, Any], durable: bool = True) -> None:  # always durable
+    def journal_append(self, flow: str, data: bytes, durable: bool = True) -> None:  # always durable
         prefix = self._journal_prefix(flow)
-        body = redact(json.dumps(record, separators=(",", ":"), default=str)).encode()
         with self._journal_mutex:  # one sequence per flow in this process, in call order
             seq = self._journal_next.get(flow)
             for _ in range(5):
                 if seq is None:
                     seq = self._next_seq(flow)
-                if self._put_if(f"{prefix}{seq:012d}", body, {"IfNoneMatch": "*"}) is not None:
+                if self._put_if(f"{prefix}{seq:012d}", data, {"IfNoneMatch": "*"}) is not None:
                     self._journal_next[flow] = seq + 1
                     return
-                seq = None  # another process appended (it should hold the lock): skip past its records
+                seq = None  # another process appended (or our unanswered first try landed): skip past it
         raise StateError("could not append to the journal: another process keeps writing it",
                          file=self._uri(prefix))
 
-    def journal_read(self, flow: str) -> list[dict[str, Any]]:
+    def journal_read(self, flow: str) -> list[bytes]:
         keys = self._journal_keys(flow)
         with ThreadPoolExecutor(WORKERS) as pool:
             bodies = list(pool.map(self._get, keys))
-        out: list[dict[str, Any]] = []
-        for got in bodies:
-            if got is None:
-                continue  # deleted between listing and reading (a concurrent clear)
-            try:
-                out.append(json.loads(got[0]))
-            except ValueError:
-                break  # parity with the local journal: stop at a damaged record
-        return out
+        # (a record deleted between listing and reading went with a concurrent clear)
+        return [got[0] for got in bodies if got is not None]
 
     def journal_clear(self, flow: str) -> None:
         keys = self._journal_keys(flow)

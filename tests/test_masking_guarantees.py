@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from tests.fixtures.projects import flows, write_project
@@ -77,7 +78,8 @@ def test_recover_never_runs_a_node_with_a_masked_input(tmp_path: Path) -> None:
     assert r.code != 0, f"recover ran with the masked token:\n{r.text}"
     assert "--tok" in r.err and "Traceback" not in r.text, r.text
     assert TOKEN not in r.text
-    assert load_state(root).runs[next(iter(load_state(root).runs))].outcome != "recovered"
+    runs = run_flows("runs", "list", "--flow", "wf", "--json", cwd=root, env=env)
+    assert [r["outcome"] for r in json.loads(runs.out)] == ["interrupted"], runs.text
 
     r = run_flows("recover", "--flow", "wf", "--tok", "not-the-token", cwd=root, env=env)
     assert r.code != 0 and "--tok" in r.err, r.text  # a different value is not the one the run was started with

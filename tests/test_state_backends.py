@@ -21,7 +21,7 @@ import pytest
 from vocab.errors import ConfigError, LockHeldError, StateError
 from state.backend import LockInfo
 from state.local import LocalBackend
-from state.model import STATE_VERSION, RunRecord, State
+from state.model import STATE_VERSION, RunRecord, State, parse_state
 from tests.fixtures.s3 import FAKE_SECRET, Canned, S3Env, aws_env, fault_proxy, moto_endpoint, moto_with_auth, s3  # noqa: F401
 from tests.fixtures.waiting import wait_until
 
@@ -57,6 +57,31 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Kit:
                ("s3", env.endpoint, env.bucket))
 
 
+# Backends move bytes; these helpers parse and serialise as the StateStore does (without masking).
+def read(b: Any, flow: str = FLOW) -> tuple[State | None, str | None]:
+    data, etag = b.read_bytes(flow)
+    return (parse_state(data, b.describe(flow)) if data is not None else None), etag
+
+
+def write(b: Any, state: State, etag: str | None, flow: str = FLOW) -> str:
+    new = b.write_bytes(flow, state.to_json().encode(), etag, serial=state.serial, lineage=state.lineage)
+    if new is None:
+        raise StateError("the state changed since it was read")
+    return new
+
+
+def read_version(b: Any, version_id: str) -> State:
+    return parse_state(*b.read_version_bytes(FLOW, version_id))
+
+
+def record(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def records(b: Any, flow: str = FLOW) -> list[dict[str, Any]]:
+    return [json.loads(r) for r in b.journal_read(flow)]
+
+
 def poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     wait_until(condition, timeout, interval=0.02)
 
@@ -68,30 +93,30 @@ def bump(state: State) -> State:
 # -- state: read, write, compare-and-swap -----------------------------------------------------------
 def test_read_missing_then_create_and_read_back(kit: Kit) -> None:
     b = kit.make()
-    assert b.read(FLOW) == (None, None)
-    etag = b.write(FLOW, State(flow=FLOW, serial=1), None)
-    state, etag2 = kit.make().read(FLOW)
+    assert read(b) == (None, None)
+    etag = write(b, State(flow=FLOW, serial=1), None)
+    state, etag2 = read(kit.make())
     assert state is not None and state.serial == 1 and state.flow == FLOW
     assert etag2 == etag
 
 
 def test_write_against_a_stale_etag_is_refused_and_nothing_is_lost(kit: Kit) -> None:
     a, b = kit.make(), kit.make()
-    a.write(FLOW, State(flow=FLOW, serial=1), None)
-    state_a, etag_a = a.read(FLOW)
-    state_b, etag_b = b.read(FLOW)
+    write(a, State(flow=FLOW, serial=1), None)
+    state_a, etag_a = read(a)
+    state_b, etag_b = read(b)
     assert state_a and state_b
-    b.write(FLOW, bump(state_b), etag_b)  # b wins the race
+    write(b, bump(state_b), etag_b)  # b wins the race
     with pytest.raises(StateError, match="changed since it was read"):
-        a.write(FLOW, bump(state_a).model_copy(update={"runs": {}}), etag_a)
-    assert a.read(FLOW)[0].serial == 2  # b's update is intact
+        write(a, bump(state_a).model_copy(update={"runs": {}}), etag_a)
+    assert read(a)[0].serial == 2  # b's update is intact
 
 
 def test_creating_a_state_that_exists_is_refused(kit: Kit) -> None:
     b = kit.make()
-    b.write(FLOW, State(flow=FLOW, serial=1), None)
+    write(b, State(flow=FLOW, serial=1), None)
     with pytest.raises(StateError, match="changed since it was read"):
-        kit.make().write(FLOW, State(flow=FLOW, serial=1), None)
+        write(kit.make(), State(flow=FLOW, serial=1), None)
 
 
 @pytest.mark.parametrize("data, message", [
@@ -103,22 +128,22 @@ def test_corrupt_or_future_state_is_a_clear_error_naming_where(kit: Kit, data: b
     kit.put_raw(FLOW, data, "state")
     b = kit.make()
     with pytest.raises(StateError, match=message) as err:
-        b.read(FLOW)
+        read(b)
     assert b.describe(FLOW) in str(err.value)
     assert gc.isenabled(), "parsing switches the cyclic GC off for a moment, never for good"
 
 
 def test_flow_names_are_checked(kit: Kit) -> None:
     with pytest.raises(StateError, match="not a valid flow name"):
-        kit.make().read("../escape")
+        read(kit.make(), "../escape")
 
 
 def test_list_flows_shows_states_not_locks_or_journals(kit: Kit) -> None:
     b = kit.make()
     for flow in ("alpha", "beta"):
-        b.write(flow, State(flow=flow), None)
+        write(b, State(flow=flow), None, flow)
     b.lock("alpha", LockInfo())
-    b.journal_append("beta", {"type": "x"})
+    b.journal_append("beta", record({"type": "x"}))
     b.lock("gamma", LockInfo())  # locked but no state yet
     assert b.list_flows() == ["alpha", "beta"]
 
@@ -238,49 +263,49 @@ def test_an_unreadable_lock_is_held_until_force_unlocked(kit: Kit) -> None:
 # -- history -------------------------------------------------------------------------------------
 def test_history_lists_versions_and_reads_an_old_one(kit: Kit) -> None:
     b = kit.make()
-    etag = b.write(FLOW, State(flow=FLOW, serial=1), None)
-    state = b.read(FLOW)[0]
+    etag = write(b, State(flow=FLOW, serial=1), None)
+    state = read(b)[0]
     for _ in range(2):
         state = bump(state)
-        etag = b.write(FLOW, state, etag)
+        etag = write(b, state, etag)
     entries = b.history(FLOW)
     assert [e.serial for e in entries] == [3, 2, 1]
     assert entries[0].latest and not any(e.latest for e in entries[1:])
     assert all(e.lineage == state.lineage and e.modified for e in entries)
-    old = b.read_version(FLOW, entries[-1].version_id)
+    old = read_version(b, entries[-1].version_id)
     assert old.serial == 1 and old.lineage == state.lineage
-    assert b.read_version(FLOW, "latest").serial == 3
+    assert read_version(b, "latest").serial == 3
     with pytest.raises(StateError, match="no version"):
-        b.read_version(FLOW, "no-such-version")
+        read_version(b, "no-such-version")
 
 
 # -- journal -------------------------------------------------------------------------------------
 def test_a_flow_with_only_a_journal_is_listed(kit: Kit) -> None:
     b = kit.make()
-    b.write("other", State(flow="other"), None)
-    b.journal_append(FLOW, {"type": "run_started"})  # its first apply crashed before writing any state
+    write(b, State(flow="other"), None, "other")
+    b.journal_append(FLOW, record({"type": "run_started"}))  # its first apply crashed before writing any state
     assert b.list_flows() == sorted({"other", FLOW})
 
 
 def test_journal_append_read_in_order_and_clear(kit: Kit) -> None:
     b = kit.make()
-    etag = b.write(FLOW, State(flow=FLOW), None)
-    records = [{"type": "node_finished", "n": i} for i in range(12)]  # > 10: order is numeric, not textual
-    for r in records:
-        b.journal_append(FLOW, r)
-    assert kit.make().journal_read(FLOW) == records
-    assert b.read(FLOW)[1] == etag  # appending never rewrites the state
+    etag = write(b, State(flow=FLOW), None)
+    wanted = [{"type": "node_finished", "n": i} for i in range(12)]  # > 10: order is numeric, not textual
+    for r in wanted:
+        b.journal_append(FLOW, record(r))
+    assert records(kit.make()) == wanted
+    assert read(b)[1] == etag  # appending never rewrites the state
     b.journal_clear(FLOW)
-    assert b.journal_read(FLOW) == []
-    b.journal_append(FLOW, {"type": "again"})
-    assert kit.make().journal_read(FLOW) == [{"type": "again"}]
+    assert records(b) == []
+    b.journal_append(FLOW, record({"type": "again"}))
+    assert records(kit.make()) == [{"type": "again"}]
 
 
 def test_a_new_process_appends_after_existing_records(kit: Kit) -> None:
-    kit.make().journal_append(FLOW, {"n": 1})
+    kit.make().journal_append(FLOW, record({"n": 1}))
     later = kit.make()  # e.g. `flows recover` after a crash
-    later.journal_append(FLOW, {"n": 2})
-    assert later.journal_read(FLOW) == [{"n": 1}, {"n": 2}]
+    later.journal_append(FLOW, record({"n": 2}))
+    assert records(later) == [{"n": 1}, {"n": 2}]
 
 
 # -- 8 processes on one flow -----------------------------------------------------------------------
@@ -294,10 +319,10 @@ def _child_backend(spec: tuple[str, ...]) -> Any:
 
 def _add_run(backend: Any, run_id: str) -> None:
     """Read-modify-write: one more run in the state (serial + 1)."""
-    state, etag = backend.read(FLOW)
+    state, etag = read(backend)
     state = state or State(flow=FLOW)
     state.runs[run_id] = RunRecord(id=run_id, flow=FLOW)
-    backend.write(FLOW, bump(state), etag)
+    write(backend, bump(state), etag)
 
 
 def _locked_worker(spec: tuple[str, ...], n: int, rounds: int, holders: Any, peak: Any, out: Any) -> None:
@@ -379,7 +404,7 @@ def _run_workers(target: Callable[..., None], args: Callable[[int], tuple[Any, .
 
 
 def _final_runs(kit: Kit) -> tuple[set[str], int]:
-    state, _ = kit.make().read(FLOW)
+    state, _ = read(kit.make())
     assert state is not None
     return set(state.runs), state.serial
 
@@ -426,7 +451,7 @@ def test_s3_missing_bucket_is_a_config_error_naming_bucket_and_key(s3: S3Env) ->
 
     b = S3Backend(bucket="no-such-bucket-here", key="teams/{flow}.json", region="us-east-1",
                   endpoint_url=s3.endpoint, max_attempts=1)
-    for call in (lambda: b.read(FLOW), lambda: b.lock(FLOW, LockInfo()), lambda: b.list_flows()):
+    for call in (lambda: read(b), lambda: b.lock(FLOW, LockInfo()), lambda: b.list_flows()):
         with pytest.raises(ConfigError, match="bucket 'no-such-bucket-here' does not exist") as err:
             call()
         assert "s3://no-such-bucket-here/teams/" in str(err.value) and "\n" not in str(err.value)
@@ -439,7 +464,7 @@ def test_s3_endpoint_down_fails_quickly_and_clearly(s3: S3Env) -> None:
     b = S3Backend(bucket=s3.bucket, region="us-east-1", endpoint_url=endpoint, max_attempts=2, connect_timeout=1)
     start = time.monotonic()
     with pytest.raises(StateError, match="cannot reach S3") as err:
-        b.read(FLOW)
+        read(b)
     assert time.monotonic() - start < 5
     assert endpoint in str(err.value) and f"s3://{s3.bucket}/flows/{FLOW}.json" in str(err.value)
 
@@ -454,7 +479,7 @@ def test_s3_access_denied_is_clear_and_shows_no_secret(moto_with_auth: Any, monk
         b = S3Backend(bucket=moto_with_auth.bucket, region="us-east-1", endpoint_url=moto_with_auth.endpoint,
                       max_attempts=1)
         with pytest.raises(ConfigError, match="access denied") as err:
-            b.read(FLOW)
+            read(b)
         assert moto_with_auth.bucket in str(err.value) and sec not in str(err.value)
 
 
@@ -465,22 +490,22 @@ def test_s3_wrong_region_names_the_right_one(s3: S3Env, fault_proxy: Any) -> Non
     fault_proxy.always = Canned(301, "PermanentRedirect", {"x-amz-bucket-region": "eu-west-1"})
     b = S3Backend(bucket=s3.bucket, region="us-east-1", endpoint_url=fault_proxy.endpoint, max_attempts=1)
     with pytest.raises(ConfigError, match="not in region 'us-east-1'.*'eu-west-1'") as err:
-        b.read(FLOW)
+        read(b)
     assert f"s3://{s3.bucket}/flows/{FLOW}.json" in str(err.value)
 
 
 def test_s3_throttling_and_5xx_are_retried_by_botocore(s3: S3Env, fault_proxy: Any) -> None:
     from state.s3 import S3Backend
 
-    s3.backend().write(FLOW, State(flow=FLOW, serial=7), None)
+    write(s3.backend(), State(flow=FLOW, serial=7), None)
     fault_proxy.queue = [Canned(503, "SlowDown"), Canned(500, "InternalError")]
     b = S3Backend(bucket=s3.bucket, region="us-east-1", endpoint_url=fault_proxy.endpoint, max_attempts=3)
-    assert b.read(FLOW)[0].serial == 7
+    assert read(b)[0].serial == 7
     assert fault_proxy.requests == 3
     fault_proxy.queue = [Canned(503, "SlowDown")]
     once = S3Backend(bucket=s3.bucket, region="us-east-1", endpoint_url=fault_proxy.endpoint, max_attempts=1)
     with pytest.raises(StateError, match="SlowDown"):
-        once.read(FLOW)
+        read(once)
 
 
 def test_s3_no_credentials_or_unknown_profile_is_a_config_error(s3: S3Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -492,7 +517,7 @@ def test_s3_no_credentials_or_unknown_profile_is_a_config_error(s3: S3Env, monke
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     b = S3Backend(bucket=s3.bucket, region="us-east-1", endpoint_url=s3.endpoint, max_attempts=1)
     with pytest.raises(ConfigError, match="no AWS credentials"):
-        b.read(FLOW)
+        read(b)
 
 
 def test_s3_key_template_needs_the_flow(s3: S3Env) -> None:
@@ -507,9 +532,9 @@ def test_s3_key_template_needs_the_flow(s3: S3Env) -> None:
 def test_s3_encryption_applies_to_state_lock_and_journal(s3: S3Env, options: dict[str, Any],
                                                          expected: dict[str, str]) -> None:
     b = s3.backend(**options)
-    b.write(FLOW, State(flow=FLOW), None)
+    write(b, State(flow=FLOW), None)
     b.lock(FLOW, LockInfo())
-    b.journal_append(FLOW, {"n": 1})
+    b.journal_append(FLOW, record({"n": 1}))
     keys = s3.keys()
     assert len(keys) == 3
     for key in keys:
@@ -524,7 +549,7 @@ def test_s3_backend_is_built_from_the_project_config(s3: S3Env, tmp_path: Path) 
         f'[tool.flows.backend]\ntype = "s3"\nbucket = "{s3.bucket}"\nkey = "p/{{flow}}.json"\n'
         f'region = "us-east-1"\nendpoint_url = "{s3.endpoint}"\nlease_seconds = 5\n')
     b = make_backend(load_config(tmp_path))
-    b.write(FLOW, State(flow=FLOW), None)
+    write(b, State(flow=FLOW), None)
     assert s3.keys() == [f"p/{FLOW}.json"] and b.lease_seconds == 5
     assert b.describe(FLOW) == f"s3://{s3.bucket}/p/{FLOW}.json"
 
@@ -536,11 +561,11 @@ def test_s3_history_without_versioning_is_the_current_state(s3: S3Env) -> None:
     s3.client.create_bucket(Bucket=bucket)  # versioning never turned on
     try:
         b = S3Backend(bucket=bucket, region="us-east-1", endpoint_url=s3.endpoint, max_attempts=1)
-        etag = b.write(FLOW, State(flow=FLOW, serial=1), None)
-        b.write(FLOW, State(flow=FLOW, serial=2), etag)
+        etag = write(b, State(flow=FLOW, serial=1), None)
+        write(b, State(flow=FLOW, serial=2), etag)
         entries = b.history(FLOW)
         assert [(e.serial, e.latest) for e in entries] == [(2, True)]
-        assert b.read_version(FLOW, entries[0].version_id).serial == 2
+        assert read_version(b, entries[0].version_id).serial == 2
     finally:
         s3.client.delete_object(Bucket=bucket, Key=f"flows/{FLOW}.json")
         s3.client.delete_bucket(Bucket=bucket)

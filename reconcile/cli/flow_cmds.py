@@ -17,7 +17,7 @@ from rich.table import Table
 
 from reconcile.cli.main import app
 from reconcile.cli.output import out_console
-from vocab.errors import FlowsError, InputError, StalePlanError
+from vocab.errors import InputError, StalePlanError
 from vocab.masking import redact
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -290,29 +290,29 @@ def apply(
     if graph.failure_policy == "FAIL_AFTER_EXECUTABLE_NODES_COMPLETE":
         opts.keep_going = True
     run = start_run(flow, graph, prep.flow_digest, ws.provider.name, prep.inputs)
-    lock = take_lock(ws.backend, flow, "apply", run.id, opts)
-    if "(broke" in lock.operation:
-        err_console.print(f"[yellow]Took over an expired lock: {escape(lock.operation)}[/yellow]")
-    apply_session(prep, opts, run, lock, target=target, replace=replace, saved=saved, auto_approve=auto_approve)
+    lease = take_lock(ws.store(flow), "apply", run.id, opts)
+    if "(broke" in lease.info.operation:
+        err_console.print(f"[yellow]Took over an expired lock: {escape(lease.info.operation)}[/yellow]")
+    apply_session(prep, opts, run, lease, target=target, replace=replace, saved=saved, auto_approve=auto_approve)
 
 
-def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: list[str], replace: list[str],
+def apply_session(prep: Prepared, opts: Any, run: Any, lease: Any, *, target: list[str], replace: list[str],
                   saved: Any = None, auto_approve: bool = True, attach: dict[str, Any] | None = None,
                   resumed: bool = False) -> None:
-    """Under `lock` (released at the end): fold leftovers, plan, confirm, execute, summarise, exit code."""
-    from reconcile.apply import LeaseKeeper, execute_plan, fold_leftover_journal
+    """Under `lease` (released at the end; what a dead holder left is already folded): plan, confirm, execute,
+    summarise, exit code."""
+    from reconcile.apply import execute_plan
     from reconcile.progress import ConsoleReporter
     from reconcile.render_plan import print_plan
 
     ws, graph = prep.ws, prep.graph
-    flow = graph.workflow
     cancel = threading.Event()
     with contextlib.ExitStack() as stack:
         # Registered first, so it runs last: the lock is released on every way out.
-        stack.callback(_release, ws.backend, flow, lock.id)
-        with LeaseKeeper(ws.backend, flow, lock, ws.config.backend.lease_seconds) as lease:
-            stored_before, stored_etag = ws.backend.read(flow)
-            state, etag = fold_leftover_journal(ws.backend, flow, (stored_before, stored_etag))
+        stack.callback(lease.release)
+        with lease.keep_alive():
+            stored_before = lease.stored
+            state, etag = lease.state, lease.etag
             if resumed:
                 run = state.runs[run.id]
             the_plan = prep.make_plan(state, state.serial if etag else None, state.lineage if etag else None,
@@ -343,13 +343,13 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
             with reporter:
                 outcomes, final = execute_plan(
                     graph=graph, plan=the_plan, state=state, keyer=prep.keyer(), provider=ws.provider,
-                    blobs=ws.blobs, backend=ws.backend, run=run, logs_dir=ws.logs_dir, opts=opts,
+                    blobs=ws.blobs, lease=lease, run=run, logs_dir=ws.logs_dir, opts=opts,
                     reporter=reporter, cancel=cancel, attach=attach, resumed=resumed)
             ws.digests.save()
-        _release(ws.backend, flow, lock.id)  # before the summary: the next apply need not wait for it
-        if lease.error is not None:  # the run's writes were compare-and-swap protected; still, say it
-            err_console.print(f"[yellow]Warning: the state lock's lease could not be renewed: "
-                              f"{escape(str(lease.error))}[/yellow]")
+        lease.release()  # before the summary: the next apply need not wait for it
+        if lease.renew_error is not None:  # the writes were fenced and compare-and-swap protected; still, say it
+            err_console.print(f"[yellow]Warning: the state lock's lease could not always be renewed: "
+                              f"{escape(str(lease.renew_error))}[/yellow]")
         console.print(_summary_table(outcomes, run.id))
         _print_flow_outputs(graph, final, prep.inputs)
         result = final.runs[run.id].outcome
@@ -358,11 +358,6 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lock: Any, *, target: lis
         raise typer.Exit(130)
     if result not in ("succeeded", "recovered"):
         raise typer.Exit(1)
-
-
-def _release(backend: Any, flow: str, lock_id: str) -> None:
-    with contextlib.suppress(FlowsError):  # already released, or broken by someone else (said above)
-        backend.unlock(flow, lock_id)
 
 
 def _older_hits(plan: Any, state: Any) -> list[str]:

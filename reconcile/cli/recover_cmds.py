@@ -47,26 +47,25 @@ def _pick_run(state: Any, run_id: Optional[str]) -> Any:
 def _tidy(ws: Any, flow: str, view: Any, lock: Any) -> None:
     """Nothing to finish, but a dead apply may have left its lock and journal: release the one, record
     the other, so the next apply starts clean. A live holder's lock and journal are left alone."""
-    from reconcile.apply import fold_leftover_journal
-    from state.backend import LockInfo
     if _live(lock):
         return
+    store = ws.store(flow)
     if lock is not None:
-        ws.backend.unlock(flow, lock.id)
+        store.force_unlock(lock.id, "recover")  # fences the dead holder out, and records its journal
         console.print(f"Released the dead apply's lock {lock.id} (run {lock.run_id or 'not recorded'}).")
+    elif view.journal:
+        with store.locked("recover"):
+            pass  # taking the lock records what the dead apply left in the journal
     if view.journal:
-        mine = ws.backend.lock(flow, LockInfo(operation="recover"))
-        try:
-            state, _ = fold_leftover_journal(ws.backend, flow)
-        finally:
-            ws.backend.unlock(flow, mine.id)
-        console.print(f"Recorded the results the dead apply left in the journal (state serial {state.serial}).")
+        state, _ = store.read()
+        console.print(f"Recorded the results the dead apply left in the journal (state serial "
+                      f"{state.serial if state else 0}).")
 
 
 def _take_lock_for(ws: Any, flow: str, run: Any, opts: Any) -> Any:
     """Take the lock; break a held one only if it is the dead run's own (expired lease or process gone)."""
-    from state.backend import LockInfo
-    held = ws.backend.read_lock(flow)
+    store = ws.store(flow)
+    held = store.read_lock()
     if held is not None:
         if _live(held):
             raise LockHeldError(f"state is locked by a live process: {held.describe()}")
@@ -74,39 +73,24 @@ def _take_lock_for(ws: Any, flow: str, run: Any, opts: Any) -> Any:
             raise LockHeldError(f"state is locked by a process that is gone, but not by run {run.id}: "
                                 f"{held.describe()}. If nothing else is working on this flow, release it with "
                                 f"`flows state unlock {held.id}`")
-        ws.backend.unlock(flow, held.id)
+        store.force_unlock(held.id, "recover")
         console.print(f"[yellow]Broke the dead run's lock {held.id}.[/yellow]")
-    return ws.backend.lock(flow, LockInfo(operation="recover", run_id=run.id), timeout=opts.lock_timeout)
-
-
-def _unjournaled_starts(records: list[dict[str, Any]], run_id: str) -> dict[str, dict[str, Any]]:
-    """address -> the intent to start a job (`node_starting`) the dead process journaled without living
-    to journal the job's id: the job may or may not exist."""
-    pending: dict[str, dict[str, Any]] = {}
-    for rec in records:
-        if rec.get("run_id") != run_id:
-            continue
-        address = rec.get("address") or (rec.get("node") or {}).get("address")
-        if rec.get("type") == "node_starting":
-            pending[address] = rec
-        elif rec.get("type") in ("node_started", "node_finished"):
-            pending.pop(address, None)
-    return pending
+    return store.lock("recover", run_id=run.id, timeout=opts.lock_timeout)
 
 
 def _jobs_to_attach(view: Any, run: Any, provider: Any) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """(attach, found): address -> {"job_id", "key", ...} of every job the run launched that has not
     finished as far as the state knows; `found`: those found on the provider for a start the journal only
     announced."""
+    from state.journal import unjournaled_starts
     attach = {a: j for a, j in run.jobs.items() if j.get("status") == "running" and j.get("job_id")}
     found = {}
-    for address, intent in _unjournaled_starts(view.journal, run.id).items():
-        attempt = int(intent.get("attempt") or 1)
-        job_id = provider.find_started(run.id, address, attempt)
+    for address, intent in unjournaled_starts(view.journal, run.id).items():
+        job_id = provider.find_started(run.id, address, intent.attempt)
         if job_id is not None:
             console.print(f"Found job {job_id} of {escape(address)}: started, but the dead process did not "
                           "journal it.")
-            found[address] = {"job_id": job_id, "key": intent.get("key"), "attempt": attempt, "status": "running"}
+            found[address] = {"job_id": job_id, "key": intent.key, "attempt": intent.attempt, "status": "running"}
     return {**attach, **found}, found
 
 
@@ -151,30 +135,61 @@ def _dry_run(state: Any, run: Any, plan: Any, attach: dict[str, dict[str, Any]],
                   "Nothing was changed (--dry-run).")
 
 
-@app.command()
+def _run_inputs(run: Any, graph: Any, input_args: list[str]) -> dict[str, Any]:
+    """The inputs the run was started with. Those whose recorded values are masked (they looked like secrets)
+    must be given again (`--NAME VALUE`, as to apply) and match what the run was started with: recover never
+    runs a node with a mask in place of a value."""
+    from reconcile.inputs import resolve_inputs, split_cli_args
+    from state.store import masked_input_digest
+
+    given = split_cli_args(input_args)
+    unknown = sorted(set(given) - set(run.masked_inputs))
+    if unknown:
+        raise InputError(f"recover takes only the inputs whose values are masked in the state; "
+                         f"{', '.join('--' + n for n in unknown)} "
+                         f"{'is' if len(unknown) == 1 else 'are'} recorded in run {run.id}")
+    kept = {k: v for k, v in run.inputs.items() if k not in run.masked_inputs}
+    inputs = resolve_inputs(graph, given, kept) if given else dict(kept)
+    missing = [n for n in run.masked_inputs if n not in given]
+    wrong = [n for n in run.masked_inputs if n in given
+             and masked_input_digest(run.id, n, inputs[n]) != run.masked_inputs[n]]
+    if missing or wrong:
+        names = " ".join(f"--{n} VALUE" for n in run.masked_inputs)
+        what = (f"input(s) {', '.join('--' + n for n in missing)} of run {run.id} are masked in the state "
+                "(their values look like secrets), so recover cannot know them" if missing else
+                f"{', '.join('--' + n for n in wrong)} differ(s) from the value run {run.id} was started with")
+        raise InputError(f"{what}: pass the values the run was started with: flows recover {run.id} {names}")
+    return inputs
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def recover(
-    run_id: Optional[str] = typer.Argument(None, help="The run to finish; default: the flow's latest run."),
+    ctx: typer.Context,
     flow: Optional[str] = typer.Option(None, "--flow", help="Flow (workflow name); default: the only one."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be re-attached, reused and re-run."),
     parallelism: Optional[int] = typer.Option(None, "--parallelism", min=1),
     keep_going: bool = typer.Option(False, "--keep-going"),
 ) -> None:
     """Resume an interrupted or failed run: re-attach to jobs still running, re-validate finished nodes
-    against the current flow, code and inputs, and run what is left, under the same run id."""
+    against the current flow, code and inputs, and run what is left, under the same run id.
+
+    Usage: flows recover [RUN_ID] [--<input> VALUE ...]   (only inputs whose values are masked in the state)
+    """
     from reconcile.apply import ApplyOptions
     from reconcile.cli.flow_cmds import Prepared, _project_workspace, apply_session
+    from reconcile.loader import load_flow
     from state import journal
 
+    # RUN_ID (default: the flow's latest run) comes first; typer would take `--tok` for it, so it is read here.
+    args = list(ctx.args)
+    run_id = args.pop(0) if args and not args[0].startswith("--") else None
     ws, flow = _project_workspace(flow, none_ok=True)
     if flow is None:  # e.g. an apply that died before it recorded anything: nothing is lost, nothing to do
         console.print("Nothing to recover: no interrupted run in this project.")
         return
-    view = ws.read_state(flow)
+    view = ws.read_state(flow)  # a run whose apply is gone shows as interrupted
     state = view.state
-    lock = ws.backend.read_lock(flow)
-    for r in state.runs.values():  # the journal shows it running, but its apply is gone
-        if r.outcome == "running" and not (_live(lock) and lock.run_id == r.id):
-            r.outcome = "interrupted"
+    lock = ws.store(flow).read_lock()
     run = _pick_run(state, run_id)
     if run is None or run.outcome not in PARTIAL:
         what = f"the latest run {run.id} {run.outcome}" if run else f"'{flow}' has no runs"
@@ -186,7 +201,8 @@ def recover(
         raise LockHeldError(f"run {run.id} is still running: {lock.describe()}")
     if not Path(run.flow_file).is_file():
         raise InputError(f"the flow file of run {run.id} is gone", file=run.flow_file)
-    prep = Prepared(Path(run.flow_file), flow, [], None, inputs=run.inputs)
+    inputs = _run_inputs(run, load_flow(Path(run.flow_file), flow), args)
+    prep = Prepared(Path(run.flow_file), flow, [], None, inputs=inputs)
     attach, found = _jobs_to_attach(view, run, ws.provider)
     if dry_run:
         the_plan = prep.make_plan(state, state.serial, state.lineage, [], [])
@@ -198,7 +214,7 @@ def recover(
                         keep_going=keep_going)
     held = _take_lock_for(ws, flow, run, opts)
     for address, job in found.items():  # journaled now: a recover that dies in turn still knows these jobs
-        ws.backend.journal_append(flow, journal.node_started(run.id, address, job["key"], job["job_id"],
-                                                             job["attempt"]))
+        held.append(journal.NodeStarted(run_id=run.id, address=address, key=job["key"], job_id=job["job_id"],
+                                        attempt=job["attempt"]))
     console.print(f"[bold]Recovering run {run.id}[/bold] ({run.outcome}, started {run.started_at})")
     apply_session(prep, opts, run, held, target=[], replace=[], attach=attach, resumed=True)

@@ -1,6 +1,7 @@
 """`flows state ...`, `flows runs ...`, `flows cache ...`: inspect and repair the state."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -32,12 +33,9 @@ def _ws(flow: Optional[str]) -> tuple[Any, str]:
 
 
 def _state(ws: Any, flow: str) -> Any:
-    from reconcile.statectl import settle_dead_runs
-    view = ws.read_state(flow)
+    view = ws.read_state(flow)  # a crashed apply's journal folded in memory, its run shown as interrupted
     if view.stored is None and not view.journal:
         raise StateError(f"flow '{flow}' has no state in {ws.backend.describe(flow)}")
-    if view.journal:  # folded in memory: a crashed apply's run must not look alive
-        settle_dead_runs(view.state, ws.backend.read_lock(flow))
     return view.state
 
 
@@ -94,10 +92,10 @@ def state_show(address: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSO
 def state_rm(addresses: list[str], flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Forget nodes: they plan as create next time (their current cache entries go too; older ones and a
     backup of the state are kept)."""
-    from reconcile.statectl import mutate, remove_nodes
+    from reconcile.statectl import remove_nodes
     ws, flow = _ws(flow or (addresses[0].split("/", 1)[0] if "/" in addresses[0] else None))
     evicted: list[str] = []
-    st = mutate(ws.backend, flow, "state rm", lambda s: evicted.extend(remove_nodes(s, addresses)))
+    st = ws.store(flow).mutate("state rm", lambda s: evicted.extend(remove_nodes(s, addresses)))
     if as_json:
         _echo_json({"flow": flow, "removed": addresses, "evicted_keys": evicted, "serial": st.serial})
         return
@@ -107,9 +105,9 @@ def state_rm(addresses: list[str], flow: Optional[str] = FLOW_OPT, as_json: bool
 @state_app.command("mv")
 def state_mv(old: str, new: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Rename a node (after renaming a task): its record and cache come along, so nothing re-runs."""
-    from reconcile.statectl import move_node, mutate
+    from reconcile.statectl import move_node
     ws, flow = _ws(flow or (old.split("/", 1)[0] if "/" in old else None))
-    st = mutate(ws.backend, flow, "state mv", lambda s: move_node(s, old, new))
+    st = ws.store(flow).mutate("state mv", lambda s: move_node(s, old, new))
     if as_json:
         _echo_json({"flow": flow, "old": old, "new": new, "serial": st.serial})
         return
@@ -122,7 +120,7 @@ def state_pull(flow: Optional[str] = FLOW_OPT,
                as_json: bool = typer.Option(False, "--json", help="Accepted for symmetry: the state is JSON.")) -> None:
     """Print the raw state (or an earlier version of it)."""
     ws, flow = _ws(flow)
-    st = ws.backend.read_version(flow, version) if version else _state(ws, flow)
+    st = ws.store(flow).read_version(version) if version else _state(ws, flow)
     typer.echo(redact(st.to_json()))
 
 
@@ -131,8 +129,6 @@ def state_push(file: Path, flow: Optional[str] = FLOW_OPT,
                force: bool = typer.Option(False, "--force", help="Push even an older serial or another lineage."),
                as_json: bool = JSON_OPT) -> None:
     """Replace the state with FILE (refuses an older serial or another lineage unless --force)."""
-    from reconcile.apply import fold_leftover_journal
-    from reconcile.statectl import locked
     from state.model import parse_state
     try:
         pushed = parse_state(file.read_bytes(), str(file))
@@ -141,8 +137,8 @@ def state_push(file: Path, flow: Optional[str] = FLOW_OPT,
     ws, flow = _ws(flow or pushed.flow)
     if pushed.flow != flow:
         raise InputError(f"the file holds the state of flow '{pushed.flow}', not '{flow}'", file=str(file))
-    with locked(ws.backend, flow, "state push"):
-        current, etag = fold_leftover_journal(ws.backend, flow)
+    with ws.store(flow).locked("state push") as lease:
+        current, etag = lease.state, lease.etag
         if etag is not None and not force:
             if pushed.lineage != current.lineage:
                 raise StateError(f"refusing to push: lineage {pushed.lineage} differs from the state's "
@@ -150,8 +146,8 @@ def state_push(file: Path, flow: Optional[str] = FLOW_OPT,
             if pushed.serial < current.serial:
                 raise StateError(f"refusing to push: serial {pushed.serial} is older than the state's "
                                  f"{current.serial} (use --force)", file=str(file))
-        pushed.serial = max(pushed.serial, current.serial if etag else 0) + 1
-        ws.backend.write(flow, pushed, etag)
+        pushed.serial = max(pushed.serial, current.serial if etag else 0)
+        lease.commit(pushed)  # serial + 1, fenced like every write
     if as_json:
         _echo_json({"flow": flow, "serial": pushed.serial, "lineage": pushed.lineage})
         return
@@ -162,7 +158,7 @@ def state_push(file: Path, flow: Optional[str] = FLOW_OPT,
 def state_history(flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Earlier versions of the state (S3 object versions or local backups)."""
     ws, flow = _ws(flow)
-    entries = ws.backend.history(flow)
+    entries = ws.store(flow).history()
     if any(e.version_id == "null" for e in entries):  # S3's id of an object written without versioning
         typer.secho(f"Warning: {ws.backend.describe(flow)} is in a bucket without versioning: the history holds only "
                     "the current state. Enable it to keep every earlier version: aws s3api put-bucket-versioning "
@@ -183,8 +179,7 @@ def state_history(flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> N
 def state_unlock(lock_id: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Force-release a lock left by a process that is gone (like terraform force-unlock)."""
     ws, flow = _ws(flow)
-    held = ws.backend.read_lock(flow)
-    ws.backend.unlock(flow, lock_id)
+    held = ws.store(flow).force_unlock(lock_id)  # its holder, should it come back, can no longer write
     if as_json:
         _echo_json({"flow": flow, "released": held.model_dump() if held else {"id": lock_id}})
         return
@@ -269,7 +264,6 @@ def cache_list(address: Optional[str] = typer.Argument(None), flow: Optional[str
 @cache_app.command("rm")
 def cache_rm(what: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Evict a cache entry by key (or key prefix), or every entry of a node address."""
-    from reconcile.statectl import mutate
     ws, flow = _ws(flow or (what.split("/", 1)[0] if "/" in what else None))
     removed: list[str] = []
 
@@ -281,7 +275,7 @@ def cache_rm(what: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT
         for k in keys:
             del st.cache[k]
         removed.extend(keys)
-    st = mutate(ws.backend, flow, "cache rm", change)
+    st = ws.store(flow).mutate("cache rm", change)
     if as_json:
         _echo_json({"flow": flow, "evicted": removed, "serial": st.serial})
         return
@@ -295,22 +289,21 @@ def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0,
              dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
              flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Evict old cache entries (--keep-last) and delete blobs that no flow's state references."""
-    from reconcile.apply import fold_leftover_journal
     from reconcile.statectl import all_locked, evict, referenced_digests
     ws, flow = _ws(flow)
     flows = sorted(set(ws.backend.list_flows()) | {flow})
     dropped: list[str] = []
     # Blobs may be shared by every flow of the project: keep what any of them references. Every flow is
     # locked while we look and delete, so no apply can be storing outputs its state does not name yet.
-    with all_locked(ws.backend, flows, "cache gc"):
+    stores = [ws.store(name) for name in flows]
+    with (contextlib.nullcontext({s.flow: None for s in stores}) if dry_run else all_locked(stores, "cache gc")) as leases:
         referenced: set[str] = set()
-        for name in flows:
-            st, etag = fold_leftover_journal(ws.backend, name) if not dry_run else (ws.read_state(name).state, None)
+        for name, lease in leases.items():
+            st = ws.read_state(name).state if lease is None else lease.state.model_copy(deep=True)
             if name == flow and keep_last is not None:
                 dropped = evict(st, keep_last)
                 if dropped and not dry_run:
-                    st.serial += 1
-                    ws.backend.write(name, st, etag)
+                    lease.commit(st)
             referenced |= referenced_digests(st, ws.blobs)
         stored = ws.blobs.list_digests()
         unreferenced = stored - referenced

@@ -1,0 +1,160 @@
+"""The StateStore in-process, on the local backend: serialisation (golden files), schema upgrades, journal
+records, fencing, masking that keeps what recovery needs.
+
+Golden files: tests/golden/. After a deliberate format change, regenerate them with
+`FLOWS_UPDATE_GOLDEN=1 pytest tests/test_state_store.py` and say so in the README's changelog.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from vocab.errors import StateError
+from state import journal
+from state.backend import LockInfo, LockLostError
+from state.local import LocalBackend
+from state.model import CacheEntry, NodeRecord, OutputRecord, RunRecord, State, parse_state
+from state.store import StateStore, masked_input_digest
+
+GOLDEN = Path(__file__).parent / "golden"
+FLOW = "wf"
+AT = "2026-11-30T09:00:00.000+00:00"
+
+
+def _golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("FLOWS_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed: the stored format moved (see the module doc)"
+
+
+def _node(address: str = "wf/prep", key: str = "k" * 64) -> NodeRecord:
+    out = OutputRecord(type="FlyteFile[csv]", digest="d" * 64, size=12, uri="/blobs/dd/" + "d" * 64)
+    return NodeRecord(address=address, task_name="prep", key=key, fingerprint={"task": {"name": "prep"}},
+                      outputs={"clean": out}, run_id="r1", job_id="local-1-abc", started_at=AT, finished_at=AT,
+                      attempts=1)
+
+
+def _sample_state() -> State:
+    node = _node()
+    run = RunRecord(id="r1", flow=FLOW, flow_file="/p/flow.py", flow_digest="f" * 64, started_at=AT,
+                    finished_at=AT, user="ann", host="box", pid=42, inputs={"data": "/p/data/in.csv"},
+                    counts={"succeeded": 1}, outcome="succeeded")
+    entry = CacheEntry(key=node.key or "", task_name="prep", address=node.address, outputs=node.outputs,
+                       run_id="r1", job_id=node.job_id, created_at=AT, fingerprint=node.fingerprint)
+    return State(flow=FLOW, serial=3, lineage="00000000-0000-0000-0000-000000000001", fence=2,
+                 nodes={node.address: node}, cache={entry.key: entry}, runs={run.id: run})
+
+
+# -- formats ------------------------------------------------------------------------------------------
+def test_golden_state_shape(tmp_path: Path) -> None:
+    _golden("state_v2.json", _sample_state().to_json() + "\n")
+
+
+def test_golden_journal_record_shape() -> None:
+    rec = journal.NodeFinished(run_id="r1", node=_node(), fence=2)
+    _golden("journal_node_finished_v1.json", json.dumps(json.loads(journal.dump_record(rec)), indent=1) + "\n")
+
+
+def test_a_state_written_by_the_previous_schema_is_read_and_upgraded(tmp_path: Path) -> None:
+    old = (GOLDEN / "state_v1.json").read_bytes()  # as flows 0.1.0 (state version 1) wrote it
+    state = parse_state(old, "old.json")
+    assert state.version == 2 and state.fence == 0 and state.serial == 3
+    assert set(state.nodes) == {"wf/prep"}
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / f"{FLOW}.json").write_bytes(old)
+    store = StateStore(LocalBackend(tmp_path / "state"), FLOW)
+    with store.locked("upgrade") as lease:
+        lease.commit(lease.state)
+    raw = json.loads((tmp_path / "state" / f"{FLOW}.json").read_text())
+    assert raw["version"] == 2 and raw["serial"] == 4 and raw["fence"] == 0
+
+
+def test_a_journal_record_of_the_previous_schema_is_read_and_a_newer_one_refused() -> None:
+    old = {"type": "node_started", "run_id": "r1", "address": "wf/a", "key": "k", "job_id": "j", "attempt": 1,
+           "at": AT}  # as flows 0.1.0 wrote it: no `v`, no fence
+    rec = journal.parse_record(json.dumps(old), "j")
+    assert isinstance(rec, journal.NodeStarted) and rec.fence is None and rec.job_id == "j"
+    with pytest.raises(StateError, match="newer flows"):
+        journal.parse_record({**old, "v": journal.JOURNAL_VERSION + 1}, "j")
+    with pytest.raises(StateError, match="does not match the schema"):
+        journal.parse_record({"type": "node_finished", "run_id": "r1"}, "j")
+
+
+# -- the store ------------------------------------------------------------------------------------------
+def _store(tmp_path: Path, lease_seconds: float = 30.0) -> StateStore:
+    return StateStore(LocalBackend(tmp_path / "state", lease_seconds=lease_seconds), FLOW, lease_seconds)
+
+
+def test_leftover_journal_is_folded_once_under_the_lock_and_the_dead_run_is_interrupted(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    lease = store.lock("apply", run_id="r1")
+    lease.append(journal.RunStarted(run=RunRecord(id="r1", flow=FLOW)))
+    lease.append(journal.NodeFinished(run_id="r1", node=_node()))
+    view = store.view()  # a reader while the apply lives: the run is running
+    assert view.state.runs["r1"].outcome == "running" and "wf/prep" in view.state.nodes
+    store.backend.unlock(FLOW, lease.info.id)  # the holder dies (its lock is gone)
+    assert store.view().state.runs["r1"].outcome == "interrupted"
+    with store.locked("state rm") as next_lease:
+        assert next_lease.state.serial == 1 and next_lease.state.runs["r1"].outcome == "interrupted"
+    assert store.records() == [] and store.read()[0].runs["r1"].outcome == "interrupted"  # type: ignore[union-attr]
+
+
+def test_a_holder_that_lost_its_lock_can_never_write(tmp_path: Path) -> None:
+    store = _store(tmp_path, lease_seconds=0.2)
+    first = store.lock("apply", run_id="r1")
+    first.append(journal.RunStarted(run=RunRecord(id="r1", flow=FLOW)))
+    second = store.lock("apply", run_id="r2", timeout=10, break_expired=True)  # waits out the lease
+    assert second.generation == first.generation + 1
+    assert not first.holds()
+    stale = State(flow=FLOW, nodes={"wf/prep": _node()})
+    with pytest.raises(LockLostError, match="lost the state lock"):
+        first.commit(stale)
+    first.append(journal.NodeFinished(run_id="r1", node=_node(), cache=CacheEntry(
+        key="k" * 64, task_name="prep", address="wf/prep", outputs={})))  # a result journaled after the loss
+    final = second.finish()
+    assert "wf/prep" not in final.nodes, "a node record of the fenced-out holder reached the state"
+    assert "k" * 64 in final.cache  # its finished result is kept where it cannot mislead
+    assert final.fence == second.generation and final.runs["r1"].outcome == "interrupted"
+    second.release()
+
+
+def test_force_unlock_fences_the_old_holder(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    first = store.lock("apply")
+    store.force_unlock(first.info.id)
+    later = store.lock("apply")  # an ordinary acquisition after the force unlock
+    with pytest.raises(LockLostError):
+        first.commit(State(flow=FLOW))
+    later.commit(later.state)
+    later.release()
+
+
+def test_a_live_lease_is_never_broken_even_if_its_pid_is_unknown_here(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "state")
+    ghost = LockInfo(pid=2 ** 22 - 7, pid_ns="pid:[1]")  # another PID namespace: the pid says nothing here
+    backend._ensure_root()
+    backend._path(FLOW, ".lock").write_text(backend._lease(ghost).model_dump_json())
+    assert not ghost.holder_gone()
+    with pytest.raises(StateError, match="locked"):
+        StateStore(backend, FLOW).lock("apply", break_expired=True)
+    same_ns = LockInfo(pid=ghost.pid)  # this boot and namespace, and no such process: provably gone
+    assert same_ns.holder_gone()
+
+
+def test_masked_inputs_keep_a_digest_and_never_the_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_TOKEN", "tok-4f9a-very-secret")
+    store = _store(tmp_path)
+    run = RunRecord(id="r1", flow=FLOW, inputs={"tok": "tok-4f9a-very-secret", "n": 3})
+    with store.locked("apply") as lease:
+        lease.append(journal.RunStarted(run=run))
+        lease.finish()
+    text = (tmp_path / "state" / f"{FLOW}.json").read_text()
+    assert "tok-4f9a-very-secret" not in text
+    stored = store.read()[0].runs["r1"]  # type: ignore[union-attr]
+    assert stored.inputs == {"tok": "***", "n": 3} and set(stored.masked_inputs) == {"tok"}
+    assert stored.masked_inputs["tok"] == masked_input_digest("r1", "tok", "tok-4f9a-very-secret")
+    assert stored.masked_inputs["tok"] != masked_input_digest("r1", "tok", "***")
