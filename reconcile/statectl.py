@@ -2,26 +2,13 @@
 StateStore (`store.mutate`), which writes them compare-and-swap with serial + 1."""
 from __future__ import annotations
 
-import contextlib
 import json
-from typing import Any, Iterator
+from typing import Any
 
 from vocab.errors import StateError
 from reconcile.fingerprint import cache_key
 from vocab.flytetypes import is_dir
 from state.model import State
-from state.store import Lease, StateStore
-
-
-@contextlib.contextmanager
-def all_locked(stores: list[StateStore], operation: str) -> Iterator[dict[str, Lease]]:
-    """Every flow's lock at once (in name order, so two such commands cannot deadlock): while blobs are
-    deleted, no apply may be producing outputs that nothing references yet."""
-    with contextlib.ExitStack() as stack:
-        leases = {}
-        for store in sorted(stores, key=lambda s: s.flow):
-            leases[store.flow] = stack.enter_context(store.locked(operation))
-        yield leases
 
 
 def remove_nodes(state: State, addresses: list[str]) -> list[str]:

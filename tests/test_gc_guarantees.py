@@ -58,3 +58,23 @@ def test_gc_in_one_project_keeps_the_blobs_of_another_sharing_the_store(tmp_path
     assert r.code == 0, f"the other project lost its outputs:\n{r.text}"
     r = run(a, "plan", "flow.py", "wf", *INPUTS, "--detailed-exitcode")
     assert r.code == 0, r.text
+
+
+def test_gc_deletes_nothing_while_a_state_sharing_the_store_cannot_be_read(tmp_path: Path, s3: S3Env) -> None:
+    a = _project(tmp_path / "a", s3, "alpha", "1\n2\n")
+    r = run(a, "apply", "flow.py", "wf", *INPUTS, "--auto-approve")
+    assert r.code == 0, r.text
+    # A teammate keeps a local state on their laptop and the outputs in this bucket: their flows registered it.
+    bob = {"type": "local", "host": "laptop-of-bob", "path": "/home/bob/churn/.flows/state"}
+    s3.client.put_object(Bucket=s3.bucket, Key="blobs/users/bob.json", Body=json.dumps(bob).encode())
+    stray = s3.blobs().put_bytes(b"maybe bob's")
+    before = set(s3.keys("blobs/"))
+    r = run(a, "cache", "gc", "--json")
+    assert r.code == 0, r.text
+    shown = json.loads(r.out)
+    assert shown["dry_run"] is True and shown["deleted"] == 0
+    assert shown["unreferenced"] == [stray.digest]  # what would go, shown
+    assert list(shown["unreadable"]) == ["laptop-of-bob:/home/bob/churn/.flows/state"]
+    assert set(s3.keys("blobs/")) == before, "gc deleted blobs a state it could not read may use"
+    r = run(a, "cache", "gc")
+    assert r.code == 0 and "Cannot read the state at laptop-of-bob" in r.out and "would delete 1" in r.out, r.text

@@ -13,6 +13,12 @@ Then `flows recover` runs to the end, and every time:
     job still running at the kill was re-attached, not re-launched;
   - the outputs are byte-identical to a clean run's, and the next plan has no changes.
 
+Pause trials (issue 15, item 7): instead of being killed, apply is paused (SIGSTOP) until its lease runs out,
+a second apply takes the lock over (--break-expired-lock) and finishes, and then the first is resumed
+(SIGCONT). Every time: the resumed apply starts nothing, writes nothing and exits non-zero ("lost the state
+lock"); the state is exactly the second run's result (outputs byte-identical to a clean run, the first run
+interrupted, no node recorded by the first run after the takeover); the next plan has no changes.
+
 CI runs a short version; `pytest -m slow tests/test_recover_harness.py` runs >= 20 trials per provider.
 Seeds: FLOWS_HARNESS_SEED=<n> picks the base seed; a failing trial names its seed, and
 FLOWS_HARNESS_ONLY=<seed> replays just that trial.
@@ -25,6 +31,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,6 +255,55 @@ def run_trials(base: Path, setup: Setup, seeds: list[int], ref: Reference, at_on
     assert not failures, "\n\n".join(sorted(failures))
 
 
+def run_pause_trial(base: Path, seed: int, ref: Reference) -> str:
+    """One pause-takeover-resume trial (local provider, a 1 s lease); returns a one-line summary."""
+    rng = random.Random(seed)
+    setup = local_setup()
+    mode, threshold = kill_point(rng, setup.records)
+    folder = base / f"pause-{seed}"
+    markers = folder / "markers"
+    root = make_project(folder / "project", markers, toml="[tool.flows.backend]\nlease_seconds = 1\n")
+    first = start_flows(*APPLY_ARGS, cwd=root, log=folder / "first.log")
+    try:
+        wait_until(lambda: progress(root, markers, mode) >= threshold or first.proc.poll() is not None)
+        if first.proc.poll() is not None:
+            return f"seed {seed}: apply finished before it could be paused"
+        os.kill(first.proc.pid, signal.SIGSTOP)
+        frozen = freeze(root, markers, {})
+        lock = json.loads((state_dir(root) / f"{FLOW_NAME}.lock").read_text())
+        wait_until(lambda: _lease_over(lock["expires"]))
+        second = run_flows(*APPLY_ARGS, "--break-expired-lock", cwd=root)
+        assert second.code == 0, f"the takeover failed:\n{second.text}"
+        after_second = marker_lines(markers)
+        taken = load_state(root)
+        os.kill(first.proc.pid, signal.SIGCONT)
+        resumed = first.finish()
+    finally:
+        if first.proc.poll() is None:
+            os.kill(first.proc.pid, signal.SIGCONT)
+            first.kill()
+    assert resumed.code != 0, f"the resumed apply went on as if it held the lock:\n{resumed.text}"
+    assert "lost the state lock" in resumed.text and "Traceback" not in resumed.text, resumed.text
+    assert marker_lines(markers) == after_second, "the resumed apply started a job after losing its lock"
+    state = load_state(root)
+    assert state.model_dump(exclude={"cache"}) == taken.model_dump(exclude={"cache"}), \
+        "the resumed apply changed the state"
+    first_run, second_run = [r for r in state.runs.values()]
+    assert (first_run.outcome, second_run.outcome) == ("interrupted", "succeeded"), state.runs
+    late = {a for a, n in state.nodes.items() if n.run_id == first_run.id} - set(frozen)
+    assert not late, f"nodes of the paused run recorded after the takeover: {late}"
+    assert output_bytes(state, read_local_blob) == ref.outputs, "outputs differ from a clean run"
+    r = run_flows(*PLAN_ARGS, "--detailed-exitcode", cwd=root)
+    assert r.code == 0, f"a plan after the takeover has changes:\n{r.text}"
+    shutil.rmtree(folder, ignore_errors=True)
+    return f"seed {seed}: paused after {threshold} {mode} ({len(frozen)} durable), taken over, resumed: fenced out"
+
+
+def _lease_over(expires: str) -> bool:
+    import datetime as dt
+    return dt.datetime.fromisoformat(expires) < dt.datetime.now(dt.timezone.utc)
+
+
 # -- providers --------------------------------------------------------------------------------------
 def local_setup() -> Setup:
     # Journal: run_started, per node a start and a finish, run_finished.
@@ -288,6 +344,21 @@ def test_kill_and_recover_local(tmp_path: Path, reference: Reference) -> None:
 
 def test_kill_and_recover_domino(tmp_path: Path, s3: S3Env, reference: Reference) -> None:
     run_trials(tmp_path, domino_setup(s3), trial_seeds("domino", 2), reference, at_once=2)
+
+
+def test_pause_takeover_and_resume_local(tmp_path: Path, reference: Reference) -> None:
+    seeds = trial_seeds("local", 3)
+    if not seeds:
+        pytest.skip("FLOWS_HARNESS_ONLY names a seed this test does not run")
+    failures = []
+    with cf.ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {pool.submit(run_pause_trial, tmp_path, seed, reference): seed for seed in seeds}
+        for fut in cf.as_completed(futures):
+            try:
+                print(fut.result())
+            except Exception as e:  # every trial runs; all failures are reported together, with their seeds
+                failures.append(f"[pause trial seed {futures[fut]}] {e}")
+    assert not failures, "\n\n".join(sorted(failures))
 
 
 @pytest.mark.slow

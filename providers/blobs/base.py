@@ -63,6 +63,14 @@ class BlobStore(Protocol):
         """Delete these blobs; return how many were deleted."""
         ...
 
+    def register_user(self, user_id: str, record: bytes) -> None:
+        """Record (once) that a state keeps outputs here: `record` says where that state lives."""
+        ...
+
+    def users(self) -> dict[str, bytes]:
+        """user id -> record, for every state registered as keeping outputs here."""
+        ...
+
 
 def shard(digest: str) -> str:
     return f"{digest[:2]}/{digest}"

@@ -146,6 +146,19 @@ class LocalBlobStore:
     def read_bytes(self, uri: str) -> bytes:
         return self._verified(uri).read_bytes()
 
+    # -- users: the states that keep outputs here (for `flows cache gc`) ------------------------------
+    def register_user(self, user_id: str, record: bytes) -> None:
+        path = self.root / "users" / f"{user_id}.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_bytes(record)
+            os.replace(tmp, path)
+
+    def users(self) -> dict[str, bytes]:
+        folder = self.root / "users"
+        return {p.stem: p.read_bytes() for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+
     def list_digests(self) -> set[str]:
         if not self.root.is_dir():
             return set()

@@ -174,6 +174,30 @@ class S3BlobStore:
         with ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(lambda t: self.get_file(self._uri(self._key(t[1])), t[0]), targets))
 
+    # -- users: the states that keep outputs here (for `flows cache gc`) ------------------------------
+    def register_user(self, user_id: str, record: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        key = f"{self.prefix}users/{user_id}.json"
+        with self._errors(self._uri(key), "registering this state as a user of the blob store"):
+            try:  # once: an entry that exists already is the same record
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=record, IfNoneMatch="*",
+                                   ContentType="application/json")
+            except ClientError as e:
+                if error_code(e) not in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}:
+                    raise
+
+    def users(self) -> dict[str, bytes]:
+        prefix = f"{self.prefix}users/"
+        out: dict[str, bytes] = {}
+        with self._errors(self._uri(prefix), "listing the users of the blob store"):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith(".json"):
+                        name = obj["Key"][len(prefix):-len(".json")]
+                        out[name] = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
+        return out
+
     # -- garbage collection --------------------------------------------------------------------
     def list_digests(self) -> set[str]:
         found: set[str] = set()

@@ -266,6 +266,7 @@ def apply(
     import os
 
     from reconcile.apply import ApplyOptions, start_run, take_lock
+    from reconcile.gc import register as register_blob_user
 
     lock_wait = _seconds(lock_timeout)  # a bad flag is refused before the flow is loaded
     saved = None
@@ -290,6 +291,7 @@ def apply(
     if graph.failure_policy == "FAIL_AFTER_EXECUTABLE_NODES_COMPLETE":
         opts.keep_going = True
     run = start_run(flow, graph, prep.flow_digest, ws.provider.name, prep.inputs)
+    register_blob_user(ws)  # `flows cache gc` of any project sharing the blob store reads this state too
     lease = take_lock(ws.store(flow), "apply", run.id, opts)
     if "(broke" in lease.info.operation:
         err_console.print(f"[yellow]Took over an expired lock: {escape(lease.info.operation)}[/yellow]")

@@ -1,7 +1,6 @@
 """`flows state ...`, `flows runs ...`, `flows cache ...`: inspect and repair the state."""
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -288,31 +287,24 @@ def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0,
                                                      help="Keep only the newest N entries per node."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
              flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
-    """Evict old cache entries (--keep-last) and delete blobs that no flow's state references."""
-    from reconcile.statectl import all_locked, evict, referenced_digests
+    """Evict old cache entries (--keep-last) and delete blobs that no state using the blob store references.
+
+    Every state registered as a user of the blob store (each apply registers its own) is read under its locks.
+    When one of them cannot be read from here, nothing is deleted: gc shows what it would delete (--dry-run).
+    """
+    from reconcile.gc import collect
     ws, flow = _ws(flow)
-    flows = sorted(set(ws.backend.list_flows()) | {flow})
-    dropped: list[str] = []
-    # Blobs may be shared by every flow of the project: keep what any of them references. Every flow is
-    # locked while we look and delete, so no apply can be storing outputs its state does not name yet.
-    stores = [ws.store(name) for name in flows]
-    with (contextlib.nullcontext({s.flow: None for s in stores}) if dry_run else all_locked(stores, "cache gc")) as leases:
-        referenced: set[str] = set()
-        for name, lease in leases.items():
-            st = ws.read_state(name).state if lease is None else lease.state.model_copy(deep=True)
-            if name == flow and keep_last is not None:
-                dropped = evict(st, keep_last)
-                if dropped and not dry_run:
-                    lease.commit(st)
-            referenced |= referenced_digests(st, ws.blobs)
-        stored = ws.blobs.list_digests()
-        unreferenced = stored - referenced
-        deleted = 0 if dry_run else ws.blobs.delete(unreferenced)
-    kept = len(stored & referenced)
+    report = collect(ws, flow, keep_last=keep_last, dry_run=dry_run)
     if as_json:
-        _echo_json({"flow": flow, "dry_run": dry_run, "evicted": dropped, "unreferenced": sorted(unreferenced),
-                    "deleted": deleted, "kept": kept})
+        _echo_json({"flow": flow, "dry_run": report.dry_run, "evicted": report.evicted,
+                    "unreferenced": report.unreferenced, "deleted": report.deleted, "kept": report.kept,
+                    "states": report.states, "unreadable": report.unreadable})
         return
-    verb = "would evict" if dry_run else "evicted"
-    gone = f"would delete {len(unreferenced)}" if dry_run else f"deleted {deleted}"
-    console.print(f"{verb.capitalize()} {len(dropped)} cache entries; {gone} unreferenced blob(s); kept {kept}.")
+    for where, why in report.unreadable.items():
+        console.print(f"[yellow]Cannot read the state at {escape(where)} ({escape(why)}), which shares this blob "
+                      "store: nothing is deleted (dry run).[/yellow]")
+    verb = "would evict" if report.dry_run else "evicted"
+    gone = f"would delete {len(report.unreferenced)}" if report.dry_run else f"deleted {report.deleted}"
+    shared = f" (blob store shared by {len(report.states)} states)" if len(report.states) > 1 else ""
+    console.print(f"{verb.capitalize()} {len(report.evicted)} cache entries; {gone} unreferenced blob(s); "
+                  f"kept {report.kept}{shared}.")
