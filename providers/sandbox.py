@@ -20,6 +20,8 @@ import subprocess
 from pathlib import Path
 from typing import Iterable
 
+from providers.joblog import MaskedLogPopen
+
 WORKFLOW = "/workflow"
 CODE = "/mnt/code"
 PID_FLAGS = ["--pid", "--fork", "--mount-proc", "--kill-child"]
@@ -84,7 +86,7 @@ def spawn(command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
     """Start `bash -c command` with `workflow_dir` at /workflow and `cwd` (the project root) at /mnt/code,
     each folder of `hide` (e.g. the project's `.flows/`) an empty read-only one, in its own PID namespace.
 
-    stdout and stderr go to `log_path`. The child leads its own process group so it can be stopped whole.
+    stdout and stderr go to `log_path`, masked. The child leads its own process group so it can be stopped whole.
     """
     isolated = isolation_available() if isolate is None else isolate
     (workflow_dir / "inputs").mkdir(parents=True, exist_ok=True)
@@ -104,6 +106,6 @@ def spawn(command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
         argv = _unshare_prefix(pid_namespace_available()) + ["bash", "-c", script]
     else:
         argv = ["bash", "-c", command]
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, cwd=cwd, env=job_env(workflow_dir, cwd, env, isolated), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    # masked as it is written (providers/joblog.py): the raw log of a job never reaches the disk
+    return MaskedLogPopen(argv, log_path=log_path, cwd=cwd, env=job_env(workflow_dir, cwd, env, isolated),
+                          stdin=subprocess.DEVNULL, start_new_session=True)
