@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from reconcile.secrets import MASK, secret_values
+from vocab.masking import MASK, secret_values
 
 LINE_LIMIT = 1 << 20
 DRAIN_SECONDS = 2.0  # after the job's leader exits, how long its last lines may take to reach the file

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from blake3 import blake3
 
-from reconcile.errors import FlowsError
+from vocab.errors import FlowsError
 from reconcile.statectl import evict, referenced_digests
 from state.local import LocalBackend
 from state.model import State

@@ -19,7 +19,6 @@ from typing import Any, Iterator
 
 
 from vocab.errors import ConfigError, FlowsError, LockHeldError, StateError
-from vocab.masking import redact
 from state.backend import HistoryEntry, LockInfo, LockLostError
 from state.s3_client import WORKERS, error_code, make_client, s3_errors
 from state.local import FLOW_NAME, check_flow_name
