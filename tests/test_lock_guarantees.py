@@ -21,9 +21,8 @@ import pytest
 from state.model import State, parse_state
 from tests.fixtures.projects import FLOWS, flows, write_project
 from tests.fixtures.s3 import REGION, FaultProxy, S3Env, aws_env, fault_proxy, moto_endpoint, s3  # noqa: F401
-from tests.fixtures.waiting import alive
-from tests.test_recover_kit import (FLOW_NAME, Background, make_project, markers_of, open_gate, run_flows,
-                                    start_flows, state_dir, wait_until)
+from tests.test_recover_kit import (FLOW_NAME, Background, make_project, markers_of, open_gate,
+                                    pause_outside_the_mutex, run_flows, start_flows, state_dir, wait_until)
 
 TWO = {"first": [], "second": ["first"]}
 APPLY = ("apply", "flow.py", FLOW_NAME, "--data", "data/in.csv", "--auto-approve")
@@ -100,7 +99,8 @@ def test_an_apply_paused_past_its_lease_and_taken_over_stops_and_writes_nothing(
     second = None
     try:
         wait_until(lambda: markers_of(markers, TWO)[f"{FLOW_NAME}/first"] or first.proc.poll() is not None)
-        os.kill(first.proc.pid, signal.SIGSTOP)  # kill -STOP: its lease runs out while it sleeps
+        # kill -STOP: its lease runs out while it sleeps
+        pause_outside_the_mutex(first.proc.pid, state_dir(root) / f"{FLOW_NAME}.mutex")
         held = json.loads(_lock_file(root).read_text())
         wait_until(lambda: _expired(held["expires"]), timeout=30)
         second = start_flows(*APPLY, "--break-expired-lock", cwd=root, log=tmp_path / "second.log")

@@ -44,7 +44,7 @@ from providers.domino.emulator_world import EmulatorConfig, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.s3 import REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
 from tests.test_recover_kit import (ADDRESSES, APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, domino_toml,
-                                    finished_nodes, journal_records, load_state, make_project, markers_of,
+                                    finished_nodes, journal_records, load_state, make_project, markers_of, pause_outside_the_mutex,
                                     output_bytes, read_local_blob, run_flows, start_flows, state_dir, wait_until)
 
 BASE_SEED = int(os.environ.get("FLOWS_HARNESS_SEED", "20261122"))
@@ -268,7 +268,7 @@ def run_pause_trial(base: Path, seed: int, ref: Reference) -> str:
         wait_until(lambda: progress(root, markers, mode) >= threshold or first.proc.poll() is not None)
         if first.proc.poll() is not None:
             return f"seed {seed}: apply finished before it could be paused"
-        os.kill(first.proc.pid, signal.SIGSTOP)
+        pause_outside_the_mutex(first.proc.pid, state_dir(root) / f"{FLOW_NAME}.mutex")
         frozen = freeze(root, markers, {})
         lock = json.loads((state_dir(root) / f"{FLOW_NAME}.lock").read_text())
         wait_until(lambda: _lease_over(lock["expires"]))
