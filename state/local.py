@@ -20,7 +20,6 @@ from state.backend import HistoryEntry, LockInfo, LockLostError
 FLOW_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 KEEP_BACKUPS = 50
 POLL_SECONDS = 0.2
-MUTEX_SECONDS = 30.0
 
 
 def check_flow_name(flow: str) -> str:
@@ -67,21 +66,11 @@ class LocalBackend:
 
     @contextlib.contextmanager
     def _mutex(self, flow: str) -> Iterator[None]:
-        """Serialises the check-and-swap of a write (and lock creation) between processes. Held for moments; a
-        process stopped while holding it (kill -STOP) would hold everyone up, so waiting for it has a limit."""
+        """Serialises the check-and-swap of a write (and lock creation) between processes. Held for moments
+        (a process stopped inside it, kill -STOP, holds the others up until it is continued)."""
         self._ensure_root()
         with open(self._path(flow, ".mutex"), "a") as f:
-            deadline = time.monotonic() + MUTEX_SECONDS
-            while True:
-                try:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StateError(f"another process has held the state's mutex for {MUTEX_SECONDS:.0f}s "
-                                         "(stopped or stuck?); nothing was changed",
-                                         file=str(self._path(flow, ".mutex"))) from None
-                    time.sleep(0.01)  # poll: flock has no timeout of its own
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             try:
                 yield
             finally:
