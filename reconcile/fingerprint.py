@@ -18,15 +18,17 @@ from vocab.errors import InputError
 from vocab.canonical import canonical_json
 from vocab.flytetypes import canonical_value, is_blob, is_dir
 from reconcile.graph import Binding, FlowGraph, Node
-from vocab.masking import redact, redact_obj
 from reconcile.input_paths import unreadable_reason
-from state.model import OutputRecord
+from state.model import OutputRecord, State
 
 # As in Domino Flows: fields that cannot change results do not invalidate (DESIGN decision 4).
 DISPLAY_FIELDS = {"Title", "VolumeSizeGiB", "HardwareTierId", "HardwareTierName"}
 CLUSTER_DISPLAY_FIELDS = {"WorkerHardwareTierId", "WorkerCount", "WorkerStorageGiB", "MaxWorkerCount",
                           "MasterHardwareTierId"}
 KEY_LENGTH = 40
+# The shape of the fingerprint and how a key is taken of it. Bump it when either changes (keys then change once,
+# and the README's changelog says so); `upgrade_keys` re-keys what a state of the previous schema recorded.
+KEY_SCHEMA = 2
 
 PENDING = "pending"
 
@@ -120,8 +122,10 @@ def fingerprint(node: Node, resolved_config: dict[str, Any], code: dict[str, str
     task: dict[str, Any] = {
         "name": node.task_name,
         "kind": node.kind,
-        "command": redact(node.command),
-        "config": redact_obj(keyed),
+        # Never masked here: a key must not depend on this machine's environment (secrets are masked where text
+        # leaves the process: the plan, the state, logs and errors).
+        "command": node.command,
+        "config": keyed,
         "interface": {"inputs": dict(sorted(node.inputs.items())), "outputs": dict(sorted(node.outputs.items()))},
         "cache_version": node.cache_version,
     }
@@ -131,7 +135,27 @@ def fingerprint(node: Node, resolved_config: dict[str, Any], code: dict[str, str
         task["exports"] = node.export_specs
     fp_inputs = {name: (entry if entry is not None else {"type": node.inputs[name], PENDING: True})
                  for name, entry in sorted(inputs.items()) if name not in node.cache_ignore_input_vars}
-    return {"task": task, "code": dict(sorted(code.items())), "inputs": fp_inputs}, display
+    return {"key_schema": KEY_SCHEMA, "task": task, "code": dict(sorted(code.items())), "inputs": fp_inputs}, display
+
+
+def upgrade_keys(state: State) -> int:
+    """Re-key, in memory, the cache entries and node records a state of key schema 1 holds, from the fingerprints
+    it recorded, so an upgrade does not re-run what is unchanged. Returns how many were re-keyed. (A recorded
+    fingerprint that was masked, or whose code identity changed since, simply matches nothing: that node runs.)"""
+    rekeyed = 0
+    for old_key, entry in list(state.cache.items()):
+        if entry.fingerprint and "key_schema" not in entry.fingerprint:
+            fp = {"key_schema": KEY_SCHEMA, **entry.fingerprint}
+            new_key = cache_key(fp)
+            del state.cache[old_key]
+            state.cache.setdefault(new_key, entry.model_copy(update={"key": new_key, "fingerprint": fp}))
+            rekeyed += 1
+    for rec in state.nodes.values():
+        if rec.fingerprint and "key_schema" not in rec.fingerprint:
+            rec.fingerprint = {"key_schema": KEY_SCHEMA, **rec.fingerprint}
+            rec.key = cache_key(rec.fingerprint) if rec.key else None
+            rekeyed += 1
+    return rekeyed
 
 
 def is_pending(fp: dict[str, Any]) -> bool:

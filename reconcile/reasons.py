@@ -5,6 +5,7 @@ from typing import Any
 
 from reconcile.fingerprint import PENDING
 from reconcile.plan_model import Reason
+from vocab.masking import redact_obj
 
 MAX_VALUE = 60
 
@@ -31,7 +32,15 @@ def _drop_pending(fp: dict[str, Any], pending: set[str]) -> dict[str, Any]:
 
 
 def fingerprint_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[Reason]:
-    """One Reason per changed leaf (inputs and code grouped per name); inputs still pending are skipped."""
+    """One Reason per changed leaf (inputs and code grouped per name); inputs still pending are skipped.
+
+    Both sides are masked first: a reason shows a value cut short, and a secret cut in two would escape masking."""
+    old, new = redact_obj(old), redact_obj(new)
+    if old.get("key_schema") != new.get("key_schema"):
+        return [Reason(field="key_schema", message=f"cache keys are computed anew by this version of flows (key "
+                                                   f"schema {old.get('key_schema', 1)} → {new.get('key_schema')}): "
+                                                   "this node runs once", old=old.get("key_schema", 1),
+                       new=new.get("key_schema"))]
     pending = {k for k, v in new.get("inputs", {}).items() if v.get(PENDING)}
     old, new = _drop_pending(old, pending), _drop_pending(new, pending)
     from deepdiff import DeepDiff  # only when a fingerprint changed: a no-op plan does not pay its import
@@ -105,6 +114,7 @@ def _val(entry: dict[str, Any] | None) -> Any:
 
 def display_notes(old: dict[str, Any], new: dict[str, Any]) -> list[Reason]:
     """Changes of fields that are recorded but not keyed: shown, never a reason to run."""
+    old, new = redact_obj(old), redact_obj(new)
     notes = []
     for name in sorted(set(old) | set(new)):
         if old.get(name) != new.get(name):

@@ -7,6 +7,7 @@ from typing import Any
 
 from reconcile.config import FlowsConfig, load_config, make_backend, make_blob_store, make_provider
 from vocab.digest import StatCache
+from reconcile.fingerprint import upgrade_keys
 from state.store import StateStore, StateView
 
 
@@ -41,7 +42,9 @@ class Workspace:
 
     def read_state(self, flow: str) -> StateView:
         """Read without locking; a journal left by a crashed apply is folded in memory (not written)."""
-        return self.store(flow).view()
+        view = self.store(flow).view()
+        view.rekeyed = upgrade_keys(view.state)
+        return view
 
     def remote_digest(self, uri: str) -> str:
         """Digest of an s3:// input, cached by (uri, etag, size) so an unchanged object is not re-read."""

@@ -41,6 +41,7 @@ class StateView:
     etag: str | None
     journal: list[JournalRecord]
     lock: LockInfo | None
+    rekeyed: int = 0  # set by the engine: recorded keys of an earlier key schema it re-keyed in memory
 
 
 def settle_dead_runs(state: State, lock: LockInfo | None, *, holding: bool = False) -> None:

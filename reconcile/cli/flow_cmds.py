@@ -99,6 +99,10 @@ def plan(
         if view.journal:
             console.print("[yellow]Note:[/yellow] an interrupted run left results in the journal; "
                           "they are included (the next apply or `flows recover` records them).")
+        if view.rekeyed:
+            console.print(f"[yellow]Note:[/yellow] the state was written by an earlier flows, whose cache keys are "
+                          f"computed differently (key schema 1): {view.rekeyed} recorded key(s) were re-keyed from "
+                          "their fingerprints; a node whose fingerprint no longer matches runs once.")
         print_plan(result, console, verbose_reuse=verbose)
     if out is not None:
         try:
@@ -304,6 +308,7 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lease: Any, *, target: li
     """Under `lease` (released at the end; what a dead holder left is already folded): plan, confirm, execute,
     summarise, exit code."""
     from reconcile.apply import execute_plan
+    from reconcile.fingerprint import upgrade_keys
     from reconcile.progress import ConsoleReporter
     from reconcile.render_plan import print_plan
 
@@ -315,6 +320,7 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lease: Any, *, target: li
         with lease.keep_alive():
             stored_before = lease.stored
             state, etag = lease.state, lease.etag
+            upgrade_keys(state)
             if resumed:
                 run = state.runs[run.id]
             the_plan = prep.make_plan(state, state.serial if etag else None, state.lineage if etag else None,
