@@ -15,3 +15,19 @@ def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-unt
     unit_dir = Path(__file__).parent / "unit"
     for item in items:
         item.add_marker(pytest.mark.unit if unit_dir in Path(str(item.fspath)).parents else pytest.mark.e2e)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _secrets_registered_by_one_test_stay_in_it():  # type: ignore[no-untyped-def]
+    """A secret registered in-process (an API key read by a client under test) is masked for the rest of the
+    process; without this, a worker that ran a client test masks, say, every 'kkkk' in a later test's state."""
+    from vocab import masking
+
+    before = set(masking._registered)
+    yield
+    masking._registered.clear()
+    masking._registered.update(before)
+    masking._cache = None

@@ -59,12 +59,13 @@ class Prepared:
         return NodeKeyer(self.graph, self.inputs, self.ws.provider, self.ws.digests, self.ws.remote_digest)
 
     def make_plan(self, state: Any, stored_serial: int | None, stored_lineage: str | None,
-                  targets: list[str], replace: list[str]) -> Any:
+                  targets: list[str], replace: list[str], save_digests: bool = True) -> Any:
         from reconcile.plan import Planner
         planner = Planner(self.graph, state, self.keyer(), self.ws.blobs, targets=targets, replace=replace)
         plan = planner.plan(self.flow_digest, self.inputs, self.ws.backend.kind, self.ws.provider.name,
                             stored_serial, stored_lineage)
-        self.ws.digests.save()
+        if save_digests:
+            self.ws.digests.save()
         return plan
 
 
@@ -270,7 +271,6 @@ def apply(
     import os
 
     from reconcile.apply import ApplyOptions, start_run, take_lock
-    from reconcile.gc import register as register_blob_user
 
     lock_wait = _seconds(lock_timeout)  # a bad flag is refused before the flow is loaded
     saved = None
@@ -295,7 +295,6 @@ def apply(
     if graph.failure_policy == "FAIL_AFTER_EXECUTABLE_NODES_COMPLETE":
         opts.keep_going = True
     run = start_run(flow, graph, prep.flow_digest, ws.provider.name, prep.inputs)
-    register_blob_user(ws)  # `flows cache gc` of any project sharing the blob store reads this state too
     lease = take_lock(ws.store(flow), "apply", run.id, opts)
     if "(broke" in lease.info.operation:
         err_console.print(f"[yellow]Took over an expired lock: {escape(lease.info.operation)}[/yellow]")
@@ -309,6 +308,7 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lease: Any, *, target: li
     summarise, exit code."""
     from reconcile.apply import execute_plan
     from reconcile.fingerprint import upgrade_keys
+    from reconcile.gc import register as register_blob_user
     from reconcile.progress import ConsoleReporter
     from reconcile.render_plan import print_plan
 
@@ -324,9 +324,10 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lease: Any, *, target: li
             if resumed:
                 run = state.runs[run.id]
             the_plan = prep.make_plan(state, state.serial if etag else None, state.lineage if etag else None,
-                                      target, replace)
+                                      target, replace, save_digests=False)
             if saved is not None:
                 _check_not_stale(saved, the_plan, stored_before, prep.flow_digest, graph)
+            ws.digests.save()  # only now: a refused saved plan writes nothing under .flows/
             print_plan(the_plan, console)
             repoint = _older_hits(the_plan, state)
             if not the_plan.has_changes() and not repoint and not resumed:
@@ -344,6 +345,9 @@ def apply_session(prep: Prepared, opts: Any, run: Any, lease: Any, *, target: li
                     raise typer.Exit(1)
             for w in ws.provider.warnings:
                 err_console.print(f"[yellow]{escape(w)}[/yellow]")
+            # Before the first blob is stored, never for a plan refused above (a stale plan writes nothing):
+            # `flows cache gc` of any project sharing the blob store reads this state too.
+            register_blob_user(ws)
             reporter = ConsoleReporter(console)
             # Ctrl-C is handled (not raised) until the summary is out, so the exit code always matches the
             # outcome recorded in the state: 0 succeeded, 1 failed, 130 interrupted.
