@@ -28,6 +28,7 @@ $(FLYTEKIT_VENV)/.installed:
 
 test: deps $(BIN)/flows $(FLYTEKIT_VENV)/.installed
 	$(BIN)/lint-imports  # imports point down only (contracts in pyproject.toml)
+	$(BIN)/mypy          # the product code type-checks ([tool.mypy] in pyproject.toml)
 	$(BIN)/python -m pytest -q -n 4  # most tests wait on real subprocesses and servers
 
 # The same suite with line coverage of reconcile/ providers/ state/ vocab/, in the test process and in the

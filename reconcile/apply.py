@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from reconcile import run_timeline
 from vocab.errors import FlowsError, LockHeldError
@@ -76,14 +76,13 @@ class NodeOutcome:
         return (self.finished or time.monotonic()) - self.started
 
 
-class Reporter:
+class Reporter(Protocol):
     """Receives scheduler events; the CLI renders them (live view or plain log)."""
 
     def attach(self, outcomes: dict[str, NodeOutcome]) -> None:
         """The live outcomes of every node, updated by the scheduler (a live view renders them)."""
 
-    def event(self, outcome: NodeOutcome, message: str) -> None:  # pragma: no cover - interface
-        pass
+    def event(self, outcome: NodeOutcome, message: str) -> None: ...
 
 
 def take_lock(store: StateStore, operation: str, run_id: str, opts: ApplyOptions) -> Lease:

@@ -35,7 +35,7 @@ def _module(name: str, attrs: dict[str, Any], unknown_is_unsupported: bool = Fal
             if item.startswith("__"):
                 raise AttributeError(item)
             return workflow.Unsupported(f"{name}.{item}")
-        mod.__getattr__ = __getattr__  # type: ignore[attr-defined]
+        mod.__getattr__ = __getattr__  # type: ignore[attr-defined,method-assign]
     return mod
 
 

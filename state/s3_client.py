@@ -66,6 +66,7 @@ def translate(e: Exception, *, where: str, doing: str, client: Any,
     from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError,
                                      NoCredentialsError, PartialCredentialsError, ReadTimeoutError)
 
+    cls: type[FlowsError]
     bucket = where[len("s3://"):].split("/", 1)[0]
     endpoint = client.meta.endpoint_url
     if isinstance(e, ClientError):

@@ -7,6 +7,7 @@ import stat
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from blake3 import blake3
 
@@ -79,7 +80,7 @@ def tree_files(path: str | os.PathLike[str], *, confine: bool = False) -> list[t
     return files
 
 
-def tree_manifest(path: str | os.PathLike[str], digest_of: "callable[[Path], str] | None" = None) -> dict[str, dict[str, object]]:
+def tree_manifest(path: str | os.PathLike[str], digest_of: Callable[[Path], str] | None = None) -> dict[str, dict[str, object]]:
     """relative path -> {digest, size} for every file under a directory (`tree_files`: links followed)."""
     get = digest_of or file_digest
     return {rel: {"digest": get(p), "size": p.stat().st_size} for rel, p in tree_files(path)}
@@ -89,7 +90,7 @@ def manifest_bytes(files: dict[str, dict[str, object]]) -> bytes:
     return json.dumps({"files": files}, sort_keys=True, separators=(",", ":")).encode()
 
 
-def dir_digest(path: str | os.PathLike[str], digest_of: "callable[[Path], str] | None" = None) -> str:
+def dir_digest(path: str | os.PathLike[str], digest_of: Callable[[Path], str] | None = None) -> str:
     return bytes_digest(manifest_bytes(tree_manifest(path, digest_of)))
 
 

@@ -101,7 +101,7 @@ def run_launch_export_artifacts_task(spec_list: list[Any], environment_name: str
     """A node of its own: exports the files of the named artifacts once they exist."""
     trace = tracing.current()
     src = tracing.caller_source()
-    where = dict(file=src.file if src else None, line=src.line if src else None)
+    where: dict[str, Any] = dict(file=src.file if src else None, line=src.line if src else None)
     if trace is None:
         raise FlowLoadError("run_launch_export_artifacts_task is called outside a @workflow", **where)
     config = {"EnvironmentName": environment_name, "HardwareTierName": hardware_tier_name,

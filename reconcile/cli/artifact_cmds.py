@@ -62,7 +62,7 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
-def _file_json(f: lin.ArtifactFile) -> dict[str, Any]:
+def _file_json(f: Any) -> dict[str, Any]:
     rec, p = f.record, f.producer
     return {"file_name": f.file_name, "node": f.node, "output": f.output, "produced": rec is not None,
             "digest": rec.digest if rec else None, "size": rec.size if rec else None, "uri": rec.uri if rec else None,
@@ -153,7 +153,7 @@ def show_artifact(
     console.print(root)
 
 
-def _copy(ws: Any, files: list[lin.ArtifactFile], dest: Path) -> dict[str, str]:
+def _copy(ws: Any, files: list[Any], dest: Path) -> dict[str, str]:
     from providers.blobs.base import ensure_inside
     from vocab.flytetypes import is_dir
 
