@@ -193,9 +193,10 @@ def _guarded_load(path: Path, timeout: float | None) -> Iterator[None]:
     main = threading.current_thread() is threading.main_thread()
     if main:
         def stop(signum: int, frame: object) -> None:
-            raise LoadStopped({signal.SIGALRM: "timeout", signal.SIGINT: "Ctrl-C",
-                               signal.SIGTERM: "SIGTERM"}.get(signum, str(signum)))
-        for sig in (signal.SIGINT, signal.SIGTERM) + ((signal.SIGALRM,) if timeout else ()):
+            names: dict[int, str] = {signal.SIGALRM: "timeout", signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+            raise LoadStopped(names.get(signum, str(signum)))
+        sigs: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGALRM,) if timeout else ())
+        for sig in sigs:
             restore.append((sig, signal.signal(sig, stop)))
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)

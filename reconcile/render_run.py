@@ -105,6 +105,7 @@ def gantt_svg(nodes: dict[str, dict[str, Any]], critical: list[str]) -> str:
                          f'{html.escape(str(n.get("reused_from") or "an earlier run"))}</text>')
         elif q is not None or s is not None:
             begin = q if q is not None else s
+            assert begin is not None  # one of the two is known in this branch
             end = f if f is not None else (s if s is not None else begin)
             if s is not None and q is not None and s > q:  # waiting for a worker or the job to start
                 parts.append(f'<rect class="queued" x="{x(q):.1f}" y="{y + 6}" width="{max(x(s) - x(q), 1):.1f}" '

@@ -46,10 +46,10 @@ def from_outcomes(*, graph: Any, plan: Any, run: Any, outcomes: dict[str, Any], 
             "finished_at": _iso(o.finished + offset if o.finished is not None else None),
             "job_id": o.job_id, "attempts": o.attempts, "detail": o.detail,
             "reasons": [r.message for r in change.reasons] if change is not None else [],
-            "reused_from": (rec.reused_from if mine and rec.reused_from else None) or
+            "reused_from": (rec.reused_from if rec is not None and mine and rec.reused_from else None) or
                            (change.reused_from_run if change is not None else None),
             "upstreams": sorted(node.upstreams()) if node is not None else [],
-            "log": rec.log if mine else None,
+            "log": rec.log if rec is not None and mine else None,
         }
     return {"version": TIMELINE_VERSION, "run_id": run.id, "flow": run.flow, "nodes": nodes}
 

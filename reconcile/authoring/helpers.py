@@ -45,15 +45,17 @@ def _refuse_non_specs(task: str, field: str, items: Any, kind: type) -> None:
     if items is None:
         return
     src = tracing.caller_source()
-    where = dict(file=src.file if src else None, line=src.line if src else None, node=task, field=field)
+    where: dict[str, Any] = dict(file=src.file if src else None, line=src.line if src else None, node=task,
+                                 field=field)
     example = "Input(name=..., type=..., value=...)" if kind is Input else "Output(name=..., type=...)"
     if not isinstance(items, (list, tuple)):
         raise FlowLoadError(f"expected a list of {example}, got {items!r}"[:300], **where)
     for i, item in enumerate(items):
         if not isinstance(item, kind):
             raise FlowLoadError(f"item {i + 1} is {item!r}, not an {example}"[:300], **where)
-        if not isinstance(item.name, str):
-            raise FlowLoadError(f"item {i + 1} has the name {item.name!r}, not a string"[:300], **where)
+        if not isinstance(item.name, str):  # type: ignore[attr-defined]
+            raise FlowLoadError(f"item {i + 1} has the name {item.name!r}, not a string"[:300],  # type: ignore[attr-defined]
+                                **where)
 
 
 def _same_type_key(tp: Any) -> Any:
