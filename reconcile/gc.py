@@ -22,7 +22,6 @@ from blake3 import blake3
 from vocab.errors import FlowsError
 from reconcile.statectl import evict, referenced_digests
 from state.local import LocalBackend
-from state.model import State
 from state.store import Lease, StateStore
 
 
@@ -124,7 +123,7 @@ def collect(ws: Any, flow: str, *, keep_last: int | None, dry_run: bool) -> GcRe
                         [d for d, _ in backends], unreadable)
     with _locked_all(stores) as leases:
         for lease in leases:
-            st: State = lease.state
+            st = lease.state
             if lease.backend is ws.backend and lease.flow == flow and keep_last is not None:
                 st = st.model_copy(deep=True)
                 evicted = evict(st, keep_last)

@@ -38,7 +38,7 @@ def _pick_run(state: Any, run_id: Optional[str]) -> Any:
     run = state.runs.get(run_id)
     if run is None:
         raise InputError(f"no run '{run_id}' in the state of '{state.flow}' (see `flows runs list`)")
-    if run is not latest and run.outcome in PARTIAL:
+    if latest is not None and run is not latest and run.outcome in PARTIAL:
         raise InputError(f"run {run_id} was superseded by run {latest.id} (started {latest.started_at}); "
                          "recover finishes only the latest run of a flow: run `flows apply` instead")
     return run
