@@ -27,6 +27,14 @@ def test_the_environment_does_not_change_a_key(monkeypatch: pytest.MonkeyPatch) 
     before = key_of(TRAIN)
     monkeypatch.setenv("DATA_BUCKET_KEY", "team-data")
     assert key_of(TRAIN) == before
+    # A value that does look like a secret (so it is masked wherever text leaves the process) changes no key either.
+    node = Node(address="wf/fetch", task_name="fetch", kind="domino_job",
+                command="python fetch.py --bucket-key Bk9x7Qm2Lr4t", job_config={"Title": "Fetch"})
+    before = key_of(node)
+    monkeypatch.setenv("DATA_BUCKET_KEY", "Bk9x7Qm2Lr4t")
+    from vocab.masking import redact
+    assert redact(node.command) == "python fetch.py --bucket-key ***"  # masked where it is shown...
+    assert key_of(node) == before  # ...never inside the key
 
 
 # ---- golden keys: a change here changes every user's keys; bump KEY_SCHEMA and say so in the README changelog --
