@@ -9,26 +9,14 @@ import json
 from pathlib import Path
 
 from tests.fixtures.projects import flows, write_project
-from tests.fixtures.s3 import REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import S3Env, aws_env, moto_endpoint, s3  # noqa: F401
 
 INPUTS = ("--data", "data/in.csv")
 
 
 def _project(root: Path, s3env: S3Env, name: str, data: str) -> Path:
     write_project(root, files={"data/in.csv": data})
-    (root / "flows.toml").write_text(f"""
-[tool.flows.backend]
-type = "s3"
-bucket = "{s3env.bucket}"
-key = "projects/{name}/{{flow}}.json"
-region = "{REGION}"
-endpoint_url = "{s3env.endpoint}"
-
-[tool.flows.blobs]
-url = "s3://{s3env.bucket}/blobs/"
-region = "{REGION}"
-endpoint_url = "{s3env.endpoint}"
-""")
+    (root / "flows.toml").write_text(s3env.flows_toml(name))
     return root
 
 

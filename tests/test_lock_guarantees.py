@@ -20,7 +20,7 @@ import pytest
 
 from state.model import State, parse_state
 from tests.fixtures.projects import FLOWS, flows, write_project
-from tests.fixtures.s3 import REGION, FaultProxy, S3Env, aws_env, fault_proxy, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import FaultProxy, S3Env, aws_env, fault_proxy, moto_endpoint, s3  # noqa: F401
 from tests.test_recover_kit import (FLOW_NAME, Background, make_project, markers_of, open_gate,
                                     pause_outside_the_mutex, run_flows, start_flows, state_dir, wait_until)
 
@@ -131,19 +131,7 @@ def _expired(expires: str) -> bool:
 # -- item 9: a dropped answer is resolved by reading back -------------------------------------------------
 def _s3_project(root: Path, s3env: S3Env, state_endpoint: str) -> Path:
     write_project(root)
-    (root / "flows.toml").write_text(f"""
-[tool.flows.backend]
-type = "s3"
-bucket = "{s3env.bucket}"
-key = "projects/demo/{{flow}}.json"
-region = "{REGION}"
-endpoint_url = "{state_endpoint}"
-
-[tool.flows.blobs]
-url = "s3://{s3env.bucket}/blobs/"
-region = "{REGION}"
-endpoint_url = "{s3env.endpoint}"
-""")
+    (root / "flows.toml").write_text(s3env.flows_toml(state_endpoint=state_endpoint))
     return root
 
 

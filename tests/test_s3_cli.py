@@ -9,26 +9,14 @@ from pathlib import Path
 
 from state.model import parse_state
 from tests.fixtures.projects import FLOWS, flows, write_project
-from tests.fixtures.s3 import FAKE_SECRET, REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import FAKE_SECRET, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
 
 INPUTS = ("--data", "data/in.csv")
 
 
 def _s3_project(root: Path, s3env: S3Env) -> Path:
     write_project(root)
-    (root / "flows.toml").write_text(f"""
-[tool.flows.backend]
-type = "s3"
-bucket = "{s3env.bucket}"
-key = "projects/demo/{{flow}}.json"
-region = "{REGION}"
-endpoint_url = "{s3env.endpoint}"
-
-[tool.flows.blobs]
-url = "s3://{s3env.bucket}/blobs/"
-region = "{REGION}"
-endpoint_url = "{s3env.endpoint}"
-""")
+    (root / "flows.toml").write_text(s3env.flows_toml())
     return root
 
 
