@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from blake3 import blake3
 
 from vocab.errors import FlowsError
-from reconcile.statectl import evict, referenced_digests
+from reconcile.state_surgery import evict, referenced_digests
 from state.local import LocalBackend
 from state.store import Lease, StateStore
 

@@ -17,7 +17,7 @@ from typing import Iterator
 from reconcile import tracing
 from reconcile.authoring import load_notes
 from reconcile.authoring.workflow import WorkflowDef
-from reconcile.compat import shimmed
+from reconcile.authoring_imports import shimmed
 from vocab.errors import FlowLoadError, FlowsError
 from reconcile.graph import Binding, FlowGraph, Node
 

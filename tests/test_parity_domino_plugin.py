@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 
-from reconcile.compat import shim_modules
+from reconcile.authoring_imports import shim_modules
 
 # (module, name) -> the leading parameters as the source shows them: [(name, default or REQUIRED)].
 REQUIRED = object()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.compat import shim_modules
+from reconcile.authoring_imports import shim_modules
 from tests.fixtures.flytekit_signatures import describe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -128,7 +128,7 @@ def _validate_each(results: list[tuple[str, Any]], as_json: bool) -> None:
 
 
 @dataclasses.dataclass
-class Planned:
+class PlannedGraph:
     """A flow graph (secrets masked) with, when its inputs were known, the plan and state that colour it."""
 
     graph: FlowGraph
@@ -142,10 +142,10 @@ class Planned:
 
 
 def _plan_for_graph(flow_file: Path, workflow: Optional[str], input_args: list[str],
-                    inputs_file: Optional[str]) -> Planned:
+                    inputs_file: Optional[str]) -> PlannedGraph:
     """Plan exactly as `flows plan` does (reads the state, never writes it). Without inputs: the plain graph."""
-    from reconcile.cli.flow_cmds import Prepared
     from reconcile.loader import load_flow
+    from reconcile.session import LoadedFlow
 
     given = bool(input_args or inputs_file)
     if not given:
@@ -153,24 +153,21 @@ def _plan_for_graph(flow_file: Path, workflow: Optional[str], input_args: list[s
         missing = [n for n, fi in graph.inputs.items() if fi.required]
         if missing:
             flags = " ".join(f"--{n} VALUE" for n in missing)
-            return Planned(render_graph.redacted(graph),
+            return PlannedGraph(render_graph.redacted(graph),
                            note=f"no plan actions: the flow's inputs are not given (add {flags}, or --inputs FILE, "
                                 "to colour each node by what `flows plan` would do)")
         workflow = graph.workflow
     try:
-        prep = Prepared(flow_file, workflow, input_args, inputs_file)
-        view = prep.ws.read_state(prep.graph.workflow)
-        stored = view.stored
-        plan = prep.make_plan(view.state, stored.serial if stored else None, stored.lineage if stored else None,
-                              [], [])
+        loaded = LoadedFlow(flow_file, workflow, input_args, inputs_file)
+        plan, view = loaded.plan([], [])
     except FlowsError as e:
         if given:
             raise  # the user asked for a plan: a bad input is their error to see
         # Every input has a default, so we tried on our own: a picture without actions is still useful.
-        return Planned(render_graph.redacted(load_flow(flow_file, workflow)),
+        return PlannedGraph(render_graph.redacted(load_flow(flow_file, workflow)),
                        note=f"no plan actions: could not plan ({e.render()})")
     # Masked like the graph, so a node whose address holds a secret still finds its action and record.
-    return Planned(render_graph.redacted(prep.graph), type(plan).model_validate(redact_obj(plan.model_dump(mode="json"))),
+    return PlannedGraph(render_graph.redacted(loaded.graph), type(plan).model_validate(redact_obj(plan.model_dump(mode="json"))),
                    type(view.state).model_validate(redact_obj(view.state.model_dump(mode="json"))))
 
 
@@ -234,7 +231,7 @@ def graph(
         _print_tree(_console(), planned)
 
 
-def _print_tree(console: Console, planned: Planned) -> None:
+def _print_tree(console: Console, planned: PlannedGraph) -> None:
     console.print(render_graph.tree(planned.graph, planned.actions))
     if planned.plan is not None:
         from reconcile.render_plan import summary_line

@@ -27,8 +27,8 @@ JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 
 
 def _ws(flow: Optional[str]) -> tuple[Any, str]:
-    from reconcile.cli.flow_cmds import _project_workspace
-    return _project_workspace(flow)
+    from reconcile.session import open_flow
+    return open_flow(flow)
 
 
 def _state(ws: Any, flow: str) -> Any:
@@ -73,10 +73,10 @@ def state_list(flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None
 @state_app.command("show")
 def state_show(address: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """The full record of one node: fingerprint, outputs, job id, runs."""
-    from reconcile.cli.flow_cmds import _find_node
-    ws, flow = _ws(flow or (address.split("/", 1)[0] if "/" in address else None))
+    from reconcile.session import find_node, flow_of_address
+    ws, flow = _ws(flow_of_address(address, flow))
     st = _state(ws, flow)
-    rec = _find_node(st, address)
+    rec = find_node(st, address)
     runs = [r.id for r in st.runs.values() if address in r.jobs]
     data = {**rec.model_dump(mode="json"), "runs": runs}
     if as_json:
@@ -91,7 +91,7 @@ def state_show(address: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSO
 def state_rm(addresses: list[str], flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Forget nodes: they plan as create next time (their current cache entries go too; older ones and a
     backup of the state are kept)."""
-    from reconcile.statectl import remove_nodes
+    from reconcile.state_surgery import remove_nodes
     ws, flow = _ws(flow or (addresses[0].split("/", 1)[0] if "/" in addresses[0] else None))
     evicted: list[str] = []
     st = ws.store(flow).mutate("state rm", lambda s: evicted.extend(remove_nodes(s, addresses)))
@@ -104,7 +104,7 @@ def state_rm(addresses: list[str], flow: Optional[str] = FLOW_OPT, as_json: bool
 @state_app.command("mv")
 def state_mv(old: str, new: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_OPT) -> None:
     """Rename a node (after renaming a task): its record and cache come along, so nothing re-runs."""
-    from reconcile.statectl import move_node
+    from reconcile.state_surgery import move_node
     ws, flow = _ws(flow or (old.split("/", 1)[0] if "/" in old else None))
     st = ws.store(flow).mutate("state mv", lambda s: move_node(s, old, new))
     if as_json:
