@@ -24,7 +24,8 @@ from vocab.flytetypes import is_blob
 from reconcile.graph import FlowGraph, Node
 from reconcile.plan import BlobPresence, NodeKeyer
 from reconcile.plan_model import Plan
-from providers.base import InputValue, JobResult, JobSpec
+from providers.base import InputValue, JobResult, JobSpec, Provider
+from providers.blobs.base import BlobStore
 from state import journal
 from state.model import CacheEntry, NodeRecord, OutputRecord, RunRecord, State, now
 from state.store import Lease, StateStore
@@ -99,7 +100,8 @@ def take_lock(store: StateStore, operation: str, run_id: str, opts: ApplyOptions
 
 
 class Scheduler:
-    def __init__(self, *, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Any, blobs: Any,
+    def __init__(self, *, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Provider,
+                 blobs: BlobStore,
                  lease: Lease, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
                  cancel: threading.Event, attach: dict[str, dict[str, Any]] | None = None) -> None:
         self.attach = attach or {}  # recover: address -> {"job_id", "key"} of jobs still running
@@ -475,7 +477,8 @@ def start_run(flow: str, graph: FlowGraph, flow_digest: str, provider: str, inpu
                      **run_graph(graph))
 
 
-def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Any, blobs: Any,
+def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Provider,
+                 blobs: BlobStore,
                  lease: Lease, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
                  cancel: threading.Event, on_start: Callable[[], None] | None = None,
                  attach: dict[str, dict[str, Any]] | None = None, resumed: bool = False) -> tuple[dict[str, NodeOutcome], State]:

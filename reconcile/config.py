@@ -10,11 +10,17 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vocab.errors import ConfigError
+
+if TYPE_CHECKING:  # the implementations are imported only when configured
+    from providers.base import Provider
+    from providers.blobs.base import BlobStore
+    from state.backend import Backend
+    from vocab.digest import StatCache
 
 
 # What boto3 accepts as a bucket name (its own check fails with a multi-line regex message): said in one line.
@@ -152,7 +158,7 @@ def load_config(project_root: Path) -> FlowsConfig:
         raise ConfigError(f"[tool.flows] {loc}: {first['msg'].removeprefix('Value error, ')}", file=source) from None
 
 
-def make_backend(cfg: FlowsConfig) -> Any:
+def make_backend(cfg: FlowsConfig) -> Backend:
     b = cfg.backend
     if b.type == "s3":
         from state.s3 import S3Backend  # noqa: PLC0415 - boto3 only when needed
@@ -170,7 +176,7 @@ def local_state_dir(cfg: FlowsConfig) -> Path:
     return path if path.is_absolute() else cfg.project_root / path
 
 
-def make_blob_store(cfg: FlowsConfig, digests: Any = None) -> Any:
+def make_blob_store(cfg: FlowsConfig, digests: StatCache | None = None) -> BlobStore:
     """`digests`: the command's stat cache, with which a local store checks a blob before each use."""
     url = cfg.blobs.url
     if url and url.startswith("s3://"):
@@ -184,7 +190,7 @@ def make_blob_store(cfg: FlowsConfig, digests: Any = None) -> Any:
     return LocalBlobStore(path, digests)
 
 
-def make_provider(cfg: FlowsConfig, blobs: Any) -> Any:
+def make_provider(cfg: FlowsConfig, blobs: BlobStore) -> Provider:
     if cfg.provider.type == "domino":
         from providers.domino.provider import DominoProvider  # noqa: PLC0415
         return DominoProvider.from_config(cfg, blobs)

@@ -15,21 +15,27 @@ import dataclasses
 import json
 import socket
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from blake3 import blake3
 
 from vocab.errors import FlowsError
 from reconcile.state_surgery import evict, referenced_digests
+from state.backend import Backend
 from state.local import LocalBackend
 from state.store import Lease, StateStore
 
+if TYPE_CHECKING:
+    from reconcile.workspace import Workspace
 
-def state_location(ws: Any) -> dict[str, Any]:
+
+def state_location(ws: Workspace) -> dict[str, Any]:
     """Where this project's state lives, as a record another project can open (no credentials in it)."""
     b, cfg = ws.backend, ws.config.backend
     if isinstance(b, LocalBackend):
         return {"type": "local", "host": socket.gethostname(), "path": str(b.root.resolve())}
+    from state.s3 import S3Backend  # the only other kind; already imported when configured
+    assert isinstance(b, S3Backend), type(b)
     return {"type": "s3", "bucket": b.bucket, "key": b.template, "region": cfg.region,
             "endpoint_url": cfg.endpoint_url}
 
@@ -44,13 +50,13 @@ def user_id(loc: dict[str, Any]) -> str:
     return blake3(json.dumps(loc, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def register(ws: Any) -> None:
+def register(ws: Workspace) -> None:
     """Record in the blob store that this project's state uses it (once; cheap when already there)."""
     loc = state_location(ws)
     ws.blobs.register_user(user_id(loc), json.dumps(loc, sort_keys=True).encode())
 
 
-def _open(ws: Any, loc: dict[str, Any]) -> tuple[Any | None, str]:
+def _open(ws: Workspace, loc: dict[str, Any]) -> tuple[Backend | None, str]:
     """A backend for a registered state, or None and why it cannot be read from here."""
     if loc == state_location(ws):
         return ws.backend, ""
@@ -60,7 +66,7 @@ def _open(ws: Any, loc: dict[str, Any]) -> tuple[Any | None, str]:
                 return None, "a local state on another host"
             if not Path(str(loc.get("path"))).is_dir():
                 return None, "its folder is gone (delete its entry if that project is gone)"
-            backend: Any = LocalBackend(str(loc["path"]), lease_seconds=ws.config.backend.lease_seconds)
+            backend: Backend = LocalBackend(str(loc["path"]), lease_seconds=ws.config.backend.lease_seconds)
         elif loc.get("type") == "s3":
             from state.s3 import S3Backend
             backend = S3Backend(bucket=str(loc["bucket"]), key=str(loc["key"]), region=loc.get("region"),

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from providers.base import Provider
 from reconcile.apply import ApplyOptions
+from reconcile.graph import FlowGraph
 from reconcile.plan_model import Plan
 from reconcile.session import LoadedFlow, open_project
 from reconcile.workspace import Workspace
@@ -121,7 +122,7 @@ def _jobs_to_attach(view: StateView, run: RunRecord, provider: Provider,
     return {**attach, **found}, found
 
 
-def run_inputs(run: RunRecord, graph: Any, input_args: list[str]) -> dict[str, Any]:
+def run_inputs(run: RunRecord, graph: FlowGraph, input_args: list[str]) -> dict[str, Any]:
     """The inputs the run was started with. Those whose recorded values are masked (they looked like secrets)
     must be given again (`--NAME VALUE`, as to apply) and match what the run was started with: recover never
     runs a node with a mask in place of a value."""

@@ -12,9 +12,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vocab.masking import redact_obj
+
+if TYPE_CHECKING:
+    from reconcile.graph import FlowGraph
+    from reconcile.plan_model import Plan
+    from state.model import RunRecord, State
 
 TIMELINE_FILE = "timeline.json"
 TIMELINE_VERSION = 1
@@ -30,7 +35,8 @@ def timeline_path(logs_dir: Path, flow: str, run_id: str) -> Path:
     return logs_dir / flow / run_id / TIMELINE_FILE
 
 
-def from_outcomes(*, graph: Any, plan: Any, run: Any, outcomes: dict[str, Any], state: Any) -> dict[str, Any]:
+def from_outcomes(*, graph: FlowGraph, plan: Plan, run: RunRecord, outcomes: dict[str, Any],
+                  state: State | None) -> dict[str, Any]:
     """The timeline of a run that just ended, from the scheduler's outcomes (monotonic clock → wall clock)."""
     offset = time.time() - time.monotonic()
     nodes: dict[str, Any] = {}
@@ -73,7 +79,7 @@ def read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("version") == TIMELINE_VERSION else None
 
 
-def from_state(state: Any, run: Any) -> dict[str, Any]:
+def from_state(state: State, run: RunRecord) -> dict[str, Any]:
     """What the state holds of a run: the nodes whose record it wrote, and the jobs it launched."""
     nodes: dict[str, Any] = {}
     for address, rec in state.nodes.items():
@@ -103,7 +109,7 @@ def with_log_tails(timeline: dict[str, Any]) -> dict[str, Any]:
     return timeline
 
 
-def for_run(logs_dir: Path, state: Any, run: Any) -> dict[str, Any]:
+def for_run(logs_dir: Path, state: State, run: RunRecord) -> dict[str, Any]:
     """The timeline of `run`: its file when this machine applied it, else what the state holds; log tails in."""
     timeline = read(timeline_path(logs_dir, run.flow, run.id)) or from_state(state, run)
     return with_log_tails(timeline)

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from reconcile.config import FlowsConfig, load_config, make_backend, make_blob_store, make_provider
 from vocab.digest import StatCache
 from reconcile.fingerprint import upgrade_keys
 from state.store import StateStore, StateView
+
+if TYPE_CHECKING:
+    from providers.base import Provider
+    from providers.blobs.base import BlobStore
+    from state.backend import Backend
 
 
 class Workspace:
@@ -17,15 +22,15 @@ class Workspace:
         self.config = config or load_config(project_root)
 
     @cached_property
-    def backend(self) -> Any:
+    def backend(self) -> Backend:
         return make_backend(self.config)
 
     @cached_property
-    def blobs(self) -> Any:
+    def blobs(self) -> BlobStore:
         return make_blob_store(self.config, self.digests)
 
     @cached_property
-    def provider(self) -> Any:
+    def provider(self) -> Provider:
         return make_provider(self.config, self.blobs)
 
     @cached_property
