@@ -1,6 +1,11 @@
-"""Shared pytest setup. Fixtures for real servers live in tests/fixtures/ and are imported by the tests that use them."""
+"""Shared pytest setup, and every shared fixture: the kits live in tests/fixtures/ (moto's S3 server and a fault
+proxy, the Domino API emulator, headless Chromium), and are made available to every test here."""
 
 import logging
+
+from tests.fixtures.browser import chromium, graph_page  # noqa: F401 - fixtures, found by name
+from tests.fixtures.domino import client, emulator, make_emulator, project_dir  # noqa: F401 - fixtures
+from tests.fixtures.s3 import fault_proxy, moto_endpoint, moto_with_auth, s3  # noqa: F401 - fixtures
 
 # moto's server logs every request; failures are easier to read without them.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)

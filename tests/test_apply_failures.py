@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_apply_common import Project, make_project, poll, stop
+from tests.fixtures.apply_kit import Project, make_project, poll, stop
 
 # One flow with a node for every kind of failure; applied once with --keep-going (see `faulty`).
 FAULTY = '''

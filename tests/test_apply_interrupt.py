@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_apply_common import Project, alive, kill_pids, make_project, poll, stop
+from tests.fixtures.apply_kit import Project, alive, kill_pids, make_project, poll, stop
 
 FLOW = '''
 @workflow

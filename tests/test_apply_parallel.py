@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_apply_common import ISOLATED, Project, make_project, poll, stop
+from tests.fixtures.apply_kit import ISOLATED, Project, make_project, poll, stop
 
 pytestmark = pytest.mark.skipif(not ISOLATED, reason="parallel jobs need private /workflow folders (unshare)")
 

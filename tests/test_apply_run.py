@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.projects import FLOWS
-from tests.test_apply_common import Project, make_project, poll, stop
+from tests.fixtures.apply_kit import Project, make_project, poll, stop
 
 FLOW = '''
 @workflow

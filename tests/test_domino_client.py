@@ -14,9 +14,7 @@ from providers.domino.emulator import DominoEmulator, Faults, JobRule, RawBody
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
 from providers.domino.transport import RetryPolicy
 from vocab.errors import ProviderError
-from tests.fixtures.domino import (API_KEY, FAST, OWNER, PROJECT, TOKEN, client, domino_env,  # noqa: F401
-                                   emulator, make_client, make_emulator, project_dir, self_signed_cert,
-                                   wait_until)
+from tests.fixtures.domino import API_KEY, FAST, OWNER, PROJECT, TOKEN, domino_env, make_client, self_signed_cert, wait_until
 
 
 def run(c: DominoClient, command: str, title: str = "flows: wf/t", timeout: float = 20.0) -> str:

@@ -13,8 +13,7 @@ import requests
 
 from providers.domino.emulator import DominoEmulator, Faults, JobRule
 from providers.sandbox import isolation_available
-from tests.fixtures.domino import (API_KEY, OWNER, PROJECT, TOKEN, emulator, make_emulator,  # noqa: F401
-                                   project_dir, wait_until)
+from tests.fixtures.domino import API_KEY, OWNER, PROJECT, TOKEN, wait_until
 
 KEY = {"X-Domino-Api-Key": API_KEY}
 

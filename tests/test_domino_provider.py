@@ -15,7 +15,7 @@ from providers.domino.emulator import DominoEmulator
 from providers.domino.emulator_world import EmulatorConfig, Faults, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.projects import flows
-from tests.fixtures.s3 import FAKE_SECRET, REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import FAKE_SECRET, REGION, S3Env, aws_env
 
 REALISTIC = os.geteuid() == 0 and bool(shutil.which("setpriv"))  # dropping to the job's user needs root
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ai_training"

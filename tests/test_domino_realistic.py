@@ -17,7 +17,7 @@ from providers.domino.emulator import DominoEmulator
 from providers.domino.emulator_world import EmulatorConfig, Faults, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.projects import flows
-from tests.fixtures.s3 import FAKE_SECRET, REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import FAKE_SECRET, REGION, S3Env, aws_env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"),
                                 reason="realistic Domino jobs need root here to drop to the job's user")
@@ -280,7 +280,7 @@ def test_recover_finds_its_job_although_domino_requoted_the_command(tmp_path: Pa
     """Problem 8: apply dies after Domino started a job and before its id was journaled; Domino answers the
     job's command in its own quoting. recover finds the job by the marker in its title, re-attaches, and no
     node's job starts twice. No credential reaches any job."""
-    from tests.test_recover_kit import HoldingProxy, start_flows, wait_until
+    from tests.fixtures.recover_kit import HoldingProxy, start_flows, wait_until
 
     root = mixed_project(tmp_path / "project", s3)
     emu = realistic(root)
@@ -379,7 +379,7 @@ def test_a_commit_written_in_the_flow_stays_in_the_key(tmp_path: Path, s3: S3Env
 def test_ai_training_killed_mid_apply_recovers_without_starting_a_job_twice(tmp_path: Path, s3: S3Env,
                                                                              realistic: Any) -> None:
     """Done-when: kill apply while Domino jobs run, then `flows recover`: every node's job started once."""
-    from tests.test_recover_kit import start_flows, wait_until
+    from tests.fixtures.recover_kit import start_flows, wait_until
 
     root = example(tmp_path, s3)
     emu = realistic(root, git=True, faults=Faults(queue_seconds=0.5))

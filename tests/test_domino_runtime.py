@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.s3 import FAKE_SECRET, S3Env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import FAKE_SECRET, S3Env
 
 RUNTIME = Path(__file__).resolve().parents[1] / "providers" / "domino" / "runtime.py"
 VERMIN = Path(sys.executable).with_name("vermin")

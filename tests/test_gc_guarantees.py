@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from tests.fixtures.projects import flows, write_project
-from tests.fixtures.s3 import S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import S3Env, aws_env
 
 INPUTS = ("--data", "data/in.csv")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tests.test_graph_browser import FIND_NODE, PANEL, Chromium, Page, chromium, graph_page  # noqa: F401
+from tests.fixtures.browser import FIND_NODE, PANEL, Chromium, Page
 
 DRAWING = """(() => {
   const pane = document.getElementById('graph').getBoundingClientRect();

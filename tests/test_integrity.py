@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_apply_common import ISOLATED, Project, kill_pids, make_project
+from tests.fixtures.apply_kit import ISOLATED, Project, kill_pids, make_project
 
 needs_isolation = pytest.mark.skipif(not ISOLATED, reason="jobs get no namespaces of their own here")
 

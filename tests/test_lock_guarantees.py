@@ -20,8 +20,8 @@ import pytest
 
 from state.model import State, parse_state
 from tests.fixtures.projects import FLOWS, flows, write_project
-from tests.fixtures.s3 import FaultProxy, S3Env, aws_env, fault_proxy, moto_endpoint, s3  # noqa: F401
-from tests.test_recover_kit import (FLOW_NAME, Background, make_project, markers_of, open_gate,
+from tests.fixtures.s3 import FaultProxy, S3Env, aws_env
+from tests.fixtures.recover_kit import (FLOW_NAME, Background, make_project, markers_of, open_gate,
                                     pause_outside_the_mutex, run_flows, start_flows, state_dir, wait_until)
 
 TWO = {"first": [], "second": ["first"]}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tests.fixtures.projects import flows, write_project
-from tests.test_recover_kit import journal_records, load_state, open_gate, run_flows, start_flows, wait_until
+from tests.fixtures.recover_kit import journal_records, load_state, open_gate, run_flows, start_flows, wait_until
 
 TOKEN = "tok-Vq93-live-7f3e1a"  # also in the environment as MY_TOKEN: it looks like a secret, so it is masked
 

@@ -1,4 +1,4 @@
-"""`flows recover`, case by case, on the ten-node flow of tests/test_recover_kit.py (real subprocesses;
+"""`flows recover`, case by case, on the ten-node flow of tests/fixtures/recover_kit.py (real subprocesses;
 the Domino cases on the emulator and moto's S3 server over HTTP on 127.0.0.1)."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from providers.domino.emulator import DominoEmulator
 from providers.domino.emulator_world import EmulatorConfig, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
-from tests.fixtures.s3 import REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import REGION, S3Env, aws_env
 from tests.fixtures.waiting import alive
-from tests.test_recover_kit import (APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, HoldingProxy, domino_toml, flow_source,
+from tests.fixtures.recover_kit import (APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, HoldingProxy, domino_toml, flow_source,
                                     journal_records, load_state, make_project, markers_of, open_gate, run_flows,
                                     start_flows, state_dir, wait_until, write_script)
 

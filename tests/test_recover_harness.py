@@ -1,6 +1,6 @@
 """Fault injection: kill `flows apply` with SIGKILL at a random moment, `flows recover`, check the invariants.
 
-Every trial builds a fresh ten-node project (tests/test_recover_kit.py), starts the real `flows apply`
+Every trial builds a fresh ten-node project (tests/fixtures/recover_kit.py), starts the real `flows apply`
 as a subprocess, polls for progress (k marker files, or j journal records, chosen by a seeded RNG) and
 kills it the moment that progress is seen (in some trials Ctrl-C instead: SIGINT); in some trials the
 first `flows recover` is killed as well.
@@ -42,8 +42,8 @@ import pytest
 from providers.domino.emulator import DominoEmulator
 from providers.domino.emulator_world import EmulatorConfig, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
-from tests.fixtures.s3 import REGION, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
-from tests.test_recover_kit import (ADDRESSES, APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, domino_toml,
+from tests.fixtures.s3 import REGION, S3Env, aws_env
+from tests.fixtures.recover_kit import (ADDRESSES, APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, domino_toml,
                                     finished_nodes, journal_records, load_state, make_project, markers_of, pause_outside_the_mutex,
                                     output_bytes, read_local_blob, run_flows, start_flows, state_dir, wait_until)
 

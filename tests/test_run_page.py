@@ -12,7 +12,7 @@ import pytest
 
 from reconcile.render_run import critical_path
 from tests.fixtures.projects import flows
-from tests.test_graph_browser import ARTIFACTS, ROOT, Chromium, Page, chromium  # noqa: F401
+from tests.fixtures.browser import ARTIFACTS, ROOT, Chromium, Page
 
 FLOW = "model_training"
 ARGS = ("flow.py", FLOW, "--data_path_a", "data/a.csv", "--data_path_b", "data/b.csv")

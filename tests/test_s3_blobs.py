@@ -13,7 +13,7 @@ from providers.blobs import s3 as s3_blobs
 from providers.blobs.local import LocalBlobStore
 from vocab.digest import dir_digest, file_digest, manifest_bytes
 from vocab.errors import ConfigError, ProviderError
-from tests.fixtures.s3 import S3Env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import S3Env
 
 
 def versions(env: S3Env, key: str) -> int:

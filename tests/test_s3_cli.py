@@ -9,7 +9,7 @@ from pathlib import Path
 
 from state.model import parse_state
 from tests.fixtures.projects import FLOWS, flows, write_project
-from tests.fixtures.s3 import FAKE_SECRET, S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import FAKE_SECRET, S3Env, aws_env
 
 INPUTS = ("--data", "data/in.csv")
 

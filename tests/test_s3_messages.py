@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.fixtures.projects import flows
-from tests.fixtures.s3 import S3Env, aws_env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import S3Env, aws_env
 from tests.test_s3_cli import INPUTS, _s3_project
 
 

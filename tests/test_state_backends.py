@@ -22,7 +22,7 @@ from vocab.errors import ConfigError, LockHeldError, StateError
 from state.backend import LockInfo
 from state.local import LocalBackend
 from state.model import STATE_VERSION, RunRecord, State, parse_state
-from tests.fixtures.s3 import FAKE_SECRET, Canned, S3Env, aws_env, fault_proxy, moto_endpoint, moto_with_auth, s3  # noqa: F401
+from tests.fixtures.s3 import FAKE_SECRET, Canned, S3Env, aws_env
 from tests.fixtures.waiting import wait_until
 
 FLOW = "wf"

@@ -9,7 +9,7 @@ import pytest
 
 from state.backend import LockInfo
 from state.local import LocalBackend
-from tests.test_apply_common import Project, make_project
+from tests.fixtures.apply_kit import Project, make_project
 
 FLOW = '''
 @workflow

@@ -10,7 +10,7 @@ import pytest
 from providers import jobio
 from providers.blobs.local import LocalBlobStore
 from vocab.digest import TreeError, dir_digest, tree_files
-from tests.fixtures.s3 import S3Env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import S3Env
 
 
 def linked_tree(root: Path) -> Path:
