@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from reconcile import run_timeline
+from reconcile.gates import AskApproval, approver
 from vocab.errors import FlowsError, LockHeldError
 from reconcile.fingerprint import cache_key
 from vocab.flytetypes import is_blob
@@ -27,10 +28,12 @@ from reconcile.plan_model import Plan
 from providers.base import InputValue, JobResult, JobSpec, Provider
 from providers.blobs.base import BlobStore
 from state import journal
-from state.model import CacheEntry, NodeRecord, OutputRecord, RunRecord, State, now
+from state.model import Approval, CacheEntry, GateWait, NodeRecord, OutputRecord, RunRecord, State, now
 from state.store import Lease, StateStore
 
 DONE_OK = ("succeeded", "reused")
+# An approval gate nobody answered (yet) is `awaiting`; what depends on it, left unstarted, is `blocked`.
+AWAITING, BLOCKED = "awaiting", "blocked"
 UPSTREAM_FAILED = "skipped: upstream failed"
 STOPPED = "not started: stopped after a failure (--keep-going runs independent nodes)"
 LOST_LOCK = "not started: this apply lost the state lock"
@@ -51,13 +54,17 @@ class ApplyOptions:
     keep_going: bool = False
     lock_timeout: float = 0.0
     break_expired_lock: bool = False
+    approve: list[str] = dataclasses.field(default_factory=list)  # gate names approved in advance (--approve)
+    approver: str = dataclasses.field(default_factory=approver)  # who approves (FLOWS_APPROVER or the OS user)
 
 
 @dataclasses.dataclass
 class NodeOutcome:
     address: str
     action: str
-    result: str = "waiting"          # waiting | running | succeeded | reused | failed | skipped | cancelled
+    # waiting | running | succeeded | reused | failed | skipped | cancelled | awaiting (an unanswered approval
+    # gate) | blocked (waits for one)
+    result: str = "waiting"
     queued: float | None = None       # handed to a worker (its upstreams done, a slot free); for the run timeline
     started: float | None = None
     finished: float | None = None
@@ -103,8 +110,11 @@ class Scheduler:
     def __init__(self, *, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer, provider: Provider,
                  blobs: BlobStore,
                  lease: Lease, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
-                 cancel: threading.Event, attach: dict[str, dict[str, Any]] | None = None) -> None:
+                 cancel: threading.Event, attach: dict[str, dict[str, Any]] | None = None,
+                 ask: AskApproval | None = None) -> None:
         self.attach = attach or {}  # recover: address -> {"job_id", "key"} of jobs still running
+        self.ask = ask  # puts an unanswered gate's question to a person (None: nobody to ask)
+        self.waiting: dict[str, GateWait] = {}  # gate name -> since when it waits for an answer
         self.graph, self.plan, self.state, self.keyer = graph, plan, state, keyer
         self.provider, self.blobs, self.lease, self.run = provider, blobs, lease, run
         self.logs_dir, self.opts, self.reporter, self.cancel = logs_dir, opts, reporter, cancel
@@ -195,6 +205,90 @@ class Scheduler:
                        kind="domino_job", project_root=self.graph.project_root, flow_file=self.graph.file,
                        log_path="")
 
+    # -- approval gates ------------------------------------------------------------------------
+    def _gate(self, node: Node, outcome: NodeOutcome, key: str, fp: dict[str, Any], display: dict[str, Any]) -> None:
+        """A gate whose upstreams are done: reused when this value was approved before; passed when its name is
+        approved (--approve, or earlier in this run); otherwise it waits for the question at the end of the walk."""
+        entry = self.state.cache.get(key)
+        if entry is not None and node.address not in self.plan.replace:
+            from reconcile.plan import approved_text
+            self._reuse(node, outcome, key, fp, display, entry, approved_text(self.state, node.gate, entry.run_id))
+            return
+        name = node.gate or ""
+        approval = self.run.approvals.get(name)
+        if approval is None and name in self.opts.approve:
+            approval = Approval(by=self.opts.approver)
+        if approval is not None:
+            self._pass_gate(node, outcome, key, fp, display, approval)
+            return
+        with self._lock:
+            earlier = self.run.waiting.get(name)  # recover: the gate has waited since the run first reached it
+            self.waiting.setdefault(name, earlier if earlier is not None and earlier.address == node.address else
+                                    GateWait(address=node.address, timeout_seconds=node.timeout_seconds))
+        outcome.detail = f"waits for approval (--approve {name})"
+        outcome.result = AWAITING
+        self.reporter.event(outcome, f"waits for approval: flows apply ... --approve {name}" +
+                            (" (or answer below)" if self.ask is not None else ""))
+
+    def _pass_gate(self, node: Node, outcome: NodeOutcome, key: str, fp: dict[str, Any], display: dict[str, Any],
+                   approval: Approval) -> None:
+        name = node.gate or ""
+        if name not in self.run.approvals:
+            # Durable before anything depends on it: a kill after the approval keeps it (recover goes on).
+            self._journal(journal.GateApproved(run_id=self.run.id, name=name, approval=approval))
+            self.run.approvals[name] = approval
+        with self._lock:
+            self.waiting.pop(name, None)
+        self._record(NodeRecord(address=node.address, task_name=node.task_name, key=key, fingerprint=fp,
+                                display=display, status="succeeded", run_id=self.run.id, finished_at=now()),
+                     CacheEntry(key=key, task_name=node.task_name, address=node.address, outputs={},
+                                run_id=self.run.id, fingerprint=fp) if node.cache else None)
+        outcome.detail = f"approved by {approval.by} at {approval.at}"
+        outcome.result = "succeeded"
+        self.reporter.event(outcome, outcome.detail)
+
+    def _answer_gates(self) -> bool:
+        """Nothing else can run: put each unanswered gate's question (once per name) to a person. Whether any
+        was answered (the walk then goes on)."""
+        if self.ask is None:
+            return False
+        answered = False
+        for name in list(self.waiting):
+            wait = self.waiting[name]
+            addresses = [a for a, o in self.outcomes.items() if o.result == AWAITING
+                         and self.graph.nodes[a].gate == name]
+            left = None
+            if wait.timeout_seconds:
+                waited = (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(wait.since)).total_seconds()
+                left = max(0.0, wait.timeout_seconds - waited)
+            answer = self.ask(name, addresses, left)
+            if answer == "unanswered":
+                continue
+            answered = True
+            for address in addresses:
+                outcome = self.outcomes[address]
+                if answer == "approved":
+                    node = self.graph.nodes[address]
+                    key, fp, display = self._known[address]
+                    self._pass_gate(node, outcome, key, fp, display,
+                                    self.run.approvals.get(name) or Approval(by=self.opts.approver))
+                    continue
+                outcome.detail = (f"approval refused by {self.opts.approver}" if answer == "refused" else
+                                  f"timed out: nobody approved it within {wait.timeout_seconds:g}s")
+                self._record(self._failed_record(address, outcome), None)
+                outcome.result = "failed"
+                self.reporter.event(outcome, f"failed: {outcome.detail}")
+            self.waiting.pop(name, None)
+        return answered
+
+    def _blocking_gates(self, address: str) -> list[str]:
+        """The unanswered gates (names) a node waits for, through any chain of upstreams."""
+        names = []
+        for up in self.graph.ancestors(address):
+            if self.outcomes.get(up) is not None and self.outcomes[up].result == AWAITING:
+                names.append(self.graph.nodes[up].gate or up)
+        return sorted(set(names))
+
     def execute(self, address: str) -> None:
         node = self.graph.nodes[address]
         change = self.plan.node(address)
@@ -202,6 +296,9 @@ class Scheduler:
         fp, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
         key = cache_key(fp)
         self._known[address] = (key, fp, display)
+        if node.kind == "gate":
+            self._gate(node, outcome, key, fp, display)
+            return
         # Keyed only now (pending, or a new node whose key was known only after apply): a cache hit is reused.
         keyed_late = change is not None and (change.action == "pending" or change.key is None)
         if keyed_late and node.cache and address not in self.plan.replace:
@@ -317,8 +414,11 @@ class Scheduler:
                 if changed or self.cancel.is_set() or self.stopping or self.lost_lock:
                     todo = self._pass(todo, running, pool, workers, thorough=trouble)
                 if not running:
-                    for address in todo:  # nothing runs and nothing can start: never expected, never a hang
-                        self._skip(address, "not started: an upstream did not finish")
+                    halted = self.cancel.is_set() or self.stopping or self.lost_lock
+                    if self.waiting and not halted and self._answer_gates():
+                        changed = trouble = True  # an answer: what waited on it may start (or be skipped)
+                        continue
+                    self._settle_unanswered(todo, halted)
                     break
                 done, _ = cf.wait(running, timeout=POLL, return_when=cf.FIRST_COMPLETED)
                 changed = bool(done)
@@ -326,6 +426,23 @@ class Scheduler:
                     address = running.pop(fut)
                     trouble = trouble or self.outcomes[address].result in ("failed", "cancelled")
         return self.outcomes
+
+    def _settle_unanswered(self, todo: list[str], halted: bool) -> None:
+        """The walk is over: nodes left waiting for an unanswered gate are `blocked` (the run then ends `waiting`),
+        unless the apply stopped anyway (then the gates were never asked: not started)."""
+        for address, outcome in self.outcomes.items():
+            if outcome.result == AWAITING and halted:
+                self._skip(address, "not asked: the apply stopped first")
+        for address in todo:
+            gates = self._blocking_gates(address)
+            if gates:
+                outcome = self.outcomes[address]
+                outcome.result, outcome.detail = BLOCKED, f"waits for approval of {', '.join(gates)}"
+                self.reporter.event(outcome, outcome.detail)
+            else:  # nothing runs and nothing can start: never expected, never a hang
+                self._skip(address, "not started: an upstream did not finish")
+        if halted:
+            self.waiting.clear()
 
     def _settle_reused(self) -> list[str]:
         """Outcomes for every planned node; plain cache hits are settled at once. Returns the rest, in order."""
@@ -462,6 +579,8 @@ def outcome_of(outcomes: dict[str, NodeOutcome], cancelled: bool) -> str:
         return "interrupted"
     if any(o.result in ("failed", "skipped", "cancelled") for o in outcomes.values()):
         return "failed"
+    if any(o.result in (AWAITING, BLOCKED) for o in outcomes.values()):
+        return "waiting"
     return "succeeded"
 
 
@@ -481,10 +600,13 @@ def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer
                  blobs: BlobStore,
                  lease: Lease, run: RunRecord, logs_dir: Path, opts: ApplyOptions, reporter: Reporter,
                  cancel: threading.Event, on_start: Callable[[], None] | None = None,
-                 attach: dict[str, dict[str, Any]] | None = None, resumed: bool = False) -> tuple[dict[str, NodeOutcome], State]:
+                 attach: dict[str, dict[str, Any]] | None = None, resumed: bool = False,
+                 ask: AskApproval | None = None) -> tuple[dict[str, NodeOutcome], State]:
     """Run the plan; the run record and every node result are journaled; the state is written at the end.
 
-    `resumed`: `run` is an earlier, partial run that recover finishes under the same id.
+    `resumed`: `run` is an earlier, partial run that recover finishes under the same id. `ask`: how an approval
+    gate nobody approved in advance (`opts.approve`) is put to a person; without it such a gate ends the run
+    `waiting`.
     """
     if resumed:
         lease.append(journal.RunResumed(run_id=run.id))
@@ -493,7 +615,7 @@ def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer
         state.runs[run.id] = run
     scheduler = Scheduler(graph=graph, plan=plan, state=state, keyer=keyer, provider=provider, blobs=blobs,
                           lease=lease, run=run, logs_dir=logs_dir, opts=opts, reporter=reporter, cancel=cancel,
-                          attach=attach)
+                          attach=attach, ask=ask)
     reporter.attach(scheduler.outcomes)
     if on_start:
         on_start()
@@ -504,8 +626,9 @@ def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer
     failures = [f"{o.address}: {o.detail}" for o in outcomes.values() if o.result == "failed"]
     if scheduler.lost_lock:
         outcome = "interrupted"
+    waiting = scheduler.waiting if outcome == "waiting" else {}
     lease.append(journal.RunFinished(run_id=run.id, outcome=outcome, counts=counts_of(outcomes),
-                                     error="; ".join(failures)[:500] or None))
+                                     error="; ".join(failures)[:500] or None, waiting=waiting))
     forget = [c.address for c in plan.nodes if c.action == "forget"]
     final = lease.finish(forget)  # raises LockLostError when the lock was lost: nothing is written then
     run_timeline.write(run_timeline.timeline_path(logs_dir, graph.workflow, run.id),

@@ -28,6 +28,9 @@ class Binding(BaseModel):
     name: str | None = None    # flow_input: the flow input's name
     node: str | None = None    # node_output: producing node address
     output: str | None = None  # node_output: output name
+    # Nodes the value must also wait for, without changing it: the approval gates it passed through
+    # (`approve(x, "deploy")` is x, available once 'deploy' is approved). Not part of any key.
+    after: list[str] = Field(default_factory=list)
 
     def describe(self) -> str:
         if self.kind == "literal":
@@ -75,6 +78,7 @@ class Node(BaseModel):
     output_artifacts: dict[str, ArtifactFileRef] = Field(default_factory=dict)
     export_specs: list[dict[str, Any]] = Field(default_factory=list)
     source: SourceRef | None = None
+    gate: str | None = None  # kind "gate": the approval's name (`--approve NAME`)
 
     def data_upstreams(self) -> list[str]:
         seen: list[str] = []
@@ -84,7 +88,9 @@ class Node(BaseModel):
         return seen
 
     def upstreams(self) -> list[str]:
-        return self.data_upstreams() + [a for a in self.after if a not in self.data_upstreams()]
+        data = self.data_upstreams()
+        gates = [g for b in self.bindings.values() for g in b.after]
+        return data + list(dict.fromkeys(a for a in self.after + gates if a not in data))
 
 
 class FlowInput(BaseModel):

@@ -31,6 +31,8 @@ class NodeKeyer:
 
     def static_parts(self, node: Node) -> tuple[dict[str, Any], dict[str, str]]:
         """(resolved config, code identity): fixed for the whole command, computed once per node."""
+        if node.kind == "gate":  # runs no code anywhere: its key is its name and the value it gates
+            return {}, {}
         if node.address not in self._static:
             config = self.provider.resolve_config(node)
             code = self.code.of(node)
@@ -71,6 +73,22 @@ class BlobPresence:
         return all(self._exists.get(u, False) for u in _blob_uris(outputs))
 
 
+def fmt_seconds(seconds: float) -> str:
+    """`1h`, `30m`, `45s`, `1d 2h`: a gate's timeout as people write it."""
+    s = int(seconds)
+    parts = [(s // 86400, "d"), (s % 86400 // 3600, "h"), (s % 3600 // 60, "m"), (s % 60, "s")]
+    return " ".join(f"{n}{u}" for n, u in parts if n) or f"{seconds:g}s"
+
+
+def approved_text(state: State, gate: str | None, run_id: str | None) -> str:
+    """`approved by ann at 2026-11-30T12:00:00 (run r…)`, from the run that approved it (when still recorded)."""
+    run = state.runs.get(run_id or "")
+    approval = run.approvals.get(gate or "") if run is not None else None
+    if approval is None:
+        return f"approved before (run {run_id or '?'}), for this very value"
+    return f"approved by {approval.by} at {approval.at} (run {run_id}), for this very value"
+
+
 class Planner:
     def __init__(self, graph: FlowGraph, state: State, keyer: NodeKeyer, blobs: BlobStore,
                  targets: list[str] | None = None, replace: list[str] | None = None) -> None:
@@ -101,8 +119,44 @@ class Planner:
             wanted |= {t} | self.graph.ancestors(t)
         return [a for a in self.graph.nodes if a in wanted]
 
+    def plan_gate(self, node: Node, running: set[str], outputs: dict[str, dict[str, OutputRecord]]) -> NodeChange:
+        """An approval gate: reused when this very value (its key: name + the value's digest) was approved before,
+        else `approve`. Its users bind the value itself, so they are planned as if the gate were not there."""
+        fp, _ = self.keyer.fingerprint(node, lambda a: None if a in running else outputs.get(a))
+        record = self.state.nodes.get(node.address)
+        change = NodeChange(address=node.address, task_name=node.task_name, action="approve", fingerprint=fp,
+                            previous_key=record.key if record else None, gate=node.gate)
+        how = f"flows apply ... --approve {node.gate}" + (
+            f"; times out {fmt_seconds(node.timeout_seconds)} after apply reaches it" if node.timeout_seconds else "")
+        if is_pending(fp):
+            change.pending_on = [u for u in node.data_upstreams() if u in running]
+            change.reasons = [Reason(field="upstream", message=f"waits for {', '.join(change.pending_on)}; then "
+                                     f"needs approval unless that value was approved before ({how})")]
+            return change
+        key = change.key = cache_key(fp)
+        entry = self.state.cache.get(key)
+        if entry is not None and node.address not in self.replace:
+            change.action, change.reused_from_run = "reuse", entry.run_id
+            change.reasons = [Reason(field="approval", message=approved_text(self.state, node.gate, entry.run_id))]
+            return change
+        if node.address in self.replace:
+            why = "replace requested: approve again"
+        elif record is None or record.key is None:
+            why = "never approved"
+        elif record.key != key:
+            change.reasons = fingerprint_reasons(record.fingerprint, fp)
+            why = "this value was never approved"
+        elif record.status == "failed":
+            why = f"{record.error or 'refused'} last time"
+        else:
+            why = "its approval is no longer in the cache"
+        change.reasons.insert(0, Reason(field="approval", message=f"needs approval: {why} ({how})"))
+        return change
+
     def plan_node(self, node: Node, running: set[str], outputs: dict[str, dict[str, OutputRecord]]) -> NodeChange:
         """`running`: the nodes decided so far that will (or may) execute; their outputs are not known yet."""
+        if node.kind == "gate":
+            return self.plan_gate(node, running, outputs)
         fp, display = self.keyer.fingerprint(node, lambda a: None if a in running else outputs.get(a))
         record = self.state.nodes.get(node.address)
         change = NodeChange(address=node.address, task_name=node.task_name, action="create", fingerprint=fp,
@@ -174,7 +228,7 @@ class Planner:
                                               previous_key=rec.key,
                                               reasons=[Reason(field="flow", message="no longer in the flow; "
                                                               "its record is dropped, its cache entries kept")]))
-        summary = {a: 0 for a in ("create", "update", "run", "pending", "reuse", "forget")}
+        summary = {a: 0 for a in ("create", "update", "run", "pending", "approve", "reuse", "forget")}
         for c in changes:
             summary[c.action] += 1
         return Plan(flow=self.graph.workflow, flow_file=self.graph.file, flow_digest=flow_digest, inputs=flow_inputs,

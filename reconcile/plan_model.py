@@ -8,13 +8,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-PLAN_SCHEMA_VERSION = 1
+PLAN_SCHEMA_VERSION = 2  # 2: approval gates (action `approve`, `gate` on a node change, `approve` in the summary)
+READABLE_PLAN_VERSIONS = (1, 2)  # a version-1 plan is a version-2 plan without gates
 
-Action = Literal["create", "update", "run", "pending", "reuse", "forget"]
+# approve: an approval gate that apply stops at until a person approves it (`--approve NAME`).
+Action = Literal["create", "update", "run", "pending", "approve", "reuse", "forget"]
 # Actions that start a job (pending may, once its inputs are known).
 EXECUTING: tuple[str, ...] = ("create", "update", "run")
-SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "run": "!", "pending": "?", "reuse": "=", "forget": "-"}
+SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "run": "!", "pending": "?", "approve": "⏸", "reuse": "=",
+                           "forget": "-"}
 COLOURS: dict[str, str] = {"create": "green", "update": "yellow", "run": "magenta", "pending": "cyan",
+                           "approve": "bright_yellow",
                            "reuse": "dim", "forget": "red"}
 
 
@@ -39,6 +43,7 @@ class NodeChange(BaseModel):
     reused_from_run: str | None = None
     pending_on: list[str] = Field(default_factory=list)
     fingerprint: dict[str, Any] | None = None
+    gate: str | None = None            # an approval gate: its name (`flows apply --approve NAME`)
 
 
 class Plan(BaseModel):

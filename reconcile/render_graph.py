@@ -27,7 +27,7 @@ Actions = Mapping[str, str] | None
 
 # Fill colours for DOT / Mermaid, one per plan action (the terminal colours of plan_model, lightened).
 FILLS: dict[str, str] = {"create": "#d4f7d4", "update": "#fff3c4", "run": "#f3d4f7", "pending": "#d4f1f7",
-                         "reuse": "#eeeeee", "forget": "#f7d4d4"}
+                         "approve": "#ffe0b3", "reuse": "#eeeeee", "forget": "#f7d4d4"}
 
 
 def forgotten(graph: FlowGraph, actions: Actions) -> list[str]:
@@ -51,7 +51,9 @@ def describe_binding(graph: FlowGraph, b: Binding) -> str:
         return json.dumps(b.value, ensure_ascii=False)
     if b.kind == "flow_input":
         return f"input {b.name}"
-    return f"{short(graph, b.node or '')}.{b.output}"
+    gates = [graph.nodes[g].gate if g in graph.nodes else short(graph, g) for g in b.after]
+    through = f" (once {', '.join(repr(g) for g in gates)} {'is' if len(gates) == 1 else 'are'} approved)" if gates else ""
+    return f"{short(graph, b.node or '')}.{b.output}{through}"
 
 
 def _styled(label: str, action: str | None) -> Text:
@@ -125,6 +127,10 @@ def _node_what(node: Node) -> str:
         return node.command
     if node.kind == "python" and node.python:
         return f"@task {node.python['qualname']} ({os.path.basename(node.python['file'])})"
+    if node.kind == "gate":
+        from reconcile.plan import fmt_seconds
+        return (f"⏸ apply stops here until '{node.gate}' is approved (--approve {node.gate})" +
+                (f"; times out after {fmt_seconds(node.timeout_seconds)}" if node.timeout_seconds else ""))
     return "; ".join(f"{s.get('kind', '?')}: {s.get('artifact', '?')}" for s in node.export_specs)
 
 

@@ -7,14 +7,15 @@ from rich.markup import escape
 from reconcile.plan_model import COLOURS, SYMBOLS, Plan
 from vocab.masking import redact
 
-ORDER = ("create", "update", "run", "pending", "reuse", "forget")
+ORDER = ("create", "update", "run", "pending", "approve", "reuse", "forget")
 WORDS = {"create": "to create", "update": "to update", "run": "to run", "pending": "pending",
-         "reuse": "reused", "forget": "to forget"}
+         "approve": "to approve", "reuse": "reused", "forget": "to forget"}
 
 
 def summary_line(plan: Plan) -> str:
     s = plan.summary
-    parts = [f"{s.get(a, 0)} {WORDS[a]}" for a in ORDER]
+    # "to approve" only when the flow has gates: a plan without any reads as it always did
+    parts = [f"{s.get(a, 0)} {WORDS[a]}" for a in ORDER if a != "approve" or s.get(a, 0)]
     return "Plan: " + ", ".join(parts) + "."
 
 
@@ -35,7 +36,12 @@ def print_plan(plan: Plan, console: Console, verbose_reuse: bool = False) -> Non
             continue
         colour = COLOURS[n.action]
         key = f"  [dim]{n.key[:12]}[/dim]" if n.key else ("  [dim](known after apply)[/dim]" if n.action == "create" else "")
-        console.print(f"[{colour}]{SYMBOLS[n.action]} {escape(n.address)}[/{colour}]  [{colour}]{n.action}[/{colour}]{key}")
+        if n.action == "approve":  # `⏸ approve deploy  (wf/approve deploy)`: apply stops there for a person
+            console.print(f"[{colour}]{SYMBOLS[n.action]} approve {escape(n.gate or '')}[/{colour}]  "
+                          f"[dim]({escape(n.address)})[/dim]{key}")
+        else:
+            console.print(f"[{colour}]{SYMBOLS[n.action]} {escape(n.address)}[/{colour}]  "
+                          f"[{colour}]{n.action}[/{colour}]{key}")
         reasons = n.reasons
         if n.action == "reuse" and not reasons:
             reasons = []

@@ -52,7 +52,8 @@ def unsafe_path_part(text: str, *, nested: bool = True) -> str | None:
 
 
 class Promise:
-    """A value known only when the flow runs: a flow input or one output of a node."""
+    """A value known only when the flow runs: a flow input or one output of a node (perhaps through approval
+    gates: then `binding.after` names them)."""
 
     def __init__(self, binding: Binding) -> None:
         self._binding = binding
@@ -150,6 +151,8 @@ def _order(before: Any, after: Any) -> Any:
 def _node_of(obj: Any) -> str | None:
     if isinstance(obj, NodeOutputs):
         return obj.node_address
+    if isinstance(obj, Promise) and obj.binding.after:  # `approve(x, "deploy") >> t()`: t waits for the gate
+        return obj.binding.after[-1]
     if isinstance(obj, Promise) and obj.binding.kind == "node_output":
         return obj.binding.node
     return None
@@ -208,6 +211,43 @@ class Trace:
         self.nodes[node.address] = node
         return NodeOutputs(node)
 
+    def add_gate(self, value: Any, name: Any, timeout: Any, src: SourceRef | None) -> Promise:
+        """`approve(value, name, timeout)`: a gate node whose key is its name and the value's digest. What it
+        returns is the same value, available once the gate is approved: its users bind the value itself (so
+        their keys do not change because of the gate) and wait for the gate (`Binding.after`)."""
+        file, line = (src.file, src.line) if src else (None, None)
+        if not isinstance(name, str) or not name.strip() or "/" in name or any(ord(c) < 32 for c in name):
+            raise FlowLoadError(f"approve: the gate name must be a non-empty string without '/' (got {name!r})",
+                                file=file, line=line)
+        if len(name.encode()) > MAX_NAME_BYTES:
+            raise FlowLoadError(f"approve: the gate name is longer than {MAX_NAME_BYTES} bytes", file=file, line=line)
+        seconds = _gate_timeout(timeout, name, file, line)
+        if isinstance(value, NodeOutputs):
+            if len(value) == 0:  # flytekit: "You can't use approval on a task that doesn't return anything."
+                raise FlowLoadError(f"approve '{name}': '{value.node_address}' returns nothing; a gate needs a "
+                                    "value for a person to check (approve one of its outputs)", file=file, line=line)
+            if len(value) > 1:
+                raise FlowLoadError(f"approve '{name}': '{value.node_address}' has {len(value)} outputs; approve "
+                                    f"one of them (e.g. result[\"{next(iter(value.outputs))}\"])",
+                                    file=file, line=line)
+            value = next(iter(value))
+        if not isinstance(value, Promise) or value.binding.kind != "node_output":
+            what = ("a workflow input (Flyte refuses that too: \"Workflow inputs cannot be passed to approval "
+                    "nodes\")" if isinstance(value, Promise) else f"a plain value ({type(value).__name__})")
+            raise FlowLoadError(f"approve '{name}': the value to approve is {what}; approve a task's output",
+                                file=file, line=line)
+        for other in self.nodes.values():
+            if other.kind == "gate" and other.gate == name and other.address.rsplit("/", 1)[0] == "/".join(self.prefix):
+                where = f" (line {other.source.line})" if other.source and other.source.line else ""
+                raise FlowLoadError(f"approve: two gates named '{name}' in one workflow{where}; give each its own "
+                                    "name (`--approve NAME` approves by name)", file=file, line=line)
+        source = value.binding
+        node = Node(address=self.address_for(f"approve {name}"), task_name=f"approve {name}", kind="gate",
+                    inputs={"value": source.type}, timeout_seconds=seconds, source=src, gate=name,
+                    bindings={"value": source})
+        self.nodes[node.address] = node
+        return Promise(source.model_copy(update={"after": [*source.after, node.address]}))
+
     def add_artifact_file(self, artifact: str, artifact_type: str, file_name: str, node: str, output: str,
                           file: str | None, line: int | None) -> None:
         for what, text in (("artifact name", artifact), ("artifact file name", file_name)):
@@ -251,6 +291,18 @@ class Trace:
         if reason:
             raise FlowLoadError(f"input '{name}' ({want}): {reason}", file=file, line=line, node=node.address)
         return Binding(kind="literal", type=want, value=canonical_value(want, value))
+
+
+def _gate_timeout(timeout: Any, name: str, file: str | None, line: int | None) -> float | None:
+    """flytekit's `timeout` (a timedelta; a number of seconds is taken too); 0 or None: no timeout."""
+    import datetime as dt
+    if timeout is None:
+        return None
+    seconds = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise FlowLoadError(f"approve '{name}': timeout must be a timedelta (e.g. timedelta(hours=1)), "
+                            f"got {timeout!r}", file=file, line=line)
+    return float(seconds) or None
 
 
 def _holds_promise(value: Any) -> bool:

@@ -17,10 +17,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from state.model import CacheEntry, NodeRecord, RunRecord, State, now
+from state.model import Approval, CacheEntry, GateWait, NodeRecord, RunRecord, State, now
 from vocab.errors import StateError
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2  # 2: `gate_approved` records, `waiting` in `run_finished` (approval gates)
 
 
 class _Record(BaseModel):
@@ -68,6 +68,15 @@ class NodeFinished(_Record):
     cache: CacheEntry | None = None
 
 
+class GateApproved(_Record):
+    """A person approved an approval gate of the run: durable at once, so a kill after it keeps the approval."""
+
+    type: Literal["gate_approved"] = "gate_approved"
+    run_id: str
+    name: str
+    approval: Approval
+
+
 class RunFinished(_Record):
     type: Literal["run_finished"] = "run_finished"
     run_id: str
@@ -75,10 +84,11 @@ class RunFinished(_Record):
     counts: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
     at: str = Field(default_factory=now)
+    waiting: dict[str, GateWait] = Field(default_factory=dict)  # outcome `waiting`: the unanswered gates
 
 
-JournalRecord = Annotated[Union[RunStarted, RunResumed, NodeStarting, NodeStarted, NodeFinished, RunFinished],
-                          Field(discriminator="type")]
+JournalRecord = Annotated[Union[RunStarted, RunResumed, NodeStarting, NodeStarted, NodeFinished, GateApproved,
+                                RunFinished], Field(discriminator="type")]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(JournalRecord)
 
 
@@ -136,6 +146,11 @@ def fold(state: State, records: list[JournalRecord]) -> State:
             if run is not None:
                 run.jobs[rec.address] = {"key": rec.key, "job_id": rec.job_id, "attempt": rec.attempt,
                                          "started_at": rec.at, "status": "running"}
+        elif isinstance(rec, GateApproved):
+            run = out.runs.get(rec.run_id)
+            if run is not None:
+                run.approvals.setdefault(rec.name, rec.approval)  # the first approval stands
+                run.waiting.pop(rec.name, None)
         elif isinstance(rec, RunFinished):
             run = out.runs.get(rec.run_id)
             if run is not None:
@@ -143,6 +158,9 @@ def fold(state: State, records: list[JournalRecord]) -> State:
                 run.counts = rec.counts
                 run.finished_at = rec.at
                 run.error = rec.error
+                # a gate still unanswered keeps the time it first waited (its timeout runs from then)
+                run.waiting = {name: run.waiting.get(name, wait) if run.waiting.get(name, wait).address == wait.address
+                               else wait for name, wait in rec.waiting.items()}
     return out
 
 

@@ -16,11 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vocab.errors import StateError
 
-STATE_VERSION = 2  # 2: `fence` (the lock generation that last fenced the state), runs' `masked_inputs`
+# 2: `fence` (the lock generation that last fenced the state), runs' `masked_inputs`
+# 3: approval gates: runs' `approvals` and `waiting`, the run outcome `waiting`
+STATE_VERSION = 3
 TOOL_VERSION = "0.1.0"
 
 NodeStatus = Literal["succeeded", "failed", "running", "cancelled", "skipped"]
-RunOutcome = Literal["running", "succeeded", "failed", "interrupted", "recovered"]
+# waiting: the run stopped at an approval gate nobody answered; `flows apply|recover --approve NAME` goes on.
+RunOutcome = Literal["running", "succeeded", "failed", "interrupted", "recovered", "waiting"]
 
 
 def now() -> str:
@@ -95,6 +98,29 @@ class InputSource(BaseModel):
     output: str | None = None  # node_output
 
 
+class Approval(BaseModel):
+    """Who approved an approval gate of a run, and when."""
+
+    model_config = ConfigDict(extra="ignore")
+    by: str
+    at: str = Field(default_factory=now)
+
+
+class GateWait(BaseModel):
+    """An approval gate a run stopped at, unanswered: since when, and for how long it may wait (Flyte fails the
+    execution when its timeout passes; so does flows, when it next reads the state)."""
+
+    model_config = ConfigDict(extra="ignore")
+    address: str
+    since: str = Field(default_factory=now)
+    timeout_seconds: float | None = None
+
+    def deadline(self) -> dt.datetime | None:
+        if not self.timeout_seconds:
+            return None
+        return dt.datetime.fromisoformat(self.since) + dt.timedelta(seconds=self.timeout_seconds)
+
+
 class RunRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str
@@ -122,6 +148,10 @@ class RunRecord(BaseModel):
     # made with.
     artifacts: dict[str, ArtifactRecord] = Field(default_factory=dict)
     sources: dict[str, dict[str, InputSource]] = Field(default_factory=dict)  # address -> input -> source
+    # Approval gates: gate name -> who approved it and when (journaled the moment it is given); and the gates the
+    # run stopped at, unanswered (outcome `waiting`).
+    approvals: dict[str, Approval] = Field(default_factory=dict)
+    waiting: dict[str, GateWait] = Field(default_factory=dict)
 
 
 class State(BaseModel):
@@ -147,8 +177,13 @@ def _upgrade_1(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "version": 2, "fence": 0}
 
 
+def _upgrade_2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 had no approval gates: no run approved or waited for one."""
+    return {**raw, "version": 3}
+
+
 # Upgrade functions, one per older schema version: UPGRADES[n] turns a version-n dict into n+1.
-UPGRADES: dict[int, Any] = {1: _upgrade_1}
+UPGRADES: dict[int, Any] = {1: _upgrade_1, 2: _upgrade_2}
 
 
 @contextlib.contextmanager

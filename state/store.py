@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -52,6 +53,30 @@ def settle_dead_runs(state: State, lock: LockInfo | None, *, holding: bool = Fal
             continue
         if holding or lock is None or lock.run_id != run.id or lock.expired() or lock.holder_gone():
             run.outcome = "interrupted"
+
+
+def timed_out_gates(state: State, at: dt.datetime | None = None) -> list[tuple[RunRecord, str]]:
+    """(run, gate name) of every `waiting` run's gate whose timeout has passed unanswered."""
+    when = at or dt.datetime.now(dt.timezone.utc)
+    out = []
+    for run in state.runs.values():
+        if run.outcome == "waiting":
+            out += [(run, name) for name, wait in run.waiting.items()
+                    if (deadline := wait.deadline()) is not None and deadline <= when]
+    return out
+
+
+def settle_timed_out_gates(state: State, at: dt.datetime | None = None) -> bool:
+    """A waiting run whose approval gate timed out unanswered has failed, as Flyte fails the execution; its
+    `waiting` is cleared (recover asks again, with a fresh timeout). Whether anything changed."""
+    found = timed_out_gates(state, at)
+    for run, name in found:
+        wait = run.waiting.pop(name)
+        run.outcome = "failed"
+        why = (f"approval gate '{name}' ({wait.address}) timed out: nobody approved it within "
+               f"{wait.timeout_seconds:g}s of {wait.since}")
+        run.error = f"{run.error}; {why}" if run.error and why not in run.error else why
+    return bool(found)
 
 
 def masked_input_digest(run_id: str, name: str, value: Any) -> str:
@@ -117,6 +142,10 @@ class StateStore:
             if not records:
                 state = state.model_copy(deep=True)  # `stored` stays as stored
             settle_dead_runs(state, lock)
+        if timed_out_gates(state):
+            if state is stored:
+                state = state.model_copy(deep=True)  # `stored` stays as stored
+            settle_timed_out_gates(state)
         return StateView(state=state, stored=stored, etag=etag, journal=records, lock=lock)
 
     def read_lock(self) -> LockInfo | None:
@@ -217,6 +246,7 @@ class Lease:
             state = fold(base, records) if records else base
             dead = _any_running(state)
             settle_dead_runs(state, None, holding=True)
+            settle_timed_out_gates(state)  # (written with the next commit)
             self.state, self.etag = state, etag
             if not records and not fence and not dead:
                 return

@@ -218,8 +218,8 @@ def test_names_exported_from_reconcile_work_for_new_flows():
 def test_unsupported_names_load_and_only_fail_where_used():
     assert list(load("unsupported.py", "plain").nodes) == ["plain/square"]
     lines = marked_lines("unsupported.py", "# mark:used")
-    cases = ["uses_dynamic", "uses_eager", "uses_map_task", "uses_conditional", "uses_approve"]
-    names = ["@dynamic", "@eager", "map_task", "conditional", "approve"]
+    cases = ["uses_dynamic", "uses_eager", "uses_map_task", "uses_conditional"]
+    names = ["@dynamic", "@eager", "map_task", "conditional"]
     for workflow, name, line in zip(cases, names, lines):
         with pytest.raises(NotSupportedError) as info:
             load("unsupported.py", workflow)

@@ -69,7 +69,8 @@ def test_validate_json(monkeypatch, capsys):
     assert [n["address"] for n in data["nodes"]] == load_flow(FLOWS / "misc_patterns.py").order()
     assert by_address["misc/prepare"]["upstreams"] == ["misc/cleanup"]
     assert by_address["misc/total"]["bindings"]["b"] == {"kind": "node_output", "type": "int", "value": None,
-                                                         "name": None, "node": "misc/prepare#2", "output": "rows"}
+                                                         "name": None, "node": "misc/prepare#2", "output": "rows",
+                                                         "after": []}  # (the approval gates it passed: none)
 
 
 def test_invalid_flow_exits_1_with_one_clean_line(monkeypatch, capsys, tmp_path):

@@ -229,7 +229,7 @@ def test_missing_and_unknown_inputs(tmp_path: Path) -> None:
 def test_plan_json_schema(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p")
     plan = plan_json(root)
-    assert plan["schema_version"] == 1
+    assert plan["schema_version"] == 2
     assert {"flow", "flow_file", "flow_digest", "state_serial", "state_lineage", "nodes", "summary"} <= set(plan)
     node = plan["nodes"][0]
     assert {"address", "action", "reasons", "key", "previous_key", "pending_on", "notes"} <= set(node)

@@ -5,9 +5,10 @@ import json
 import os
 from pathlib import Path
 
-from reconcile.plan_model import PLAN_SCHEMA_VERSION, NodeChange, Plan, Reason
+from reconcile.plan_model import PLAN_SCHEMA_VERSION, READABLE_PLAN_VERSIONS, NodeChange, Plan, Reason
 
-GOLDEN = Path(__file__).parent / "golden" / "plan_v1.json"
+GOLDEN = Path(__file__).parent / "golden" / f"plan_v{PLAN_SCHEMA_VERSION}.json"
+GOLDEN_V1 = Path(__file__).parent / "golden" / "plan_v1.json"  # as flows wrote plans before approval gates
 
 
 def sample_plan() -> Plan:
@@ -26,8 +27,11 @@ def sample_plan() -> Plan:
                                      old="a", new="b")]),
             NodeChange(address="wf/report", task_name="report", action="create", pending_on=["wf/train"],
                        reasons=[Reason(field="node", message="never run; waits for wf/train")]),
+            NodeChange(address="wf/approve deploy", task_name="approve deploy", action="approve", gate="deploy",
+                       key="d" * 40, reasons=[Reason(field="approval", message="needs approval: never approved "
+                                                     "(flows apply ... --approve deploy)")]),
         ],
-        summary={"create": 1, "update": 1, "run": 0, "pending": 0, "reuse": 1, "forget": 0},
+        summary={"create": 1, "update": 1, "run": 0, "pending": 0, "approve": 1, "reuse": 1, "forget": 0},
     )
 
 
@@ -42,3 +46,10 @@ def test_the_plan_json_keeps_its_shape() -> None:
 def test_a_saved_plan_reads_back_as_the_same_plan() -> None:
     plan = sample_plan()
     assert Plan.model_validate_json(GOLDEN.read_text()) == plan
+
+
+def test_a_plan_saved_before_approval_gates_reads_as_a_plan_without_gates() -> None:
+    old = json.loads(GOLDEN_V1.read_text())
+    assert old["schema_version"] == 1 and 1 in READABLE_PLAN_VERSIONS
+    plan = Plan.model_validate(old)
+    assert [n.gate for n in plan.nodes] == [None, None, None] and "approve" not in plan.summary

@@ -16,7 +16,8 @@ from vocab.errors import StateError
 from state import journal
 from state.backend import LockInfo, LockLostError
 from state.local import LocalBackend
-from state.model import CacheEntry, NodeRecord, OutputRecord, RunRecord, State, parse_state
+from state.model import (STATE_VERSION, Approval, CacheEntry, GateWait, NodeRecord, OutputRecord, RunRecord, State,
+                         parse_state)
 from state.store import StateStore, masked_input_digest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -42,7 +43,9 @@ def _sample_state() -> State:
     node = _node()
     run = RunRecord(id="r1", flow=FLOW, flow_file="/p/flow.py", flow_digest="f" * 64, started_at=AT,
                     finished_at=AT, user="ann", host="box", pid=42, inputs={"data": "/p/data/in.csv"},
-                    counts={"succeeded": 1}, outcome="succeeded")
+                    counts={"succeeded": 1, "awaiting": 1}, outcome="waiting",
+                    approvals={"stage": Approval(by="ann", at=AT)},
+                    waiting={"deploy": GateWait(address="wf/approve deploy", since=AT, timeout_seconds=3600)})
     entry = CacheEntry(key=node.key or "", task_name="prep", address=node.address, outputs=node.outputs,
                        run_id="r1", job_id=node.job_id, created_at=AT, fingerprint=node.fingerprint)
     return State(flow=FLOW, serial=3, lineage="00000000-0000-0000-0000-000000000001", fence=2,
@@ -51,26 +54,39 @@ def _sample_state() -> State:
 
 # -- formats ------------------------------------------------------------------------------------------
 def test_golden_state_shape(tmp_path: Path) -> None:
-    _golden("state_v2.json", _sample_state().to_json() + "\n")
+    # (state_v1.json and state_v2.json are what the earlier schemas wrote: read by the upgrade tests below)
+    _golden(f"state_v{STATE_VERSION}.json", _sample_state().to_json() + "\n")
 
 
 def test_golden_journal_record_shape() -> None:
     rec = journal.NodeFinished(run_id="r1", node=_node(), fence=2)
-    _golden("journal_node_finished_v1.json", json.dumps(json.loads(journal.dump_record(rec)), indent=1) + "\n")
+    _golden(f"journal_node_finished_v{journal.JOURNAL_VERSION}.json",
+            json.dumps(json.loads(journal.dump_record(rec)), indent=1) + "\n")
+    approved = journal.GateApproved(run_id="r1", name="deploy", approval=Approval(by="ann", at=AT), fence=2)
+    _golden("journal_gate_approved_v2.json", json.dumps(json.loads(journal.dump_record(approved)), indent=1) + "\n")
 
 
-def test_a_state_written_by_the_previous_schema_is_read_and_upgraded(tmp_path: Path) -> None:
-    old = (GOLDEN / "state_v1.json").read_bytes()  # as flows 0.1.0 (state version 1) wrote it
+def test_a_journal_record_of_journal_version_1_still_reads() -> None:
+    rec = journal.parse_record((GOLDEN / "journal_node_finished_v1.json").read_text(), "j")
+    assert isinstance(rec, journal.NodeFinished) and rec.node.address == "wf/prep" and rec.fence == 2
+
+
+@pytest.mark.parametrize("old_version", [1, 2])
+def test_a_state_written_by_an_earlier_schema_is_read_and_upgraded(tmp_path: Path, old_version: int) -> None:
+    old = (GOLDEN / f"state_v{old_version}.json").read_bytes()  # as an earlier flows wrote it
     state = parse_state(old, "old.json")
-    assert state.version == 2 and state.fence == 0 and state.serial == 3
+    assert state.version == STATE_VERSION and state.serial == 3
+    assert state.fence == (0 if old_version == 1 else 2)
     assert set(state.nodes) == {"wf/prep"}
+    assert all(r.approvals == {} and r.waiting == {} for r in state.runs.values())  # no gate ever waited
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / f"{FLOW}.json").write_bytes(old)
     store = StateStore(LocalBackend(tmp_path / "state"), FLOW)
     with store.locked("upgrade") as lease:
         lease.commit(lease.state)
     raw = json.loads((tmp_path / "state" / f"{FLOW}.json").read_text())
-    assert raw["version"] == 2 and raw["serial"] == 4 and raw["fence"] == 0
+    assert raw["version"] == STATE_VERSION and raw["serial"] == 4
+    assert raw["runs"]["r1"]["approvals"] == {} and raw["runs"]["r1"]["waiting"] == {}
 
 
 def test_a_journal_record_of_the_previous_schema_is_read_and_a_newer_one_refused() -> None:

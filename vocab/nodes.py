@@ -3,4 +3,5 @@ from __future__ import annotations
 
 from typing import Literal
 
-NodeKind = Literal["domino_job", "python", "export_artifacts"]
+# gate: an `approve(value, "name", timeout)`; runs nothing, passes its value through once a person approves.
+NodeKind = Literal["domino_job", "python", "export_artifacts", "gate"]

@@ -329,4 +329,14 @@ dynamic = Unsupported("@dynamic")
 eager = Unsupported("@eager")
 map_task = Unsupported("map_task")
 conditional = Unsupported("conditional")
-approve = Unsupported("approve")
+
+
+@strict_call("approve")
+def approve(upstream_item: Any, name: str, timeout: Any) -> Any:
+    """flytekit's `approve(value, "name", timeout=timedelta(...))`: an approval gate. Inside a workflow it is a
+    node of kind gate that passes `value` through once a person approves (`flows apply --approve NAME`).
+    Outside one (plain Python) it is the value itself, as flytekit's local execution passes it on."""
+    trace = tracing.current()
+    if trace is None:
+        return upstream_item
+    return trace.add_gate(upstream_item, name, timeout, tracing.caller_source())

@@ -1,5 +1,5 @@
 """Imports every unsupported flytekit name; only workflows that use one fail."""
-from flytekit import Resources, approve, conditional, dynamic, eager, map_task, task, workflow
+from flytekit import Resources, conditional, dynamic, eager, map_task, task, workflow
 
 
 @task(requests=Resources(cpu="1"))  # an unlisted flytekit name, used outside a workflow
@@ -42,8 +42,3 @@ def uses_map_task(n: int = 2) -> int:
 def uses_conditional(n: int = 2) -> int:
     return conditional("big").if_(n > 1).then(square(x=n)).else_().then(square(x=1))  # mark:used
 
-
-@workflow
-def uses_approve(n: int = 2) -> int:
-    approve(square(x=n), "ok?")  # mark:used
-    return n
