@@ -34,8 +34,6 @@ DIFFERENCES = {
     "flytekit.eager": "a placeholder: importable, refused where a traced workflow uses it (not static)",
     "flytekit.map_task": "a placeholder: importable, refused where a traced workflow uses it (not static)",
     "flytekit.conditional": "a placeholder: importable, refused where a traced workflow uses it (not static)",
-    "flytekit.approve": "a placeholder until approval gates land",
-    "flytekit.core.gate.approve": "as flytekit.approve",
     "flytekit.types.file.JSONFile": "not in flytekit: kept for flows written against earlier versions of flows",
 }
 
