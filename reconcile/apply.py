@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from reconcile import run_timeline
-from reconcile.gates import AskApproval, approver
+from reconcile.gates import AskApproval, GateQuestion, approver
 from vocab.errors import FlowsError, LockHeldError
 from reconcile.fingerprint import cache_key
 from vocab.flytetypes import is_blob
@@ -261,7 +261,8 @@ class Scheduler:
             if wait.timeout_seconds:
                 waited = (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(wait.since)).total_seconds()
                 left = max(0.0, wait.timeout_seconds - waited)
-            answer = self.ask(name, addresses, left)
+            answer = self.ask(GateQuestion(name=name, addresses=addresses, seconds_left=left,
+                                           values=[self._gated_value(a) for a in addresses]))
             if answer == "unanswered":
                 continue
             answered = True
@@ -280,6 +281,16 @@ class Scheduler:
                 self.reporter.event(outcome, f"failed: {outcome.detail}")
             self.waiting.pop(name, None)
         return answered
+
+    def _gated_value(self, address: str) -> str:
+        """What a gate passes on, for the person asked: a value, or a file's type, digest and size."""
+        b = self.graph.nodes[address].bindings["value"]
+        rec = self.outputs.get(b.node or "", {}).get(b.output or "")
+        if rec is None:
+            return "?"
+        if rec.value is not None or not is_blob(rec.type):
+            return f"{b.node}.{b.output} = {rec.value!r}"
+        return f"{b.node}.{b.output}: {rec.type} {rec.digest[:12]} ({rec.size} bytes; flows outputs '{b.node}')"
 
     def _blocking_gates(self, address: str) -> list[str]:
         """The unanswered gates (names) a node waits for, through any chain of upstreams."""

@@ -3,6 +3,7 @@ put to a person is answered. The scheduler (reconcile/apply.py) stops at a gate 
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import getpass
 import os
@@ -12,9 +13,20 @@ from reconcile.graph import FlowGraph
 from vocab.errors import InputError
 
 Answer = Literal["approved", "refused", "unanswered", "timed out"]
-# Asked once per gate name when nothing else can run: (gate name, its node addresses, seconds left before its
-# timeout or None) -> the answer. None (no terminal): every gate stays unanswered and the run ends `waiting`.
-AskApproval = Callable[[str, list[str], "float | None"], Answer]
+
+
+@dataclasses.dataclass
+class GateQuestion:
+    """What a person is asked once nothing else can run, once per gate name."""
+
+    name: str
+    addresses: list[str]        # its gate nodes (a sub-workflow called twice has its gate twice)
+    values: list[str]           # what each passes on, as text: a value, or a file's digest and size
+    seconds_left: float | None  # before its timeout fails it (None: no timeout)
+
+
+# The answer to a question; without one (no terminal) every gate stays unanswered and the run ends `waiting`.
+AskApproval = Callable[[GateQuestion], Answer]
 
 
 def approver() -> str:

@@ -1,9 +1,10 @@
 """What the user sees while an apply runs: a live view on a terminal, a plain log otherwise (CI)."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -15,7 +16,7 @@ from reconcile.apply import NodeOutcome, Reporter
 from vocab.masking import redact
 
 RESULT_STYLE = {"succeeded": "green", "reused": "dim", "failed": "red", "skipped": "yellow",
-                "cancelled": "red", "running": "cyan"}
+                "cancelled": "red", "running": "cyan", "awaiting": "bright_yellow", "blocked": "yellow"}
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -48,6 +49,18 @@ class ConsoleReporter(Reporter):
         if self.live is not None:
             self.live.__exit__(*exc)
             self.live = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The live view stopped (a question is put to the person at the terminal), then started again."""
+        live = self.live
+        if live is not None:
+            live.stop()
+        try:
+            yield
+        finally:
+            if live is not None:
+                live.start()
 
     def _render(self) -> Any:
         counts = {k: 0 for k in ("succeeded", "reused", "failed", "skipped", "running", "waiting")}

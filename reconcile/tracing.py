@@ -130,22 +130,32 @@ class NodeOutputs:
 
 
 def _order(before: Any, after: Any) -> Any:
-    """`a >> b`: b waits for a, without data passing."""
+    """`a >> b`: b waits for a, without data passing. A sub-workflow's result stands for all of its nodes (Flyte
+    orders the sub-workflow's one node): its last nodes come first, or its first nodes wait."""
     trace = current()
-    first = _node_of(before)
-    second = _node_of(after)
-    if trace is None or first is None or second is None:
+    if trace is None:
         return after
-    if first not in trace.nodes or second not in trace.nodes:
-        # A multi-output sub-workflow result stands for several nodes; ordering it is ambiguous.
-        src = caller_source()
-        raise NotSupportedError("not supported: `>>` on the result of a sub-workflow with several outputs "
-                                "(order one of its outputs, or the tasks themselves)",
-                                file=src.file if src else None, line=src.line if src else None)
-    node = trace.nodes[second]
-    if first not in node.after and first != second:
-        node.after.append(first)
+    firsts, seconds = _ordered_nodes(trace, before, last=True), _ordered_nodes(trace, after, last=False)
+    for second in seconds:
+        node = trace.nodes[second]
+        for first in firsts:
+            if first not in node.after and first != second:
+                node.after.append(first)
     return after
+
+
+def _ordered_nodes(trace: "Trace", obj: Any, *, last: bool) -> list[str]:
+    """The nodes `obj` stands for in an ordering: one node, or a whole sub-workflow's (only its last nodes
+    before `>>`, only its first nodes after it: the rest follow from its own edges)."""
+    members = getattr(obj, "_members", None)
+    if members is None:
+        node = _node_of(obj)
+        return [node] if node is not None and node in trace.nodes else []
+    inside = set(members)
+    if last:
+        feeding = {u for m in members for u in trace.nodes[m].upstreams()}
+        return [m for m in members if m not in feeding]
+    return [m for m in members if not inside & set(trace.nodes[m].upstreams())]
 
 
 def _node_of(obj: Any) -> str | None:

@@ -235,3 +235,14 @@ def test_shims_are_removed_after_loading():
     load("misc_patterns.py")  # imports `domino.flyte.task` through the shim
     assert sys.modules["domino"] is domino
     assert "flytekit" not in sys.modules and "flytekitplugins" not in sys.modules
+
+
+def test_ordering_whole_sub_workflows_with_several_outputs_or_none():
+    g = load("subworkflow_ordering.py", "release")
+    n = g.nodes
+    assert sorted(n["release/Notify"].after) == ["release/prepare/Clean", "release/prepare/Stats"]  # its last nodes
+    assert n["release/prepare/Extract"].after == ["release/setup_env/Mount"]  # its first node waits for the set-up
+    assert n["release/prepare/Clean"].after == [] and n["release/prepare/Stats"].after == []  # (through Extract)
+    order = g.order()
+    assert order.index("release/setup_env/Mount") < order.index("release/prepare/Extract")
+    assert max(order.index("release/prepare/Clean"), order.index("release/prepare/Stats")) < order.index("release/Notify")

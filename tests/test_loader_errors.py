@@ -302,26 +302,6 @@ def test_export_of_an_artifact_without_files_yet(tmp_path):
     assert e.message == "artifact 'Empty' has no files produced before this export"
 
 
-def test_ordering_a_multi_output_sub_workflow_result(tmp_path):
-    path = write(tmp_path, """
-        two = job("two", outputs={"a": int, "b": int})
-        step = job("step")
-
-        @workflow
-        def sub() -> tuple[int, int]:
-            res = two()
-            return res["a"], res["b"]
-
-        @workflow
-        def wf():
-            sub() >> step()  # <-
-        """)
-    with pytest.raises(NotSupportedError) as info:
-        load_flow(path, "wf")
-    at(info.value, path)
-    assert info.value.message.startswith("not supported: `>>` on the result of a sub-workflow with several outputs")
-
-
 # ---------------------------------------------------------------- files that do not load
 
 def test_import_error_names_the_python_error_and_line(tmp_path):

@@ -107,9 +107,13 @@ class WorkflowDef:
                 values[name] = fi.default
             else:
                 raise FlowLoadError(f"sub-workflow '{self.name}': missing required input '{name}'", **_where(src))
+        before = set(trace.nodes)
         with trace.sub_workflow(self.name):
             outputs = self.trace_body(trace, values)
-        return _outputs_object(outputs)
+        result = _outputs_object(outputs)
+        # `sub(...) >> t` / `t >> sub(...)` order the whole sub-workflow, as Flyte orders its one node.
+        result._members = [a for a in trace.nodes if a not in before]
+        return result
 
 
 class _SubWorkflowOutputs(tracing.NodeOutputs):

@@ -230,6 +230,13 @@ def runs_show(run_id: str, flow: Optional[str] = FLOW_OPT, as_json: bool = JSON_
                   f"{run.user}@{run.host}, provider {run.provider}")
     if run.error:
         console.print(f"error: {escape(redact(run.error))}")
+    for name, approval in run.approvals.items():
+        console.print(f"approved: {escape(name)} by {escape(approval.by)} at {approval.at}")
+    for name, wait in run.waiting.items():
+        deadline = wait.deadline()
+        console.print(f"waiting for approval: {escape(name)} ({escape(wait.address)}) since {wait.since}" +
+                      (f", times out at {deadline.isoformat(timespec='seconds')}" if deadline else "") +
+                      f"; go on with: flows recover {run.id} --approve {escape(name)}", soft_wrap=True)
     table = Table()
     for col in ("node", "status", "job id", "attempt", "started"):
         table.add_column(col)

@@ -98,18 +98,23 @@ def test_the_question_is_put_once_nothing_else_can_run_and_a_yes_goes_on(flow, p
     deploy_flow(flow)
     asked = []
 
-    def ask(name, addresses, left):
-        asked.append((name, addresses, sorted(a for a, _ in provider.calls), left is not None and 0 < left <= 3600))
+    def ask(q):
+        left = q.seconds_left
+        asked.append((q.name, q.addresses, sorted(a for a, _ in provider.calls), left is not None and 0 < left <= 3600))
+        shown.extend(q.values)
         return "approved"
+    shown: list[str] = []
+    provider.script("wf/train", Succeed(model="m-42"))
     applied = engine.apply(ask=ask, approver="cy")
     assert asked == [("deploy", ["wf/approve deploy"], ["wf/report", "wf/train"], True)]
+    assert shown == ["wf/train.model = 'm-42'"]  # the person sees what they approve
     assert applied.outcome == "succeeded" and applied.result("ship") == "succeeded"
     assert applied.state.runs[applied.run_id].approvals["deploy"].by == "cy"
 
 
 def test_a_no_fails_the_gate_and_skips_what_depends_on_it(flow, provider, engine):
     deploy_flow(flow)
-    applied = engine.apply(ask=lambda name, addresses, left: "refused", approver="cy")
+    applied = engine.apply(ask=lambda question: "refused", approver="cy")
     assert (applied.result("approve deploy"), applied.detail("approve deploy")) == ("failed", "approval refused by cy")
     assert applied.result("ship") == "skipped" and applied.outcome == "failed"
     plan = engine.plan()
