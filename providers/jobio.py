@@ -224,6 +224,7 @@ def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool = Fals
         shown = shown if len(shown) <= 60 else shown[:60] + "…"
         # For scalars the value itself says it all; for JSON types the parser's reason helps.
         why = "" if inner in ("int", "float", "bool", "str", "datetime", "date") else f" ({e})"
+        why = f" ({e})" if inner.startswith("enum[") else why
         raise OutputsError(redact(f"output '{name}' is not {_article(t)} {t}: {shown!r}{why}")) from None
     return store_value(t, value, blobs)
 

@@ -100,6 +100,8 @@ def format_value(t: str, value: Any) -> bytes:
     t = inner_type(t)
     if t == "str":
         return str(value).encode()
+    if t.startswith("enum["):  # Flyte's string enum: the member's value
+        return str(getattr(value, "value", value)).encode()
     if t == "bool":
         return b"true" if value else b"false"
     if t == "int":
@@ -119,6 +121,11 @@ def format_value(t: str, value: Any) -> bytes:
 def _parse(t: str, text: str) -> Any:
     if t == "str":
         return text
+    if t.startswith("enum["):
+        reason = check_value(t, text.strip())
+        if reason:
+            raise ValueFormatError(reason)
+        return text.strip()
     stripped = text.strip()
     if t == "bool":
         if stripped not in _BOOLS:

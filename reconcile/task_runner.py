@@ -9,10 +9,12 @@ collects the outputs exactly as it does for a shell job.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import os
 import shutil
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,18 @@ def _write_output(name: str, t: str, value: Any, outputs_dir: Path) -> None:
     target.write_bytes(format_value(t, value))
 
 
+def _as_annotated(fn: Any, name: str, value: Any) -> Any:
+    """An enum input reaches the job as its string value (Flyte's string enum); the function gets the member."""
+    try:
+        hint = typing.get_type_hints(fn).get(name)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve here: pass the value as read
+        return value
+    for tp in (hint, *typing.get_args(hint)):  # Color, or Optional[Color]
+        if isinstance(tp, type) and issubclass(tp, enum.Enum) and isinstance(value, str):
+            return tp(value)
+    return value
+
+
 def _split_result(result: Any, names: list[str], task: str) -> dict[str, Any]:
     """Flyte's naming: one output takes the value; several take a tuple (by field name for a NamedTuple)."""
     if not names:
@@ -95,6 +109,7 @@ def run(spec: dict[str, Any]) -> None:
     inputs_dir = Path(os.environ["FLOWS_INPUTS_DIR"])
     outputs_dir = Path(os.environ["FLOWS_OUTPUTS_DIR"])
     kwargs = {name: _read_input(t, inputs_dir / name) for name, t in spec["inputs"].items()}
+    kwargs = {name: _as_annotated(fn, name, value) for name, value in kwargs.items()}
     result = fn(**kwargs)
     outputs: dict[str, str] = spec["outputs"]
     for name, value in _split_result(result, list(outputs), spec["qualname"]).items():

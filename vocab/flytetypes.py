@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import enum
 import json
 import math
 import os
@@ -162,10 +163,31 @@ def type_name(tp: Any) -> str:
         return "dict[str,any]"
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return f"dataclass[{tp.__name__}]"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return enum_type(tp)
     if isinstance(tp, type):
         # Flyte pickles unknown Python types; we cannot fingerprint those reliably.
         raise UnsupportedType(f"type {tp.__module__}.{tp.__qualname__} is not supported as a flow value")
     raise UnsupportedType(f"type {tp!r} is not supported as a flow value")
+
+
+def enum_type(tp: type[enum.Enum]) -> str:
+    """Flyte maps an Enum to a string enum literal: `enum[red|green|blue]` (its values, in declaration order); so
+    an Enum whose values are not strings has no Flyte type (flytekit refuses it too)."""
+    values = [m.value for m in tp]
+    bad = [v for v in values if not isinstance(v, str) or not v or "|" in v or "]" in v]
+    if bad or not values:
+        raise UnsupportedType(f"enum {tp.__qualname__}: Flyte needs string values (got {bad[0]!r})" if bad else
+                              f"enum {tp.__qualname__} has no members")
+    return "enum[" + "|".join(values) + "]"
+
+
+def is_enum(t: str) -> bool:
+    return t.startswith("enum[")
+
+
+def enum_values(t: str) -> list[str]:
+    return t[len("enum["):-1].split("|")
 
 
 def is_file(t: str) -> bool:
@@ -220,6 +242,9 @@ def check_value(t: str, value: Any) -> str | None:
         return None if ok else f"expected a float, got {value!r}"
     if t == "str":
         return None if isinstance(value, str) else f"expected a str, got {value!r}"
+    if is_enum(t):
+        text = value.value if isinstance(value, enum.Enum) else value
+        return None if text in enum_values(t) else f"expected one of {', '.join(enum_values(t))}, got {text!r}"
     if is_blob(t):
         ok = isinstance(value, (str, os.PathLike, FlyteFile, FlyteDirectory))
         return None if ok else f"expected a path or URI, got {value!r}"
@@ -276,6 +301,8 @@ def canonical_value(t: str, value: Any) -> Any:
         return {str(k): canonical_value(inner, v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if t in ("datetime", "date") and isinstance(value, str):
         return value
+    if isinstance(value, enum.Enum):  # an enum travels as its string value, as in Flyte
+        return value.value
     return jsonable(value)
 
 
@@ -286,6 +313,10 @@ def parse_cli_value(t: str, text: str) -> Any:
             return None
         return parse_cli_value(_inner(t, "optional"), text)
     if t == "str" or is_blob(t):
+        return text
+    if is_enum(t):
+        if text not in enum_values(t):
+            raise ValueError(f"not one of {', '.join(enum_values(t))}: {text!r}")
         return text
     if t == "bool":
         low = text.strip().lower()

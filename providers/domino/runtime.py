@@ -474,6 +474,8 @@ def read_value(t, path):
         return None
     if inner == "str":
         return text
+    if inner.startswith("enum["):  # Flyte's string enum: one of its values, as text
+        return text.strip()
     text = text.strip()
     if inner == "bool":
         return text in ("1", "t", "T", "TRUE", "true", "True")
@@ -536,6 +538,8 @@ def format_value(t, value):
     inner = _inner(t)
     if inner == "str":
         return str(value).encode()
+    if inner.startswith("enum["):
+        return str(getattr(value, "value", value)).encode()
     if inner == "bool":
         return b"true" if value else b"false"
     if inner == "int":

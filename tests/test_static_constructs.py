@@ -1,0 +1,72 @@
+"""Constructs that used to be refused although they are static, now loaded, planned and run with the local
+provider, in flows shaped like real ones: enums (Flyte's string enums), ... Each runs through the real CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.fixtures.projects import flows, write_project
+
+ENUM_FLOW = '''
+from enum import Enum
+
+from flytekit import task, workflow
+from flytekitplugins.domino.helpers import Input, Output, run_domino_job_task
+
+
+class Region(Enum):
+    EU = "eu"
+    US = "us"
+
+
+@task
+def rows_for(region: Region, n: int) -> int:
+    assert isinstance(region, Region), type(region)  # the function gets the member, as under flytekit
+    return n * (2 if region is Region.EU else 3)
+
+
+@task
+def home_region() -> Region:
+    return Region.US
+
+
+@workflow
+def regional(region: Region = Region.EU, n: int = 5) -> int:
+    first = rows_for(region=region, n=n)
+    second = rows_for(region=home_region(), n=first)
+    run_domino_job_task(
+        flyte_task_name="Label", command="python scripts/label.py",
+        inputs=[Input(name="region", type=Region, value=region)],
+        output_specs=[Output(name="label", type=str)])
+    return second
+'''
+
+LABEL = '''
+region = open("/workflow/inputs/region").read()
+open("/workflow/outputs/label", "w").write(region.upper())
+'''
+
+
+def test_an_enum_is_a_string_enum_from_the_command_line_to_the_task(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", ENUM_FLOW, {"scripts/label.py": LABEL})
+    plan = json.loads(flows("plan", "flow.py", "regional", "--json", cwd=root).out)
+    assert plan["inputs"] == {"region": "eu", "n": 5}
+    assert plan["nodes"][0]["fingerprint"]["task"]["interface"]["inputs"]["region"] == "enum[eu|us]"
+    r = flows("apply", "flow.py", "regional", "--region", "us", "--auto-approve", cwd=root)
+    assert r.code == 0, r.text
+    assert "o0 = 45" in r.out  # 5 * 3 (US), then 15 * 3 (home region US)
+    label = flows("outputs", "regional/Label", "--json", cwd=root)
+    assert json.loads(label.out)["label"]["value"] == "US"
+    again = flows("plan", "flow.py", "regional", "--region", "us", cwd=root)
+    assert "No changes." in again.out
+    bad = flows("plan", "flow.py", "regional", "--region", "asia", cwd=root)
+    assert bad.code == 1 and "--region" in bad.err and "eu, us" in bad.err and "Traceback" not in bad.err
+    assert len(bad.err.strip().splitlines()) == 1
+
+
+def test_an_enum_whose_values_are_not_strings_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    flow = ENUM_FLOW.replace('EU = "eu"', "EU = 1").replace('US = "us"', "US = 2")
+    root = write_project(tmp_path / "p", flow, {"scripts/label.py": LABEL})
+    r = flows("validate", "flow.py", "regional", cwd=root)
+    assert r.code == 1 and "Flyte needs string values (got 1)" in r.err and "flow.py" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
