@@ -154,9 +154,13 @@ class Scheduler:
             want = node.inputs[name]
             if b.kind == "node_output":
                 rec = self.outputs[b.node][b.output]  # type: ignore[index]
+                if b.path:  # a field of a dataclass output: the value alone (the blob holds the whole)
+                    values[name] = InputValue(type=want, value=self.keyer.resolver.picked(b, rec.value, name))
+                    continue
                 values[name] = InputValue(type=want, value=rec.value, uri=rec.uri, digest=rec.digest)
                 continue
             value = b.value if b.kind == "literal" else self.keyer.resolver.flow_value(b.name)  # type: ignore[arg-type]
+            value = self.keyer.resolver.picked(b, value, name) if b.path else value
             if is_blob(want) and value is not None:
                 values[name] = InputValue(type=want, uri=self.keyer.resolver.literal_location(value))
             else:

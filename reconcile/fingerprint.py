@@ -92,6 +92,13 @@ class InputResolver:
             return self.flow_inputs[name]
         return self.graph.inputs[name].default
 
+    @staticmethod
+    def picked(binding: Binding, value: Any, what: str) -> Any:
+        try:
+            return binding.pick(value)
+        except KeyError as e:
+            raise InputError(str(e.args[0]), field=what) from None
+
     def literal_location(self, value: Any) -> str:
         path = os.fspath(value) if not isinstance(value, str) else value
         if path.startswith("s3://") or os.path.isabs(path):
@@ -106,10 +113,13 @@ class InputResolver:
             if outputs is None:
                 return None
             rec = outputs[binding.output]  # type: ignore[index]
+            if binding.path:  # a field of a dataclass output: keyed by its value, as the same literal would be
+                return {"type": want, "value": canonical_value(want, self.picked(binding, rec.value, what))}
             if is_blob(want):
                 return {"type": want, "digest": rec.digest}
             return {"type": want, "value": canonical_value(want, rec.value)}
         value = binding.value if binding.kind == "literal" else self.flow_value(binding.name)  # type: ignore[arg-type]
+        value = self.picked(binding, value, what) if binding.path else value
         if is_blob(want) and value is not None:
             return {"type": want, "digest": self.blob_digest(want, self.literal_location(value), what)}
         return {"type": want, "value": canonical_value(want, value)}

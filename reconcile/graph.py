@@ -31,13 +31,24 @@ class Binding(BaseModel):
     # Nodes the value must also wait for, without changing it: the approval gates it passed through
     # (`approve(x, "deploy")` is x, available once 'deploy' is approved). Not part of any key.
     after: list[str] = Field(default_factory=list)
+    # Attribute access into a dataclass value (`metrics.accuracy`): the fields to follow, in order.
+    path: list[str] = Field(default_factory=list)
 
     def describe(self) -> str:
+        fields = "".join(f".{p}" for p in self.path)
         if self.kind == "literal":
             return f"literal {self.value!r}"
         if self.kind == "flow_input":
-            return f"flow input '{self.name}'"
-        return f"'{self.node}'.{self.output}"
+            return f"flow input '{self.name}'{fields}"
+        return f"'{self.node}'.{self.output}{fields}"
+
+    def pick(self, value: Any) -> Any:
+        """The part of `value` (the whole output or flow input) this binding takes: its `path` followed."""
+        for field in self.path:
+            if not isinstance(value, dict) or field not in value:
+                raise KeyError(f"{self.describe()}: the value has no field '{field}'")
+            value = value[field]
+        return value
 
 
 class ArtifactFileRef(BaseModel):

@@ -49,11 +49,12 @@ def short(graph: FlowGraph, address: str) -> str:
 def describe_binding(graph: FlowGraph, b: Binding) -> str:
     if b.kind == "literal":
         return json.dumps(b.value, ensure_ascii=False)
+    fields = "".join(f".{p}" for p in b.path)
     if b.kind == "flow_input":
-        return f"input {b.name}"
+        return f"input {b.name}{fields}"
     gates = [graph.nodes[g].gate if g in graph.nodes else short(graph, g) for g in b.after]
     through = f" (once {', '.join(repr(g) for g in gates)} {'is' if len(gates) == 1 else 'are'} approved)" if gates else ""
-    return f"{short(graph, b.node or '')}.{b.output}{through}"
+    return f"{short(graph, b.node or '')}.{b.output}{fields}{through}"
 
 
 def _styled(label: str, action: str | None) -> Text:

@@ -15,7 +15,7 @@ import sys
 from typing import Any, Iterator
 
 from vocab.errors import FlowLoadError, NotSupportedError
-from vocab.flytetypes import assignable, canonical_value, check_value
+from vocab.flytetypes import UnsupportedType, assignable, canonical_value, check_value, dataclass_fields, type_name
 from reconcile.graph import ArtifactFile, ArtifactSpec, Binding, Node, SourceRef
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -68,6 +68,31 @@ class Promise:
     def __repr__(self) -> str:
         return f"<promise {self._binding.describe()}>"
 
+    def __getattr__(self, name: str) -> "Promise":
+        """`metrics.accuracy` on a dataclass value: a promise of that field (Flyte's attribute access)."""
+        binding: Binding | None = self.__dict__.get("_binding")
+        if binding is None or name.startswith("_"):
+            raise AttributeError(name)
+        fields = dataclass_fields(binding.type)
+        if fields is None:
+            raise AttributeError(name)
+        src = caller_source()
+        where: dict[str, Any] = {"file": src.file if src else None, "line": src.line if src else None}
+        if name not in fields:
+            hint = difflib.get_close_matches(name, list(fields), n=1)
+            raise FlowLoadError(f"{binding.describe()} ({binding.type}) has no field '{name}'" +
+                                (f" (did you mean '{hint[0]}'?)" if hint else f" (fields: {', '.join(fields)})"),
+                                **where)
+        try:
+            t = type_name(fields[name])
+        except UnsupportedType as e:
+            raise FlowLoadError(f"{binding.describe()}.{name}: {e}", **where) from None
+        if "file" in t or "dir" in t:
+            raise NotSupportedError(f"not supported: {binding.describe()}.{name} is a {t} inside a dataclass "
+                                    "(flows stores files by content as outputs of their own: return it as one)",
+                                    **where)
+        return Promise(binding.model_copy(update={"type": t, "path": [*binding.path, name]}))
+
     def __bool__(self) -> bool:
         src = caller_source()
         raise NotSupportedError(
@@ -75,7 +100,6 @@ class Promise:
             "(the value is only known when the flow runs; use a task)",
             file=src.file if src else None, line=src.line if src else None)
 
-    # Flyte promises also support attribute access into dataclasses; we do not.
 
 
 class NodeOutputs:
@@ -112,7 +136,12 @@ class NodeOutputs:
     def __getattr__(self, name: str) -> Promise:
         if name.startswith("_"):
             raise AttributeError(name)
-        if name not in self.__dict__.get("outputs", {}):
+        outputs = self.__dict__.get("outputs", {})
+        if name not in outputs:
+            if len(outputs) == 1:  # a single dataclass output read field by field: `evaluate(...).accuracy`
+                only = next(iter(outputs.values()))
+                if dataclass_fields(only.binding.type) is not None:
+                    return getattr(only, name)  # type: ignore[no-any-return]
             raise self._unknown(name)
         return self.outputs[name]
 

@@ -70,3 +70,75 @@ def test_an_enum_whose_values_are_not_strings_is_one_line_naming_the_file(tmp_pa
     r = flows("validate", "flow.py", "regional", cwd=root)
     assert r.code == 1 and "Flyte needs string values (got 1)" in r.err and "flow.py" in r.err, r.err
     assert len(r.err.strip().splitlines()) == 1
+
+
+DATACLASS_FLOW = '''
+from dataclasses import dataclass
+
+from flytekit import task, workflow
+from flytekitplugins.domino.helpers import Input, Output, run_domino_job_task
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    learning_rate: float
+
+
+@dataclass
+class Metrics:
+    accuracy: float
+    label: str
+
+
+@task
+def evaluate(epochs: int) -> Metrics:
+    return Metrics(accuracy=0.5 + epochs / 100, label=f"e{epochs}")
+
+
+@task
+def gate_on(accuracy: float, label: str) -> str:
+    return f"{label}:{accuracy:.2f}"
+
+
+@workflow
+def tuned(config: TrainConfig = TrainConfig(epochs=3, learning_rate=0.1)) -> str:
+    train = run_domino_job_task(
+        flyte_task_name="Train", command="python scripts/train.py",
+        inputs=[Input(name="epochs", type=int, value=config.epochs),
+                Input(name="lr", type=float, value=config.learning_rate)],
+        output_specs=[Output(name="metrics", type=Metrics)])
+    metrics = evaluate(epochs=config.epochs)
+    return gate_on(accuracy=train["metrics"].accuracy, label=metrics.label)
+'''
+
+TRAIN = '''
+import json
+epochs = int(open("/workflow/inputs/epochs").read())
+lr = float(open("/workflow/inputs/lr").read())
+json.dump({"accuracy": round(epochs * lr, 3), "label": "train"}, open("/workflow/outputs/metrics", "w"))
+'''
+
+
+def test_attribute_access_into_dataclass_values_binds_the_field(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", DATACLASS_FLOW, {"scripts/train.py": TRAIN})
+    r = flows("apply", "flow.py", "tuned", "--auto-approve", cwd=root)
+    assert r.code == 0, r.text
+    assert "o0 = 'e3:0.30'" in r.out  # label from evaluate(...).label, accuracy from Train's metrics.accuracy
+    r = flows("apply", "flow.py", "tuned", "--config", '{"epochs": 3, "learning_rate": 0.2}', "--auto-approve",
+              cwd=root)
+    assert r.code == 0 and "o0 = 'e3:0.60'" in r.out, r.text
+    plan = json.loads(flows("plan", "flow.py", "tuned", "--config", '{"epochs": 3, "learning_rate": 0.2}', "--json",
+                            cwd=root).out)
+    assert {n["action"] for n in plan["nodes"]} == {"reuse"}
+    gate_on = next(n for n in plan["nodes"] if n["address"] == "tuned/gate_on")
+    assert gate_on["fingerprint"]["inputs"]["accuracy"] == {"type": "float", "value": 0.6}  # the field's value
+
+
+def test_a_field_a_dataclass_does_not_have_is_one_line_with_a_did_you_mean(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", DATACLASS_FLOW.replace("metrics.label)", "metrics.lable)"),
+                         {"scripts/train.py": TRAIN})
+    r = flows("validate", "flow.py", "tuned", cwd=root)
+    assert r.code == 1 and "has no field 'lable' (did you mean 'label'?)" in r.err, r.err
+    line = next(i for i, t in enumerate((root / "flow.py").read_text().splitlines(), 1) if "metrics.lable" in t)
+    assert f"flow.py:{line}:" in r.err and len(r.err.strip().splitlines()) == 1

@@ -6,6 +6,7 @@ dataclasses, `FlyteFile`) are reduced by `jsonable` first.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import datetime as dt
 import json
 import os
@@ -17,6 +18,8 @@ def jsonable(value: Any) -> Any:
     (and `FlyteFile`/`FlyteDirectory`, which are paths) as text, dict keys as sorted text."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):  # Flyte's string enum: the member's value
+        return jsonable(value.value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.timezone.utc)

@@ -162,6 +162,7 @@ def type_name(tp: Any) -> str:
     if tp is dict:
         return "dict[str,any]"
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        _DATACLASSES[f"dataclass[{tp.__name__}]"] = tp
         return f"dataclass[{tp.__name__}]"
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return enum_type(tp)
@@ -169,6 +170,20 @@ def type_name(tp: Any) -> str:
         # Flyte pickles unknown Python types; we cannot fingerprint those reliably.
         raise UnsupportedType(f"type {tp.__module__}.{tp.__qualname__} is not supported as a flow value")
     raise UnsupportedType(f"type {tp!r} is not supported as a flow value")
+
+
+# The dataclasses behind `dataclass[Name]` types seen while flows were traced in this process: attribute access on
+# a flow value of such a type (`metrics.accuracy`) needs its fields' types.
+_DATACLASSES: dict[str, type] = {}
+
+
+def dataclass_fields(t: str) -> dict[str, Any] | None:
+    """Field name -> Python type of the dataclass behind `t` (None: not a dataclass type seen here)."""
+    tp = _DATACLASSES.get(t)
+    if tp is None:
+        return None
+    hints = typing.get_type_hints(tp, include_extras=True)
+    return {f.name: hints.get(f.name, typing.Any) for f in dataclasses.fields(tp)}
 
 
 def enum_type(tp: type[enum.Enum]) -> str:
