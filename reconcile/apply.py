@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 from reconcile import run_timeline
 from reconcile.gates import AskApproval, GateQuestion, approver
 from vocab.errors import FlowsError, LockHeldError
-from reconcile.fingerprint import cache_key
+from reconcile.fingerprint import binding_shape, cache_key
 from vocab.flytetypes import is_blob
 from reconcile.graph import FlowGraph, Node
 from reconcile.plan import BlobPresence, NodeKeyer
@@ -152,6 +152,9 @@ class Scheduler:
         values: dict[str, InputValue] = {}
         for name, b in node.bindings.items():
             want = node.inputs[name]
+            if b.kind == "collection":  # a list or dict of values from several places: its assembled value
+                values[name] = InputValue(type=want, value=self._value_of(b, name))
+                continue
             if b.kind == "node_output":
                 rec = self.outputs[b.node][b.output]  # type: ignore[index]
                 if b.path:  # a field of a dataclass output: the value alone (the blob holds the whole)
@@ -166,6 +169,16 @@ class Scheduler:
             else:
                 values[name] = InputValue(type=want, value=value)
         return values
+
+    def _value_of(self, b: Any, name: str) -> Any:
+        """The value of a (primitive) binding now that its upstreams are done: collections element by element."""
+        if b.kind == "collection":
+            return binding_shape(b, [self._value_of(item, name) for item in b.items or []])
+        if b.kind == "node_output":
+            value = self.outputs[b.node][b.output].value
+        else:
+            value = b.value if b.kind == "literal" else self.keyer.resolver.flow_value(b.name)
+        return self.keyer.resolver.picked(b, value, name) if b.path else value
 
     def _reuse(self, node: Node, outcome: NodeOutcome, key: str, fp: dict[str, Any], display: dict[str, Any],
                entry: CacheEntry, why: str) -> None:

@@ -108,6 +108,11 @@ class InputResolver:
     def entry(self, want: str, binding: Binding,
               upstream: Callable[[str], dict[str, OutputRecord] | None], what: str) -> dict[str, Any] | None:
         """The fingerprint entry of one input, or None while its upstream has not produced it yet."""
+        if binding.kind == "collection":  # keyed by the values it holds, as the same literal would be
+            parts = [self.entry(item.type, item, upstream, what) for item in binding.items or []]
+            if any(p is None for p in parts):
+                return None
+            return {"type": want, "value": canonical_value(want, binding_shape(binding, [p["value"] for p in parts]))}  # type: ignore[index]
         if binding.kind == "node_output":
             outputs = upstream(binding.node)  # type: ignore[arg-type]
             if outputs is None:
@@ -123,6 +128,11 @@ class InputResolver:
         if is_blob(want) and value is not None:
             return {"type": want, "digest": self.blob_digest(want, self.literal_location(value), what)}
         return {"type": want, "value": canonical_value(want, value)}
+
+
+def binding_shape(binding: Binding, values: list[Any]) -> Any:
+    """A collection binding's value from its elements' values: the list, or the dict with its keys."""
+    return list(values) if binding.keys is None else dict(zip(binding.keys, values))
 
 
 def fingerprint(node: Node, resolved_config: dict[str, Any], code: dict[str, str],

@@ -22,7 +22,7 @@ class SourceRef(BaseModel):
 class Binding(BaseModel):
     """Where a node input (or a flow output) gets its value from."""
 
-    kind: Literal["literal", "flow_input", "node_output"]
+    kind: Literal["literal", "flow_input", "node_output", "collection"]
     type: str
     value: Any = None          # literal: the JSON-able value
     name: str | None = None    # flow_input: the flow input's name
@@ -33,9 +33,28 @@ class Binding(BaseModel):
     after: list[str] = Field(default_factory=list)
     # Attribute access into a dataclass value (`metrics.accuracy`): the fields to follow, in order.
     path: list[str] = Field(default_factory=list)
+    # collection: a list (keys None) or dict literal holding flow values (`parts=[a["out"], b["out"]]`): one binding
+    # per element, in order.
+    items: list["Binding"] | None = None
+    keys: list[str] | None = None
+
+    def leaves(self) -> list["Binding"]:
+        """This binding, or a collection's element bindings (nested ones flattened)."""
+        if self.kind != "collection":
+            return [self]
+        return [leaf for item in self.items or [] for leaf in item.leaves()]
+
+    def gates(self) -> list[str]:
+        """The approval gates this value (or any element of it) must wait for."""
+        return list(dict.fromkeys(g for leaf in self.leaves() for g in leaf.after))
 
     def describe(self) -> str:
         fields = "".join(f".{p}" for p in self.path)
+        if self.kind == "collection":
+            parts = [i.describe() for i in self.items or []]
+            if self.keys is None:
+                return "[" + ", ".join(parts) + "]"
+            return "{" + ", ".join(f"{k!r}: {p}" for k, p in zip(self.keys, parts)) + "}"
         if self.kind == "literal":
             return f"literal {self.value!r}"
         if self.kind == "flow_input":
@@ -93,14 +112,15 @@ class Node(BaseModel):
 
     def data_upstreams(self) -> list[str]:
         seen: list[str] = []
-        for b in self.bindings.values():
-            if b.kind == "node_output" and b.node not in seen:
-                seen.append(b.node)  # type: ignore[arg-type]
+        for binding in self.bindings.values():
+            for b in binding.leaves():
+                if b.kind == "node_output" and b.node not in seen:
+                    seen.append(b.node)  # type: ignore[arg-type]
         return seen
 
     def upstreams(self) -> list[str]:
         data = self.data_upstreams()
-        gates = [g for b in self.bindings.values() for g in b.after]
+        gates = [g for b in self.bindings.values() for g in b.gates()]
         return data + list(dict.fromkeys(a for a in self.after + gates if a not in data))
 
 

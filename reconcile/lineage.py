@@ -19,14 +19,23 @@ ARTIFACT_TYPES = ("DATA", "MODEL", "REPORT")
 MIN_DIGEST_PREFIX = 6  # shorter prefixes would match too much to be a useful way to name an output
 
 
+def _labelled(name: str, binding: Any) -> list[tuple[str, Any]]:
+    """An input's source, or each element's of a list/dict of flow values (`parts[0]`, `parts['eu']`)."""
+    if binding.kind != "collection":
+        return [(name, binding)]
+    keys = binding.keys or list(range(len(binding.items or [])))
+    return [pair for key, item in zip(keys, binding.items or [])
+            for pair in _labelled(f"{name}[{key!r}]" if binding.keys else f"{name}[{key}]", item)]
+
+
 def run_graph(graph: FlowGraph) -> dict[str, Any]:
     """The parts of the flow a run record keeps for `flows artifacts` / `flows lineage` (RunRecord fields)."""
     artifacts = {name: ArtifactRecord(name=spec.name, type=spec.type,
                                       files=[ArtifactFileRecord(file_name=f.file_name, node=f.node, output=f.output)
                                              for f in spec.files])
                  for name, spec in graph.artifacts.items()}
-    sources = {address: {name: InputSource(kind=b.kind, name=b.name, node=b.node, output=b.output)
-                         for name, b in node.bindings.items()}
+    sources = {address: {label: InputSource(kind=b.kind, name=b.name, node=b.node, output=b.output)  # type: ignore[arg-type]
+                         for name, binding in node.bindings.items() for label, b in _labelled(name, binding)}
                for address, node in graph.nodes.items()}
     return {"artifacts": artifacts, "sources": sources}
 

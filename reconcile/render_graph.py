@@ -57,6 +57,16 @@ def describe_binding(graph: FlowGraph, b: Binding) -> str:
     return f"{short(graph, b.node or '')}.{b.output}{fields}{through}"
 
 
+def _edges(node: Node) -> list[tuple[str, Binding]]:
+    """(input name, binding) per data edge into `node`: a list/dict of flow values gives one per element."""
+    return [(name, leaf) for name, b in node.bindings.items() for leaf in b.leaves()]
+
+
+def _ordering(node: Node) -> list[str]:
+    """Ordering-only upstreams drawn dashed: `a >> b`, and the approval gates a value passed through."""
+    return list(dict.fromkeys([*node.after, *(g for b in node.bindings.values() for g in b.gates())]))
+
+
 def _styled(label: str, action: str | None) -> Text:
     if action is None:
         return Text(label, style="bold")
@@ -208,13 +218,13 @@ def to_dot(graph: FlowGraph, actions: Actions = None, legend: bool = False) -> s
         fill = f', fillcolor="{FILLS[action]}"' if action in FILLS else ""
         lines.append(f"  {_dot_str(address)} [label={_dot_str(label)}{fill}];")
     for address, node in graph.nodes.items():
-        for name, b in node.bindings.items():
+        for name, b in _edges(node):
             if b.kind == "flow_input":
                 lines.append(f"  {_dot_str('input:' + (b.name or ''))} -> {_dot_str(address)} [label={_dot_str(name)}];")
             elif b.kind == "node_output":
                 edge = name if name == b.output else f"{b.output} → {name}"
                 lines.append(f"  {_dot_str(b.node or '')} -> {_dot_str(address)} [label={_dot_str(edge)}];")
-        for up in node.after:
+        for up in _ordering(node):
             lines.append(f"  {_dot_str(up)} -> {_dot_str(address)} [style=dashed];")
     for name, b in graph.outputs.items():
         lines.append(f"  {_dot_str('output:' + name)} [label={_dot_str(f'{name}: {b.type}')}, shape=ellipse, "
@@ -271,13 +281,13 @@ def to_mermaid(graph: FlowGraph, actions: Actions = None) -> str:
     for address in graph.nodes:
         lines.append(f"  {ids[address]}[{_mm(short(graph, address))}]")
     for address, node in graph.nodes.items():
-        for name, b in node.bindings.items():
+        for name, b in _edges(node):
             if b.kind == "flow_input" and b.name in in_ids:
                 lines.append(f"  {in_ids[b.name]} -->|{_mm(name)}| {ids[address]}")
             elif b.kind == "node_output" and b.node in ids:
                 edge = name if name == b.output else f"{b.output} → {name}"
                 lines.append(f"  {ids[b.node]} -->|{_mm(edge)}| {ids[address]}")
-        for up in node.after:
+        for up in _ordering(node):
             lines.append(f"  {ids[up]} -.-> {ids[address]}")
     for i, (name, b) in enumerate(graph.outputs.items()):
         lines.append(f"  o{i}([{_mm(f'{name}: {b.type}')}])")

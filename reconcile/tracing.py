@@ -15,7 +15,8 @@ import sys
 from typing import Any, Iterator
 
 from vocab.errors import FlowLoadError, NotSupportedError
-from vocab.flytetypes import UnsupportedType, assignable, canonical_value, check_value, dataclass_fields, type_name
+from vocab.flytetypes import (UnsupportedType, assignable, canonical_value, check_value, dataclass_fields, is_blob,
+                              type_name)
 from reconcile.graph import ArtifactFile, ArtifactSpec, Binding, Node, SourceRef
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -323,13 +324,53 @@ class Trace:
                                     file=file, line=line, node=node.address)
             return b
         if _holds_promise(value):
-            # Flyte binds collections of promises; our Binding has no collection kind (yet), so say so plainly.
-            raise NotSupportedError(f"not supported: flow values inside a list or dict (input '{name}'); "
-                                    "pass each one as an input of its own", file=file, line=line, node=node.address)
+            return self._bind_collection(node, name, want, value)
         reason = check_value(want, value)
         if reason:
             raise FlowLoadError(f"input '{name}' ({want}): {reason}", file=file, line=line, node=node.address)
         return Binding(kind="literal", type=want, value=canonical_value(want, value))
+
+
+    def _bind_collection(self, node: Node, name: str, want: str, value: Any) -> Binding:
+        """A list or dict literal holding flow values (`parts=[a["out"], b["out"]]`), as Flyte binds a collection:
+        each element bound to the input's element type."""
+        where = node.source
+        file, line = (where.file, where.line) if where else (None, None)
+        inner = want[len("optional["):-1] if want.startswith("optional[") else want
+        is_list = isinstance(value, (list, tuple))
+        if is_list and inner.startswith("list["):
+            element = inner[len("list["):-1]
+        elif isinstance(value, dict) and inner.startswith("dict[str,"):
+            element = inner[len("dict[str,"):-1]
+        else:
+            raise FlowLoadError(f"type mismatch: input '{name}' is {want} but is given a "
+                                f"{'list' if is_list else type(value).__name__} of flow values",
+                                file=file, line=line, node=node.address)
+        if is_blob(element) or element.startswith(("list[file", "list[dir", "dict[str,file", "dict[str,dir")):
+            raise NotSupportedError(f"not supported: a {want} input made of files from several nodes (input "
+                                    f"'{name}'; a job input holds one file or folder: give each its own input)",
+                                    file=file, line=line, node=node.address)
+        elements = list(value) if is_list else list(value.values())
+        bound = []
+        for i, item in enumerate(elements):
+            if isinstance(item, NodeOutputs) and len(item) == 1:
+                item = next(iter(item))
+            label = f"{name}[{i if is_list else repr(list(value)[i])}]"
+            if isinstance(item, Promise):
+                b = item.binding
+                if not assignable(b.type, element):
+                    raise FlowLoadError(f"type mismatch: {label} is {element} but {b.describe()} is {b.type}",
+                                        file=file, line=line, node=node.address)
+                bound.append(b)
+            elif _holds_promise(item):
+                bound.append(self._bind_collection(node, label, element, item))
+            else:
+                reason = check_value(element, item)
+                if reason:
+                    raise FlowLoadError(f"{label} ({element}): {reason}", file=file, line=line, node=node.address)
+                bound.append(Binding(kind="literal", type=element, value=canonical_value(element, item)))
+        keys = None if is_list else [str(k) for k in value]
+        return Binding(kind="collection", type=want, items=bound, keys=keys)
 
 
 def _gate_timeout(timeout: Any, name: str, file: str | None, line: int | None) -> float | None:

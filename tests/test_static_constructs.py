@@ -142,3 +142,67 @@ def test_a_field_a_dataclass_does_not_have_is_one_line_with_a_did_you_mean(tmp_p
     assert r.code == 1 and "has no field 'lable' (did you mean 'label'?)" in r.err, r.err
     line = next(i for i, t in enumerate((root / "flow.py").read_text().splitlines(), 1) if "metrics.lable" in t)
     assert f"flow.py:{line}:" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+COLLECTION_FLOW = '''
+from typing import Dict, List
+
+from flytekit import task, workflow
+from flytekitplugins.domino.helpers import Input, Output, run_domino_job_task
+
+
+@task
+def count_rows(region: str, base: int) -> int:
+    return base + len(region)
+
+
+@task
+def weigh(counts: Dict[str, int]) -> float:
+    return counts["eu"] / (counts["eu"] + counts["us"])
+
+
+@workflow
+def regions(base: int = 10) -> float:
+    eu = count_rows(region="eu", base=base)
+    us = count_rows(region="usa", base=base)
+    total = run_domino_job_task(
+        flyte_task_name="Total", command="python scripts/total.py",
+        inputs=[Input(name="counts", type=List[int], value=[eu, us, 1])],  # flow values and a literal in one list
+        output_specs=[Output(name="total", type=int)])
+    return weigh(counts={"eu": eu, "us": us})
+'''
+
+TOTAL = '''
+import json
+counts = json.load(open("/workflow/inputs/counts"))
+open("/workflow/outputs/total", "w").write(str(sum(counts)))
+'''
+
+
+def test_flow_values_inside_a_list_or_dict_literal_are_bound_element_by_element(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", COLLECTION_FLOW, {"scripts/total.py": TOTAL})
+    r = flows("apply", "flow.py", "regions", "--auto-approve", cwd=root)
+    assert r.code == 0, r.text
+    assert "o0 = 0.48" in r.out  # 12 / (12 + 13)
+    total = json.loads(flows("outputs", "regions/Total", "--json", cwd=root).out)
+    assert total["total"]["value"] == 12 + 13 + 1
+    plan = json.loads(flows("plan", "flow.py", "regions", "--base", "20", "--json", cwd=root).out)
+    by = {n["address"]: n for n in plan["nodes"]}
+    assert by["regions/Total"]["action"] == "pending" and by["regions/Total"]["pending_on"] == [
+        "regions/count_rows", "regions/count_rows#2"]
+    assert flows("apply", "flow.py", "regions", "--base", "20", "--auto-approve", cwd=root).code == 0
+    back = json.loads(flows("plan", "flow.py", "regions", "--json", cwd=root).out)  # back to base 10: all cached
+    entry = next(n for n in back["nodes"] if n["address"] == "regions/Total")["fingerprint"]["inputs"]["counts"]
+    assert entry == {"type": "list[int]", "value": [12, 13, 1]} and {n["action"] for n in back["nodes"]} == {"reuse"}
+    dot = flows("graph", "flow.py", "regions", "--format", "dot", cwd=root).out
+    assert '"regions/count_rows#2" -> "regions/Total"' in dot  # one edge per element
+
+
+def test_a_list_of_files_from_several_nodes_is_one_line_saying_why(tmp_path: Path) -> None:
+    flow = COLLECTION_FLOW.replace("type=List[int], value=[eu, us, 1]", "type=List[FlyteFile], value=[eu, us]")
+    flow = flow.replace("from flytekit import task, workflow", "from flytekit import task, workflow\n"
+                        "from flytekit.types.file import FlyteFile")
+    root = write_project(tmp_path / "p", flow, {"scripts/total.py": TOTAL})
+    r = flows("validate", "flow.py", "regions", cwd=root)
+    assert r.code == 1 and "a list[file] input made of files from several nodes" in r.err, r.err
+    assert "flow.py:" in r.err and len(r.err.strip().splitlines()) == 1
