@@ -206,3 +206,18 @@ def test_a_list_of_files_from_several_nodes_is_one_line_saying_why(tmp_path: Pat
     r = flows("validate", "flow.py", "regions", cwd=root)
     assert r.code == 1 and "a list[file] input made of files from several nodes" in r.err, r.err
     assert "flow.py:" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_a_class_flyte_would_pickle_is_one_line_saying_why() -> None:
+    from reconcile.loader import load_flow
+    from vocab.errors import FlowLoadError
+    flow = Path(__file__).parent / "flows" / "pickled_class.py"
+    line = next(i for i, t in enumerate(flow.read_text().splitlines(), 1) if "# mark:bad" in t)
+    try:
+        load_flow(flow, "wf")
+    except FlowLoadError as e:
+        assert (e.file, e.line) == (str(flow), line)
+        assert e.message.endswith("type Model is not supported as a flow value (Flyte would pickle it, and a pickle "
+                                  "cannot key a cache: use a dataclass, an Enum, or a file)"), e.message
+    else:
+        raise AssertionError("a pickled class loaded")

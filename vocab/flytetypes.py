@@ -167,8 +167,11 @@ def type_name(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return enum_type(tp)
     if isinstance(tp, type):
-        # Flyte pickles unknown Python types; we cannot fingerprint those reliably.
-        raise UnsupportedType(f"type {tp.__module__}.{tp.__qualname__} is not supported as a flow value")
+        # Flyte pickles other Python classes; a pickle has no canonical bytes (the same object can pickle
+        # differently), so nothing could be keyed by it: a dataclass, an Enum or a file is.
+        raise UnsupportedType(f"type {tp.__qualname__} is not supported as a flow value (Flyte "
+                              "would pickle it, and a pickle cannot key a cache: use a dataclass, an Enum, or "
+                              "a file)")
     raise UnsupportedType(f"type {tp!r} is not supported as a flow value")
 
 
