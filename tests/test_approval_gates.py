@@ -3,6 +3,7 @@ imported as `flytekit.core.gate.approve` under another name, or called as `fk.ap
 and each misuse as one line naming the file and line."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,94 @@ def test_each_misuse_of_approve_is_one_line_naming_file_and_line(workflow, messa
          "typo_keyword"].index(workflow)]
     assert (e.file, e.line) == (str(FLOWS / "bad_gates.py"), line), str(e)
     assert message in e.message and "\n" not in str(e)
+
+
+# ---------------------------------------------------------------- end to end, through the real CLI
+
+GATED_FLOW = '''
+from datetime import timedelta
+
+from flytekit import approve, workflow
+from flytekitplugins.domino.helpers import Input, Output, run_domino_job_task
+
+
+@workflow
+def release(version: int = 1) -> str:
+    train = run_domino_job_task(
+        flyte_task_name="Train", command="python scripts/train.py",
+        inputs=[Input(name="version", type=int, value=version)], output_specs=[Output(name="model", type=str)])
+    run_domino_job_task(flyte_task_name="Report", command="python scripts/report.py",
+                        output_specs=[Output(name="pages", type=int)])
+    model = approve(train["model"], "deploy", timeout=timedelta(hours=1))
+    deploy = run_domino_job_task(
+        flyte_task_name="Deploy", command="python scripts/deploy.py",
+        inputs=[Input(name="model", type=str, value=model)], output_specs=[Output(name="url", type=str)])
+    return deploy["url"]
+'''
+
+SCRIPTS = {
+    # each job appends a line to ran.log (outside /workflow, in the project): how often it really ran
+    "scripts/train.py": 'v = open("/workflow/inputs/version").read()\n'
+                        'open("/mnt/code/ran.log", "a").write("train\\n")\n'
+                        'open("/workflow/outputs/model", "w").write("model-v" + v)\n',
+    "scripts/report.py": 'open("/mnt/code/ran.log", "a").write("report\\n")\n'
+                         'open("/workflow/outputs/pages", "w").write("3")\n',
+    "scripts/deploy.py": 'm = open("/workflow/inputs/model").read()\n'
+                         'open("/mnt/code/ran.log", "a").write("deploy\\n")\n'
+                         'open("/workflow/outputs/url", "w").write("https://serve/" + m)\n',
+}
+
+
+def _ran(root: Path) -> list[str]:
+    log = root / "ran.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def _run_id(out: str) -> str:
+    import re
+    found = re.search(r"Run (r[0-9-]+[0-9a-f]+): ", out)
+    assert found, out
+    return found.group(1)
+
+
+def test_a_gate_end_to_end_plan_stop_approve_recover_and_who_approved(tmp_path: Path) -> None:
+    from tests.fixtures.projects import flows, write_project
+    root = write_project(tmp_path / "p", GATED_FLOW, SCRIPTS)
+    plan = flows("plan", "flow.py", "release", cwd=root)
+    assert "⏸ approve deploy  (release/approve deploy)" in plan.out and "1 to approve" in plan.out, plan.out
+    as_json = json.loads(flows("plan", "flow.py", "release", "--json", cwd=root).out)
+    gate = next(n for n in as_json["nodes"] if n["address"] == "release/approve deploy")
+    assert (gate["action"], gate["gate"], as_json["summary"]["approve"]) == ("approve", "deploy", 1)
+
+    # No terminal and no --approve: everything not behind the gate runs, then the run waits.
+    r = flows("apply", "flow.py", "release", "--auto-approve", cwd=root)
+    assert r.code == 3, r.text
+    assert sorted(_ran(root)) == ["report", "train"]
+    assert ": waiting." in r.out and "--approve deploy" in r.out
+    run_id = _run_id(r.out)
+    shown = flows("runs", "show", run_id, cwd=root)
+    assert "waiting for approval: deploy (release/approve deploy)" in shown.out, shown.out
+
+    # A mistyped gate name is one line, before anything runs.
+    bad = flows("recover", "--approve", "deplyo", cwd=root)
+    assert bad.code == 1 and "no approval gate 'deplyo' (did you mean 'deploy'?)" in bad.err, bad.text
+    assert len(bad.err.strip().splitlines()) == 1
+
+    # recover --approve goes on under the same run: only deploy runs.
+    r = flows("recover", "--approve", "deploy", cwd=root, env={"FLOWS_APPROVER": "alice"})
+    assert r.code == 0, r.text
+    assert sorted(_ran(root)) == ["deploy", "report", "train"]
+    assert f"Run {run_id}: recovered" in r.out
+    shown = json.loads(flows("runs", "show", run_id, "--json", cwd=root).out)
+    assert shown["approvals"]["deploy"]["by"] == "alice" and shown["waiting"] == {}
+    assert "approved: deploy by alice at " in flows("runs", "show", run_id, cwd=root).out
+    again = flows("plan", "flow.py", "release", cwd=root)
+    assert "No changes." in again.out and "approved by alice at" in again.out, again.out
+
+    # A new model needs a new approval; a later apply --approve goes on without running train again.
+    r = flows("apply", "flow.py", "release", "--version", "2", "--auto-approve", cwd=root)
+    assert r.code == 3 and _ran(root).count("train") == 2, r.text
+    r = flows("apply", "flow.py", "release", "--version", "2", "--auto-approve", "--approve", "deploy", cwd=root)
+    assert r.code == 0, r.text
+    assert _ran(root).count("train") == 2 and _ran(root).count("deploy") == 2
+    assert "https://serve/model-v2" in r.out

@@ -37,7 +37,7 @@ def terminal_asker(console: Console, approver: str, pause: Callable[[], Any] | N
                 console.print(f"    value: {escape(redact(text))}", soft_wrap=True)
             limit = (f" (times out in {fmt_seconds(question.seconds_left)})"
                      if question.seconds_left is not None else "")
-            console.print(f"Approve '{escape(question.name)}' as {escape(approver)}?{limit} [y/N]: ", end="")
+            console.print(f"Approve '{escape(question.name)}' as {escape(approver)}?{limit} " + escape("[y/N]: "), end="")
             line = read_answer(stream or sys.stdin, question.seconds_left)
             if line is None:
                 console.print()

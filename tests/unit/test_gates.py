@@ -199,3 +199,41 @@ def test_an_unknown_approve_name_is_an_error_with_a_did_you_mean(flow):
         check_approvals(flow.graph(), ["deplyo"])
     assert info.value.message == "workflow 'wf' has no approval gate 'deplyo' (did you mean 'deploy'?)"
     assert Approval(by="x").at  # (an approval carries its time)
+
+
+# -- the question at a terminal (reconcile/cli/approval.py), with a pipe for the keyboard -------------------
+def _asker(answer: str | None, seconds_left: float | None = None):
+    import io
+    import os
+
+    from rich.console import Console
+
+    from reconcile.cli.approval import terminal_asker
+    from reconcile.gates import GateQuestion
+    read_end, write_end = os.pipe()
+    if answer is not None:
+        os.write(write_end, answer.encode())
+        os.close(write_end)  # (an unanswered question with a timeout: the pipe stays open and silent)
+    out = io.StringIO()
+    stream = os.fdopen(read_end)
+    ask = terminal_asker(Console(file=out, width=200), "ann", stream=stream)
+    got = ask(GateQuestion(name="deploy", addresses=["wf/approve deploy"], values=["wf/train.model = 'm-1'"],
+                           seconds_left=seconds_left))
+    stream.close()
+    if answer is None:
+        os.close(write_end)
+    return got, out.getvalue()
+
+
+@pytest.mark.parametrize("typed, answer", [("y\n", "approved"), ("YES\n", "approved"), ("n\n", "refused"),
+                                            ("\n", "refused"), ("", "unanswered")])
+def test_the_terminal_question_shows_the_value_and_reads_the_answer(typed, answer):
+    got, shown = _asker(typed)
+    assert got == answer
+    assert "⏸ approve deploy" in shown and "value: wf/train.model = 'm-1'" in shown
+    assert "Approve 'deploy' as ann? [y/N]" in shown
+
+
+def test_the_terminal_question_times_out_with_the_gate():
+    got, shown = _asker(None, seconds_left=0.05)  # poll: the gate's own (tiny) timeout is what is waited
+    assert got == "timed out" and "(times out in 0.05s)" in shown
