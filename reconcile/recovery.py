@@ -25,7 +25,7 @@ from state.model import RunRecord, State
 from state.store import Lease, StateView
 from vocab.errors import InputError, LockHeldError
 
-PARTIAL = ("interrupted", "failed", "running")
+PARTIAL = ("interrupted", "failed", "running", "waiting")  # waiting: stopped at an approval gate nobody answered
 ENDED_BADLY = ("Failed", "Error", "Stopped")  # Domino's terminal statuses other than Succeeded
 Say = Callable[[str], None]  # what recover tells the person as it goes (plain text; the CLI styles it)
 
@@ -172,6 +172,8 @@ def preview(rec: Recovery) -> tuple[Plan, list[Step]]:
                                   else f"cache hit from run {change.reused_from_run or '?'}") + stopped
         elif change.action == "forget":
             verb, why = "forget", "no longer in the flow"
+        elif change.action == "approve":
+            verb, why = "approve", "; ".join(r.message for r in change.reasons)
         elif job is not None and not provider.jobs_outlive_the_process:
             why = (f"its {provider.name} job {job['job_id']} cannot be re-attached from another process: "
                    "it is stopped")

@@ -15,6 +15,7 @@ from typing import Any, Callable, Protocol
 
 from reconcile.apply import ApplyOptions, NodeOutcome, Reporter, execute_plan, start_run, take_lock
 from reconcile.fingerprint import upgrade_keys
+from reconcile.gates import AskApproval
 from reconcile.graph import FlowGraph
 from reconcile.plan import NodeKeyer
 from reconcile.plan_model import NodeChange, Plan
@@ -116,14 +117,14 @@ def is_saved_plan(path: Path) -> bool:
 def read_saved_plan(path: Path) -> Plan:
     from pydantic import ValidationError
 
-    from reconcile.plan_model import PLAN_SCHEMA_VERSION
+    from reconcile.plan_model import PLAN_SCHEMA_VERSION, READABLE_PLAN_VERSIONS
     try:
         raw = json.loads(path.read_text())
     except ValueError as e:
         raise StalePlanError(f"not a saved plan (invalid JSON: {e})", file=str(path)) from None
     if not isinstance(raw, dict) or "schema_version" not in raw:
         raise StalePlanError("not a saved plan", file=str(path))
-    if raw["schema_version"] != PLAN_SCHEMA_VERSION:
+    if raw["schema_version"] not in READABLE_PLAN_VERSIONS:  # (version 1: a plan from before approval gates)
         raise StalePlanError(f"saved plan schema {raw['schema_version']} is not {PLAN_SCHEMA_VERSION}", file=str(path))
     try:
         return Plan.model_validate(raw)
@@ -303,11 +304,17 @@ class ApplyUI(Protocol):
         """From now until the UI has shown the outcome: Ctrl-C sets `cancel` (running jobs are cancelled and
         recorded), so the exit code always matches the outcome recorded in the state."""
 
+    def ask_approval(self) -> AskApproval | None:
+        """How an approval gate nobody approved in advance (`--approve`) is put to a person, once nothing else can
+        run; None when there is nobody to ask (no terminal): the run then ends `waiting`."""
+        ...
+
 
 @dataclasses.dataclass
 class ApplyResult:
     run_id: str
-    outcome: str                      # the run's recorded outcome: succeeded | recovered | failed | interrupted
+    # the run's recorded outcome: succeeded | recovered | failed | interrupted | waiting (an unanswered gate)
+    outcome: str
     outcomes: dict[str, NodeOutcome]
     state: State
     lease_error: Exception | None = None
@@ -367,7 +374,7 @@ def apply_plan(loaded: LoadedFlow, opts: ApplyOptions, run: RunRecord, lease: Le
                 outcomes, final = execute_plan(
                     graph=graph, plan=the_plan, state=state, keyer=loaded.keyer(), provider=ws.provider,
                     blobs=ws.blobs, lease=lease, run=run, logs_dir=ws.logs_dir, opts=opts,
-                    reporter=reporter, cancel=cancel, attach=attach, resumed=resumed)
+                    reporter=reporter, cancel=cancel, attach=attach, resumed=resumed, ask=ui.ask_approval())
             ws.digests.save()
         lease.release()  # before the summary: the next apply need not wait for it
         return ApplyResult(run_id=run.id, outcome=final.runs[run.id].outcome, outcomes=outcomes, state=final,

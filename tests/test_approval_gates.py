@@ -163,3 +163,45 @@ def test_a_gate_end_to_end_plan_stop_approve_recover_and_who_approved(tmp_path: 
     assert r.code == 0, r.text
     assert _ran(root).count("train") == 2 and _ran(root).count("deploy") == 2
     assert "https://serve/model-v2" in r.out
+
+
+def _on_a_terminal(args: list[str], cwd: Path, answers: dict[bytes, bytes], env: dict[str, str]) -> tuple[int, str]:
+    """Run `flows ARGS` on a pseudo-terminal, typing `answers[prompt]` once each prompt appears."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    from tests.fixtures.projects import FLOWS
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([FLOWS, *args], stdin=slave, stdout=slave, stderr=slave, cwd=cwd, close_fds=True,
+                            env={**os.environ, "COLUMNS": "160", **env})
+    os.close(slave)
+    seen, pending, deadline = b"", dict(answers), time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the other side closed: the command ended
+                break
+            seen += data
+            for prompt in [p for p in pending if p in seen]:
+                os.write(master, pending.pop(prompt))
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=30), seen.decode(errors="replace")
+
+
+def test_on_a_terminal_apply_asks_once_the_rest_is_done_and_a_yes_goes_on(tmp_path: Path) -> None:
+    from tests.fixtures.projects import flows, write_project
+    root = write_project(tmp_path / "p", GATED_FLOW, SCRIPTS)
+    code, screen = _on_a_terminal(["apply", "flow.py", "release"], root,
+                                  {b"Apply this plan?": b"y\n", b"as bob?": b"y\n"}, {"FLOWS_APPROVER": "bob"})
+    assert code == 0, screen[-3000:]
+    assert "value: release/Train.model = 'model-v1'" in screen and "(times out in 59m" in screen
+    assert sorted(_ran(root)) == ["deploy", "report", "train"]
+    runs = json.loads(flows("runs", "list", "--json", cwd=root).out)
+    assert runs[-1]["approvals"]["deploy"]["by"] == "bob" and runs[-1]["outcome"] == "succeeded"

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reconcile.apply import ApplyOptions, NodeOutcome
+from reconcile.gates import AskApproval
 from reconcile.cli.output import out_console
 from reconcile.graph import FlowGraph
 from reconcile.plan_model import Plan
@@ -26,6 +27,9 @@ from vocab.masking import redact
 console = out_console()
 err_console = Console(stderr=True, highlight=False)
 SUMMARY_ROWS = 50  # a bigger run lists only the nodes that did not simply succeed or get reused
+# An apply that stopped at an approval gate nobody answered: not a failure, not done (Terraform-like: a distinct
+# non-zero code, so CI can tell "waiting for a person" from "broken").
+WAITING_EXIT = 3
 
 
 def warn(text: str) -> None:
@@ -55,8 +59,9 @@ class ConsoleApplyUI:
     """`session.ApplyUI` on the terminal. Ctrl-C stays handled (not raised) until the command has shown the
     outcome, so the exit code always matches the outcome recorded in the state."""
 
-    def __init__(self, graph: FlowGraph, inputs: dict[str, Any], stack: contextlib.ExitStack) -> None:
-        self.graph, self.inputs, self.stack = graph, inputs, stack
+    def __init__(self, graph: FlowGraph, inputs: dict[str, Any], stack: contextlib.ExitStack, approver: str) -> None:
+        self.graph, self.inputs, self.stack, self.approver = graph, inputs, stack, approver
+        self._reporter: Any = None
 
     def show_plan(self, plan: Plan) -> None:
         from reconcile.render_plan import print_plan
@@ -80,7 +85,15 @@ class ConsoleApplyUI:
 
     def reporter(self) -> ReporterContext:
         from reconcile.progress import ConsoleReporter
-        return ConsoleReporter(console)
+        self._reporter = ConsoleReporter(console)
+        return self._reporter
+
+    def ask_approval(self) -> AskApproval | None:
+        if not sys.stdin.isatty():
+            return None  # nobody to ask: an unanswered gate ends the run waiting (`--approve NAME` goes on)
+        from reconcile.cli.approval import terminal_asker
+        return terminal_asker(console, self.approver,
+                              pause=lambda: self._reporter.paused() if self._reporter else contextlib.nullcontext())
 
     def interruptible(self, cancel: threading.Event) -> None:
         self.stack.enter_context(_interruptible(cancel))
@@ -89,9 +102,10 @@ class ConsoleApplyUI:
 def apply_and_report(loaded: LoadedFlow, opts: ApplyOptions, run: RunRecord, lease: Lease, *,
                      target: list[str], replace: list[str], saved: Plan | None = None, auto_approve: bool = True,
                      attach: dict[str, Any] | None = None, resumed: bool = False) -> None:
-    """Apply under `lease`, show the summary, and exit 0 (succeeded), 1 (failed or declined), 130 (interrupted)."""
+    """Apply under `lease`, show the summary, and exit 0 (succeeded), 1 (failed or declined), 3 (waiting at an
+    approval gate nobody answered), 130 (interrupted)."""
     with contextlib.ExitStack() as stack:
-        ui = ConsoleApplyUI(loaded.graph, loaded.inputs, stack)
+        ui = ConsoleApplyUI(loaded.graph, loaded.inputs, stack, opts.approver)
         try:
             result = apply_plan(loaded, opts, run, lease, ui, target=target, replace=replace, saved=saved,
                                 auto_approve=auto_approve, attach=attach, resumed=resumed)
@@ -103,6 +117,8 @@ def apply_and_report(loaded: LoadedFlow, opts: ApplyOptions, run: RunRecord, lea
         _report(loaded, result)
     if result.outcome == "interrupted":
         raise typer.Exit(130)
+    if result.outcome == "waiting":
+        raise typer.Exit(WAITING_EXIT)
     if result.outcome not in ("succeeded", "recovered"):
         raise typer.Exit(1)
 
@@ -114,6 +130,17 @@ def _report(loaded: LoadedFlow, result: ApplyResult) -> None:
     console.print(summary_table(result.outcomes, result.run_id))
     print_flow_outputs(loaded.graph, result.state, loaded.inputs)
     console.print(f"Run {result.run_id}: [bold]{result.outcome}[/bold]. State serial {result.state.serial}.")
+    waiting = result.state.runs[result.run_id].waiting
+    if result.outcome == "waiting" and waiting:
+        flags = " ".join(f"--approve {_quoted(name)}" for name in waiting)
+        console.print(f"Waiting for approval: {escape(', '.join(waiting))}. Go on with `flows apply ... {escape(flags)}` "
+                      f"(a new run) or `flows recover {result.run_id} {escape(flags)}` (this run); nothing finished "
+                      "runs again.", soft_wrap=True)
+
+
+def _quoted(name: str) -> str:
+    import shlex
+    return shlex.quote(name)
 
 
 def summary_table(outcomes: dict[str, NodeOutcome], run_id: str) -> Any:

@@ -75,6 +75,9 @@ def apply(
                                             help="Take over a lock whose lease has expired (its holder is gone)."),
     target: list[str] = typer.Option([], "--target", help="Apply only this node and what it needs."),
     replace: list[str] = typer.Option([], "--replace", help="Force this node to run."),
+    approve: list[str] = typer.Option([], "--approve", metavar="NAME",
+                                      help="Approve this approval gate in advance (repeatable); without it, a gate "
+                                           "asks on a terminal and otherwise ends the run waiting (exit 3)."),
 ) -> None:
     """Run exactly the invalidated nodes; record each result the moment it finishes.
 
@@ -84,16 +87,18 @@ def apply(
 
     from reconcile.apply import ApplyOptions
     from reconcile.cli.apply_view import apply_and_report, warn
+    from reconcile.gates import check_approvals
     from reconcile.session import begin_apply, load_for_apply
 
     lock_wait = _seconds(lock_timeout)  # a bad flag is refused before the flow is loaded
     loaded, saved = load_for_apply(flow_file, list(ctx.args), inputs_file, warn)
+    approved = check_approvals(loaded.graph, approve)  # a mistyped gate name: before the lock, before anything runs
     if saved is not None:
         target, replace = saved.targets, saved.replace
     graph = loaded.graph
     opts = ApplyOptions(parallelism=parallelism or loaded.ws.config.parallelism or os.cpu_count() or 2,
                         keep_going=keep_going or graph.failure_policy == "FAIL_AFTER_EXECUTABLE_NODES_COMPLETE",
-                        lock_timeout=lock_wait, break_expired_lock=break_expired_lock)
+                        lock_timeout=lock_wait, break_expired_lock=break_expired_lock, approve=approved)
     run, lease = begin_apply(loaded, opts)
     if "(broke" in lease.info.operation:
         err_console.print(f"[yellow]Took over an expired lock: {escape(lease.info.operation)}[/yellow]")

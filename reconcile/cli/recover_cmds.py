@@ -26,14 +26,18 @@ def recover(
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be re-attached, reused and re-run."),
     parallelism: Optional[int] = typer.Option(None, "--parallelism", min=1),
     keep_going: bool = typer.Option(False, "--keep-going"),
+    approve: list[str] = typer.Option([], "--approve", metavar="NAME",
+                                      help="Approve this approval gate of the run (repeatable)."),
 ) -> None:
     """Resume an interrupted or failed run: re-attach to jobs still running, re-validate finished nodes
     against the current flow, code and inputs, and run what is left, under the same run id.
 
-    Usage: flows recover [RUN_ID] [--<input> VALUE ...]   (only inputs whose values are masked in the state)
+    Usage: flows recover [RUN_ID] [--approve NAME ...] [--<input> VALUE ...]   (inputs: only those whose values
+    are masked in the state)
     """
     from reconcile.apply import ApplyOptions
     from reconcile.cli.apply_view import apply_and_report
+    from reconcile.gates import check_approvals
     from reconcile.recovery import begin_recovery, find_recovery, live, preview
 
     # RUN_ID (default: the flow's latest run) comes first; typer would take `--tok` for it, so it is read here.
@@ -43,6 +47,7 @@ def recover(
     if rec is None:
         return
     run = rec.run
+    approved = check_approvals(rec.loaded.graph, approve)  # a mistyped gate name: before anything is done
     if dry_run:
         _, steps = preview(rec)
         console.print(f"[bold]Would recover run {run.id}[/bold] ({run.outcome}, started {run.started_at}):")
@@ -55,7 +60,7 @@ def recover(
             console.print(f"[yellow]Note:[/yellow] recover would be refused now: {escape(rec.lock.describe())}")
         return
     opts = ApplyOptions(parallelism=parallelism or rec.ws.config.parallelism or os.cpu_count() or 2,
-                        keep_going=keep_going)
+                        keep_going=keep_going, approve=approved)
     lease = begin_recovery(rec, opts, _say)
     console.print(f"[bold]Recovering run {run.id}[/bold] ({run.outcome}, started {run.started_at})")
     apply_and_report(rec.loaded, opts, run, lease, target=[], replace=[], attach=rec.attach, resumed=True)
