@@ -270,7 +270,7 @@ def test_cycle_among_several_nodes_names_only_the_cycle(tmp_path):
     assert "wf/step ->" not in e.message  # `first` is upstream of the cycle, not in it
 
 
-def test_flow_values_inside_a_list_literal(tmp_path):
+def test_a_list_of_files_from_several_nodes(tmp_path):
     path = write(tmp_path, """
         from typing import List
         make = job("make", outputs={"out": CSV})
@@ -284,7 +284,8 @@ def test_flow_values_inside_a_list_literal(tmp_path):
     with pytest.raises(NotSupportedError) as info:
         load_flow(path)
     at(info.value, path, "wf/merge")
-    assert info.value.message.startswith("not supported: flow values inside a list or dict (input 'parts')")
+    assert info.value.message == ("not supported: a list[file[csv]] input made of files from several nodes (input "
+                                  "'parts'; a job input holds one file or folder: give each its own input)")
 
 
 def test_export_of_an_artifact_without_files_yet(tmp_path):
