@@ -70,7 +70,7 @@ def test_validate_json(monkeypatch, capsys):
     assert by_address["misc/prepare"]["upstreams"] == ["misc/cleanup"]
     assert by_address["misc/total"]["bindings"]["b"] == {"kind": "node_output", "type": "int", "value": None,
                                                          "name": None, "node": "misc/prepare#2", "output": "rows",
-                                                         "after": []}  # (the approval gates it passed: none)
+                                                         "after": [], "path": [], "items": None, "keys": None}
 
 
 def test_invalid_flow_exits_1_with_one_clean_line(monkeypatch, capsys, tmp_path):
