@@ -33,6 +33,26 @@ def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-unt
     unit_dir = Path(__file__).parent / "unit"
     for item in items:
         item.add_marker(pytest.mark.unit if unit_dir in Path(str(item.fspath)).parents else pytest.mark.e2e)
+        if any(item.nodeid.startswith(prefix) for prefix in SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
+# The slow set: soak runs, kill/pause harnesses, the malformed-input matrix across every command, whole-scenario
+# replays and the headless-browser pages. `make test` leaves them out to stay within a few minutes on 2 cores;
+# `make test-slow` runs them, and CI runs both. What each guards is also covered, faster, in the default set
+# (tests/unit, test_bad_input.py, test_recover.py, test_lock_guarantees.py, test_domino_provider.py, ...).
+SLOW = (
+    "tests/test_recover_harness.py::",
+    "tests/test_malformed_everywhere.py::",
+    "tests/test_graph_browser.py::",
+    "tests/test_graph_page_zoom.py::",
+    "tests/test_run_page.py::",
+    "tests/test_s3_cli.py::test_eight_concurrent_applies_exactly_one_runs",
+    "tests/test_state_backends.py::test_eight_processes_",
+    "tests/test_domino_realistic.py::test_mixed_flow_on_a_realistic_dfs_project",
+    "tests/test_domino_realistic.py::test_ai_training_killed_mid_apply_recovers_without_starting_a_job_twice",
+    "tests/test_gc_guarantees.py::test_gc_in_one_project_keeps_the_blobs_of_another_sharing_the_store",
+)
 
 
 import pytest  # noqa: E402
