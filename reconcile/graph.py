@@ -112,16 +112,21 @@ class Node(BaseModel):
 
     def data_upstreams(self) -> list[str]:
         seen: list[str] = []
-        for binding in self.bindings.values():
-            for b in binding.leaves():
+        for binding in self.bindings.values():  # (asked for every node on every pass of the scheduler: no copies)
+            for b in (binding.leaves() if binding.kind == "collection" else (binding,)):
                 if b.kind == "node_output" and b.node not in seen:
                     seen.append(b.node)  # type: ignore[arg-type]
         return seen
 
     def upstreams(self) -> list[str]:
         data = self.data_upstreams()
-        gates = [g for b in self.bindings.values() for g in b.gates()]
-        return data + list(dict.fromkeys(a for a in self.after + gates if a not in data))
+        extra = self.after
+        for b in self.bindings.values():
+            if b.after or b.kind == "collection":
+                extra = extra + b.gates()
+        if not extra:
+            return data
+        return data + list(dict.fromkeys(a for a in extra if a not in data))
 
 
 class FlowInput(BaseModel):
