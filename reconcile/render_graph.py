@@ -78,6 +78,8 @@ def _node_text(graph: FlowGraph, node: Node, action: str | None) -> Text:
     text = _styled(short(graph, node.address), action)
     if node.outputs:
         text += Text("  → " + ", ".join(f"{k}: {t}" for k, t in node.outputs.items()), style="dim")
+    if node.kind == "gate" and action is None:  # (with a plan, its action says it: ⏸ approve, or = reuse)
+        text += Text(f"  ⏸ waits for approval (--approve {node.gate})", style="bright_yellow")
     return text
 
 
