@@ -460,7 +460,7 @@ class Scheduler:
         unless the apply stopped anyway (then the gates were never asked: not started)."""
         for address, outcome in self.outcomes.items():
             if outcome.result == AWAITING and halted:
-                self._skip(address, "not asked: the apply stopped first")
+                self._skip(address, "not approved: the apply stopped (interrupted, or after a failure)")
         for address in todo:
             gates = self._blocking_gates(address)
             if gates:

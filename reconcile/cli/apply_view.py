@@ -62,6 +62,7 @@ class ConsoleApplyUI:
     def __init__(self, graph: FlowGraph, inputs: dict[str, Any], stack: contextlib.ExitStack, approver: str) -> None:
         self.graph, self.inputs, self.stack, self.approver = graph, inputs, stack, approver
         self._reporter: Any = None
+        self._cancel: threading.Event | None = None
 
     def show_plan(self, plan: Plan) -> None:
         from reconcile.render_plan import print_plan
@@ -93,9 +94,11 @@ class ConsoleApplyUI:
             return None  # nobody to ask: an unanswered gate ends the run waiting (`--approve NAME` goes on)
         from reconcile.cli.approval import terminal_asker
         return terminal_asker(console, self.approver,
-                              pause=lambda: self._reporter.paused() if self._reporter else contextlib.nullcontext())
+                              pause=lambda: self._reporter.paused() if self._reporter else contextlib.nullcontext(),
+                              cancel=self._cancel)
 
     def interruptible(self, cancel: threading.Event) -> None:
+        self._cancel = cancel  # a question at the terminal ends at Ctrl-C too
         self.stack.enter_context(_interruptible(cancel))
 
 

@@ -237,3 +237,22 @@ def test_the_terminal_question_shows_the_value_and_reads_the_answer(typed, answe
 def test_the_terminal_question_times_out_with_the_gate():
     got, shown = _asker(None, seconds_left=0.05)  # poll: the gate's own (tiny) timeout is what is waited
     assert got == "timed out" and "(times out in 0.05s)" in shown
+
+
+def test_ctrl_c_ends_the_terminal_question_unanswered():
+    import io
+    import os
+    import threading
+
+    from rich.console import Console
+
+    from reconcile.cli.approval import terminal_asker
+    from reconcile.gates import GateQuestion
+    read_end, write_end = os.pipe()  # nobody types
+    cancel = threading.Event()
+    cancel.set()  # Ctrl-C while the question waits
+    with os.fdopen(read_end) as stream:
+        ask = terminal_asker(Console(file=io.StringIO()), "ann", stream=stream, cancel=cancel)
+        assert ask(GateQuestion(name="deploy", addresses=["wf/approve deploy"], values=[], seconds_left=None)) == \
+            "unanswered"
+    os.close(write_end)
