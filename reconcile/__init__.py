@@ -15,7 +15,7 @@ _EXPORTS = {
                                         "EnvironmentRevisionSpecification", "EnvironmentRevisionType", "GitRef",
                                         "NetAppVolumeSnapshot"],
     "reconcile.authoring.helpers": ["Input", "Output", "run_domino_job_task"],
-    "reconcile.authoring.workflow": ["WorkflowFailurePolicy", "task", "workflow"],
+    "reconcile.authoring.workflow": ["WorkflowFailurePolicy", "approve", "task", "workflow"],
     "vocab.flytetypes": ["CSVFile", "FlyteDirectory", "FlyteFile", "PDFFile"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -34,5 +34,5 @@ __all__ = [
     "ExportArtifactToNetAppVolumesSpec", "run_launch_export_artifacts_task", "ClusterProperties",
     "DatasetSnapshot", "DominoJobConfig", "DominoJobTask", "EnvironmentRevisionSpecification",
     "EnvironmentRevisionType", "GitRef", "NetAppVolumeSnapshot", "Input", "Output", "run_domino_job_task",
-    "WorkflowFailurePolicy", "task", "workflow", "CSVFile", "FlyteDirectory", "FlyteFile", "PDFFile",
+    "WorkflowFailurePolicy", "approve", "task", "workflow", "CSVFile", "FlyteDirectory", "FlyteFile", "PDFFile",
 ]

@@ -205,3 +205,17 @@ def test_on_a_terminal_apply_asks_once_the_rest_is_done_and_a_yes_goes_on(tmp_pa
     assert sorted(_ran(root)) == ["deploy", "report", "train"]
     runs = json.loads(flows("runs", "list", "--json", cwd=root).out)
     assert runs[-1]["approvals"]["deploy"]["by"] == "bob" and runs[-1]["outcome"] == "succeeded"
+
+
+def test_new_flows_import_approve_from_reconcile(tmp_path: Path) -> None:
+    (tmp_path / "flows.toml").write_text("[tool.flows]\n")
+    (tmp_path / "flow.py").write_text(
+        "from datetime import timedelta\n"
+        "from reconcile import approve, task, workflow\n\n"
+        "@task\ndef score(n: int) -> float:\n    return n / 10\n\n"
+        "@task\ndef publish(s: float) -> str:\n    return str(s)\n\n"
+        "@workflow\ndef wf(n: int = 3) -> str:\n"
+        "    return publish(s=approve(score(n=n), 'publish', timedelta(minutes=5)))\n")
+    g = load_flow(tmp_path / "flow.py")
+    assert g.nodes["wf/approve publish"].gate == "publish"
+    assert g.nodes["wf/publish"].bindings["s"].after == ["wf/approve publish"]
