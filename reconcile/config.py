@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vocab.errors import ConfigError
+from reconcile.settings import env_overrides, flows_dir, flows_dir_of, raw_settings
+
+__all__ = ["FlowsConfig", "load_config", "raw_settings", "flows_dir", "make_backend", "make_blob_store",
+           "make_provider", "local_state_dir", "load_timeout"]
 
 if TYPE_CHECKING:  # the implementations are imported only when configured
     from providers.base import Provider
@@ -106,50 +109,11 @@ def load_timeout(project_root: Path) -> float:
     return value
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"not valid TOML: {e}", file=str(path)) from None
-
-
-def raw_settings(project_root: Path) -> tuple[dict[str, Any], str | None]:
-    flows_toml = project_root / "flows.toml"
-    if flows_toml.is_file():
-        data = _read_toml(flows_toml)
-        return data.get("tool", {}).get("flows", data), str(flows_toml)
-    pyproject = project_root / "pyproject.toml"
-    if pyproject.is_file():
-        data = _read_toml(pyproject)
-        return data.get("tool", {}).get("flows", {}), str(pyproject)
-    return {}, None
-
-
-def _env_overrides(settings: dict[str, Any]) -> dict[str, Any]:
-    env = os.environ
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in settings.items()}
-    if env.get("FLOWS_PROVIDER"):
-        out.setdefault("provider", {})["type"] = env["FLOWS_PROVIDER"]
-    if env.get("FLOWS_BACKEND"):
-        out.setdefault("backend", {})["type"] = env["FLOWS_BACKEND"]
-    if env.get("FLOWS_STATE_PATH"):
-        out.setdefault("backend", {})["path"] = env["FLOWS_STATE_PATH"]
-    if env.get("FLOWS_BLOBS_URL"):
-        out.setdefault("blobs", {})["url"] = env["FLOWS_BLOBS_URL"]
-    if env.get("FLOWS_LOAD_TIMEOUT"):
-        out["load_timeout"] = env["FLOWS_LOAD_TIMEOUT"]
-    if env.get("FLOWS_PARALLELISM"):
-        out["parallelism"] = env["FLOWS_PARALLELISM"]
-    return out
-
-
 def load_config(project_root: Path) -> FlowsConfig:
     settings, source = raw_settings(project_root)
-    settings = _env_overrides(settings)
-    folder = Path(os.environ.get("FLOWS_DIR") or settings.pop("dir", None) or project_root / ".flows")
-    if not folder.is_absolute():
-        folder = project_root / folder
+    settings = env_overrides(settings)
+    folder = flows_dir_of(project_root, settings)
+    settings.pop("dir", None)
     try:
         return FlowsConfig(project_root=project_root, dir=folder, **settings)
     except ValidationError as e:

@@ -14,26 +14,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
-from reconcile import tracing
+from reconcile import graph_cache, tracing
 from reconcile.authoring import load_notes
 from reconcile.authoring.workflow import WorkflowDef
 from reconcile.authoring_imports import shimmed
 from vocab.errors import FlowLoadError, FlowsError
 from reconcile.graph import Binding, FlowGraph, Node
+from reconcile.project_root import PROJECT_MARKERS, project_root_for
 
-PROJECT_MARKERS = ("flows.toml", "pyproject.toml", ".git")
-
-
-def project_root_for(flow_file: Path) -> Path:
-    """The nearest folder above the flow with flows.toml, else pyproject.toml, else .git; else the flow's folder.
-
-    It plays Domino's /mnt/code: job commands run there and script paths are resolved from it.
-    """
-    for marker in PROJECT_MARKERS:
-        for folder in [flow_file.parent, *flow_file.parent.parents]:
-            if (folder / marker).exists():
-                return folder
-    return flow_file.parent
+__all__ = ["PROJECT_MARKERS", "FlowGraph", "load_flow", "load_every_workflow", "import_flow_module",
+           "project_root_for"]
 
 
 def _short_error(e: BaseException, path: Path) -> FlowLoadError:
@@ -89,8 +79,10 @@ def import_flow_module(path: Path) -> ModuleType:
             for p in extra_paths:
                 if p in sys.path:
                     sys.path.remove(p)
+            new_modules = set(sys.modules) - before_modules
+            graph_cache.note_modules([f for m in new_modules if (f := getattr(sys.modules.get(m), "__file__", None))])
             # Modules the flow imported from its own folder are traced with the shims; do not keep them.
-            for mod_name in set(sys.modules) - before_modules:
+            for mod_name in new_modules:
                 mod_file = getattr(sys.modules.get(mod_name), "__file__", None) or ""
                 if mod_name != name and any(mod_file.startswith(p + os.sep) for p in extra_paths):
                     sys.modules.pop(mod_name, None)
@@ -242,15 +234,37 @@ def stdout_to_stderr() -> Iterator[None]:
 
 def load_flow(flow_file: str | os.PathLike[str], workflow: str | None = None,
               timeout: float | None = None) -> FlowGraph:
-    """Load `flow_file` and trace the named workflow (or the only top-level one).
+    """Load `flow_file` and trace the named workflow (or the only top-level one); the graph comes from the
+    cache (`graph_cache`) when nothing the last load read has changed.
 
     `timeout`: seconds the import and tracing may take (default: the project's `load_timeout`)."""
     path = Path(flow_file).resolve()
     timeout = _timeout_for(path, timeout)
-    with _guarded_load(path, timeout), load_notes.collecting() as notes:
+    cache_dir = _graph_cache_dir(path)
+    root = project_root_for(path)
+    if cache_dir is not None:
+        cached = graph_cache.lookup(cache_dir, path, workflow, root)
+        if cached is not None:
+            with contextlib.suppress(ValueError):  # (pydantic's ValidationError): a damaged entry is a miss
+                return FlowGraph.model_validate(cached)
+    roots = [str(path.parent), str(root)]
+    with _guarded_load(path, timeout), load_notes.collecting() as notes, graph_cache.recording(roots) as rec:
+        before = set(sys.modules)
         graph = _load(path, workflow)
+        graph_cache.note_modules([f for m in set(sys.modules) - before
+                                  if (f := getattr(sys.modules.get(m), "__file__", None))])
     graph.warnings = notes
+    if cache_dir is not None and not notes:  # warnings are said at every load: such a graph is not kept
+        graph_cache.store(cache_dir, path, workflow, root, rec, graph.model_dump_json())
     return graph
+
+
+def _graph_cache_dir(path: Path) -> Path | None:
+    """`.flows/graphs` of the flow's project; None when the cache is off or the flow is not a file."""
+    if not graph_cache.enabled() or not path.is_file():
+        return None
+    from reconcile.config import flows_dir
+    return flows_dir(project_root_for(path)) / "graphs"
 
 
 def _timeout_for(path: Path, timeout: float | None) -> float | None:
