@@ -81,13 +81,20 @@ StatusCallback = Callable[[str], None]
 
 class Provider(Protocol):
     """What runs jobs. The engine knows a provider only through this protocol: what it can do is said by its
-    capabilities (`max_parallel`, `jobs_outlive_the_process`), never by its name."""
+    capabilities (`max_parallel`, `jobs_outlive_the_process`, `resolves_remotely`), never by its name."""
 
     name: str  # recorded in runs and shown; never branched on
 
     @property
     def max_parallel(self) -> int | None:
         """How many jobs may run at once on this provider's own account (None: no limit of its own)."""
+        ...
+
+    @property
+    def resolves_remotely(self) -> bool:
+        """True when `resolve_config` asks a server (Domino's project defaults): its answers can change without
+        anything here changing, so a plan asks again (no no-op receipt), and distinct configs are resolved in
+        parallel. False (local): the config as written."""
         ...
 
     @property

@@ -87,6 +87,7 @@ class LocalProvider:
         return None if self.isolated else 1  # without isolation, parallel jobs would share /workflow
 
     jobs_outlive_the_process = False  # a job dies with the apply that started it (recover stops an orphan)
+    resolves_remotely = False  # the config as written: no server to ask
 
     @property
     def warnings(self) -> list[str]:

@@ -37,6 +37,8 @@ class LoadedFlow:
         from vocab.digest import file_digest
 
         self.graph: FlowGraph = load_flow(flow_file, workflow)
+        self.workflow_arg = workflow  # as given (None: the file's one workflow): the graph cache's key
+        self.planner: Any = None      # the last plan's, for the no-op receipt (reconcile/noop_plan.py)
         for text in self.graph.warnings:
             if warn is not None:
                 warn(text)
@@ -62,12 +64,15 @@ class LoadedFlow:
 
     def make_plan(self, state: State, stored_serial: int | None, stored_lineage: str | None,
                   targets: list[str], replace: list[str], save_digests: bool = True) -> Plan:
+        from reconcile import graph_cache
         from reconcile.plan import Planner
-        planner = Planner(self.graph, state, self.keyer(), self.ws.blobs, targets=targets, replace=replace)
+        planner = self.planner = Planner(self.graph, state, self.keyer(), self.ws.blobs, targets=targets,
+                                         replace=replace)
         plan = planner.plan(self.flow_digest, self.inputs, self.ws.backend.kind, self.ws.provider.name,
                             stored_serial, stored_lineage)
         if save_digests:
             self.ws.digests.save()
+            graph_cache.save_pending()
         return plan
 
 
@@ -336,6 +341,7 @@ def apply_plan(loaded: LoadedFlow, opts: ApplyOptions, run: RunRecord, lease: Le
                attach: dict[str, Any] | None = None, resumed: bool = False) -> ApplyResult | None:
     """Under `lease` (released at the end; what a dead holder left is already folded): plan, confirm, execute.
     None when there was nothing to do; `PlanDeclined` when the person said no."""
+    from reconcile import graph_cache
     from reconcile.gc import register as register_blob_user
 
     ws, graph = loaded.ws, loaded.graph
@@ -354,6 +360,7 @@ def apply_plan(loaded: LoadedFlow, opts: ApplyOptions, run: RunRecord, lease: Le
             if saved is not None:
                 check_not_stale(saved, the_plan, stored_before, loaded.flow_digest, graph)
             ws.digests.save()  # only now: a refused saved plan writes nothing under .flows/
+            graph_cache.save_pending()
             ui.show_plan(the_plan)
             repoint = older_hits(the_plan, state)
             if not the_plan.has_changes() and not repoint and not resumed:

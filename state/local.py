@@ -5,27 +5,21 @@ import datetime as dt
 import fcntl
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Iterator
 
 import contextlib
 
-from blake3 import blake3
 
 from vocab.errors import LockHeldError, StateError
 from state.backend import HistoryEntry, LockInfo, LockLostError
+from state.local_layout import FLOW_NAME, JOURNAL_SUFFIX, check_flow_name, etag_of, flow_file, peek
 
-FLOW_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+__all__ = ["FLOW_NAME", "LocalBackend", "check_flow_name", "etag_of", "fsync_write"]
+
 KEEP_BACKUPS = 50
 POLL_SECONDS = 0.2
-
-
-def check_flow_name(flow: str) -> str:
-    if not FLOW_NAME.match(flow):
-        raise StateError(f"'{flow}' is not a valid flow name")
-    return flow
 
 
 def fsync_write(path: Path, data: bytes) -> None:
@@ -43,10 +37,6 @@ def fsync_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def etag_of(data: bytes) -> str:
-    return blake3(data).hexdigest()[:32]
-
-
 class LocalBackend:
     kind = "local"
 
@@ -56,7 +46,11 @@ class LocalBackend:
 
     # -- paths -------------------------------------------------------------------------------
     def _path(self, flow: str, suffix: str = ".json") -> Path:
-        return self.root / f"{check_flow_name(flow)}{suffix}"
+        return flow_file(self.root, flow, suffix)
+
+    def peek(self, flow: str) -> tuple[str | None, bool]:
+        """(the state's etag, whether a journal is waiting): what the no-op plan shortcut checks."""
+        return peek(self.root, flow)
 
     def describe(self, flow: str) -> str:
         return str(self._path(flow))
@@ -82,7 +76,7 @@ class LocalBackend:
             return []
         names = {p.stem for p in self.root.glob("*.json") if not p.name.startswith(".")}
         # A flow whose first apply crashed has only a journal so far.
-        names |= {p.name[:-len(".journal.jsonl")] for p in self.root.glob("*.journal.jsonl")}
+        names |= {p.name[:-len(JOURNAL_SUFFIX)] for p in self.root.glob("*" + JOURNAL_SUFFIX)}
         return sorted(names)
 
     def read_bytes(self, flow: str) -> tuple[bytes | None, str | None]:
@@ -221,7 +215,7 @@ class LocalBackend:
     # -- journal -----------------------------------------------------------------------------
     def journal_append(self, flow: str, data: bytes, durable: bool = True) -> None:
         self._ensure_root()
-        fd = os.open(self._path(flow, ".journal.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(self._path(flow, JOURNAL_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             os.write(fd, data.rstrip(b"\n") + b"\n")
             if durable:
@@ -230,7 +224,7 @@ class LocalBackend:
             os.close(fd)
 
     def journal_read(self, flow: str) -> list[bytes]:
-        path = self._path(flow, ".journal.jsonl")
+        path = self._path(flow, JOURNAL_SUFFIX)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -241,4 +235,4 @@ class LocalBackend:
         return [line for line in lines[:-1] if line]
 
     def journal_clear(self, flow: str) -> None:
-        self._path(flow, ".journal.jsonl").unlink(missing_ok=True)
+        self._path(flow, JOURNAL_SUFFIX).unlink(missing_ok=True)

@@ -124,6 +124,24 @@ class S3Backend:
         data, resp = got
         return data, str(resp["ETag"])
 
+    def peek(self, flow: str) -> tuple[str | None, bool]:
+        """(the state's ETag, None when there is none; whether a journal is waiting to be folded): one HEAD and
+        one LIST, for the no-op plan shortcut."""
+        from botocore.exceptions import ClientError
+
+        key = self._key(flow)
+        with self._errors(key, "checking"):
+            try:
+                etag: str | None = str(self.s3.head_object(Bucket=self.bucket, Key=key)["ETag"])
+            except ClientError as e:
+                if error_code(e) not in _NOT_FOUND:
+                    raise
+                etag = None
+        prefix = self._journal_prefix(flow)
+        with self._errors(prefix, "listing"):
+            page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        return etag, bool(page.get("Contents"))
+
     def write_bytes(self, flow: str, data: bytes, expected_etag: str | None, *, serial: int, lineage: str,
                     lock_id: str | None = None) -> str | None:
         # S3 cannot check the lock object in the same request: the fence inside the state (checked by the

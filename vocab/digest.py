@@ -150,6 +150,11 @@ class StatCache:
             self._kinds[path] = kind
         return kind
 
+    def kinds_seen(self) -> dict[str, str | None]:
+        """Every path `path_kind` was asked about in this command, and the answer."""
+        with self._lock:
+            return dict(self._kinds)
+
     def file(self, path: str | os.PathLike[str]) -> str:
         p = os.path.abspath(path)
         st = os.stat(p)

@@ -20,9 +20,11 @@ from typing import Collection
 
 from vocab.digest import StatCache, bytes_digest, file_digest, manifest_bytes, tree_files
 from providers.blobs.base import BlobChangedError, StoredBlob, ensure_inside, shard
+from providers.blobs.local_presence import MANIFEST_HEAD, intact, manifest_digests, usable
+
+__all__ = ["LocalBlobStore", "MANIFEST_HEAD"]
 
 FICLONE = 0x40049409            # ioctl: share the source's extents (btrfs, XFS, ...): a private copy for free
-MANIFEST_HEAD = b'{"files":{'   # how a directory's manifest blob starts (`manifest_bytes`)
 
 
 class LocalBlobStore:
@@ -41,10 +43,7 @@ class LocalBlobStore:
 
     def _intact(self, path: Path, digest: str) -> bool:
         """The blob is there and its bytes still hash to its digest (stat-cached)."""
-        try:
-            return self.digests.file(path) == digest
-        except OSError:
-            return False
+        return intact(self.digests, path, digest)
 
     def _place(self, tmp: Path, digest: str) -> StoredBlob:
         """Make `tmp` (a private file of verified bytes) the blob `digest`, unless an intact one is there."""
@@ -105,21 +104,10 @@ class LocalBlobStore:
         return {u: self._usable(Path(u), u in dirs) for u in uris}
 
     def _usable(self, path: Path, is_dir: bool) -> bool:
-        if not self._intact(path, path.name):
-            return False
-        files = self._manifest_digests(path) if is_dir else None
-        return files is None or all(self._intact(self._path(d), d) for d in files)
+        return usable(self.digests, self.root, path, is_dir)
 
     def _manifest_digests(self, path: Path) -> list[str] | None:
-        """The file digests a directory's manifest names; None for a blob that is not a manifest."""
-        try:
-            with open(path, "rb") as f:
-                if f.read(len(MANIFEST_HEAD)) != MANIFEST_HEAD:
-                    return None
-                files = json.loads(MANIFEST_HEAD + f.read())["files"]
-            return [str(meta["digest"]) for meta in files.values()]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None
+        return manifest_digests(path)
 
     def _verified(self, uri: str) -> Path:
         path = Path(uri)

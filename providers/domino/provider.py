@@ -171,6 +171,7 @@ class DominoProvider:
     name = "domino"
     max_parallel: int | None = None
     jobs_outlive_the_process = True  # a Domino Job runs on whatever happens to the apply that started it
+    resolves_remotely = True  # resolve_config asks Domino: no no-op receipt; distinct configs resolved in parallel
 
     def __init__(self, client: DominoClient, blobs: Any, *, runtime_python: str | None = None,
                  blobs_settings: dict[str, Any] | None = None) -> None:

@@ -41,7 +41,8 @@ def plan(
     workflow, input_args = split_workflow(list(ctx.args))
     if out is not None and not out.parent.is_dir():  # before any work, not after it
         raise InputError(f"cannot save the plan: no folder {out.parent}", file=str(out))
-    result, view = LoadedFlow(flow_file, workflow, input_args, inputs_file, warn=warn).plan(target, replace)
+    loaded = LoadedFlow(flow_file, workflow, input_args, inputs_file, warn=warn)
+    result, view = loaded.plan(target, replace)
     if as_json:
         typer.echo(redact(result.model_dump_json(indent=2)))
     else:
@@ -53,7 +54,12 @@ def plan(
             console.print(f"[yellow]Note:[/yellow] the state was written by an earlier flows, whose cache keys are "
                           f"computed differently (key schema 1): {view.rekeyed} recorded key(s) were re-keyed from "
                           "their fingerprints; a node whose fingerprint no longer matches runs once.")
-        print_plan(result, console, verbose_reuse=verbose)
+        from reconcile.cli.plan_receipt import CapturingConsole, plain_text
+        captured = CapturingConsole(console)
+        print_plan(result, captured, verbose_reuse=verbose)  # type: ignore[arg-type]
+        if out is None and captured.plain_only:  # a no-op: the next identical plan is answered from its receipt
+            from reconcile.noop_plan import leave_receipt
+            leave_receipt(loaded, view, result, captured.lines, plain_text(captured.lines))
     if out is not None:
         write_saved_plan(result, out)
         if not as_json:

@@ -1,0 +1,19 @@
+"""The `flows` console script: a no-op `flows plan` is answered from its receipt (reconcile/noop_plan.py)
+before typer, rich and pydantic are imported; everything else goes to the typer app (reconcile/cli/main.py)."""
+from __future__ import annotations
+
+import sys
+
+
+def run() -> None:
+    if sys.argv[1:2] == ["plan"]:
+        from reconcile.noop_plan import try_noop_plan
+        code = try_noop_plan(sys.argv[2:])
+        if code is not None:
+            sys.exit(code)
+    from reconcile.cli.main import run as run_app
+    run_app()
+
+
+if __name__ == "__main__":
+    run()

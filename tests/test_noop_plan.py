@@ -1,0 +1,157 @@
+"""The no-op plan shortcut (reconcile/noop_plan.py): a `flows plan` that found nothing to do leaves a receipt; the
+next identical plan is answered from it without loading the flow, and only while everything it rests on is
+unchanged. Every case compares the answer with the full plan's (FLOWS_PLAN_SHORTCUT=0)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.projects import CHAIN_FLOW, Result, flows, write_project
+
+INPUTS = ("--data", "data/in.csv")
+# The chain flow, importing a helper module, noting each real load, and with a command naming a file that is
+# not there yet (whether a word of a command names a file decides the node's code identity).
+FLOW = CHAIN_FLOW.replace("CSV = FlyteFile", 'open("loads.log", "a").write("load\\n")\nCSV = FlyteFile').replace(
+    'command="python scripts/report.py"', 'command=helpers.REPORT').replace(
+    "from flytekit import workflow", "from flytekit import workflow\nimport helpers")
+HELPERS = 'REPORT = "python scripts/report.py notes.txt"\n'
+
+
+def plan(root: Path, *extra: str, env: dict[str, str] | None = None) -> Result:
+    return flows("plan", "flow.py", "wf", *INPUTS, *extra, cwd=root, env=env)
+
+
+def loads(root: Path) -> int:
+    return len((root / "loads.log").read_text().splitlines())
+
+
+def receipts(root: Path) -> list[Path]:
+    return sorted((root / ".flows" / "plans").glob("*.json"))
+
+
+def same_as_full_plan(root: Path) -> Result:
+    """The plan as answered now (shortcut allowed), checked against the full plan of the same moment."""
+    quick = plan(root)
+    full = plan(root, env={"FLOWS_PLAN_SHORTCUT": "0"})
+    assert (quick.code, quick.out, quick.err) == (full.code, full.out, full.err)
+    return quick
+
+
+def answered_by_receipt(root: Path) -> Result:
+    """A plan that must come from the receipt: the flow is not loaded although its graph cache is gone."""
+    shutil.rmtree(root / ".flows" / "graphs", ignore_errors=True)
+    before = loads(root)
+    r = plan(root)
+    assert r.code == 0, r.text
+    assert loads(root) == before, "the flow was loaded: the receipt was not used"
+    return r
+
+
+def not_answered_by_receipt(root: Path, *extra: str, env: dict[str, str] | None = None) -> Result:
+    shutil.rmtree(root / ".flows" / "graphs", ignore_errors=True)
+    before = loads(root)
+    r = plan(root, *extra, env=env)
+    assert loads(root) == before + 1, "the receipt was used"
+    return r
+
+
+@pytest.fixture
+def noop(tmp_path: Path) -> Path:
+    """Applied, then planned once (a full no-op plan, which leaves the receipt)."""
+    root = write_project(tmp_path / "proj", FLOW, files={"helpers.py": HELPERS})
+    r = flows("apply", "flow.py", "wf", *INPUTS, "--auto-approve", cwd=root)
+    assert r.code == 0, r.text
+    first = plan(root)
+    assert first.code == 0 and "No changes." in first.out, first.text
+    assert len(receipts(root)) == 1
+    return root
+
+
+def test_a_second_no_op_plan_is_answered_from_the_receipt_with_the_same_output(noop: Path) -> None:
+    full = plan(noop, env={"FLOWS_PLAN_SHORTCUT": "0"})
+    quick = answered_by_receipt(noop)
+    assert (quick.out, quick.err) == (full.out, full.err)
+    assert "No changes." in quick.out
+    r = flows("plan", "flow.py", "wf", *INPUTS, "--detailed-exitcode", cwd=noop)  # its own receipt, then the shortcut
+    r = flows("plan", "flow.py", "wf", *INPUTS, "--detailed-exitcode", cwd=noop)
+    assert r.code == 0 and r.out == full.out, r.text
+
+
+def test_an_edited_input_file_is_seen(noop: Path) -> None:
+    (noop / "data" / "in.csv").write_text("1\n2\n\n4\n")
+    r = same_as_full_plan(noop)
+    assert "wf/prep  update" in r.out
+
+
+def test_an_edited_code_file_is_seen(noop: Path) -> None:
+    (noop / "scripts" / "report.py").write_text((noop / "scripts" / "report.py").read_text() + "\n# edited\n")
+    assert "wf/report  update" in same_as_full_plan(noop).out
+
+
+def test_a_file_appearing_where_a_command_names_one_is_seen(noop: Path) -> None:
+    (noop / "notes.txt").write_text("now a project file the command uses")
+    assert "wf/report  update" in same_as_full_plan(noop).out
+
+
+def test_an_edited_flow_or_helper_module_is_seen(noop: Path) -> None:
+    (noop / "helpers.py").write_text(HELPERS.replace("notes.txt", "other.txt"))
+    assert "wf/report  update" in same_as_full_plan(noop).out
+    (noop / "helpers.py").write_text(HELPERS)
+    plan(noop)  # no-op again: a new receipt
+    answered_by_receipt(noop)
+    (noop / "flow.py").write_text((noop / "flow.py").read_text().replace('"python scripts/prep.py"',
+                                                                           '"python scripts/prep.py --fast"'))
+    assert "wf/prep  update" in same_as_full_plan(noop).out
+
+
+def test_a_deleted_or_damaged_output_blob_is_seen(noop: Path) -> None:
+    state = json.loads(next((noop / ".flows" / "state").glob("wf.json")).read_text())
+    uri = state["nodes"]["wf/scale"]["outputs"]["scaled"]["uri"]
+    blob = Path(uri)
+    blob.chmod(0o644)
+    blob.write_text("99\n")  # damaged: its bytes no longer hash to its name
+    assert "wf/scale  run" in same_as_full_plan(noop).out
+    blob.unlink()
+    assert "wf/scale  run" in same_as_full_plan(noop).out
+
+
+def test_a_changed_state_is_seen(noop: Path) -> None:
+    r = flows("state", "rm", "wf/report", cwd=noop)
+    assert r.code == 0, r.text
+    r = same_as_full_plan(noop)
+    assert "wf/report  create" in r.out or "wf/report  reuse" in r.out
+    assert "state serial 2" in r.out
+
+
+def test_configuration_environment_and_command_line_are_part_of_the_key(noop: Path) -> None:
+    answered_by_receipt(noop)
+    (noop / "flows.toml").write_text("[tool.flows]\n# a comment\n")
+    not_answered_by_receipt(noop)  # (and it leaves a receipt for the new configuration)
+    answered_by_receipt(noop)
+    not_answered_by_receipt(noop, env={"FLOWS_PARALLELISM": "3"})
+    not_answered_by_receipt(noop, "-v")  # another command line: its own receipt
+    r = not_answered_by_receipt(noop, "--json")  # never answered from a receipt
+    assert json.loads(r.out)["summary"]["reuse"] == 3
+
+
+def test_a_damaged_receipt_is_ignored(noop: Path) -> None:
+    [receipt] = receipts(noop)
+    receipt.write_text("{not json")
+    r = not_answered_by_receipt(noop)
+    assert r.code == 0 and "No changes." in r.out
+    data = json.loads(receipt.read_text())  # replaced by a good one
+    data["files"] = {"/nonexistent/x": ["file", "0" * 64], **data["files"]}
+    receipt.write_text(json.dumps(data))
+    not_answered_by_receipt(noop)
+
+
+def test_a_plan_with_changes_leaves_no_receipt(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj", FLOW, files={"helpers.py": HELPERS})
+    r = plan(root)
+    assert r.code == 0 and "3 to create" in r.out, r.text
+    assert receipts(root) == []
+    assert "3 to create" in plan(root).out
+    assert loads(root) == 1  # the second plan's graph came from the graph cache
