@@ -19,6 +19,7 @@ from state.s3_client import WORKERS, error_code, make_client, s3_errors
 
 MB = 1 << 20
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
+LIST_FROM = 64       # this many blobs of the store to check: list the store (16 LISTs) rather than HEAD each
 DIGEST = re.compile(r"^[0-9a-f]{16,128}$")
 _MISSING = {"NoSuchKey", "NotFound", "404"}
 
@@ -120,15 +121,37 @@ class S3BlobStore:
 
     # -- reading -------------------------------------------------------------------------------
     def exists(self, uris: list[str], dirs: Collection[str] = ()) -> dict[str, bool]:
+        """Which blobs are there. Many blobs of this store: listed (one LIST answers for up to 1,000 keys, where
+        a HEAD answers for one), its 16 shard groups in parallel; a few, or another store's: parallel HEADs.
+        (A directory's manifest is checked like a file, as the local store checks it: by its presence.)"""
         if not uris:
             return {}
         self._check_bucket()
+        own = self._uri(self.prefix)
+        listed: set[str] | None = None
+        if sum(u.startswith(own) for u in uris) >= LIST_FROM:
+            listed = self._listed_keys()
 
         def one(uri: str) -> bool:
-            return uri.startswith("s3://") and self._has(*self._split(uri))
+            if not uri.startswith("s3://"):
+                return False
+            if listed is not None and uri.startswith(own):
+                return uri[len(f"s3://{self.bucket}/"):] in listed
+            return self._has(*self._split(uri))
 
         with ThreadPoolExecutor(WORKERS) as pool:
             return dict(zip(uris, pool.map(one, uris)))
+
+    def _listed_keys(self) -> set[str]:
+        """Every key of the store's blobs (`<prefix><2 hex>/<digest>`), listed by first hex digit in parallel."""
+        def group(first: str) -> list[str]:
+            prefix = f"{self.prefix}{first}"
+            with self._errors(self._uri(prefix), "listing blobs"):
+                pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+                return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            return {key for keys in pool.map(group, "0123456789abcdef") for key in keys}
 
     def get_file(self, uri: str, dest: Path) -> None:
         from botocore.exceptions import ClientError
