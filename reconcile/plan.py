@@ -39,6 +39,22 @@ class NodeKeyer:
             self._static[node.address] = (config, code)
         return self._static[node.address]
 
+    def resolve_ahead(self, nodes: list[Node], workers: int = 8) -> None:
+        """A provider that resolves configs remotely (Domino: round trips) gets each distinct config asked for
+        at once, in parallel, before the nodes are planned one by one (they then hit its answers)."""
+        if not getattr(self.provider, "resolves_remotely", False):
+            return
+        import json
+        from concurrent.futures import ThreadPoolExecutor
+
+        distinct: dict[str, Node] = {}
+        for node in nodes:
+            distinct.setdefault(json.dumps([node.kind, node.job_config, node.resolve_defaults], sort_keys=True,
+                                           default=str), node)
+        if len(distinct) > 1:
+            with ThreadPoolExecutor(min(workers, len(distinct))) as pool:
+                list(pool.map(self.provider.resolve_config, distinct.values()))
+
     def fingerprint(self, node: Node, upstream_outputs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         config, code = self.static_parts(node)
         entries = {name: self.resolver.entry(node.inputs[name], b, upstream_outputs, f"{node.address}: input {name}")
@@ -212,6 +228,7 @@ class Planner:
     def plan(self, flow_digest: str, flow_inputs: dict[str, Any], backend: str, provider: str,
              serial: int | None, lineage: str | None) -> Plan:
         self._prefetch()
+        self.keyer.resolve_ahead([self.graph.nodes[a] for a in self.selected()])
         decided: dict[str, NodeChange] = {}
         running: set[str] = set()
         outputs: dict[str, dict[str, OutputRecord]] = {}

@@ -71,6 +71,8 @@ class DominoClient:
             log.warning("DOMINO_VERIFY_CERTIFICATE=false: TLS certificates of %s are not checked", settings.host)
         self.http = Transport(settings.host, auth, verify=settings.verify, policy=policy)
         self._lock = threading.Lock()
+        self._lists: dict[str, list[Any]] = {}
+        self._list_locks: dict[str, threading.Lock] = {}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> DominoClient:
@@ -122,12 +124,22 @@ class DominoClient:
         return [entry.hardware_tier for entry in parse_answer(HARDWARE_TIER_LIST, data, endpoint)]
 
     def resolve_environment_id(self, name: str) -> str:
-        envs = self.environments()
+        envs = self._listed("environments", self.environments)
         return _one_by_name("environment", name, [(e.id, e.name) for e in envs], self.settings.project_label)
 
     def resolve_hardware_tier_id(self, name: str) -> str:
-        tiers = self.hardware_tiers()
+        tiers = self._listed("tiers", self.hardware_tiers)
         return _one_by_name("hardware tier", name, [(t.id, t.name) for t in tiers], self.settings.project_label)
+
+    def _listed(self, what: str, fetch: Callable[[], list[Any]]) -> list[Any]:
+        """The project's environments / hardware tiers, asked once per client (one command): a flow names the
+        same few in every node."""
+        with self._lock:
+            lock = self._list_locks.setdefault(what, threading.Lock())
+        with lock:  # concurrent planners wait for the one request instead of each sending it
+            if what not in self._lists:
+                self._lists[what] = fetch()
+            return self._lists[what]
 
     def resolve_job_defaults(self, request: JobDefaultsRequest | None = None) -> ResolvedJobProperties:
         """What a job would really run with: omitted properties filled from the project's defaults

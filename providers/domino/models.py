@@ -181,12 +181,21 @@ class Job(Answer):
 
 
 class JobSummary(Answer):
-    """An item of `GET /v4/jobs?projectId=...` (lenient: only what start de-duplication needs)."""
+    """An item of `GET /v4/jobs?projectId=...` (lenient: only what start de-duplication and the job watcher
+    need; `statuses` when the answer carries them)."""
 
     id: str
     title: str | None = None
     job_run_command: str | None = None
     stage_time: StageTime | None = None
+    statuses: JobStatuses | None = None
+
+    def as_job(self) -> Job | None:
+        """The job as `GET /v4/jobs/{jobId}` would give it, when the list said its status."""
+        if self.statuses is None:
+            return None
+        return Job(id=self.id, statuses=self.statuses, title=self.title, job_run_command=self.job_run_command,
+                   stage_time=self.stage_time)
 
 
 class JobList(Answer):

@@ -32,6 +32,7 @@ from providers.base import InputValue, JobHandle, JobResult, JobSpec, NodeSpec, 
 from providers.domino.client import DominoClient
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
 from providers.domino.staging import Staging, attempt_marker, code_files_of
+from providers.domino.watcher import JobWatcher
 from vocab.digest import TreeError
 from vocab.errors import FlowLoadError, FlowsError, ProviderError
 from vocab.flytetypes import is_blob, is_dir
@@ -188,6 +189,8 @@ class DominoProvider:
         self._resolved: dict[str, dict[str, Any]] = {}
         self._git_based = False
         self._lock = threading.Lock()
+        # One poller for every job this apply waits on (providers/domino/watcher.py).
+        self.watcher = JobWatcher(client, client.poll_interval, client.max_poll_interval)
 
     @classmethod
     def from_config(cls, cfg: Any, blobs: Any) -> "DominoProvider":
@@ -342,8 +345,8 @@ class DominoProvider:
         deadline = None if job.timeout_seconds is None else time.monotonic() + job.timeout_seconds
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            status = self.client.wait_for_job(handle.job_id, timeout=remaining, cancel=cancel,
-                                              on_status=(lambda j: on_status(j.status)) if on_status else None)
+            status = self.watcher.wait(handle.job_id, timeout=remaining, cancel=cancel,
+                                       on_status=(lambda j: on_status(j.status)) if on_status else None)
             if status.is_completed:
                 break
             if cancel.is_set():
