@@ -1,0 +1,258 @@
+"""Remote rows: the state and blobs on S3 (moto's server) and the Domino provider (our emulator), each behind a
+TCP proxy on 127.0.0.1 that adds network latency (bench/latency_proxy.py).
+
+    .venv/bin/python bench/remote.py s3 [--nodes 1000] [--rtt 0.030] [--runs 5]
+    .venv/bin/python bench/remote.py domino [--nodes 200] [--rtt 0.050] [--runs 3]
+
+- **S3**: a generated flow (bench/gen.py) whose state and blobs live in a moto bucket behind the proxy; applied
+  once with no added latency (setup, untimed), then planned: the full plan (no receipt: it loads the graph from
+  its cache, reads the state, checks every output), and the no-op plan (answered from its receipt,
+  reconcile/noop_plan.py). Wall time and the HTTP requests each plan sent.
+- **Domino**: the same flow shape on the Domino provider: the emulator's API behind the proxy (the jobs
+  themselves run on this machine), blobs in moto (behind its own proxy, with the same latency while planning,
+  none while applying, so the job's own transfers do not count against the apply). The first plan, the apply
+  of every node (requests counted per node: Domino API and S3), and the no-op plan. From the apply's request
+  counts and the poll schedule, the apply's own overhead per node for 60-second jobs (see `overhead_60s`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, os.environ.get("FLOWS_BENCH_SRC") or str(BENCH.parent))
+
+import gen  # noqa: E402
+from latency_proxy import LatencyProxy  # noqa: E402
+from runner import measure  # noqa: E402
+from tools import flows_argv  # noqa: E402
+
+REGION = "us-east-1"
+BUCKET = "flows-bench"
+OWNER, PROJECT = "flows-user", "demo"
+API_KEY = "bench-" + uuid.uuid4().hex
+
+
+def aws_env() -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": "AKIAFLOWSBENCH000001", "AWS_SECRET_ACCESS_KEY": "flows-bench-secret",
+            "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Moto:
+    """moto's S3 server as its own process on 127.0.0.1, with one versioned bucket."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        exe = Path(sys.executable).with_name("moto_server")
+        self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
+                                     env={**os.environ, **aws_env()}, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.05)
+        import boto3
+        s3 = boto3.client("s3", region_name=REGION, endpoint_url=f"http://127.0.0.1:{self.port}", **{
+            "aws_access_key_id": aws_env()["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": aws_env()["AWS_SECRET_ACCESS_KEY"]})
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def s3_toml(state_url: str, blobs_url: str, project: str) -> str:
+    return (f'[tool.flows.backend]\ntype = "s3"\nbucket = "{BUCKET}"\nkey = "projects/{project}/{{flow}}.json"\n'
+            f'region = "{REGION}"\nendpoint_url = "{state_url}"\n\n'
+            f'[tool.flows.blobs]\nurl = "s3://{BUCKET}/blobs/{project}/"\nregion = "{REGION}"\n'
+            f'endpoint_url = "{blobs_url}"\n')
+
+
+def flows_run(root: Path, args: list[str], env: dict[str, str], timeout: float = 3600) -> Any:
+    exe, base_env = flows_argv()
+    return measure([*exe, *args], root, {**base_env, **env}, timeout=timeout)
+
+
+def plan_args() -> list[str]:
+    return ["plan", "flow.py", gen.FLOW_NAME, *gen.flows_input_args()]
+
+
+def apply_args(parallelism: int) -> list[str]:
+    return ["apply", "flow.py", gen.FLOW_NAME, *gen.flows_input_args(), "--auto-approve",
+            "--parallelism", str(parallelism)]
+
+
+def _series(root: Path, args: list[str], env: dict[str, str], runs: int, proxies: list[LatencyProxy],
+            before: Callable[[], None] | None = None, log: Callable[[str], None] = print,
+            label: str = "") -> dict[str, Any]:
+    """Warm-up + `runs` runs; wall time, requests per run (summed over `proxies`), and the load average."""
+    walls: list[float] = []
+    requests: list[int] = []
+    load: list[float] = []
+    for i in range(runs + 1):
+        if before:
+            before()
+        for p in proxies:
+            p.reset_counts()
+        load.append(os.getloadavg()[0])
+        s = flows_run(root, args, env)
+        if s.rc != 0:
+            raise RuntimeError(f"{label}: exit {s.rc}: {s.tail(3)}")
+        n = sum(p.counts()["requests"] for p in proxies)
+        log(f"    {label} run {i}{' (warm-up)' if i == 0 else ''}: {s.wall:.3f} s, {n} requests")
+        if i:
+            walls.append(s.wall)
+            requests.append(n)
+    return {"median_wall_s": statistics.median(walls), "walls_s": [round(w, 4) for w in walls],
+            "requests": requests, "loadavg_1m": load, "last_output_tail": s.tail(2)}
+
+
+# ------------------------------------------------------------------------------------------------- S3
+
+def s3_row(work: Path, n: int = 1000, rtt: float = 0.030, runs: int = 5,
+           log: Callable[[str], None] = print) -> dict[str, Any]:
+    moto = Moto()
+    proxy = LatencyProxy("127.0.0.1", moto.port, rtt=0.0).start()
+    try:
+        root = work / f"s3-n{n}"
+        shutil.rmtree(root, ignore_errors=True)
+        gen.write_flows(root, gen.build_dag(n))
+        (root / "flows.toml").write_text(s3_toml(proxy.url, proxy.url, f"n{n}"))
+        env = aws_env()
+        log(f"  [s3, {n} nodes] apply (setup, no added latency) ...")
+        s = flows_run(root, apply_args(2), env)
+        if s.rc != 0:
+            raise RuntimeError(f"s3 apply failed: {s.tail(3)}")
+        proxy.rtt = rtt
+        receipts = root / ".flows" / "plans"
+        full = _series(root, plan_args(), env, runs, [proxy], before=lambda: shutil.rmtree(receipts, True),
+                       log=log, label="full plan (no receipt)")
+        noop = _series(root, plan_args(), env, runs, [proxy], log=log, label="no-op plan (receipt)")
+        return {"nodes": n, "rtt_s": rtt, "full_plan": full, "noop_plan": noop}
+    finally:
+        proxy.stop()
+        moto.stop()
+
+
+# ---------------------------------------------------------------------------------------------- Domino
+
+def domino_toml(blobs_url: str, project: str) -> str:
+    return (f'[tool.flows.provider]\ntype = "domino"\n\n'
+            f'[tool.flows.blobs]\nurl = "s3://{BUCKET}/blobs/{project}/"\nregion = "{REGION}"\n'
+            f'endpoint_url = "{blobs_url}"\n')
+
+
+def overhead_60s(per_node: dict[str, float], rtt: float, poll: float, max_poll: float,
+                 cpu_per_node_s: float, job_s: float = 60.0) -> dict[str, Any]:
+    """The apply's own time per node for a `job_s`-second job: the requests on the node's critical path
+    (everything but the polls made while the job runs) at `rtt` each, the last poll's round trip, the time
+    between the job's end and the poll that sees it (the poll schedule: `poll` seconds, x1.5 each time, at
+    most `max_poll`), and the measured CPU per node. Polls made while the job runs are counted, not timed."""
+    t, interval, polls = 0.0, poll, 0
+    while True:
+        t += interval
+        polls += 1
+        if t >= job_s:
+            break
+        interval = min(interval * 1.5, max_poll)
+    lag = t - job_s
+    serial = per_node["domino_requests"] - per_node["domino_polls"] + per_node["s3_requests_apply"]
+    overhead = serial * rtt + rtt + lag + cpu_per_node_s
+    return {"job_s": job_s, "polls": polls, "polls_per_job_second": polls / job_s, "detection_lag_s": lag,
+            "critical_requests": serial, "overhead_s": overhead, "share": overhead / job_s}
+
+
+def domino_row(work: Path, n: int = 200, rtt: float = 0.050, runs: int = 3, parallelism: int = 16,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    from providers.domino.emulator import DominoEmulator
+    from providers.domino.emulator_world import EmulatorConfig, demo_project
+
+    root = work / f"domino-n{n}"
+    shutil.rmtree(root, ignore_errors=True)
+    gen.write_flows(root, gen.build_dag(n))
+    flow = root / "flow.py"  # the emulator's project has this environment
+    flow.write_text(flow.read_text().replace("Environment Py3.10", "Environment Py3.11"))
+    moto = Moto()
+    emu = DominoEmulator(EmulatorConfig(projects=[demo_project(root, OWNER, PROJECT)], api_key=API_KEY,
+                                        work_dir=work / f"domino-emu-n{n}")).start()
+    api = LatencyProxy("127.0.0.1", int(emu.url.rsplit(":", 1)[1]), rtt=rtt).start()
+    s3 = LatencyProxy("127.0.0.1", moto.port, rtt=rtt).start()
+    try:
+        (root / "flows.toml").write_text(domino_toml(s3.url, f"domino{n}"))
+        env = {**aws_env(), "DOMINO_API_HOST": api.url, "DOMINO_PROJECT_OWNER": OWNER,
+               "DOMINO_PROJECT_NAME": PROJECT, "DOMINO_USER_API_KEY": API_KEY}
+        first = _series(root, plan_args(), env, runs, [api, s3], log=log, label="first plan")
+        s3.rtt = 0.0  # the jobs' own transfers go through this proxy too: no latency, counted apart
+        api.reset_counts()
+        s3.reset_counts()
+        log(f"  [domino, {n} nodes] apply (parallelism {parallelism}) ...")
+        t0 = time.perf_counter()
+        s = flows_run(root, apply_args(parallelism), env)
+        wall = time.perf_counter() - t0
+        if s.rc != 0:
+            raise RuntimeError(f"domino apply failed: {s.tail(3)}")
+        api_counts, s3_counts = api.counts(), s3.counts()
+        jobs = len(emu.started_jobs)
+        s3.rtt = rtt
+        noop = _series(root, plan_args(), env, runs, [api, s3], log=log, label="no-op plan")
+        polls = api_counts["by_method"].get("GET", 0)  # status polls, plus one log fetch per job
+        per_node = {"domino_requests": api_counts["requests"] / jobs,
+                    "domino_polls": max(0.0, polls / jobs - 1.0),
+                    "s3_requests_total": s3_counts["requests"] / jobs}
+        return {"nodes": n, "rtt_s": rtt, "jobs": jobs, "parallelism": parallelism, "first_plan": first,
+                "noop_plan": noop, "apply": {"wall_s": wall, "domino": api_counts, "s3": s3_counts,
+                                             "per_node": per_node, "loadavg_1m": os.getloadavg()[0]}}
+    finally:
+        api.stop()
+        s3.stop()
+        emu.stop()
+        moto.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("row", choices=("s3", "domino"))
+    ap.add_argument("--nodes", type=int)
+    ap.add_argument("--rtt", type=float)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--work", type=Path)
+    a = ap.parse_args()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    work = a.work or Path(tempfile.mkdtemp(prefix="flows-remote-"))
+    if a.row == "s3":
+        res = s3_row(work, a.nodes or 1000, 0.030 if a.rtt is None else a.rtt, a.runs)
+    else:
+        res = domino_row(work, a.nodes or 200, 0.050 if a.rtt is None else a.rtt, a.runs)
+    print(json.dumps(res, indent=1))
+    if a.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
