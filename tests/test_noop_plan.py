@@ -137,6 +137,48 @@ def test_configuration_environment_and_command_line_are_part_of_the_key(noop: Pa
     assert json.loads(r.out)["summary"]["reuse"] == 3
 
 
+def test_a_journal_waiting_to_be_folded_is_seen(noop: Path) -> None:
+    answered_by_receipt(noop)
+    (noop / ".flows" / "state" / "wf.journal.jsonl").write_text("x\n")  # (a torn record: folded as nothing)
+    not_answered_by_receipt(noop)
+
+
+def test_an_edited_file_in_a_directory_input_is_seen(tmp_path: Path) -> None:
+    flow = FLOW.replace("def wf(data: CSV, factor: int = 2) -> CSV:",
+                        "def wf(data: CSV, folder: FlyteDirectory, factor: int = 2) -> CSV:").replace(
+        'inputs=[Input(name="data", type=CSV, value=data)],',
+        'inputs=[Input(name="data", type=CSV, value=data), Input(name="folder", type=FlyteDirectory, value=folder)],'
+    ).replace("from flytekit.types.file import FlyteFile",
+              "from flytekit.types.file import FlyteFile\nfrom flytekit.types.directory import FlyteDirectory")
+    root = write_project(tmp_path / "proj", flow, files={"helpers.py": HELPERS, "conf/a.txt": "a"})
+    args = ("--folder", "conf")
+    assert flows("apply", "flow.py", "wf", *INPUTS, *args, "--auto-approve", cwd=root).code == 0
+    assert "No changes." in plan(root, *args).out
+    shutil.rmtree(root / ".flows" / "graphs")
+    before = loads(root)
+    assert "No changes." in plan(root, *args).out and loads(root) == before  # from the receipt
+    (root / "conf" / "a.txt").write_text("b")
+    quick, full = plan(root, *args), plan(root, *args, env={"FLOWS_PLAN_SHORTCUT": "0"})
+    assert quick.out == full.out and "wf/prep  update" in quick.out
+    (root / "conf" / "a.txt").write_text("a")
+    plan(root, *args)
+    (root / "conf" / "new.txt").write_text("new")
+    assert "wf/prep  update" in plan(root, *args).out
+
+
+def test_flows_own_code_is_part_of_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconcile import noop_plan
+
+    copy = tmp_path / "src"
+    for pkg in ("reconcile", "providers", "state", "vocab"):
+        shutil.copytree(noop_plan._ROOT / pkg, copy / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(noop_plan, "_ROOT", copy)
+    before = noop_plan.code_version()
+    assert noop_plan.code_version() == before
+    (copy / "state" / "model.py").write_text((copy / "state" / "model.py").read_text() + "\n")
+    assert noop_plan.code_version() != before
+
+
 def test_a_damaged_receipt_is_ignored(noop: Path) -> None:
     [receipt] = receipts(noop)
     receipt.write_text("{not json")
