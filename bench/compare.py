@@ -117,6 +117,12 @@ def main() -> None:
                     "flows needs minutes per apply at N=10,000")
     ap.add_argument("--merge", type=Path, help="start from this earlier results.json: keep its sizes and rows "
                     "that this run does not measure")
+    ap.add_argument("--no-remote", action="store_true", help="skip the S3 and Domino rows (moto, the emulator, "
+                    "the latency proxy)")
+    ap.add_argument("--only-remote", action="store_true", help="only the S3 and Domino rows (with --merge: "
+                    "added to an earlier run's)")
+    ap.add_argument("--s3-nodes", type=int, default=1000, help="nodes of the S3 row's flow")
+    ap.add_argument("--domino-nodes", type=int, default=200, help="nodes of the Domino row's flow")
     ap.add_argument("--report", type=Path, help="only print the table of an existing results.json")
     ap.add_argument("--markdown", action="store_true", help="with --report: as a markdown table")
     a = ap.parse_args()
@@ -144,6 +150,8 @@ def main() -> None:
                            "loadavg_start": os.getloadavg(), "rss_source": RSS_SOURCE}
     per_size: dict[int, dict[str, dict[str, Series]]] = {}
     carry: dict[str, dict[str, str]] = {}
+    if a.only_remote:
+        sizes = []
     try:
         for n in sizes:
             print(f"N = {n:,}: generating ...", flush=True)
@@ -162,6 +170,24 @@ def main() -> None:
         ex: dict[str, Any] = {}
         print("CLI start-up ...", flush=True)
         ex["startup"] = extras.startup(max(a.runs, 5), work)
+        if not a.no_remote:  # S3 and Domino behind the latency proxy (bench/remote.py)
+            import remote
+            log = lambda m: print(m, flush=True)  # noqa: E731
+            print(f"S3 state and blobs, {a.s3_nodes:,} nodes, +30 ms round trip ...", flush=True)
+            ex["remote_s3"] = remote.s3_row(work, a.s3_nodes, 0.030, max(a.runs, 3), log=log)
+            print(f"Domino provider, {a.domino_nodes:,} nodes, +50 ms round trip ...", flush=True)
+            ex["remote_domino"] = remote.domino_row(work, a.domino_nodes, 0.050, max(a.runs, 3), log=log)
+            res["extras"] = series_json(ex)
+            save(a.out, res)
+        if a.only_remote:
+            res["extras"] = series_json(ex)
+            res["elapsed_s"] = round(time.time() - started, 1)
+            res["loadavg_end"] = os.getloadavg()
+            if a.merge:
+                res = merged(json.loads(a.merge.read_text()), res)
+            save(a.out, res)
+            report.print_table(report.build_table(res, *report.revive(res)))
+            return
         print("state load (10,000 nodes) ...", flush=True)
         real_state = res.pop("_real_state", None)
         ex["state_load"] = extras.state_load(10_000, max(a.runs, 5), work,

@@ -2,7 +2,8 @@
 
 Every byte is forwarded unchanged (TLS, HTTP, anything), each direction `rtt / 2` later than it arrived, so a
 request and its answer take `rtt` longer than on loopback; a new connection also waits one `rtt` before its
-first byte goes through (the TCP handshake of a real network; a real TLS handshake would add one or two more).
+first byte goes through (the TCP handshake of a real network; a real TLS handshake would add one or two more),
+unless `handshake=False`.
 Bandwidth is not limited. The proxy counts connections and HTTP requests (a client chunk that starts with an
 HTTP method), so a benchmark can say how many round trips a command made.
 
@@ -22,16 +23,21 @@ import time
 from typing import Any
 
 _REQUEST = re.compile(rb"^(GET|HEAD|PUT|POST|DELETE|PATCH|OPTIONS) \S+ HTTP/1\.[01]\r\n")
+_AGENT = re.compile(rb"\r\nuser-agent: *([^/\s\r]+)", re.IGNORECASE)
 CHUNK = 65536
 
 
 class LatencyProxy:
-    def __init__(self, upstream_host: str, upstream_port: int, rtt: float = 0.0) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, rtt: float = 0.0, *, handshake: bool = True) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.rtt = rtt            # may be changed while running (e.g. 0 while setting up, then the figure's)
+        # False: a new connection costs nothing extra. For a server that closes every connection (moto's answers
+        # say `Connection: close`) where the real one keeps them open (S3): its clients' pools would be warm.
+        self.handshake = handshake
         self.requests = 0
         self.connections = 0
         self.by_method: collections.Counter[str] = collections.Counter()
+        self.by_agent: collections.Counter[str] = collections.Counter()  # User-Agent's product: Boto3, python-requests, Python-urllib
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -65,10 +71,12 @@ class LatencyProxy:
             self.requests = 0
             self.connections = 0
             self.by_method.clear()
+            self.by_agent.clear()
 
     def counts(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": self.requests, "connections": self.connections, "by_method": dict(self.by_method)}
+            return {"requests": self.requests, "connections": self.connections, "by_method": dict(self.by_method),
+                    "by_agent": dict(self.by_agent)}
 
     # -- forwarding ---------------------------------------------------------------------------------
     def _accept(self) -> None:
@@ -82,7 +90,7 @@ class LatencyProxy:
     def _connect(self, client: socket.socket) -> None:
         with self._lock:
             self.connections += 1
-        if self.rtt:
+        if self.rtt and self.handshake:
             time.sleep(self.rtt)  # the handshake's round trip
         try:
             upstream = socket.create_connection(self.upstream, timeout=30)
@@ -101,9 +109,11 @@ class LatencyProxy:
     def _saw(self, data: bytes) -> None:
         m = _REQUEST.match(data)
         if m:
+            agent = _AGENT.search(data)
             with self._lock:
                 self.requests += 1
                 self.by_method[m.group(1).decode()] += 1
+                self.by_agent[agent.group(1).decode(errors="replace") if agent else "?"] += 1
 
     def _closed(self, *socks: socket.socket) -> None:
         with self._lock:

@@ -99,6 +99,37 @@ def flows_run(root: Path, args: list[str], env: dict[str, str], timeout: float =
     return measure([*exe, *args], root, {**base_env, **env}, timeout=timeout)
 
 
+class Timed:
+    def __init__(self, wall: float, cpu_s: float, rc: int, output: str) -> None:
+        self.wall, self.cpu_s, self.rc, self.output = wall, cpu_s, rc, output
+
+    def tail(self, n: int = 2) -> str:
+        return " | ".join(x.strip() for x in self.output.splitlines()[-n:])
+
+
+def flows_timed(root: Path, args: list[str], env: dict[str, str], timeout: float = 3600) -> Timed:
+    """Wall time and CPU time (user + system, with the processes it waited for) of one flows command."""
+    exe, base_env = flows_argv()
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*exe, *args], cwd=root, env={**base_env, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return Timed(wall, usage.ru_utime + usage.ru_stime, proc.returncode, text)
+
+
+def _provider_settings(root: Path) -> dict[str, float]:
+    """The poll settings the Domino provider used (its defaults unless flows.toml sets them)."""
+    import tomllib
+    extra = tomllib.loads((root / "flows.toml").read_text()).get("tool", {}).get("flows", {}).get("provider", {})
+    return {"poll_interval": float(extra.get("poll_interval", 1.0)),
+            "max_poll_interval": float(extra.get("max_poll_interval", 30.0))}
+
+
 def plan_args() -> list[str]:
     return ["plan", "flow.py", gen.FLOW_NAME, *gen.flows_input_args()]
 
@@ -138,7 +169,8 @@ def _series(root: Path, args: list[str], env: dict[str, str], runs: int, proxies
 def s3_row(work: Path, n: int = 1000, rtt: float = 0.030, runs: int = 5,
            log: Callable[[str], None] = print) -> dict[str, Any]:
     moto = Moto()
-    proxy = LatencyProxy("127.0.0.1", moto.port, rtt=0.0).start()
+    # moto closes every connection (`Connection: close`); S3 keeps them open: no handshake charged (see README)
+    proxy = LatencyProxy("127.0.0.1", moto.port, rtt=0.0, handshake=False).start()
     try:
         root = work / f"s3-n{n}"
         shutil.rmtree(root, ignore_errors=True)
@@ -170,22 +202,22 @@ def domino_toml(blobs_url: str, project: str) -> str:
 
 def overhead_60s(per_node: dict[str, float], rtt: float, poll: float, max_poll: float,
                  cpu_per_node_s: float, job_s: float = 60.0) -> dict[str, Any]:
-    """The apply's own time per node for a `job_s`-second job: the requests on the node's critical path
-    (everything but the polls made while the job runs) at `rtt` each, the last poll's round trip, the time
-    between the job's end and the poll that sees it (the poll schedule: `poll` seconds, x1.5 each time, at
-    most `max_poll`), and the measured CPU per node. Polls made while the job runs are counted, not timed."""
-    t, interval, polls = 0.0, poll, 0
-    while True:
-        t += interval
-        polls += 1
-        if t >= job_s:
-            break
-        interval = min(interval * 1.5, max_poll)
-    lag = t - job_s
+    """The apply's own time per node for a `job_s`-second job, from what the apply of short jobs measured:
+    every request of the node that is not a status poll, one after the other, at `rtt` each (start, staging,
+    the log, collecting the outputs: an upper bound, some overlap); the round trip of the poll that sees the job
+    finished; the worst detection lag (the job ends just after a poll: one whole poll interval, which the job
+    watcher sets to 2 % of the youngest job's age, between `poll` and `max_poll`); and the apply's CPU per node.
+    Polls made while the job runs cost no time on its path: one list request per interval answers for every
+    running job."""
+    from providers.domino.watcher import AGE_SHARE
+
+    interval = min(max_poll, max(poll, AGE_SHARE * job_s))
     serial = per_node["domino_requests"] - per_node["domino_polls"] + per_node["s3_requests_apply"]
-    overhead = serial * rtt + rtt + lag + cpu_per_node_s
-    return {"job_s": job_s, "polls": polls, "polls_per_job_second": polls / job_s, "detection_lag_s": lag,
-            "critical_requests": serial, "overhead_s": overhead, "share": overhead / job_s}
+    overhead = serial * rtt + rtt + interval + cpu_per_node_s
+    return {"job_s": job_s, "poll_interval_at_end_s": interval, "detection_lag_s": interval,
+            "list_requests_per_second": 1 / interval, "polls_per_job_second": 1 / interval,
+            "critical_requests": serial, "cpu_per_node_s": cpu_per_node_s, "overhead_s": overhead,
+            "share": overhead / job_s}
 
 
 def domino_row(work: Path, n: int = 200, rtt: float = 0.050, runs: int = 3, parallelism: int = 16,
@@ -202,7 +234,7 @@ def domino_row(work: Path, n: int = 200, rtt: float = 0.050, runs: int = 3, para
     emu = DominoEmulator(EmulatorConfig(projects=[demo_project(root, OWNER, PROJECT)], api_key=API_KEY,
                                         work_dir=work / f"domino-emu-n{n}")).start()
     api = LatencyProxy("127.0.0.1", int(emu.url.rsplit(":", 1)[1]), rtt=rtt).start()
-    s3 = LatencyProxy("127.0.0.1", moto.port, rtt=rtt).start()
+    s3 = LatencyProxy("127.0.0.1", moto.port, rtt=rtt, handshake=False).start()
     try:
         (root / "flows.toml").write_text(domino_toml(s3.url, f"domino{n}"))
         env = {**aws_env(), "DOMINO_API_HOST": api.url, "DOMINO_PROJECT_OWNER": OWNER,
@@ -212,22 +244,28 @@ def domino_row(work: Path, n: int = 200, rtt: float = 0.050, runs: int = 3, para
         api.reset_counts()
         s3.reset_counts()
         log(f"  [domino, {n} nodes] apply (parallelism {parallelism}) ...")
-        t0 = time.perf_counter()
-        s = flows_run(root, apply_args(parallelism), env)
-        wall = time.perf_counter() - t0
+        s = flows_timed(root, apply_args(parallelism), env)
+        wall = s.wall
         if s.rc != 0:
             raise RuntimeError(f"domino apply failed: {s.tail(3)}")
         api_counts, s3_counts = api.counts(), s3.counts()
         jobs = len(emu.started_jobs)
         s3.rtt = rtt
         noop = _series(root, plan_args(), env, runs, [api, s3], log=log, label="no-op plan")
-        polls = api_counts["by_method"].get("GET", 0)  # status polls, plus one log fetch per job
-        per_node = {"domino_requests": api_counts["requests"] / jobs,
-                    "domino_polls": max(0.0, polls / jobs - 1.0),
-                    "s3_requests_total": s3_counts["requests"] / jobs}
+        polls = len(emu.calls("GET", "/v4/jobs"))  # the watcher's list requests (and per-job GETs)
+        logs = len(emu.calls("GET", "/v1/projects/"))
+        job_own = sum(v for k, v in s3_counts["by_agent"].items() if k.lower().startswith("python-urllib"))
+        per_node = {"domino_requests": api_counts["requests"] / jobs, "domino_polls": polls / jobs,
+                    "domino_log_fetches": logs / jobs, "s3_requests_total": s3_counts["requests"] / jobs,
+                    "s3_requests_apply": (s3_counts["requests"] - job_own) / jobs,
+                    "s3_requests_job": job_own / jobs}
+        extra = _provider_settings(root)
+        overhead = overhead_60s(per_node, rtt, extra["poll_interval"], extra["max_poll_interval"],
+                                cpu_per_node_s=s.cpu_s / jobs)
         return {"nodes": n, "rtt_s": rtt, "jobs": jobs, "parallelism": parallelism, "first_plan": first,
                 "noop_plan": noop, "apply": {"wall_s": wall, "domino": api_counts, "s3": s3_counts,
-                                             "per_node": per_node, "loadavg_1m": os.getloadavg()[0]}}
+                                             "per_node": per_node, "overhead_60s": overhead,
+                                             "cpu_s": s.cpu_s, "loadavg_1m": os.getloadavg()[0]}}
     finally:
         api.stop()
         s3.stop()

@@ -36,7 +36,7 @@ def flows_argv() -> tuple[list[str], dict[str, str]]:
         return [str(script)], env
     env["PYTHONPATH"] = str(flows_src()) + os.pathsep + env.get("PYTHONPATH", "")
     # `python -m reconcile.cli.main` would register the commands on a second copy of the app.
-    shim = "import sys; sys.argv[0] = 'flows'; from reconcile.cli.main import run; run()"
+    shim = "import sys; sys.argv[0] = 'flows'; from reconcile.cli.entry import run; run()"
     return [sys.executable, "-c", shim], env
 
 

@@ -196,7 +196,7 @@ class DominoProvider:
     def from_config(cls, cfg: Any, blobs: Any) -> "DominoProvider":
         from providers.domino.transport import RetryPolicy
         extra = cfg.provider.model_extra or {}
-        kwargs: dict[str, Any] = {"poll_interval": float(extra.get("poll_interval", 2.0)),
+        kwargs: dict[str, Any] = {"poll_interval": float(extra.get("poll_interval", 1.0)),
                                   "max_poll_interval": float(extra.get("max_poll_interval", 30.0))}
         if "retries" in extra or "retry_backoff" in extra:
             kwargs["policy"] = RetryPolicy(retries=int(extra.get("retries", 6)),

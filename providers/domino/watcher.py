@@ -5,7 +5,7 @@ polled every 2 s are 100 requests a second, which is how a rate limit is met. He
 for the project's most recent jobs (`GET /v4/jobs?projectId=...`, python-domino's `jobs_list`, newest first) and
 hands each waiting job the status it finds there; only a job missing from that page (more jobs started since,
 or an answer without `statuses`) is asked about on its own. Polls back off with the age of the youngest job
-waited on (3 % of it, between `poll_interval` and `max_poll_interval`), so a job is seen finished within a few
+waited on (2 % of it, between `poll_interval` and `max_poll_interval`), so a job is seen finished within a few
 percent of its run time, and a long apply does not hammer the API. Rate limits (429 with Retry-After) and
 transient errors are retried by the client's urllib3 `Retry`; an error that outlives them is given to every
 waiter, which decides as it did with its own polls (`wait` raises it).
@@ -21,7 +21,7 @@ from providers.domino.client import DominoClient
 from providers.domino.models import Job
 from vocab.errors import FlowsError
 
-AGE_SHARE = 0.03       # poll interval as a share of the youngest waited-on job's age
+AGE_SHARE = 0.02       # poll interval as a share of the youngest waited-on job's age
 PAGE_MIN, PAGE_MAX = 50, 500
 
 
