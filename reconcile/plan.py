@@ -79,7 +79,7 @@ class BlobPresence:
         self._exists: dict[str, bool] = {}
 
     def prefetch(self, outputs: list[dict[str, OutputRecord]]) -> None:
-        uris = sorted({u for o in outputs for u in _blob_uris(o)} - set(self._exists))
+        uris = sorted({u for o in outputs for u in _blob_uris(o) if u not in self._exists})  # (not O(known))
         if uris:
             dirs = set().union(*(_dir_uris(o) for o in outputs)) & set(uris)
             self._exists.update(self.blobs.exists(uris, dirs=dirs))
