@@ -149,6 +149,7 @@ def main() -> None:
                            # other work on the machine skews figures: recorded so a reader can judge
                            "loadavg_start": os.getloadavg(), "rss_source": RSS_SOURCE}
     per_size: dict[int, dict[str, dict[str, Series]]] = {}
+    no_receipt: dict[str, Series] = {}
     carry: dict[str, dict[str, str]] = {}
     if a.only_remote:
         sizes = []
@@ -156,9 +157,14 @@ def main() -> None:
         for n in sizes:
             print(f"N = {n:,}: generating ...", flush=True)
             projects = gen.generate(n, work / f"n{n}", str(PEER_BIN / "dvc") if (PEER_BIN / "dvc").exists() else None)
-            per_size[n] = run_size(all_tools(projects), projects, a.runs, carry, log=lambda m: print(m, flush=True),
+            tools_n = all_tools(projects)
+            per_size[n] = run_size(tools_n, projects, a.runs, carry, log=lambda m: print(m, flush=True),
                                    apply_runs=a.apply_runs)
             res["sizes"][str(n)] = series_json(per_size[n])
+            if per_size[n].get("noop_plan", {}).get("flows") and per_size[n]["noop_plan"]["flows"].ok:
+                print(f"  [{n}] no-op plan without its receipt (graph cache only) ...", flush=True)
+                no_receipt[str(n)] = extras.plan_without_receipt(tools_n[0], a.runs)
+                res.setdefault("extras", {})["plan_without_receipt"] = series_json(no_receipt)
             # a real state written by flows apply at this size, for the state-load row
             real = projects.flows / ".flows"
             res.setdefault("_real_state", None)
@@ -167,7 +173,7 @@ def main() -> None:
                 res["_real_state"] = str(found[0])
             save(a.out, res)
 
-        ex: dict[str, Any] = {}
+        ex: dict[str, Any] = {"plan_without_receipt": no_receipt} if no_receipt else {}
         print("CLI start-up ...", flush=True)
         ex["startup"] = extras.startup(max(a.runs, 5), work)
         if not a.no_remote:  # S3 and Domino behind the latency proxy (bench/remote.py)

@@ -184,6 +184,22 @@ def startup(runs: int, cwd: Path) -> dict[str, Series]:
     return res
 
 
+def plan_without_receipt(flows_tool: Any, runs: int) -> Series:
+    """The no-op plan with its receipt turned off (FLOWS_PLAN_SHORTCUT=0): the traced graph still comes from
+    its cache, the state is read and every node fingerprinted. What the receipt saves."""
+    argv = flows_tool.plan_argv()
+    env = {**flows_tool.env, "FLOWS_PLAN_SHORTCUT": "0"}
+    res = Series()
+    for i in range(runs + 1):
+        s = measure(argv, flows_tool.cwd, env, timeout=600)
+        if s.rc:
+            res.skipped = f"failed: {s.tail(2)}"
+            return res
+        if i:
+            res.samples.append(s)
+    return res
+
+
 def synthetic_state(n: int) -> Any:
     """A state of n succeeded nodes shaped like what `flows apply` records for the generated flow."""
     from state.model import CacheEntry, NodeRecord, OutputRecord, RunRecord, State

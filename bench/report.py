@@ -68,13 +68,18 @@ def per_node_overhead(row: dict[str, Series], n: int) -> float | None:
     return (f.median_wall() - fl.median_wall()) / n * 1000  # type: ignore[operator]
 
 
-def vs_python(row: dict[str, Series], extras: dict[str, Any]) -> str:
-    """The no-op plan next to `python -c pass` of the same run: how close the plan gets to Python itself."""
+def vs_python(row: dict[str, Series], extras: dict[str, Any], n: int) -> str:
+    """The no-op plan next to `python -c pass` of the same run (how close the plan gets to Python itself), and
+    the same plan with its receipt turned off (graph cache only)."""
     f, py = row.get("flows"), (extras.get("startup") or {}).get("python")
     if not (f and f.ok and py and py.ok):
         return ""
-    return (f"python -c pass {py.median_wall():.3f} s; the plan is {f.median_wall() / py.median_wall():.1f}× that "  # type: ignore[operator]
+    text = (f"python -c pass {py.median_wall():.3f} s; the plan is {f.median_wall() / py.median_wall():.1f}× that "  # type: ignore[operator]
             f"(+{(f.median_wall() - py.median_wall()) * 1000:.0f} ms)")  # type: ignore[operator]
+    off = (extras.get("plan_without_receipt") or {}).get(str(n))
+    if off is not None and off.ok:
+        text += f"\nwithout the receipt (graph cache only): {fmt_cell(off)}"
+    return text
 
 
 def remote_rows(ex: dict[str, Any]) -> list[tuple[str, list[str], str, bool | None]]:
@@ -120,6 +125,8 @@ def revive(res: dict[str, Any]) -> tuple[dict[int, dict[str, dict[str, Series]]]
     ex = dict(res.get("extras", {}))
     if "startup" in ex:
         ex["startup"] = {k: Series.from_json(v) for k, v in ex["startup"].items()}
+    if "plan_without_receipt" in ex:
+        ex["plan_without_receipt"] = {k: Series.from_json(v) for k, v in ex["plan_without_receipt"].items()}
     if "statcache" in ex:
         sc = dict(ex["statcache"])
         for k in ("flows_first_plan", "flows_second_plan"):
@@ -151,7 +158,7 @@ def build_table(res: dict[str, Any], sizes: dict[int, dict[str, dict[str, Series
                 if ms is not None:
                     t.add_row("  apply overhead per node vs floor", f"{n:,}", f"{ms:.1f} ms", "", "", "", "", "", "",
                               "well under 10 ms" if n == 1000 else "", verdict(ms < 10) if n == 1000 else "")
-            if sc == "noop_plan" and (cell := vs_python(row, extras)):
+            if sc == "noop_plan" and (cell := vs_python(row, extras, n)):
                 t.add_row("  no-op plan vs Python's start-up", f"{n:,}", cell, "", "", "", "", "", "", "", "")
     for label, cells, target, ok in extras_rows(extras):
         t.add_row(label, "", *cells, target, verdict(ok) if target else "")
@@ -236,7 +243,7 @@ def markdown(res: dict[str, Any]) -> str:
             if sc == "apply" and (ms := per_node_overhead(row, n)) is not None:
                 add(["apply overhead per node vs floor", f"{n:,}", f"{ms:.1f} ms", "", "", "", "", "", "",
                      "well under 10 ms" if n == 1000 else "", verdict(ms < 10) if n == 1000 else ""])
-            if sc == "noop_plan" and (cell := vs_python(row, ex)):
+            if sc == "noop_plan" and (cell := vs_python(row, ex, n)):
                 add(["no-op plan vs Python's start-up", f"{n:,}", cell, "", "", "", "", "", "", "", ""])
     for label, cells, target, ok in extras_rows(ex):
         add([label, "", *cells, target, verdict(ok) if target else ""])
