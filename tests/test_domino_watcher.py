@@ -8,7 +8,6 @@ from providers.domino.client import DominoClient
 from providers.domino.emulator import DominoEmulator
 from providers.domino.models import Job, StartJobRequest
 from providers.domino.watcher import JobWatcher
-from tests.fixtures.domino import client, emulator, make_emulator, project_dir  # noqa: F401
 
 
 def wait_all(watcher: JobWatcher, ids: list[str]) -> dict[str, Job]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 
 from bench.latency_proxy import LatencyProxy
-from tests.fixtures.s3 import REGION, S3Env, moto_endpoint, s3  # noqa: F401
+from tests.fixtures.s3 import REGION, S3Env
 
 
 def test_s3_through_the_proxy_is_unchanged_and_counted(s3: S3Env) -> None:
