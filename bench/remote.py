@@ -144,6 +144,7 @@ def _series(root: Path, args: list[str], env: dict[str, str], runs: int, proxies
             label: str = "") -> dict[str, Any]:
     """Warm-up + `runs` runs; wall time, requests per run (summed over `proxies`), and the load average."""
     walls: list[float] = []
+    cpus: list[float] = []
     requests: list[int] = []
     load: list[float] = []
     for i in range(runs + 1):
@@ -152,15 +153,20 @@ def _series(root: Path, args: list[str], env: dict[str, str], runs: int, proxies
         for p in proxies:
             p.reset_counts()
         load.append(os.getloadavg()[0])
-        s = flows_run(root, args, env)
+        s = flows_timed(root, args, env)
         if s.rc != 0:
             raise RuntimeError(f"{label}: exit {s.rc}: {s.tail(3)}")
         n = sum(p.counts()["requests"] for p in proxies)
-        log(f"    {label} run {i}{' (warm-up)' if i == 0 else ''}: {s.wall:.3f} s, {n} requests")
+        log(f"    {label} run {i}{' (warm-up)' if i == 0 else ''}: {s.wall:.3f} s (CPU {s.cpu_s:.3f} s), "
+            f"{n} requests")
         if i:
             walls.append(s.wall)
+            cpus.append(s.cpu_s)
             requests.append(n)
+    # CPU time (user + system) is what a loaded machine inflates least: with the requests x the round trip it
+    # bounds what the command costs on an idle one.
     return {"median_wall_s": statistics.median(walls), "walls_s": [round(w, 4) for w in walls],
+            "median_cpu_s": statistics.median(cpus), "cpu_s": [round(c, 4) for c in cpus],
             "requests": requests, "loadavg_1m": load, "last_output_tail": s.tail(2)}
 
 

@@ -88,16 +88,16 @@ def remote_rows(ex: dict[str, Any]) -> list[tuple[str, list[str], str, bool | No
     s3 = ex.get("remote_s3")
     if s3:
         full, noop = s3["full_plan"], s3["noop_plan"]
-        cell = (f"no-op plan (receipt): {noop['median_wall_s']:.3f} s, {_median(noop['requests'])} requests\n"
-                f"full plan (no receipt): {full['median_wall_s']:.3f} s, {_median(full['requests'])} requests")
+        cell = (f"no-op plan (receipt): {_timing(noop)}, {_median(noop['requests'])} requests\n"
+                f"full plan (no receipt): {_timing(full)}, {_median(full['requests'])} requests")
         rows.append((f"no-op plan, S3 state + blobs, +{s3['rtt_s'] * 1000:.0f} ms RTT ({s3['nodes']:,} nodes)",
                      [cell, "", "", "", "", "", ""], "≤ 1.5 s", noop["median_wall_s"] <= 1.5))
     dm = ex.get("remote_domino")
     if dm:
         first, noop, ap = dm["first_plan"], dm["noop_plan"], dm["apply"]
         plan_s = max(first["median_wall_s"], noop["median_wall_s"])
-        cell = (f"first plan {first['median_wall_s']:.3f} s ({_median(first['requests'])} requests); "
-                f"no-op plan {noop['median_wall_s']:.3f} s ({_median(noop['requests'])} requests)")
+        cell = (f"first plan {_timing(first)} ({_median(first['requests'])} requests); "
+                f"no-op plan {_timing(noop)} ({_median(noop['requests'])} requests)")
         rows.append((f"plan, Domino provider, +{dm['rtt_s'] * 1000:.0f} ms RTT ({dm['nodes']:,} nodes)",
                      [cell, "", "", "", "", "", ""], "≤ 2 s", plan_s <= 2))
         o = ap.get("overhead_60s")
@@ -112,6 +112,16 @@ def remote_rows(ex: dict[str, Any]) -> list[tuple[str, list[str], str, bool | No
         rows.append(("  apply's own overhead per node, Domino", [cell, "", "", "", "", "", ""],
                      "≤ 5 % of a 60 s job", None if not o else o["share"] <= 0.05))
     return rows
+
+
+def _timing(series: dict[str, Any]) -> str:
+    text = f"{series['median_wall_s']:.3f} s"
+    if series.get("median_cpu_s") is not None:
+        text += f" (CPU {series['median_cpu_s']:.3f} s)"
+    load = series.get("loadavg_1m") or []
+    if load:
+        text += f" at load {statistics.median(load):.1f}"
+    return text
 
 
 def _median(xs: list[int]) -> int:
