@@ -34,6 +34,13 @@ def _pump(source: IO[bytes], log_path: Path, values: list[str]) -> None:
             log.flush()  # `flows logs` and the provider's tail read it while the job runs
 
 
+def pump_thread(source: IO[bytes], log_path: Path, values: list[str]) -> threading.Thread:
+    """Copy `source` into `log_path`, masked, in a thread of its own (started); join it for a complete log."""
+    pump = threading.Thread(target=_pump, args=(source, log_path, values), name="job-log", daemon=True)
+    pump.start()
+    return pump
+
+
 class MaskedLogPopen(subprocess.Popen):  # type: ignore[type-arg]
     """A job process whose stdout and stderr reach `log_path` masked; `wait()` returns once the log is
     complete (or DRAIN_SECONDS after the leader exited, when something it left behind holds the pipe)."""
@@ -42,9 +49,7 @@ class MaskedLogPopen(subprocess.Popen):  # type: ignore[type-arg]
         values = secret_values()
         super().__init__(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
         assert self.stdout is not None
-        self._pump = threading.Thread(target=_pump, args=(self.stdout, log_path, values), name="job-log",
-                                      daemon=True)
-        self._pump.start()
+        self._pump = pump_thread(self.stdout, log_path, values)
 
     def wait(self, timeout: float | None = None) -> int:
         code = super().wait(timeout)

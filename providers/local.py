@@ -21,7 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +45,42 @@ KILL_GRACE = 5.0                 # seconds between SIGTERM and SIGKILL when a jo
 LOG_TAIL_LINES = 20
 
 
+class _PopenJob:
+    """A job started with `unshare` (or bare bash) as a child of this process; the same face as
+    `sandbox.LaunchedJob`. Its exit is seen without reaping it, so signalling its group stays safe."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self._exit_fd = _exit_fd(proc.pid)  # readable the moment the job exits: no polling latency per job
+
+    def exited(self) -> bool:
+        return _exited(self.proc)
+
+    def wait_exit(self, timeout: float) -> bool:
+        if self._exit_fd is not None and not self.exited():
+            select.select([self._exit_fd], [], [], max(0.0, timeout))
+        elif not self.exited():
+            time.sleep(max(0.0, timeout))
+        return self.exited()
+
+    def signal(self, sig: int) -> None:
+        _signal_group(self.pid, sig)
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        if self._exit_fd is not None:
+            os.close(self._exit_fd)
+            self._exit_fd = None
+        return code
+
+
+JobProcess = typing.Union[_PopenJob, sandbox.LaunchedJob]
+
+
 @dataclasses.dataclass
 class _Running:
-    proc: subprocess.Popen[bytes]
+    proc: JobProcess
     folder: Path
     log: Path
     started: float  # time.monotonic() at spawn
@@ -70,6 +105,28 @@ class LocalProvider:
         self._running: dict[str, _Running] = {}
         self._stopped: set[str] = set()
         self._lock = threading.Lock()
+        self._launcher: sandbox.Launcher | None = None
+
+    def close(self) -> None:
+        """Stop the resident job launcher, if one was started (it kills any job still running)."""
+        if self._launcher is not None:
+            self._launcher.close()
+
+    def _spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
+               env: dict[str, str]) -> JobProcess:
+        if self.contained and sandbox.launcher_available():
+            with self._lock:
+                if self._launcher is None:
+                    self._launcher = sandbox.Launcher()
+                    weakref.finalize(self, self._launcher.close)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                return self._launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
+                                            env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden)
+            except sandbox.LauncherError as e:
+                raise OSError(str(e)) from None
+        return _PopenJob(sandbox.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path, env=env,
+                                       isolate=self.isolated, hide=self.hidden))
 
     # ---- capabilities --------------------------------------------------------------------------
     @functools.cached_property
@@ -118,8 +175,8 @@ class LocalProvider:
             env = {"PYTHONUNBUFFERED": "1", **jobenv.domino_variables(
                 project_root=Path(job.project_root), run_id=job.run_id, address=job.address, attempt=job.attempt,
                 working_dir=sandbox.CODE if self.isolated else job.project_root, settings=self.domino_settings)}
-            proc = sandbox.spawn(self._command(job), cwd=Path(job.project_root), workflow_dir=folder,
-                                 log_path=log, env=env, isolate=self.isolated, hide=self.hidden)
+            proc = self._spawn(self._command(job), cwd=Path(job.project_root), workflow_dir=folder, log_path=log,
+                               env=env)
         except FlowsError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -180,17 +237,7 @@ class LocalProvider:
         proc = running.proc
         deadline = running.started + job.timeout_seconds if job.timeout_seconds else None
         interval = POLL_MIN
-        exit_fd = _exit_fd(proc.pid)  # readable the moment the job exits: no polling latency per job
-        try:
-            return self._watch_loop(job_id, running, job, cancel, deadline, interval, exit_fd)
-        finally:
-            if exit_fd is not None:
-                os.close(exit_fd)
-
-    def _watch_loop(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event,
-                    deadline: float | None, interval: float, exit_fd: int | None) -> JobResult:
-        proc = running.proc
-        while not _exited(proc):
+        while not proc.exited():
             if cancel.is_set() or job_id in self._stopped:
                 self._kill(proc)
                 why = "stopped" if job_id in self._stopped else "cancelled"
@@ -199,16 +246,18 @@ class LocalProvider:
                 self._kill(proc)
                 return JobResult(status="timed_out", error=f"timed out after {_seconds(job.timeout_seconds)}",
                                  log_tail=_tail(running.log))
-            left = deadline - time.monotonic() if deadline is not None else interval
-            if exit_fd is not None:  # wake on exit at once; still look at cancel/deadline every POLL_MAX
-                select.select([exit_fd], [], [], max(0.0, min(POLL_MAX, left if deadline is not None else POLL_MAX)))
-            else:
-                cancel.wait(max(0.0, min(interval, left)))
-                interval = min(interval * 2, POLL_MAX)
-        _signal_group(proc.pid, signal.SIGKILL)  # like a finished container: nothing the job left behind runs on
+            left = deadline - time.monotonic() if deadline is not None else POLL_MAX
+            # wakes on exit at once (pidfd, or the launcher's message); looks at cancel/deadline every POLL_MAX
+            proc.wait_exit(min(interval, left))
+            interval = min(interval * 2, POLL_MAX)
+        proc.signal(signal.SIGKILL)  # like a finished container: nothing the job left behind runs on
         code = proc.wait()
         if job_id in self._stopped:
             return JobResult(status="cancelled", error="stopped", log_tail=_tail(running.log))
+        if code == sandbox.LAUNCHER_GONE:
+            gone = self._launcher.dead() if self._launcher is not None else None
+            return JobResult(status="failed", error=f"the job was killed: {gone or 'its launcher is gone'}",
+                             log_tail=_tail(running.log))
         if code != 0:
             error = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
             return JobResult(status="failed", error=error, log_tail=_tail(running.log))
@@ -218,13 +267,13 @@ class LocalProvider:
             return JobResult(status="failed", error=redact(str(e)), log_tail=_tail(running.log))
         return JobResult(status="succeeded", outputs=outputs, warnings=warnings)
 
-    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+    def _kill(self, proc: JobProcess) -> None:
         """SIGTERM the job's whole process group, SIGKILL what is left after the grace period."""
-        _signal_group(proc.pid, signal.SIGTERM)
+        proc.signal(signal.SIGTERM)
         deadline = time.monotonic() + self.kill_grace
-        while not _exited(proc) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        _signal_group(proc.pid, signal.SIGKILL)  # also children that ignored SIGTERM or outlived the leader
+        while not proc.exited() and time.monotonic() < deadline:
+            proc.wait_exit(min(0.01, max(0.0, deadline - time.monotonic())))
+        proc.signal(signal.SIGKILL)  # also children that ignored SIGTERM or outlived the leader
         proc.wait()
 
     def stop(self, handle: JobHandle) -> None:

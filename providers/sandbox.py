@@ -6,21 +6,28 @@ and `outputs/`) and the project root is `/mnt/code`, so unmodified job scripts t
 each other's files. The project's `.flows/` (state, blobs, stat cache, logs) is an empty read-only
 folder there, under both names of the project. Each job also gets a PID namespace of its own: when the
 job ends (or is stopped), every process it started ends with it, detached (`setsid`, `&`) or not, like
-a finished container. All of it is flags of the one `unshare` per job (`--pid --fork --mount-proc`).
-Where namespaces are not available, jobs still get `FLOWS_INPUTS_DIR` / `FLOWS_OUTPUTS_DIR`, and the
+a finished container. As root, one resident launcher per apply (`Launcher`, `providers/nslauncher.py`) forks every job straight
+into those namespaces; otherwise (a user namespace is needed) it is flags of one `unshare` per job (`--pid
+--fork --mount-proc`) and `mount` commands. Where namespaces are not available, jobs still get `FLOWS_INPUTS_DIR` / `FLOWS_OUTPUTS_DIR`, and the
 caller must run them one at a time (`isolation_available()` is False).
 """
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
+import sys
+import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-from providers.joblog import MaskedLogPopen
+from providers import nslauncher
+from providers.joblog import MaskedLogPopen, pump_thread
+from vocab.masking import secret_values
 
 WORKFLOW = "/workflow"
 CODE = "/mnt/code"
@@ -80,6 +87,12 @@ def _outermost(folders: Iterable[Path]) -> list[str]:
     return [f for i, f in enumerate(found) if not any(f.startswith(g.rstrip("/") + "/") for g in found[:i])]
 
 
+def launcher_available() -> bool:
+    """Whether jobs can be forked straight into their namespaces by a resident launcher: as root (no user
+    namespace to map), where `unshare` proved that mount and PID namespaces work, on a known architecture."""
+    return os.geteuid() == 0 and nslauncher.SYS_CLONE is not None and pid_namespace_available()
+
+
 def spawn(command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
           env: dict[str, str] | None = None, isolate: bool | None = None,
           hide: Iterable[Path] = ()) -> subprocess.Popen[bytes]:
@@ -109,3 +122,193 @@ def spawn(command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
     # masked as it is written (providers/joblog.py): the raw log of a job never reaches the disk
     return MaskedLogPopen(argv, log_path=log_path, cwd=cwd, env=job_env(workflow_dir, cwd, env, isolated),
                           stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+# ---- the resident launcher -------------------------------------------------------------------------------
+
+class LauncherError(Exception):
+    """The launcher could not start a job, or is gone; the message says why."""
+
+
+class LaunchedJob:
+    """A job started by the `Launcher`: its exit comes as a message, and signals go through the launcher,
+    which knows whether the job has been reaped (so a signal never reaches a reused pid)."""
+
+    def __init__(self, launcher: "Launcher", job_id: int) -> None:
+        self.launcher = launcher
+        self.id = job_id
+        self.pid = 0
+        self.returncode: int | None = None
+        self.log_done: threading.Thread | None = None  # the masking pump, when the log needs one
+        self._exited = threading.Event()
+
+    def exited(self) -> bool:
+        return self._exited.is_set()
+
+    def wait_exit(self, timeout: float) -> bool:
+        return self._exited.wait(timeout)
+
+    def signal(self, sig: int) -> None:
+        if not self._exited.is_set():
+            self.launcher.kill(self, sig)
+
+    def wait(self) -> int:
+        self._exited.wait()
+        if self.log_done is not None:
+            from providers.joblog import DRAIN_SECONDS
+            self.log_done.join(DRAIN_SECONDS)
+        assert self.returncode is not None
+        return self.returncode
+
+    def _exit(self, code: int) -> None:
+        self.returncode = code
+        self._exited.set()
+
+
+LAUNCHER_GONE = -255  # the return code of a job whose launcher died: it was killed with it
+
+
+class Launcher:
+    """One resident launcher process (`providers/nslauncher.py`), started on first use; every job is a fork
+    of it into fresh namespaces, with no `unshare`/`mount` exec per job. A reader thread hears starts and
+    exits. Closing it (or this process ending) closes the socket, and the launcher kills what still runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._jobs: dict[int, LaunchedJob] = {}
+        self._starts: dict[int, tuple[threading.Event, list[Any]]] = {}
+        self._next = 0
+        self._dead: str | None = None
+        self._bash = shutil.which("bash") or "/bin/bash"
+
+    def _ensure(self) -> socket.socket:
+        if self._dead is not None:
+            raise LauncherError(self._dead)
+        if self._sock is None:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                # -I -S: no site-packages, no environment: the launcher is small, and so is each fork of it
+                self._proc = subprocess.Popen([sys.executable, "-I", "-S", nslauncher.__file__, str(theirs.fileno())],
+                                              pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL, start_new_session=True)
+            finally:
+                theirs.close()
+            self._sock = ours
+            threading.Thread(target=self._read, args=(ours,), name="job-launcher", daemon=True).start()
+        return self._sock
+
+    def spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path, env: dict[str, str],
+              hide: Iterable[Path]) -> LaunchedJob:
+        """Start `bash -c command` as `spawn` does in the isolated case; returns once it runs (or raises
+        LauncherError with the reason)."""
+        values = secret_values()
+        if values:  # masked as it is written (a pump thread); with no secret known, the job writes its log itself
+            read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        else:
+            read_fd, write_fd = -1, os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        request: dict[str, Any] = {"op": "spawn", "argv": [self._bash, "-c", f"trap : EXIT\n{command}"], "env": env,
+                   "cwd": str(cwd), "workflow": str(workflow_dir), "hide": _outermost(hide)}
+        started = threading.Event()
+        answer: list[Any] = []
+        try:
+            with self._lock:
+                sock = self._ensure()
+                self._next += 1
+                job = LaunchedJob(self, self._next)
+                request["id"] = job.id
+                self._jobs[job.id] = job
+                self._starts[job.id] = (started, answer)
+                try:
+                    socket.send_fds(sock, [json.dumps(request).encode()], [write_fd])
+                except OSError as e:
+                    self._jobs.pop(job.id, None)
+                    self._starts.pop(job.id, None)
+                    raise LauncherError(f"the job launcher is gone ({e.strerror or e})") from None
+        except BaseException:
+            if read_fd >= 0:
+                os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the launcher holds its own copy until the job has it
+        started.wait()
+        if answer[0].get("op") != "started":
+            if read_fd >= 0:
+                os.close(read_fd)
+            raise LauncherError(str(answer[0].get("error") or "the job launcher did not start the job"))
+        job.pid = int(answer[0]["pid"])
+        if read_fd >= 0:
+            job.log_done = pump_thread(os.fdopen(read_fd, "rb"), log_path, values)
+        return job
+
+    def kill(self, job: LaunchedJob, sig: int) -> None:
+        with self._lock:
+            if self._sock is None or self._dead is not None:
+                return
+            try:
+                self._sock.send(json.dumps({"op": "kill", "id": job.id, "sig": int(sig)}).encode())
+            except OSError:
+                pass
+
+    def _read(self, sock: socket.socket) -> None:
+        why = "the job launcher exited"
+        try:
+            while True:
+                data = sock.recv(1 << 16)
+                if not data:
+                    break
+                message = json.loads(data)
+                with self._lock:
+                    if message["op"] in ("started", "failed"):
+                        started, answer = self._starts.pop(message["id"])
+                        answer.append(message)
+                        if message["op"] == "failed":
+                            self._jobs.pop(message["id"], None)
+                        started.set()
+                    elif message["op"] == "exited":
+                        job = self._jobs.pop(message["id"], None)
+                        if job is not None:
+                            job._exit(int(message["code"]))
+        except (OSError, ValueError) as e:
+            why = f"the job launcher failed ({e})"
+        finally:
+            self._fail_all(why)
+
+    def _fail_all(self, why: str) -> None:
+        """The launcher is gone: its jobs died with it (PR_SET_PDEATHSIG); nothing more can start."""
+        with self._lock:
+            self._dead = self._dead or why
+            starts, self._starts = self._starts, {}
+            jobs, self._jobs = self._jobs, {}
+        for started, answer in starts.values():
+            answer.append({"op": "failed", "error": why})
+            started.set()
+        for job in jobs.values():
+            job._exit(LAUNCHER_GONE)
+
+    def close(self) -> None:
+        """End the launcher: it kills whatever job still runs, and exits."""
+        with self._lock:
+            sock, self._sock = self._sock, None
+            self._dead = self._dead or "the job launcher was closed"
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread, and the launcher sees the end
+            except OSError:
+                pass
+            sock.close()
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def dead(self) -> str | None:
+        return self._dead
+

@@ -1,0 +1,192 @@
+"""The resident job launcher: one small process per apply that starts each local job straight into namespaces
+of its own, with no `unshare` or `mount` program run per job.
+
+`providers.sandbox.Launcher` starts it once (`python -I -S nslauncher.py FD`, so it imports nothing but the
+standard library and stays small: each job is a fork of it) and talks to it over a SOCK_SEQPACKET socket, one
+JSON message per packet:
+
+    -> {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": ..., "workflow": ..., "hide": [...]}
+       with the job's stdout/stderr descriptor attached (SCM_RIGHTS)
+    <- {"op": "started", "id": 7, "pid": 4242}    or    {"op": "failed", "id": 7, "error": "..."}
+    <- {"op": "exited", "id": 7, "code": 0}        (negative: killed by that signal)
+    -> {"op": "kill", "id": 7, "sig": 15}          (ignored once the job has been reaped: no pid reuse race)
+
+Each job is one `clone(CLONE_NEWNS | CLONE_NEWPID)`: the child is PID 1 of a new PID namespace, so every process
+it starts ends when it ends (the kernel kills the rest of the namespace), and has a private mount namespace in
+which the job folder is bound at /workflow, each hidden folder (the project's .flows/) is an empty read-only
+tmpfs, the project is bound at /mnt/code and /proc shows the namespace's own processes. Then it execs
+`bash -c`, which stays PID 1 (reaping orphans) with the command run under it, exactly as the `unshare` path
+did. The child leads its own session and process group (a stop signals the group) and dies with the launcher
+(PR_SET_PDEATHSIG). When the socket closes (the apply ended or died) every job still running is killed.
+"""
+import ctypes
+import json
+import os
+import platform
+import select
+import signal
+import socket
+import sys
+
+CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG = 1
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())  # raw clone: fork with namespace flags
+WORKFLOW, CODE = b"/workflow", b"/mnt/code"
+MAX_MESSAGE = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def _mount(source, target, fstype, flags, data=None):
+    if _libc.mount(source, target, fstype, flags, data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "mount %s: %s" % (target.decode(errors="replace"), os.strerror(err)))
+
+
+def _child(req, fd, error_w):
+    """In the new namespaces (PID 1 of its own): mounts, descriptors, exec. Never returns."""
+    try:
+        os.setsid()
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; a job must not inherit that
+            signal.signal(sig, signal.SIG_DFL)
+        _mount(None, b"/", None, MS_REC | MS_PRIVATE)
+        # Order matters: /workflow is bound before .flows/ (which holds the job folder) is hidden, the project
+        # after, recursively, so /mnt/code/.flows is hidden too.
+        _mount(os.fsencode(req["workflow"]), WORKFLOW, None, MS_BIND)
+        for folder in req["hide"]:
+            _mount(b"flows-hidden", os.fsencode(folder), b"tmpfs", MS_RDONLY, b"size=4k,mode=0555")
+        _mount(os.fsencode(req["cwd"]), CODE, None, MS_BIND | MS_REC)
+        _mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.chdir(req["cwd"])
+        os.execve(req["argv"][0], req["argv"], req["env"])
+    except BaseException as e:  # noqa: BLE001 - said to the launcher through the error pipe
+        try:
+            os.write(error_w, str(e).encode(errors="replace")[:4000])
+        finally:
+            os._exit(127)
+
+
+def _spawn(req, fd):
+    """Start one job; returns its pid (in the launcher's namespace) or raises OSError with the reason."""
+    if SYS_CLONE is None:
+        raise OSError("no clone system call number for %s" % platform.machine())
+    error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = _libc.syscall(SYS_CLONE, CLONE_NEWNS | CLONE_NEWPID | signal.SIGCHLD, 0, 0, 0, 0)
+        if pid == 0:
+            os.close(error_r)
+            _child(req, fd, error_w)
+        if pid < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, "clone: %s" % os.strerror(err))
+        os.close(error_w)
+        error_w = -1
+        chunks = []
+        while True:  # EOF when the exec succeeded (close-on-exec) or the child died
+            chunk = os.read(error_r, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if chunks:
+            os.waitpid(pid, 0)
+            raise OSError(b"".join(chunks).decode(errors="replace"))
+        return pid
+    finally:
+        os.close(error_r)
+        if error_w >= 0:
+            os.close(error_w)
+
+
+def _send(sock, message):
+    try:
+        sock.send(json.dumps(message).encode())
+    except OSError:
+        pass  # the apply is gone; the main loop sees the socket close
+
+
+def serve(sock):
+    jobs = {}  # pid -> id, while not reaped
+    by_id = {}  # id -> pid
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the apply decides what a Ctrl-C stops
+    try:
+        while True:
+            readable, _, _ = select.select([sock, wake_r], [], [])
+            if wake_r in readable:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            _reap(sock, jobs, by_id)
+            if sock not in readable:
+                continue
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 4, socket.MSG_CMSG_CLOEXEC)
+            except InterruptedError:
+                continue
+            if not data:
+                return  # the apply closed the socket (ended or died)
+            req = json.loads(data)
+            try:
+                if req["op"] == "spawn":
+                    try:
+                        pid = _spawn(req, fds[0])
+                    except OSError as e:
+                        _send(sock, {"op": "failed", "id": req["id"], "error": e.strerror or str(e)})
+                    else:
+                        jobs[pid] = req["id"]
+                        by_id[req["id"]] = pid
+                        _send(sock, {"op": "started", "id": req["id"], "pid": pid})
+                elif req["op"] == "kill" and req["id"] in by_id:
+                    try:
+                        os.killpg(by_id[req["id"]], req["sig"])
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            finally:
+                for fd in fds:
+                    os.close(fd)
+    finally:
+        for pid in list(jobs):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in list(jobs):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _reap(sock, jobs, by_id):
+    while jobs:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        job_id = jobs.pop(pid, None)
+        if job_id is not None:
+            by_id.pop(job_id, None)
+            _send(sock, {"op": "exited", "id": job_id, "code": os.waitstatus_to_exitcode(status)})
+
+
+def main():
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    serve(sock)
+
+
+if __name__ == "__main__":
+    main()

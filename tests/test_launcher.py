@@ -1,0 +1,165 @@
+"""The resident job launcher (issue 18): one process per apply forks every local job into its own namespaces.
+
+What it must keep of the `unshare` path (a job's detached child, timeouts, cancel and stop are covered for both
+paths by tests/test_local_provider.py and tests/test_integrity.py), and what is new: the jobs are its children;
+a launcher that dies takes its jobs with it and fails their nodes with one clear line; the apply then fails
+cleanly and `flows recover` finishes the run.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from providers import sandbox
+from providers.base import JobHandle, JobSpec
+from providers.blobs.local import LocalBlobStore
+from providers.local import LocalProvider
+from tests.fixtures.waiting import alive, lock_holders, wait_until
+from tests.test_apply_common import make_project, stop
+
+pytestmark = pytest.mark.skipif(not sandbox.launcher_available(),
+                                reason="the resident launcher needs root and PID namespaces")
+DEADLINE = 20.0
+
+
+@pytest.fixture()
+def provider(tmp_path: Path) -> Iterator[LocalProvider]:
+    local = LocalProvider(LocalBlobStore(tmp_path / ".flows" / "blobs"), tmp_path / ".flows" / "logs", kill_grace=0.3)
+    yield local
+    for job_id in list(local._running):
+        local.stop(JobHandle(provider="local", job_id=job_id))
+    local.close()
+
+
+def spec(tmp_path: Path, command: str, address: str = "wf/job", **extra: object) -> JobSpec:
+    return JobSpec(run_id="run-1", address=address, task_name=address.split("/")[-1], kind="domino_job",
+                   command=command, project_root=str(tmp_path), flow_file=str(tmp_path / "flow.py"),
+                   log_path=str(tmp_path / "logs" / f"{address.replace('/', '_')}.log"), **extra)  # type: ignore[arg-type]
+
+
+def holding_job(tmp_path: Path, name: str) -> JobSpec:
+    """A job whose detached grandchild holds `<name>.lock` (seen in /proc/locks by its pid out here) until killed."""
+    lock = tmp_path / f"{name}.lock"
+    script = f"""
+        setsid bash -c 'exec 9>>{lock}; flock 9; echo ready > {tmp_path}/{name}.ready; while true; do sleep 0.05; done' &
+        while true; do sleep 0.05; done
+    """
+    return spec(tmp_path, script, address=f"wf/{name}")
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_every_job_is_a_child_of_one_resident_launcher(tmp_path: Path, provider: LocalProvider) -> None:
+    jobs = [holding_job(tmp_path, name) for name in ("a", "b")]
+    handles = [provider.start(j) for j in jobs]
+    launcher = provider._launcher
+    assert launcher is not None and launcher.pid is not None
+    for h in handles:
+        assert parent_of(h.data["pid"]) == launcher.pid  # no `unshare` process between them
+        assert Path(f"/proc/{h.data['pid']}/comm").read_text().strip() == "bash"
+    for h in handles:
+        provider.stop(h)
+    for h, j in zip(handles, jobs):
+        assert provider.wait(h, j, threading.Event()).status == "cancelled"
+    wait_until(lambda: not lock_holders(tmp_path / "a.lock") and not lock_holders(tmp_path / "b.lock"), DEADLINE,
+               what="the detached grandchildren to end with their jobs")
+
+
+def test_a_job_sees_its_own_namespace(tmp_path: Path, provider: LocalProvider) -> None:
+    (tmp_path / ".flows" / "secret").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / ".flows" / "secret").write_text("x")
+    job = spec(tmp_path, "echo pid=$$; ls -A /mnt/code/.flows | wc -l; ls /workflow; cat /proc/1/comm; "
+                         "echo 7 > /workflow/outputs/n", outputs={"n": "int"})
+    result = provider.wait(provider.start(job), job, threading.Event())
+    assert result.status == "succeeded" and result.outputs["n"].value == 7
+    assert Path(job.log_path).read_text().split() == ["pid=1", "0", "inputs", "outputs", "bash"]
+
+
+def test_a_launcher_that_dies_takes_its_jobs_with_it_and_says_so(tmp_path: Path, provider: LocalProvider) -> None:
+    job = holding_job(tmp_path, "a")
+    handle = provider.start(job)
+    wait_until(lambda: lock_holders(tmp_path / "a.lock"), DEADLINE, what="the job's grandchild")
+    assert provider._launcher is not None and provider._launcher.pid is not None
+    os.kill(provider._launcher.pid, signal.SIGKILL)
+    result = provider.wait(handle, job, threading.Event())
+    assert (result.status, result.error) == ("failed", "the job was killed: the job launcher exited")
+    wait_until(lambda: not lock_holders(tmp_path / "a.lock"), DEADLINE, what="the job to die with its launcher")
+    assert not alive(handle.data["pid"])
+    with pytest.raises(Exception) as raised:
+        provider.start(spec(tmp_path, "true", address="wf/next"))
+    assert str(raised.value) == "node 'wf/next': cannot start the job: the job launcher exited"
+
+
+def test_closing_the_provider_ends_the_jobs_still_running(tmp_path: Path, provider: LocalProvider) -> None:
+    job = holding_job(tmp_path, "a")
+    handle = provider.start(job)
+    wait_until(lambda: lock_holders(tmp_path / "a.lock"), DEADLINE, what="the job's grandchild")
+    provider.close()
+    wait_until(lambda: not lock_holders(tmp_path / "a.lock"), DEADLINE, what="the job to end with the launcher")
+    assert provider.wait(handle, job, threading.Event()).status == "failed"
+
+
+FLOW = '''
+@workflow
+def wf() -> TXT:
+    first = run_domino_job_task(flyte_task_name="first", command="python scripts/first.py",
+                                output_specs=[Output(name="o", type=TXT)])
+    second = run_domino_job_task(flyte_task_name="second", command="python scripts/second.py",
+                                 inputs=[Input(name="x", type=TXT, value=first["o"])],
+                                 output_specs=[Output(name="o", type=TXT)])
+    return second["o"]
+'''
+SCRIPTS = {
+    "first": 'mark("start")\nwrite("o", "one\\n")\n',
+    # the first time, waits (holding a lock) until the test has killed the launcher; later it just runs
+    "second": '''
+mark("start")
+if not os.path.exists(os.path.join(MARKS, "killed")):
+    hold_lock()
+    wait_for(exists("never"), seconds=60)
+write("o", read("x").upper())
+''',
+}
+
+
+def launcher_of(pid: int) -> int:
+    """The resident launcher started by the `flows` process `pid`."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if parent_of(int(entry.name)) == pid and b"nslauncher.py" in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except (OSError, ValueError):
+                continue
+    return 0
+
+
+def test_an_apply_whose_launcher_dies_fails_cleanly_and_recover_finishes_it(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "proj", FLOW, SCRIPTS)
+    apply = p.spawn("apply", "flow.py", "wf", "--auto-approve")
+    try:
+        wait_until(lambda: p.holders("second"), DEADLINE, what="the second job to run")
+        launcher = wait_until(lambda: launcher_of(apply.pid), DEADLINE, what="the launcher")
+        (p.marks / "killed").touch()
+        os.kill(launcher, signal.SIGKILL)
+        assert apply.wait(timeout=60) == 1
+    finally:
+        stop(apply)
+    out = p.output()
+    assert "wf/second: failed: the job was killed: the job launcher exited" in out, out
+    assert "Traceback" not in out
+    assert not p.holders("second")
+    nodes = p.state()["nodes"]
+    assert (nodes["wf/first"]["status"], nodes["wf/second"]["status"]) == ("succeeded", "failed")
+    r = p.run("recover", "--flow", "wf")
+    assert r.code == 0, r.text
+    assert p.state()["nodes"]["wf/second"]["status"] == "succeeded"
+    assert p.starts("first") == 1 and p.starts("second") == 2
+    assert p.actions() == {"wf/first": "reuse", "wf/second": "reuse"}
