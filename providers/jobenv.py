@@ -7,6 +7,7 @@ in flows' own environment (inside a Domino workspace), else from local defaults.
 """
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import os
@@ -17,6 +18,7 @@ SETTINGS = {"DOMINO_PROJECT_OWNER": "project_owner", "DOMINO_PROJECT_NAME": "pro
             "DOMINO_STARTING_USERNAME": "starting_username"}
 
 
+@functools.lru_cache(maxsize=1)  # asked twice per job; a name lookup can read /etc/passwd
 def _user() -> str:
     try:
         return getpass.getuser()

@@ -63,7 +63,8 @@ def write_inputs(inputs: Mapping[str, InputValue], inputs_dir: Path, blobs: Blob
     inputs_dir.mkdir(parents=True, exist_ok=True)
     for name, value in inputs.items():
         try:
-            dest = ensure_inside(inputs_dir, name)
+            # a plain name is inside by construction (the folder is new and holds only what is written here)
+            dest = inputs_dir / name if _plain_name(name) else ensure_inside(inputs_dir, name)
         except ValueError:
             raise InputsError(f"input name '{name}' would be written outside /workflow/inputs") from None
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -231,13 +232,23 @@ def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool = Fals
 
 def _output_path(outputs_dir: Path, name: str) -> Path:
     """`outputs_dir/name`, refusing names (or symlinks) that lead outside the outputs folder."""
+    if _plain_name(name) and "/" not in name:
+        plain = outputs_dir / name
+        if not os.path.islink(plain):  # one lstat instead of resolving every folder above it
+            return plain
     try:
-        path = ensure_inside(outputs_dir, name)
+        path: Path | None = ensure_inside(outputs_dir, name)
     except ValueError:
         path = None
     if path is None or path == outputs_dir.resolve():
         raise OutputsError(f"output '{name}' points outside the outputs folder")
     return path
+
+
+def _plain_name(name: str) -> bool:
+    """A relative name with no empty, `.` or `..` part (it cannot leave its folder but through a link)."""
+    return (bool(name) and "\x00" not in name and not name.startswith("/")
+            and all(part not in ("", ".", "..") for part in name.split("/")))
 
 
 def _single_with_extension(outputs_dir: Path, name: str) -> Path | None:

@@ -84,6 +84,45 @@ class NodeOutcome:
         return (self.finished or time.monotonic()) - self.started
 
 
+class JobSlots:
+    """`--parallelism` job slots, granted in the order the walk handed the nodes out (so a run is as
+    deterministic as before). More worker threads than slots prepare and record nodes while the slots run
+    jobs: a node's Python work (fingerprint, inputs, the journal's fsync) is off the jobs' critical path."""
+
+    def __init__(self, slots: int) -> None:
+        self.free = slots
+        self._cond = threading.Condition()
+        self._tickets: list[int] = []  # handed out, neither granted nor dropped yet, in order
+        self._next = 0
+
+    def ticket(self) -> int:
+        with self._cond:
+            t = self._next
+            self._next += 1
+            self._tickets.append(t)
+            return t
+
+    def acquire(self, ticket: int) -> None:
+        with self._cond:
+            while not (self.free > 0 and self._tickets[0] == ticket):
+                self._cond.wait()
+            self._tickets.pop(0)
+            self.free -= 1
+            self._cond.notify_all()
+
+    def drop(self, ticket: int) -> None:
+        """The node needs no slot (a cache hit, a skip, an error before its job): the next in line goes on."""
+        with self._cond:
+            if ticket in self._tickets:
+                self._tickets.remove(ticket)
+                self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self.free += 1
+            self._cond.notify_all()
+
+
 class Reporter(Protocol):
     """Receives scheduler events; the CLI renders them (live view or plain log)."""
 
@@ -125,6 +164,8 @@ class Scheduler:
         self._known: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}  # address -> (key, fp, display)
         self._lock = threading.Lock()
         self.presence = BlobPresence(blobs)
+        self.slots = JobSlots(1)  # sized by run_all
+        self._tickets: dict[str, int] = {}  # address -> its place in the line for a job slot
 
     # -- journal -----------------------------------------------------------------------------
     def _journal(self, record: journal.JournalRecord, durable: bool = True) -> None:
@@ -335,24 +376,15 @@ class Scheduler:
                 self._reuse(node, outcome, key, fp, display, entry, "early cutoff: inputs unchanged, cache hit")
                 return
         spec = self._spec(node, key)
-        outcome.started = time.monotonic()
-        started_at = now()
-        result: _Result | None = None
-        for attempt in range(1, node.retries + 2):
-            if self.cancel.is_set():
-                result = _Result(status="cancelled", error="interrupted before it started")
-                break
-            log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
-            spec = spec.model_copy(update={"attempt": attempt, "log_path": str(log)})
-            outcome.attempts = attempt
-            result = self._attempt(address, key, spec, outcome)
-            for w in result.warnings:
-                self.reporter.event(outcome, f"warning: {w}")
-            if result.status in ("succeeded", "cancelled") or result.error_is_final:
-                break
-            if attempt <= node.retries:
-                self.reporter.event(outcome, f"attempt {attempt} {result.status}: {result.error}; retrying")
-        assert result is not None
+        self.slots.acquire(self._tickets.pop(address))
+        try:
+            why_not = self._why_not_start()
+            if why_not:  # a failure, a Ctrl-C or a lost lock while this node waited for a slot
+                self._skip(address, why_not)
+                return
+            result, started_at, spec = self._run_attempts(address, node, key, spec, outcome)
+        finally:
+            self.slots.release()  # before the record's fsync: the next job starts meanwhile
         outcome.finished = time.monotonic()
         status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(result.status, "failed")
         if status == "failed" and not self.opts.keep_going:
@@ -372,6 +404,39 @@ class Scheduler:
         outcome.log_tail = result.log_tail
         outcome.result = status  # last: the walk reads it without a lock
         self.reporter.event(outcome, status if status != "failed" else f"failed: {result.error}")
+
+    def _run_attempts(self, address: str, node: Node, key: str, spec: JobSpec,
+                      outcome: NodeOutcome) -> tuple["_Result", str, JobSpec]:
+        """The node's job, with its retries, in a job slot: (result, started_at, the last attempt's spec)."""
+        outcome.started = time.monotonic()
+        started_at = now()
+        result: _Result | None = None
+        for attempt in range(1, node.retries + 2):
+            if self.cancel.is_set():
+                result = _Result(status="cancelled", error="interrupted before it started")
+                break
+            log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
+            spec = spec.model_copy(update={"attempt": attempt, "log_path": str(log)})
+            outcome.attempts = attempt
+            result = self._attempt(address, key, spec, outcome)
+            for w in result.warnings:
+                self.reporter.event(outcome, f"warning: {w}")
+            if result.status in ("succeeded", "cancelled") or result.error_is_final:
+                break
+            if attempt <= node.retries:
+                self.reporter.event(outcome, f"attempt {attempt} {result.status}: {result.error}; retrying")
+        assert result is not None
+        return result, started_at, spec
+
+    def _why_not_start(self) -> str | None:
+        """Why a node handed to a worker must not start its job after all (None: it may)."""
+        if self.stopping:
+            return STOPPED
+        if self.cancel.is_set():
+            return "not started: apply interrupted"
+        if self.lost_lock:
+            return LOST_LOCK
+        return None
 
     def _attempt(self, address: str, key: str, spec: JobSpec, outcome: NodeOutcome) -> "_Result":
         """One attempt: start (or re-attach), wait. A provider exception is this attempt's failure, and the job
@@ -433,7 +498,9 @@ class Scheduler:
     # -- the walk ----------------------------------------------------------------------------
     def run_all(self) -> dict[str, NodeOutcome]:
         todo = self._settle_reused()
-        workers = max(1, min(self.opts.parallelism, self.provider.max_parallel or self.opts.parallelism))
+        slots = max(1, min(self.opts.parallelism, self.provider.max_parallel or self.opts.parallelism))
+        self.slots = JobSlots(slots)
+        workers = slots + min(slots, 4)  # the extra threads prepare and record nodes while the slots run jobs
         running: dict[cf.Future[None], str] = {}
         trouble = False  # a node failed or was cancelled: every pass must look at every waiting node
         changed = True
@@ -532,12 +599,20 @@ class Scheduler:
             elif all(u.result in DONE_OK for u in ups) and len(running) < workers:
                 self.outcomes[address].result = "running"
                 self.outcomes[address].queued = time.monotonic()
+                self._tickets[address] = self.slots.ticket()
                 running[pool.submit(self._guarded, address)] = address
             else:
                 waiting.append(address)
         return waiting
 
     def _guarded(self, address: str) -> None:
+        ticket = self._tickets[address]
+        try:
+            self._execute_guarded(address)
+        finally:
+            self.slots.drop(ticket)  # when the node never asked for its slot
+
+    def _execute_guarded(self, address: str) -> None:
         if self.stopping:  # a failure elsewhere while this node was being handed to a worker
             self._skip(address, STOPPED)
             return

@@ -34,9 +34,17 @@ class ConsoleReporter(Reporter):
         self.outcomes: dict[str, NodeOutcome] = outcomes if outcomes is not None else {}
         self._lock = threading.Lock()
         self.started = time.monotonic()
+        self._is_plain: bool | None = None
 
     def attach(self, outcomes: dict[str, NodeOutcome]) -> None:
         self.outcomes = outcomes
+
+    def _plain(self) -> bool:
+        """Whether the console writes text as it is (no colours, no terminal, nothing recorded); asked once."""
+        if self._is_plain is None:
+            c = self.console
+            self._is_plain = c.color_system is None and not c.is_terminal and not c.record
+        return self._is_plain
 
     def __enter__(self) -> "ConsoleReporter":
         if self.console.is_terminal:
@@ -81,6 +89,17 @@ class ConsoleReporter(Reporter):
     def event(self, outcome: NodeOutcome, message: str) -> None:
         if self.live is not None and outcome.result in ("running", "reused") and "warning" not in message:
             return  # the live view shows these
+        if self.live is None and self._plain():
+            # A plain log (CI, a file): the very line rich would write, without rendering it (twice per node).
+            line = f"{outcome.address}: {redact(message)}"
+            if outcome.result in ("succeeded", "failed") and outcome.duration is not None:
+                line += f" ({fmt_duration(outcome.duration)})"
+            tail = redact(outcome.log_tail.rstrip()) if outcome.result == "failed" and outcome.log_tail else ""
+            if line.isprintable() and all(part.isprintable() for part in tail.split("\n")):  # else rich cleans it
+                with self._lock:
+                    self.console.file.write(line + "\n" + (tail + "\n" if tail else ""))
+                    self.console.file.flush()
+                return
         # Text pieces, not markup: nothing to parse or escape, and it is printed twice per node.
         text = Text.assemble((outcome.address, RESULT_STYLE.get(outcome.result, "")), ": ", redact(message))
         if outcome.result in ("succeeded", "failed") and outcome.duration is not None:

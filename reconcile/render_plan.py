@@ -1,6 +1,8 @@
 """Terraform-like plan output: one line per node with a symbol and colour, reasons under it, a summary."""
 from __future__ import annotations
 
+from typing import Callable
+
 from rich.console import Console
 from rich.markup import escape
 
@@ -31,29 +33,50 @@ def print_plan(plan: Plan, console: Console, verbose_reuse: bool = False) -> Non
     plain_reuse = [n for n in plan.nodes if n.action == "reuse" and not n.reasons and not n.notes]
     collapse = not verbose_reuse and len(plain_reuse) > COLLAPSE_REUSED
     hidden = {id(n) for n in plain_reuse} if collapse else set()
+    say = _writer(console)
     for n in plan.nodes:
         if id(n) in hidden:
             continue
         colour = COLOURS[n.action]
-        key = f"  [dim]{n.key[:12]}[/dim]" if n.key else ("  [dim](known after apply)[/dim]" if n.action == "create" else "")
+        key = f"  {n.key[:12]}" if n.key else ("  (known after apply)" if n.action == "create" else "")
+        dim_key = f"  [dim]{key[2:]}[/dim]" if key else ""
         if n.action == "approve":  # `⏸ approve deploy  (wf/approve deploy)`: apply stops there for a person
-            console.print(f"[{colour}]{SYMBOLS[n.action]} approve {escape(n.gate or '')}[/{colour}]  "
-                          f"[dim]({escape(n.address)})[/dim]{key}")
+            say(f"[{colour}]{SYMBOLS[n.action]} approve {escape(n.gate or '')}[/{colour}]  "
+                f"[dim]({escape(n.address)})[/dim]{dim_key}",
+                f"{SYMBOLS[n.action]} approve {n.gate or ''}  ({n.address}){key}")
         else:
-            console.print(f"[{colour}]{SYMBOLS[n.action]} {escape(n.address)}[/{colour}]  "
-                          f"[{colour}]{n.action}[/{colour}]{key}")
+            say(f"[{colour}]{SYMBOLS[n.action]} {escape(n.address)}[/{colour}]  [{colour}]{n.action}[/{colour}]{dim_key}",
+                f"{SYMBOLS[n.action]} {n.address}  {n.action}{key}")
         reasons = n.reasons
         if n.action == "reuse" and not reasons:
             reasons = []
             if verbose_reuse and n.reused_from_run:
-                console.print(f"      [dim]cache hit from run {n.reused_from_run}[/dim]")
+                say(f"      [dim]cache hit from run {n.reused_from_run}[/dim]", f"      cache hit from run {n.reused_from_run}")
         for r in reasons:
-            console.print(f"      {escape(redact(r.message))}")
+            message = redact(r.message)
+            say(f"      {escape(message)}", f"      {message}")
         for note in n.notes:
-            console.print(f"      [dim]{escape(redact(note.message))}[/dim]")
+            message = redact(note.message)
+            say(f"      [dim]{escape(message)}[/dim]", f"      {message}")
     if collapse:
         console.print(f"[dim]= {len(plain_reuse):,} nodes reused unchanged (--verbose lists them)[/dim]")
     console.print()
     if not plan.has_changes():
         console.print("[green]No changes.[/green] Every node is reused from the cache.")
     console.print(f"[bold]{summary_line(plan)}[/bold]")
+
+
+def _writer(console: Console) -> Callable[[str, str], None]:
+    """say(markup, plain): one line of the plan. On a plain console (no colours, no terminal: CI, a file) a line
+    that rich would write unchanged (printable, shorter than the width, no `:emoji:` to replace) is written as
+    it is: rendering thousands of plan lines through rich took longer than planning them."""
+    if console.color_system is not None or console.is_terminal or console.record:
+        return lambda markup, plain: console.print(markup)
+    width, out = console.width, console.file
+
+    def say(markup: str, plain: str) -> None:
+        if len(plain) < width and plain.isascii() and plain.isprintable() and plain.count(":") < 2:
+            out.write(plain + "\n")
+        else:
+            console.print(markup)
+    return say

@@ -22,6 +22,9 @@ KEEP_BACKUPS = 50
 POLL_SECONDS = 0.2
 
 
+_SERIAL = re.compile(rb'"serial"\s*:\s*(\d+)')
+
+
 def fsync_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically: temp file, fsync, rename, fsync the folder."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -115,10 +118,9 @@ class LocalBackend:
     def _keep_history(self, flow: str, data: bytes) -> None:
         folder = self._history_dir(flow)
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            serial = json.loads(data).get("serial", 0)
-        except ValueError:
-            serial = 0
+        # the serial sits at the top of the file: parsing a 30 MB state for it costs 100+ MB
+        found = _SERIAL.search(data[:4096])
+        serial = int(found.group(1)) if found else 0
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         fsync_write(folder / f"{stamp}-s{serial}.json", data)
         versions = sorted(folder.glob("*.json"))

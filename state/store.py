@@ -313,8 +313,11 @@ class Lease:
                 "entries). See `flows runs list`.")
 
     def finish(self, forget: list[str] = ()) -> State:  # type: ignore[assignment]
-        """Fold this lease's journal into the state (serial + 1), forget nodes, write, then clear the journal."""
-        state = fold(self.state, self.store.records())
+        """Fold this lease's journal into the state (serial + 1), forget nodes, write, then clear the journal.
+
+        The records are read back (masked, as written) and folded into the lease's own state, which is not used
+        afterwards: folding is idempotent, so a failed write leaves the journal for the next command to fold."""
+        state = fold(self.state, self.store.records(), copy=False)
         for address in forget:
             state.nodes.pop(address, None)
         self.commit(state)
