@@ -58,21 +58,29 @@ class _PopenJob:
         return _exited(self.proc)
 
     def wait_exit(self, timeout: float) -> bool:
-        if self._exit_fd is not None and not self.exited():
-            select.select([self._exit_fd], [], [], max(0.0, timeout))
-        elif not self.exited():
+        fd = self._exit_fd
+        if self.exited():
+            return True
+        if fd is None:  # no pidfd here: the caller polls, with a growing interval
             time.sleep(max(0.0, timeout))
+            return self.exited()
+        try:
+            select.select([fd], [], [], max(0.0, timeout))
+        except (OSError, ValueError):  # closed by the watching thread meanwhile (a stop from another thread)
+            time.sleep(max(0.0, min(timeout, POLL_MIN)))
         return self.exited()
 
     def signal(self, sig: int) -> None:
         _signal_group(self.pid, sig)
 
     def wait(self) -> int:
-        code = self.proc.wait()
+        return self.proc.wait()
+
+    def close(self) -> None:
+        """By the thread that watched the job, when done (a stop from another thread may still wait on it)."""
         if self._exit_fd is not None:
             os.close(self._exit_fd)
             self._exit_fd = None
-        return code
 
 
 JobProcess = typing.Union[_PopenJob, sandbox.LaunchedJob]
@@ -234,6 +242,13 @@ class LocalProvider:
                 running.folder.parent.rmdir()  # the run's folder, once its last job is done
 
     def _watch(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event) -> JobResult:
+        try:
+            return self._watch_job(job_id, running, job, cancel)
+        finally:
+            if isinstance(running.proc, _PopenJob):
+                running.proc.close()
+
+    def _watch_job(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event) -> JobResult:
         proc = running.proc
         deadline = running.started + job.timeout_seconds if job.timeout_seconds else None
         interval = POLL_MIN

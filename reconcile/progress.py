@@ -74,8 +74,10 @@ class ConsoleReporter(Reporter):
         counts = {k: 0 for k in ("succeeded", "reused", "failed", "skipped", "running", "waiting")}
         running = []
         for o in list(self.outcomes.values()):
-            counts[o.result] = counts.get(o.result, 0) + 1
-            if o.result == "running":
+            # handed to a worker but its job not started yet (waiting for a job slot): still left to do
+            result = "waiting" if o.result == "running" and o.job_id is None else o.result
+            counts[result] = counts.get(result, 0) + 1
+            if result == "running":
                 running.append(o)
         table = Table.grid(padding=(0, 2))
         for o in running:

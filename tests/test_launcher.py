@@ -20,7 +20,7 @@ from providers.base import JobHandle, JobSpec
 from providers.blobs.local import LocalBlobStore
 from providers.local import LocalProvider
 from tests.fixtures.waiting import alive, lock_holders, wait_until
-from tests.test_apply_common import make_project, stop
+from tests.fixtures.apply_kit import make_project, stop
 
 pytestmark = pytest.mark.skipif(not sandbox.launcher_available(),
                                 reason="the resident launcher needs root and PID namespaces")
