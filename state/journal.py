@@ -13,7 +13,7 @@ cannot mislead, but the node records and runs stay those of the legitimate holde
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -114,13 +114,15 @@ def dump_record(record: JournalRecord) -> str:
     return record.model_dump_json(exclude_none=False)
 
 
-def fold(state: State, records: list[JournalRecord], *, copy: bool = True) -> State:
+def fold(state: State, records: Iterable[JournalRecord], *, copy: bool = True) -> State:
     """Apply journal records to a copy of `state` (serial is the store's business); with copy=False, to `state`
     itself (an apply's own state at its end: a deep copy of 10,000 nodes costs seconds and doubles the memory)."""
     out = state.model_copy(deep=True) if copy else state
     for rec in records:
         stale = rec.fence is not None and rec.fence < out.fence
         if isinstance(rec, NodeFinished):
+            if rec.cache is not None and rec.cache.fingerprint == rec.node.fingerprint:
+                rec.cache.fingerprint = rec.node.fingerprint  # one copy, not two, of each read-back fingerprint
             if rec.cache is not None and not (stale and rec.cache.key in out.cache):
                 out.cache[rec.cache.key] = rec.cache
             if stale:

@@ -120,15 +120,17 @@ class StateStore:
         return parse_state(data, self.describe()), etag
 
     def records(self) -> list[JournalRecord]:
-        out: list[JournalRecord] = []
+        return list(self.iter_records())
+
+    def iter_records(self) -> Iterator[JournalRecord]:
+        """The journal's records, parsed one at a time (folding them as they come never holds them all)."""
         where = self.describe() + " (journal)"
         for data in self.backend.journal_read(self.flow):
             try:
                 raw = json.loads(data)
             except ValueError:
                 break  # a damaged record (a torn write): everything before it is intact
-            out.append(parse_record(raw, where))
-        return out
+            yield parse_record(raw, where)
 
     def view(self) -> StateView:
         """Read without locking; a journal left by a crashed apply is folded in memory (not written)."""
@@ -317,7 +319,7 @@ class Lease:
 
         The records are read back (masked, as written) and folded into the lease's own state, which is not used
         afterwards: folding is idempotent, so a failed write leaves the journal for the next command to fold."""
-        state = fold(self.state, self.store.records(), copy=False)
+        state = fold(self.state, self.store.iter_records(), copy=False)
         for address in forget:
             state.nodes.pop(address, None)
         self.commit(state)
