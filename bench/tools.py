@@ -292,5 +292,15 @@ class Floor(Tool):
         _rm(self.cwd / "out")
 
 
+class FloorSh(Floor):
+    """The floor's waves with a bare `sh -c` per job instead of bash: one process per job, nothing else."""
+
+    name = "floor_sh"
+    apply_label = "xargs -P2 sh -c waves"
+
+    def apply_argv(self) -> list[str]:
+        return ["bash", "floor_sh.sh"]
+
+
 def all_tools(projects: gen.Projects) -> list[Tool]:
-    return [Flows(projects), Dvc(projects), Snakemake(projects), Floor(projects)]
+    return [Flows(projects), Dvc(projects), Snakemake(projects), Floor(projects), FloorSh(projects)]
