@@ -25,11 +25,13 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-from providers import nslauncher
 from providers.joblog import MaskedLogPopen, pump_thread
 from vocab.masking import secret_values
 
 WORKFLOW = "/workflow"
+# The launcher runs as a script of its own (not imported here: it loads ctypes and libc at import).
+LAUNCHER = Path(__file__).with_name("nslauncher.py")
+LAUNCHER_MACHINES = ("x86_64", "aarch64")  # where it knows clone's system call number (nslauncher.SYS_CLONE)
 CODE = "/mnt/code"
 PID_FLAGS = ["--pid", "--fork", "--mount-proc", "--kill-child"]
 
@@ -90,7 +92,7 @@ def _outermost(folders: Iterable[Path]) -> list[str]:
 def launcher_available() -> bool:
     """Whether jobs can be forked straight into their namespaces by a resident launcher: as root (no user
     namespace to map), where `unshare` proved that mount and PID namespaces work, on a known architecture."""
-    return os.geteuid() == 0 and nslauncher.SYS_CLONE is not None and pid_namespace_available()
+    return os.geteuid() == 0 and os.uname().machine in LAUNCHER_MACHINES and pid_namespace_available()
 
 
 def spawn(command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
@@ -190,7 +192,7 @@ class Launcher:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 # -I -S: no site-packages, no environment: the launcher is small, and so is each fork of it
-                self._proc = subprocess.Popen([sys.executable, "-I", "-S", nslauncher.__file__, str(theirs.fileno())],
+                self._proc = subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), str(theirs.fileno())],
                                               pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                               stdout=subprocess.DEVNULL, start_new_session=True)
             finally:
