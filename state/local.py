@@ -5,6 +5,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Iterator
