@@ -69,8 +69,9 @@ def print_plan(plan: Plan, console: Console, verbose_reuse: bool = False) -> Non
 def _writer(console: Console) -> Callable[[str, str], None]:
     """say(markup, plain): one line of the plan. On a plain console (no colours, no terminal: CI, a file) a line
     that rich would write unchanged (printable, shorter than the width, no `:emoji:` to replace) is written as
-    it is: rendering thousands of plan lines through rich took longer than planning them."""
-    if console.color_system is not None or console.is_terminal or console.record:
+    it is: rendering thousands of plan lines through rich took longer than planning them. Anything else that
+    prints (a capturing stand-in, a terminal) gets every line through its `print`."""
+    if not isinstance(console, Console) or console.color_system is not None or console.is_terminal or console.record:
         return lambda markup, plain: console.print(markup)
     width, out = console.width, console.file
 
