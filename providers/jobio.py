@@ -156,6 +156,7 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobS
     records: dict[str, OutputRecord] = {}
     warnings: list[str] = []
     missing: list[str] = []
+    _check_not_a_link(outputs_dir)
     for name, t in declared.items():
         path = _output_path(outputs_dir, name)
         if not path.exists():
@@ -228,6 +229,15 @@ def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool = Fals
         why = f" ({e})" if inner.startswith("enum[") else why
         raise OutputsError(redact(f"output '{name}' is not {_article(t)} {t}: {shown!r}{why}")) from None
     return store_value(t, value, blobs)
+
+
+def _check_not_a_link(outputs_dir: Path) -> None:
+    """A job may replace its whole outputs folder (or the folder above it) with a link, say to /etc: the names
+    inside would then all be "inside" it. Nothing is read through such a folder."""
+    for folder in (outputs_dir, outputs_dir.parent):
+        if os.path.islink(folder):
+            raise OutputsError(f"the job replaced its outputs folder with a link (to {os.readlink(folder)}); "
+                               "nothing was read through it")
 
 
 def _output_path(outputs_dir: Path, name: str) -> Path:

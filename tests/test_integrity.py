@@ -132,6 +132,30 @@ def test_links_that_leave_a_directory_output_are_refused_and_links_inside_are_ke
     assert files == ["d/alias/x.txt", "d/copy.txt", "d/sub/x.txt"]  # followed inside the folder, stored as files
 
 
+
+OUTPUTS_LINK_FLOW = '''
+@workflow
+def wf() -> None:
+    run_domino_job_task(flyte_task_name="swap", command="python scripts/swap.py",
+                        output_specs=[Output(name="passwd", type=str), Output(name="group", type=FlyteFile)])
+'''
+SWAP = {"swap": '''
+import shutil
+mark("start")
+outputs = os.environ["FLOWS_OUTPUTS_DIR"]
+shutil.rmtree(outputs)
+os.symlink("/etc", outputs)  # the whole outputs folder becomes a link: /etc/passwd would be "an output"
+'''}
+
+
+def test_an_outputs_folder_replaced_by_a_link_is_refused(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "proj", OUTPUTS_LINK_FLOW, SWAP)
+    p.apply(code=1)
+    node = p.state()["nodes"]["wf/swap"]
+    assert node["status"] == "failed" and "outputs folder" in node["error"] and "link" in node["error"], node
+    for secret in (Path("/etc/passwd").read_bytes(), Path("/etc/group").read_bytes()):
+        assert not [b for b in (p.root / ".flows" / "blobs").glob("??/*") if b.read_bytes() == secret]
+
 # ---- 3. a process the job leaves behind ----------------------------------------------------------------
 
 DETACH_FLOW = '''
