@@ -237,5 +237,12 @@ class LocalBackend:
         # and everything before it is intact.
         return [line for line in lines[:-1] if line]
 
-    def journal_clear(self, flow: str) -> None:
-        self._path(flow, JOURNAL_SUFFIX).unlink(missing_ok=True)
+    def journal_clear(self, flow: str, lock_id: str | None = None) -> None:
+        # Under the mutex the lock is taken under too: a takeover (and so any record of the new holder)
+        # comes either before this check or after the journal is gone.
+        with self._mutex(flow):
+            if lock_id is not None:
+                held = self.read_lock(flow)
+                if held is None or held.id != lock_id:
+                    return
+            self._path(flow, JOURNAL_SUFFIX).unlink(missing_ok=True)

@@ -324,7 +324,13 @@ class S3Backend:
         # (a record deleted between listing and reading went with a concurrent clear)
         return [got[0] for got in bodies if got is not None]
 
-    def journal_clear(self, flow: str) -> None:
+    def journal_clear(self, flow: str, lock_id: str | None = None) -> None:
+        # S3 cannot delete on a condition about another object: the lock is read just before the listing, so
+        # only a holder paused between the two for longer than its lease could still delete a newer journal.
+        if lock_id is not None:
+            held = self.read_lock(flow)
+            if held is None or held.id != lock_id:
+                return
         keys = self._journal_keys(flow)
         prefix = self._journal_prefix(flow)
         with self._errors(prefix, "clearing the journal"):

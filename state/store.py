@@ -259,7 +259,7 @@ class Lease:
             except StateError:
                 continue  # the old holder wrote between our read and our write: fold again
             if records:
-                self.backend.journal_clear(self.flow)
+                self.backend.journal_clear(self.flow, lock_id=self.info.id)
             return
         raise StateError("could not take over the state: it keeps changing under the lock",
                          file=self.store.describe())
@@ -315,7 +315,8 @@ class Lease:
                 "entries). See `flows runs list`.")
 
     def finish(self, forget: list[str] = ()) -> State:  # type: ignore[assignment]
-        """Fold this lease's journal into the state (serial + 1), forget nodes, write, then clear the journal.
+        """Fold this lease's journal into the state (serial + 1), forget nodes, write, then clear the journal (only
+        while the lock is still ours: resumed after a takeover, this holder must not delete the new holder's).
 
         The records are read back (masked, as written) and folded into the lease's own state, which is not used
         afterwards: folding is idempotent, so a failed write leaves the journal for the next command to fold."""
@@ -323,7 +324,7 @@ class Lease:
         for address in forget:
             state.nodes.pop(address, None)
         self.commit(state)
-        self.backend.journal_clear(self.flow)
+        self.backend.journal_clear(self.flow, lock_id=self.info.id)
         return state
 
     # -- the lease ----------------------------------------------------------------------------------

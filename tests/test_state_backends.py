@@ -301,6 +301,18 @@ def test_journal_append_read_in_order_and_clear(kit: Kit) -> None:
     assert records(kit.make()) == [{"type": "again"}]
 
 
+def test_journal_clear_for_a_lock_no_longer_held_deletes_nothing(kit: Kit) -> None:
+    b = kit.make()
+    old = b.lock(FLOW, LockInfo())
+    b.unlock(FLOW, old.id)
+    b.lock(FLOW, LockInfo())  # taken by another holder, who journals
+    b.journal_append(FLOW, record({"type": "run_started"}))
+    b.journal_clear(FLOW, lock_id=old.id)
+    assert records(b) == [{"type": "run_started"}]
+    b.journal_clear(FLOW, lock_id=b.read_lock(FLOW).id)  # type: ignore[union-attr]
+    assert records(b) == []
+
+
 def test_a_new_process_appends_after_existing_records(kit: Kit) -> None:
     kit.make().journal_append(FLOW, record({"n": 1}))
     later = kit.make()  # e.g. `flows recover` after a crash

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,6 +136,45 @@ def test_a_holder_that_lost_its_lock_can_never_write(tmp_path: Path) -> None:
     assert "wf/prep" not in final.nodes, "a node record of the fenced-out holder reached the state"
     assert "k" * 64 in final.cache  # its finished result is kept where it cannot mislead
     assert final.fence == second.generation and final.runs["r1"].outcome == "interrupted"
+    second.release()
+
+
+class _PausedBeforeClearing(LocalBackend):
+    """The local backend, with the first holder paused (as by `kill -STOP`) between writing its state and clearing
+    the journal: before that clear runs, `meanwhile` does what another process did during the pause."""
+
+    meanwhile: Any = None
+
+    def journal_clear(self, flow: str, *args: Any, **kw: Any) -> None:
+        if self.meanwhile is not None:
+            then, self.meanwhile = self.meanwhile, None
+            then()
+        super().journal_clear(flow, *args, **kw)
+
+
+def test_a_holder_paused_after_its_write_never_clears_the_next_holders_journal(tmp_path: Path) -> None:
+    """Issue 15 (item 7), the pause trial of seed 20261123: an apply paused just after its final state write, taken
+    over, then resumed, must not delete the journal of the run that took over (its only durable record)."""
+    backend = _PausedBeforeClearing(tmp_path / "state", lease_seconds=0.2)
+    store = StateStore(backend, FLOW, lease_seconds=0.2)
+    first = store.lock("apply", run_id="r1")
+    first.append(journal.RunStarted(run=RunRecord(id="r1", flow=FLOW)))
+    first.append(journal.NodeFinished(run_id="r1", node=_node()))
+    taken: list[Any] = []
+
+    def take_over() -> None:
+        second = store.lock("apply", run_id="r2", timeout=10, break_expired=True)  # waits out the lease
+        second.append(journal.RunStarted(run=RunRecord(id="r2", flow=FLOW)))
+        taken.append(second)
+
+    backend.meanwhile = take_over
+    written = first.finish()  # writes the state (its lock still held), then is "paused" before clearing
+    assert written.runs["r1"].outcome != "interrupted" and taken
+    second = taken[0]
+    assert [type(r).__name__ for r in store.records()] == ["RunStarted"], \
+        "the resumed holder deleted the journal of the run that took its lock over"
+    final = second.finish()
+    assert "r2" in final.runs and final.fence == second.generation
     second.release()
 
 
