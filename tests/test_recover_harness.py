@@ -13,13 +13,18 @@ Then `flows recover` runs to the end, and every time:
     job still running at the kill was re-attached, not re-launched;
   - the outputs are byte-identical to a clean run's, and the next plan has no changes.
 
-Pause trials (issue 15, item 7): instead of being killed, apply is paused (SIGSTOP) until its lease runs out,
-a second apply takes the lock over (--break-expired-lock) and finishes, and then the first is resumed
-(SIGCONT). Every time: the resumed apply starts nothing, writes nothing and exits non-zero ("lost the state
-lock"); the state is exactly the second run's result (outputs byte-identical to a clean run, the first run
-interrupted, no node recorded by the first run after the takeover); the next plan has no changes.
+Pause trials (issue 15, item 7), local and Domino: instead of being killed, apply is paused (SIGSTOP) until its
+lease runs out, a second apply takes the lock over (--break-expired-lock) and finishes, and then the first is
+resumed (SIGCONT). The pause lands at an exact point chosen by the seed (every job waits at a gate: k nodes
+finished, the next ones started and waiting), never inside a start or a write, and the trial asserts what it
+relies on before the takeover: the paused apply holds the lock and has not written the state. (A pause that
+lands after an apply's final state write tests nothing: that apply finished under its own lock and rightly
+exits 0. That is what seed 20261123 once hit when the pause point was "after the last journal record".)
+Every time: the resumed apply starts nothing, writes nothing and exits non-zero ("lost the state lock"); the
+state is exactly the second run's result (outputs byte-identical to a clean run, the first run interrupted,
+no node recorded by the first run after the takeover); the next plan has no changes.
 
-CI runs a short version; `pytest -m slow tests/test_recover_harness.py` runs >= 20 trials per provider.
+CI runs a short version; `pytest -m slow tests/test_recover_harness.py` runs >= 20 trials per provider and kind.
 Seeds: FLOWS_HARNESS_SEED=<n> picks the base seed; a failing trial names its seed, and
 FLOWS_HARNESS_ONLY=<seed> replays just that trial.
 """
@@ -44,8 +49,9 @@ from providers.domino.emulator_world import EmulatorConfig, demo_project
 from tests.fixtures.domino import API_KEY, OWNER, PROJECT, domino_env
 from tests.fixtures.s3 import REGION, S3Env, aws_env
 from tests.fixtures.recover_kit import (ADDRESSES, APPLY_ARGS, FLOW_NAME, NODES, PLAN_ARGS, domino_toml,
-                                    finished_nodes, journal_records, load_state, make_project, markers_of, pause_outside_the_mutex,
-                                    output_bytes, read_local_blob, run_flows, start_flows, state_dir, wait_until)
+                                        finished_nodes, journal_records, load_state, make_project, markers_of,
+                                        open_gate, output_bytes, pause_outside_the_mutex, read_local_blob, run_flows,
+                                        start_flows, state_dir, wait_until)
 
 BASE_SEED = int(os.environ.get("FLOWS_HARNESS_SEED", "20261122"))
 ONLY = os.environ.get("FLOWS_HARNESS_ONLY")
@@ -255,52 +261,91 @@ def run_trials(base: Path, setup: Setup, seeds: list[int], ref: Reference, at_on
     assert not failures, "\n\n".join(sorted(failures))
 
 
-def run_pause_trial(base: Path, seed: int, ref: Reference) -> str:
-    """One pause-takeover-resume trial (local provider, a 1 s lease); returns a one-line summary."""
+def run_pause_trial(base: Path, setup: Setup, seed: int, ref: Reference) -> str:
+    """One pause-takeover-resume trial (a 1 s lease); returns a one-line summary. Any broken invariant raises.
+
+    The pause lands at an exact point, never inside a start or a write: every job waits at its gate, so the
+    trial lets `done` nodes finish (chosen by the seed), waits until the apply has started every node it can
+    start then, and pauses it there. Before the takeover it asserts what the trial relies on: the paused apply
+    holds the lock, has not written the state and has exactly `done` results in the journal (a pause after its
+    final state write would test nothing: that apply had finished under its own lock)."""
     rng = random.Random(seed)
-    setup = local_setup()
-    mode, threshold = kill_point(rng, setup.records)
-    folder = base / f"pause-{seed}"
+    done = rng.randint(0, len(NODES) - 1)
+    folder = base / f"pause-{setup.name}-{seed}"
     markers = folder / "markers"
-    root = make_project(folder / "project", markers, toml="[tool.flows.backend]\nlease_seconds = 1\n")
-    first = start_flows(*APPLY_ARGS, cwd=root, log=folder / "first.log")
+    toml = setup.toml(f"pause-{seed}") + "\n[tool.flows.backend]\nlease_seconds = 1\n"
+    root = make_project(folder / "project", markers, toml=toml, knobs={n: {"gate": True} for n in NODES})
+    world = setup.start_world(root)
+    env = {**setup.env(), **_world_env(world)}
+    first = start_flows(*APPLY_ARGS, cwd=root, log=folder / "first.log", env=env)
     try:
-        wait_until(lambda: progress(root, markers, mode) >= threshold or first.proc.poll() is not None)
-        if first.proc.poll() is not None:
-            return f"seed {seed}: apply finished before it could be paused"
+        while len(finished_nodes(root)) < done:
+            running = wait_until(lambda: sorted(set(journal_started(root)) - finished_nodes(root))
+                                 or first.proc.poll() is not None)
+            assert first.proc.poll() is None, f"apply ended early:\n{first.text()}"
+            before = len(finished_nodes(root))
+            open_gate(markers, rng.choice(running).split("/", 1)[1])
+            wait_until(lambda: len(finished_nodes(root)) > before or first.proc.poll() is not None)
+        wait_until(lambda: _settled(root) or first.proc.poll() is not None)
+        assert first.proc.poll() is None, f"apply ended early:\n{first.text()}"
         pause_outside_the_mutex(first.proc.pid, state_dir(root) / f"{FLOW_NAME}.mutex")
-        frozen = freeze(root, markers, {})
+        # What the trial relies on, now that the apply cannot move:
         lock = json.loads((state_dir(root) / f"{FLOW_NAME}.lock").read_text())
+        first_run = next(r["run"]["id"] for r in journal_records(root) if r.get("type") == "run_started")
+        assert lock["run_id"] == first_run, "the paused apply does not hold the lock"
+        assert not (state_dir(root) / f"{FLOW_NAME}.json").exists(), "the paused apply had written its state"
+        frozen = freeze(root, markers, {})
+        assert len(frozen) == done, (sorted(frozen), done)
+        in_flight = set(journal_started(root)) - set(frozen)
+        for name in NODES:  # its jobs in flight may finish during the pause; the next apply's must
+            open_gate(markers, name)
         wait_until(lambda: _lease_over(lock["expires"]))
-        second = run_flows(*APPLY_ARGS, "--break-expired-lock", cwd=root)
+        second = run_flows(*APPLY_ARGS, "--break-expired-lock", cwd=root, env=env)
         assert second.code == 0, f"the takeover failed:\n{second.text}"
-        after_second = marker_lines(markers)
+        assert "Took over an expired lock" in second.text, second.text
         taken = load_state(root)
+        assert taken.fence == 1, "the takeover did not fence the paused apply out"
+        after_second = marker_lines(markers)
+        starts = len(world.started_jobs) if isinstance(world, DominoEmulator) else 0
         os.kill(first.proc.pid, signal.SIGCONT)
         resumed = first.finish()
+        if isinstance(world, DominoEmulator):
+            assert len(world.started_jobs) == starts, "the resumed apply started a Domino job after losing its lock"
+        assert resumed.code != 0, f"the resumed apply went on as if it held the lock:\n{resumed.text}"
+        assert "lost the state lock" in resumed.text and "Traceback" not in resumed.text, resumed.text
+        assert marker_lines(markers) == after_second, "the resumed apply started a job after losing its lock"
+        state = load_state(root)
+        assert state.model_dump(exclude={"cache"}) == taken.model_dump(exclude={"cache"}), \
+            "the resumed apply changed the state"
+        assert list(state.runs)[0] == first_run and [r.outcome for r in state.runs.values()] == ["interrupted", "succeeded"], \
+            state.runs
+        late = {a for a, n in state.nodes.items() if n.run_id == first_run} - set(frozen)
+        assert not late, f"nodes of the paused run recorded after the takeover: {late}"
+        assert output_bytes(state, setup.read_blob) == ref.outputs, "outputs differ from a clean run"
+        r = run_flows(*PLAN_ARGS, "--detailed-exitcode", cwd=root, env=env)
+        assert r.code == 0, f"a plan after the takeover has changes:\n{r.text}"
     finally:
         if first.proc.poll() is None:
             os.kill(first.proc.pid, signal.SIGCONT)
             first.kill()
-    assert resumed.code != 0, f"the resumed apply went on as if it held the lock:\n{resumed.text}"
-    assert "lost the state lock" in resumed.text and "Traceback" not in resumed.text, resumed.text
-    assert marker_lines(markers) == after_second, "the resumed apply started a job after losing its lock"
-    state = load_state(root)
-    assert state.model_dump(exclude={"cache"}) == taken.model_dump(exclude={"cache"}), \
-        "the resumed apply changed the state"
-    runs = list(state.runs.values())
-    first_run = runs[0]
-    if "Nothing to do." in second.text:  # paused after its last result was durable: the takeover found it all done
-        assert len(runs) == 1 and runs[0].outcome in ("interrupted", "succeeded"), state.runs
-    else:
-        assert [r.outcome for r in runs] == ["interrupted", "succeeded"], state.runs
-    late = {a for a, n in state.nodes.items() if n.run_id == first_run.id} - set(frozen)
-    assert not late, f"nodes of the paused run recorded after the takeover: {late}"
-    assert output_bytes(state, read_local_blob) == ref.outputs, "outputs differ from a clean run"
-    r = run_flows(*PLAN_ARGS, "--detailed-exitcode", cwd=root)
-    assert r.code == 0, f"a plan after the takeover has changes:\n{r.text}"
+        setup.stop_world(world)
     shutil.rmtree(folder, ignore_errors=True)
-    return f"seed {seed}: paused after {threshold} {mode} ({len(frozen)} durable), taken over, resumed: fenced out"
+    return (f"seed {seed}: {setup.name} apply paused after {done} node(s) finished ({len(in_flight)} in flight), "
+            "taken over, resumed: fenced out")
+
+
+def journal_started(root: Path) -> list[str]:
+    """Nodes whose job the apply has started (its start is in the journal)."""
+    return [r["address"] for r in journal_records(root) if r.get("type") == "node_started"]
+
+
+def _settled(root: Path) -> bool:
+    """The apply has started every node it can start now (up to its parallelism, 4), and each start is
+    journaled: it only waits on its jobs' gates, so a pause cannot land inside a start."""
+    fin = finished_nodes(root)
+    ready = [a for a in ADDRESSES if a not in fin and all(f"{FLOW_NAME}/{u}" in fin for u in NODES[a.split("/", 1)[1]])]
+    running = set(journal_started(root)) - fin
+    return running <= set(ready) and len(running) == min(4, len(ready))
 
 
 def _lease_over(expires: str) -> bool:
@@ -350,20 +395,38 @@ def test_kill_and_recover_domino(tmp_path: Path, s3: S3Env, reference: Reference
     run_trials(tmp_path, domino_setup(s3), trial_seeds("domino", 2), reference, at_once=2)
 
 
-@pytest.mark.slow  # flaky: seed 20261123 once resumed and exited 0 (2026-11-30); run with -m slow until understood
-def test_pause_takeover_and_resume_local(tmp_path: Path, reference: Reference) -> None:
-    seeds = trial_seeds("local", 3)
+def run_pause_trials(base: Path, setup: Setup, seeds: list[int], ref: Reference, at_once: int) -> None:
     if not seeds:
         pytest.skip("FLOWS_HARNESS_ONLY names a seed this test does not run")
     failures = []
-    with cf.ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {pool.submit(run_pause_trial, tmp_path, seed, reference): seed for seed in seeds}
+    with cf.ThreadPoolExecutor(max_workers=at_once) as pool:
+        futures = {pool.submit(run_pause_trial, base, setup, seed, ref): seed for seed in seeds}
         for fut in cf.as_completed(futures):
             try:
                 print(fut.result())
             except Exception as e:  # every trial runs; all failures are reported together, with their seeds
-                failures.append(f"[pause trial seed {futures[fut]}] {e}")
+                where = "".join(traceback.format_exception(e)[-3:]) if not isinstance(e, AssertionError) else str(e)
+                failures.append(f"[{setup.name} pause trial seed {futures[fut]}; replay: FLOWS_HARNESS_SEED={BASE_SEED} "
+                                f"FLOWS_HARNESS_ONLY={futures[fut]}] {where}")
     assert not failures, "\n\n".join(sorted(failures))
+
+
+def test_pause_takeover_and_resume_local(tmp_path: Path, reference: Reference) -> None:
+    run_pause_trials(tmp_path, local_setup(), trial_seeds("local", 2), reference, at_once=2)
+
+
+def test_pause_takeover_and_resume_domino(tmp_path: Path, s3: S3Env, reference: Reference) -> None:
+    run_pause_trials(tmp_path, domino_setup(s3), trial_seeds("domino", 1), reference, at_once=1)
+
+
+@pytest.mark.slow
+def test_pause_takeover_and_resume_local_long(tmp_path: Path, reference: Reference) -> None:
+    run_pause_trials(tmp_path, local_setup(), trial_seeds("local", LONG_TRIALS), reference, at_once=3)
+
+
+@pytest.mark.slow
+def test_pause_takeover_and_resume_domino_long(tmp_path: Path, s3: S3Env, reference: Reference) -> None:
+    run_pause_trials(tmp_path, domino_setup(s3), trial_seeds("domino", LONG_TRIALS), reference, at_once=3)
 
 
 @pytest.mark.slow
