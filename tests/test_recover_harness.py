@@ -242,21 +242,24 @@ def _check_domino_starts(emu: DominoEmulator) -> None:
     assert not twice, f"Domino jobs started twice for the same node and key: {twice}"
 
 
-def run_trials(base: Path, setup: Setup, seeds: list[int], ref: Reference, at_once: int) -> None:
-    """Run the trials, `at_once` at a time (each has its own project, markers and emulator)."""
+def run_trials(base: Path, setup: Setup, seeds: list[int], ref: Reference, at_once: int,
+               trial: Callable[[Path, Setup, int, Reference], str] | None = None) -> None:
+    """Run the trials (`run_trial`, or `trial`), `at_once` at a time (each has its own project, markers and
+    emulator)."""
     if not seeds:
         pytest.skip("FLOWS_HARNESS_ONLY names a seed this test does not run")
     print(f"{setup.name}: base seed {BASE_SEED}, trials {seeds}")
     failures: list[str] = []
     with cf.ThreadPoolExecutor(max_workers=at_once) as pool:
-        futures = {pool.submit(run_trial, base, setup, seed, ref): seed for seed in seeds}
+        futures = {pool.submit(trial or run_trial, base, setup, seed, ref): seed for seed in seeds}
         for fut in cf.as_completed(futures):
             seed = futures[fut]
             try:
                 print(fut.result())
             except Exception as e:  # every trial runs; all failures are reported together, with their seeds
                 where = "".join(traceback.format_exception(e)[-3:]) if not isinstance(e, AssertionError) else str(e)
-                failures.append(f"[{setup.name} trial seed {seed}; replay: FLOWS_HARNESS_SEED={BASE_SEED} "
+                kind = "pause trial" if trial is run_pause_trial else "trial"
+                failures.append(f"[{setup.name} {kind} seed {seed}; replay: FLOWS_HARNESS_SEED={BASE_SEED} "
                                 f"FLOWS_HARNESS_ONLY={seed}] {where}")
     assert not failures, "\n\n".join(sorted(failures))
 
@@ -395,45 +398,22 @@ def test_kill_and_recover_domino(tmp_path: Path, s3: S3Env, reference: Reference
     run_trials(tmp_path, domino_setup(s3), trial_seeds("domino", 2), reference, at_once=2)
 
 
-def run_pause_trials(base: Path, setup: Setup, seeds: list[int], ref: Reference, at_once: int) -> None:
-    if not seeds:
-        pytest.skip("FLOWS_HARNESS_ONLY names a seed this test does not run")
-    failures = []
-    with cf.ThreadPoolExecutor(max_workers=at_once) as pool:
-        futures = {pool.submit(run_pause_trial, base, setup, seed, ref): seed for seed in seeds}
-        for fut in cf.as_completed(futures):
-            try:
-                print(fut.result())
-            except Exception as e:  # every trial runs; all failures are reported together, with their seeds
-                where = "".join(traceback.format_exception(e)[-3:]) if not isinstance(e, AssertionError) else str(e)
-                failures.append(f"[{setup.name} pause trial seed {futures[fut]}; replay: FLOWS_HARNESS_SEED={BASE_SEED} "
-                                f"FLOWS_HARNESS_ONLY={futures[fut]}] {where}")
-    assert not failures, "\n\n".join(sorted(failures))
-
-
 def test_pause_takeover_and_resume_local(tmp_path: Path, reference: Reference) -> None:
-    run_pause_trials(tmp_path, local_setup(), trial_seeds("local", 2), reference, at_once=2)
+    run_trials(tmp_path, local_setup(), trial_seeds("local", 2), reference, at_once=2, trial=run_pause_trial)
 
 
 def test_pause_takeover_and_resume_domino(tmp_path: Path, s3: S3Env, reference: Reference) -> None:
-    run_pause_trials(tmp_path, domino_setup(s3), trial_seeds("domino", 1), reference, at_once=1)
+    run_trials(tmp_path, domino_setup(s3), trial_seeds("domino", 1), reference, at_once=1, trial=run_pause_trial)
 
 
 @pytest.mark.slow
-def test_pause_takeover_and_resume_local_long(tmp_path: Path, reference: Reference) -> None:
-    run_pause_trials(tmp_path, local_setup(), trial_seeds("local", LONG_TRIALS), reference, at_once=3)
+@pytest.mark.parametrize("trial", [run_trial, run_pause_trial], ids=["kill", "pause"])
+def test_long_local(tmp_path: Path, reference: Reference, trial: Callable[[Path, Setup, int, Reference], str]) -> None:
+    run_trials(tmp_path, local_setup(), trial_seeds("local", LONG_TRIALS), reference, at_once=3, trial=trial)
 
 
 @pytest.mark.slow
-def test_pause_takeover_and_resume_domino_long(tmp_path: Path, s3: S3Env, reference: Reference) -> None:
-    run_pause_trials(tmp_path, domino_setup(s3), trial_seeds("domino", LONG_TRIALS), reference, at_once=3)
-
-
-@pytest.mark.slow
-def test_kill_and_recover_local_long(tmp_path: Path, reference: Reference) -> None:
-    run_trials(tmp_path, local_setup(), trial_seeds("local", LONG_TRIALS), reference, at_once=4)
-
-
-@pytest.mark.slow
-def test_kill_and_recover_domino_long(tmp_path: Path, s3: S3Env, reference: Reference) -> None:
-    run_trials(tmp_path, domino_setup(s3), trial_seeds("domino", LONG_TRIALS), reference, at_once=4)
+@pytest.mark.parametrize("trial", [run_trial, run_pause_trial], ids=["kill", "pause"])
+def test_long_domino(tmp_path: Path, s3: S3Env, reference: Reference,
+                     trial: Callable[[Path, Setup, int, Reference], str]) -> None:
+    run_trials(tmp_path, domino_setup(s3), trial_seeds("domino", LONG_TRIALS), reference, at_once=3, trial=trial)
