@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vocab.files import write_atomic
 from vocab.masking import redact_obj
 
 if TYPE_CHECKING:
@@ -64,9 +64,7 @@ def write(path: Path, timeline: dict[str, Any]) -> None:
     """Masked, atomically; a timeline is a convenience: failing to write one never fails the run."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(redact_obj(timeline), indent=1, ensure_ascii=False))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(redact_obj(timeline), indent=1, ensure_ascii=False).encode())
     except OSError:
         pass
 

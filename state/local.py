@@ -12,33 +12,18 @@ from typing import Iterator
 
 import contextlib
 
-
 from vocab.errors import LockHeldError, StateError
+from vocab.files import write_atomic
 from state.backend import HistoryEntry, LockInfo, LockLostError
 from state.local_layout import FLOW_NAME, JOURNAL_SUFFIX, check_flow_name, etag_of, flow_file, peek
 
-__all__ = ["FLOW_NAME", "LocalBackend", "check_flow_name", "etag_of", "fsync_write"]
+__all__ = ["FLOW_NAME", "LocalBackend", "check_flow_name", "etag_of"]
 
 KEEP_BACKUPS = 50
 POLL_SECONDS = 0.2
 
 
 _SERIAL = re.compile(rb'"serial"\s*:\s*(\d+)')
-
-
-def fsync_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically: temp file, fsync, rename, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class LocalBackend:
@@ -108,9 +93,9 @@ class LocalBackend:
                 return None
             if path.exists():
                 old = path.read_bytes()
-                fsync_write(path.with_name(path.name + ".bak"), old)
+                write_atomic(path.with_name(path.name + ".bak"), old, durable=True)
                 self._keep_history(flow, old)
-            fsync_write(path, data)
+            write_atomic(path, data, durable=True)
         return etag_of(data)
 
     def _history_dir(self, flow: str) -> Path:
@@ -123,7 +108,7 @@ class LocalBackend:
         found = _SERIAL.search(data[:4096])
         serial = int(found.group(1)) if found else 0
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        fsync_write(folder / f"{stamp}-s{serial}.json", data)
+        write_atomic(folder / f"{stamp}-s{serial}.json", data, durable=True)
         versions = sorted(folder.glob("*.json"))
         for old in versions[:-KEEP_BACKUPS]:
             old.unlink(missing_ok=True)
@@ -203,7 +188,7 @@ class LocalBackend:
                 raise LockLostError(f"lost the state lock {info.id} (it was broken by someone else)",
                                  file=str(self._path(flow, ".lock")))
             info = self._lease(info)
-            fsync_write(self._path(flow, ".lock"), info.model_dump_json().encode())
+            write_atomic(self._path(flow, ".lock"), info.model_dump_json().encode(), durable=True)
             return info
 
     def unlock(self, flow: str, lock_id: str) -> None:

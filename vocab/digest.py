@@ -11,6 +11,8 @@ from typing import Callable
 
 from blake3 import blake3
 
+from vocab.files import write_atomic
+
 CHUNK = 1 << 20
 MMAP_THRESHOLD = 1 << 22  # large files: let blake3 hash a memory map with all cores
 
@@ -189,8 +191,7 @@ class StatCache:
         if not self.path or not self.dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         with self._lock:
-            tmp.write_text(json.dumps(self.entries, separators=(",", ":")))
+            data = json.dumps(self.entries, separators=(",", ":")).encode()
             self.dirty = False
-        os.replace(tmp, self.path)
+        write_atomic(self.path, data)

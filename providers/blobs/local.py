@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Collection
 
 from vocab.digest import StatCache, bytes_digest, file_digest, manifest_bytes, tree_files
+from vocab.files import write_atomic
 from providers.blobs.base import BlobChangedError, StoredBlob, ensure_inside, shard
 from providers.blobs.local_presence import MANIFEST_HEAD, intact, manifest_digests, usable
 
@@ -139,9 +140,7 @@ class LocalBlobStore:
         path = self.root / "users" / f"{user_id}.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_bytes(record)
-            os.replace(tmp, path)
+            write_atomic(path, record)
 
     def users(self) -> dict[str, bytes]:
         folder = self.root / "users"
