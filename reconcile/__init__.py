@@ -6,6 +6,8 @@ The authoring API is importable from here for new flows; unmodified Domino flow 
 import importlib
 from typing import Any
 
+from vocab.version import VERSION
+
 # Where each public name lives; imported on first use so `flows --help` does not pay for pydantic.
 _EXPORTS = {
     "reconcile.authoring.artifact": ["DATA", "MODEL", "REPORT", "Artifact", "ExportArtifactFilesToBundleSpec",
@@ -27,7 +29,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'reconcile' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "DATA", "MODEL", "REPORT", "Artifact", "ExportArtifactFilesToBundleSpec", "ExportArtifactToDatasetsSpec",

@@ -15,11 +15,11 @@ from typing import Any, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vocab.errors import StateError
+from vocab.version import VERSION
 
 # 2: `fence` (the lock generation that last fenced the state), runs' `masked_inputs`
 # 3: approval gates: runs' `approvals` and `waiting`, the run outcome `waiting`
 STATE_VERSION = 3
-TOOL_VERSION = "0.1.0"
 
 NodeStatus = Literal["succeeded", "failed", "running", "cancelled", "skipped"]
 # waiting: the run stopped at an approval gate nobody answered; `flows apply|recover --approve NAME` goes on.
@@ -162,7 +162,7 @@ class State(BaseModel):
     # The generation of the lock that last fenced this state: a holder whose lock generation is older lost
     # its lock to a takeover and may not write (checked in the same compare-and-swap as the write).
     fence: int = 0
-    tool_version: str = TOOL_VERSION
+    tool_version: str = VERSION
     flow: str
     nodes: dict[str, NodeRecord] = Field(default_factory=dict)
     cache: dict[str, CacheEntry] = Field(default_factory=dict)
@@ -220,7 +220,7 @@ def parse_state(text: str | bytes, source: str) -> State:
         raise StateError("state has no integer 'version' field", file=source)
     if version > STATE_VERSION:
         raise StateError(f"state version {version} was written by a newer flows "
-                         f"({raw.get('tool_version', '?')}); this flows {TOOL_VERSION} reads up to version "
+                         f"({raw.get('tool_version', '?')}); this flows {VERSION} reads up to version "
                          f"{STATE_VERSION}. Upgrade flows.", file=source)
     while version < STATE_VERSION:
         raw = UPGRADES[version](raw)

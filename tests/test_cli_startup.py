@@ -54,3 +54,15 @@ def test_a_no_op_plan_on_the_local_defaults_imports_no_diff_s3_or_http_library(t
     proc = subprocess.run([sys.executable, "-c", _PLAN_PROBE], capture_output=True, text=True, timeout=60, cwd=root)
     assert "No changes." in proc.stdout, proc.stdout + proc.stderr
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+
+
+def test_one_version_everywhere() -> None:
+    """`flows --version`, the installed distribution and the state all say the one version (vocab/version.py)."""
+    import importlib.metadata
+
+    from state.model import State
+    from vocab.version import VERSION
+
+    assert flows("--version", cwd=EXAMPLE).out.strip() == f"flows {VERSION}"
+    assert importlib.metadata.version("flows") == VERSION
+    assert State(flow="wf").tool_version == VERSION
