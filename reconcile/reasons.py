@@ -5,6 +5,7 @@ from typing import Any
 
 from reconcile.fingerprint import PENDING
 from reconcile.plan_model import Reason
+from vocab.canonical import canonical_json
 from vocab.masking import redact_obj
 
 MAX_VALUE = 60
@@ -21,8 +22,7 @@ def short(value: Any) -> str:
 
 
 def _compact(value: Any) -> str:
-    import json
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return canonical_json(value, ascii=True)
 
 
 def _drop_pending(fp: dict[str, Any], pending: set[str]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+from vocab.canonical import canonical_json
 from vocab.errors import FlowsError, LockHeldError, StateError
 from vocab.masking import redact, redact_obj
 from state.backend import Backend, HistoryEntry, LockInfo, LockLostError
@@ -82,7 +83,7 @@ def settle_timed_out_gates(state: State, at: dt.datetime | None = None) -> bool:
 def masked_input_digest(run_id: str, name: str, value: Any) -> str:
     """A salted, slow digest of a masked input's value: enough to check a value given again, useless for
     guessing a short secret offline."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    text = canonical_json(value, ascii=True).encode()
     salt = f"flows-input:{run_id}:{name}".encode()
     return "scrypt:" + hashlib.scrypt(text, salt=salt, n=2 ** 14, r=8, p=1, dklen=32).hex()
 

@@ -37,6 +37,9 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def canonical_json(obj: Any) -> str:
-    """Sorted-key, separator-stable JSON: the byte form every hash in the project is taken of."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=jsonable)
+def canonical_json(obj: Any, *, ascii: bool = False) -> str:
+    """Sorted-key, separator-stable JSON: the byte form every hash in the project is taken of.
+
+    `ascii`: text beyond ASCII escaped (`\\u00e9`), the form directory manifests and masked-input digests have
+    always been taken of (their digests must not move)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii, default=jsonable)

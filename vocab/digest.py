@@ -11,6 +11,7 @@ from typing import Callable
 
 from blake3 import blake3
 
+from vocab.canonical import canonical_json
 from vocab.files import write_atomic
 
 CHUNK = 1 << 20
@@ -89,7 +90,7 @@ def tree_manifest(path: str | os.PathLike[str], digest_of: Callable[[Path], str]
 
 
 def manifest_bytes(files: dict[str, dict[str, object]]) -> bytes:
-    return json.dumps({"files": files}, sort_keys=True, separators=(",", ":")).encode()
+    return canonical_json({"files": files}, ascii=True).encode()
 
 
 def dir_digest(path: str | os.PathLike[str], digest_of: Callable[[Path], str] | None = None) -> str:

@@ -33,6 +33,7 @@ from providers.domino.client import DominoClient
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
 from providers.domino.staging import Staging, attempt_marker, code_files_of
 from providers.domino.watcher import JobWatcher
+from vocab.canonical import canonical_json
 from vocab.digest import TreeError
 from vocab.errors import FlowLoadError, FlowsError, ProviderError
 from vocab.flytetypes import is_blob, is_dir
@@ -215,7 +216,7 @@ class DominoProvider:
         in the flow stays. A setting Domino's job start cannot take is an error naming node and field."""
         if node.kind == "export_artifacts":
             return dict(node.job_config)
-        cache_id = json.dumps([node.job_config, node.resolve_defaults], sort_keys=True, default=str)
+        cache_id = canonical_json([node.job_config, node.resolve_defaults])
         with self._lock:
             if cache_id in self._resolved:
                 return dict(self._resolved[cache_id])
