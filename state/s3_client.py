@@ -27,10 +27,11 @@ _SESSIONS_LOCK = threading.Lock()
 
 def make_client(*, region: str | None, endpoint_url: str | None, profile: str | None,
                 max_attempts: int | None = None, connect_timeout: float = 10.0, read_timeout: float = 60.0,
-                pool: int = WORKERS * 2) -> Any:
+                pool: int = WORKERS * 2, signature_version: str | None = None) -> Any:
     """A boto3 S3 client; throttling and 5xx are retried by botocore (standard mode), never by hand.
 
     `max_attempts` counts the first try; unset, botocore takes AWS_MAX_ATTEMPTS / the profile / its default.
+    `signature_version`: e.g. "s3v4" for a client that presigns URLs (what every region takes).
     """
     import boto3
     from botocore.config import Config
@@ -40,7 +41,7 @@ def make_client(*, region: str | None, endpoint_url: str | None, profile: str | 
     if max_attempts is not None:
         retries["total_max_attempts"] = max_attempts
     config = Config(retries=retries, connect_timeout=connect_timeout, read_timeout=read_timeout,
-                    max_pool_connections=pool)
+                    max_pool_connections=pool, **({"signature_version": signature_version} if signature_version else {}))
     try:
         # A session costs ~0.1 s to load and is not thread-safe: keep one per profile and AWS environment
         # (a session caches the credentials it found, so a changed environment needs a new one).

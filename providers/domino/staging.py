@@ -31,6 +31,7 @@ from providers.code_files import command_files, task_files
 from vocab.errors import ProviderError
 from vocab.flytetypes import is_blob, is_dir
 from state.model import OutputRecord
+from state.s3_client import make_client
 
 RUNTIME_FILE = Path(__file__).with_name("runtime.py")
 DEFAULT_TIMEOUT = 24 * 3600.0   # a node without a timeout: its URLs still expire
@@ -110,15 +111,10 @@ class Staging:
     def _signer(self) -> Any:
         """A client that signs URLs with SigV4 (what every region takes; a SigV2 URL may be refused)."""
         with self._lock:
-            if self._presigner is None:
-                import boto3
-                from botocore.config import Config
-
+            if self._presigner is None:  # (no region anywhere: boto3 signs for us-east-1)
                 settings = getattr(self.blobs, "settings", {})
-                session = boto3.session.Session(profile_name=settings.get("profile"))
-                self._presigner = session.client(
-                    "s3", region_name=settings.get("region") or session.region_name or "us-east-1",
-                    endpoint_url=settings.get("endpoint_url"), config=Config(signature_version="s3v4"))
+                self._presigner = make_client(region=settings.get("region"), endpoint_url=settings.get("endpoint_url"),
+                                              profile=settings.get("profile"), signature_version="s3v4")
             return self._presigner
 
     def _get(self, key: str, expires: int, bucket: str | None = None) -> str:
