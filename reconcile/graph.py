@@ -151,9 +151,6 @@ class FlowGraph(BaseModel):
     def order(self) -> list[str]:
         return list(self.nodes)
 
-    def downstream(self, address: str) -> list[str]:
-        return [a for a, n in self.nodes.items() if address in n.upstreams()]
-
     def ancestors(self, address: str) -> set[str]:
         out: set[str] = set()
         stack = [address]
@@ -162,18 +159,4 @@ class FlowGraph(BaseModel):
                 if up not in out:
                     out.add(up)
                     stack.append(up)
-        return out
-
-    def descendants(self, address: str) -> set[str]:
-        children: dict[str, list[str]] = {a: [] for a in self.nodes}
-        for a, n in self.nodes.items():
-            for up in n.upstreams():
-                children[up].append(a)
-        out: set[str] = set()
-        stack = [address]
-        while stack:
-            for c in children[stack.pop()]:
-                if c not in out:
-                    out.add(c)
-                    stack.append(c)
         return out

@@ -44,11 +44,6 @@ LOG_TAIL_LINES = 20
 FIND_JOBS = 200  # how far back the project's job list is searched for a start that was not journaled
 
 
-def encode_result(result: dict[str, Any]) -> str:
-    """One log line carrying the runtime's result (base64 survives Domino's HTML-ish log rendering)."""
-    return RESULT_MARKER + base64.b64encode(json.dumps(result).encode()).decode()
-
-
 def decode_result(log: str) -> dict[str, Any] | None:
     for line in reversed(log.splitlines()):
         idx = line.find(RESULT_MARKER)
