@@ -8,7 +8,6 @@ node's data without any ids of our own in the DOT.
 from __future__ import annotations
 
 import html
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from reconcile.fingerprint import PENDING
 from reconcile.graph import FlowGraph
 from reconcile.plan_model import SYMBOLS, Plan
 from reconcile.render_graph import FILLS, describe_binding, forgotten, short
+from reconcile.html_page import DETAILS_STYLE, DOM_HELPERS, END, HEAD, fill, json_for_script
 from vocab.masking import redact, redact_obj
 from state.model import NodeRecord, State
 
@@ -117,12 +117,6 @@ def _inline_svg(svg: str) -> str:
     return re.sub(r'<svg width="[^"]*" height="[^"]*"', '<svg', body, count=1)
 
 
-def _json_for_script(data: Any) -> str:
-    # Inside <script>, `</script>` or `<!--` in a value would end or break the block: escape <, >, & as \u00XX.
-    text = json.dumps(data, ensure_ascii=False, default=str)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def page(graph: FlowGraph, svg: str, data: dict[str, Any], summary: str) -> str:
     used = sorted({n.get("action") for n in data.values() if n.get("action")},
                   key=lambda a: list(FILLS).index(a) if a in FILLS else 99)
@@ -131,21 +125,11 @@ def page(graph: FlowGraph, svg: str, data: dict[str, Any], summary: str) -> str:
     meta = {"flow": graph.workflow, "file": graph.file, "summary": summary}
     parts = {"TITLE": html.escape(redact(f"{graph.workflow} — flows graph")), "FLOW": html.escape(redact(graph.workflow)),
              "FILE": html.escape(redact(graph.file)), "SUMMARY": html.escape(redact(summary)), "LEGEND": legend,
-             "DATA": _json_for_script({"meta": redact_obj(meta), "nodes": data}), "SVG": redact(_inline_svg(svg))}
-    # One pass, so a placeholder-looking string inside the data is never substituted.
-    return re.sub(r"@@([A-Z]+)@@", lambda m: parts[m.group(1)], _TEMPLATE)
+             "DATA": json_for_script({"meta": redact_obj(meta), "nodes": data}), "SVG": redact(_inline_svg(svg))}
+    return fill(_TEMPLATE, parts)
 
 
-_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>@@TITLE@@</title>
-<style>
-  body { margin: 0; font: 14px/1.4 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328; }
-  header { padding: 10px 16px; border-bottom: 1px solid #d0d7de; }
-  header h1 { font-size: 18px; margin: 0 8px 0 0; display: inline; }
+_TEMPLATE = HEAD + """\
   header .file, .dim { color: #656d76; }
   .key { display: inline-block; padding: 1px 8px; margin: 4px 4px 0 0; border: 1px solid #d0d7de; border-radius: 10px;
          font-size: 12px; }
@@ -159,10 +143,7 @@ _TEMPLATE = """<!DOCTYPE html>
   #graph g.node { cursor: pointer; }
   #graph g.node.selected > path, #graph g.node.selected > polygon, #graph g.node.selected > ellipse {
     stroke: #0969da; stroke-width: 3px; }
-  #details { width: 420px; overflow: auto; border-left: 1px solid #d0d7de; padding: 12px 16px; background: #f6f8fa; }
-  #details h2 { font-size: 16px; margin: 0 0 6px; word-break: break-all; }
-  #details h3 { font-size: 13px; margin: 14px 0 4px; text-transform: uppercase; color: #656d76; }
-  #details table { border-collapse: collapse; width: 100%; font-size: 12px; }
+""" + DETAILS_STYLE + """\
   #details td, #details th { border-top: 1px solid #d0d7de; padding: 3px 4px; text-align: left; vertical-align: top;
                              word-break: break-all; }
   #details code, #details pre { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
@@ -190,19 +171,7 @@ _TEMPLATE = """<!DOCTYPE html>
   var panel = document.getElementById("details");
   var byAddress = {};
 
-  // Small DOM helpers: every value goes in as text (never as HTML), so nothing in a flow can inject markup.
-  function el(tag, text, attrs) {
-    var e = document.createElement(tag);
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    for (var k in (attrs || {})) e.setAttribute(k, attrs[k]);
-    return e;
-  }
-  function section(title, field) {
-    panel.appendChild(el("h3", title));
-    var box = el("div", null, {"data-field": field});
-    panel.appendChild(box);
-    return box;
-  }
+""" + DOM_HELPERS + """\
   function fmt(v) { return typeof v === "string" ? v : JSON.stringify(v); }
   function table(rows, cols) {
     var t = el("table"), head = el("tr");
@@ -325,10 +294,4 @@ _TEMPLATE = """<!DOCTYPE html>
     document.getElementById("zoom-fit").addEventListener("click", function () { view = home.slice(); apply(); });
   }
 
-  // A link to page.html#<address> opens with that node's details shown.
-  if (location.hash.length > 1) show(decodeURIComponent(location.hash.slice(1)));
-})();
-</script>
-</body>
-</html>
-"""
+""" + END

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
-import re
 from typing import Any
 
+from reconcile.html_page import DETAILS_STYLE, DOM_HELPERS, END, HEAD, fill, json_for_script
 from vocab.masking import redact, redact_obj
 
 COLOURS = {"succeeded": "#2da44e", "recovered": "#2da44e", "failed": "#cf222e", "reused": "#8c959f",
@@ -126,11 +125,6 @@ def gantt_svg(nodes: dict[str, dict[str, Any]], critical: list[str]) -> str:
     return "\n".join(out)
 
 
-def _json_for_script(data: Any) -> str:
-    text = json.dumps(data, ensure_ascii=False, default=str)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def page(run: Any, timeline: dict[str, Any]) -> str:
     nodes = timeline["nodes"]
     critical = critical_path(nodes)
@@ -149,20 +143,11 @@ def page(run: Any, timeline: dict[str, Any]) -> str:
     parts = {"TITLE": html.escape(redact(f"run {run.id} — {run.flow}")), "RUN": html.escape(redact(run.id)),
              "FLOW": html.escape(redact(run.flow)), "SUMMARY": html.escape(redact(summary)), "LEGEND": legend,
              "PARTIAL": partial, "SVG": redact(gantt_svg(nodes, critical)),
-             "DATA": _json_for_script(redact_obj({"run": run.id, "nodes": nodes}))}
-    return re.sub(r"@@([A-Z]+)@@", lambda m: parts[m.group(1)], _TEMPLATE)
+             "DATA": json_for_script(redact_obj({"run": run.id, "nodes": nodes}))}
+    return fill(_TEMPLATE, parts)
 
 
-_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>@@TITLE@@</title>
-<style>
-  body { margin: 0; font: 14px/1.4 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328; }
-  header { padding: 10px 16px; border-bottom: 1px solid #d0d7de; }
-  header h1 { font-size: 18px; margin: 0 8px 0 0; display: inline; }
+_TEMPLATE = HEAD + """\
   .dim { color: #656d76; }
   .key { display: inline-block; margin: 4px 10px 0 0; font-size: 12px; }
   .key i { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 4px; vertical-align: -1px; }
@@ -180,10 +165,7 @@ _TEMPLATE = """<!DOCTYPE html>
   #gantt .queued { opacity: .35; }
   #gantt .bar.critical .run, #gantt .bar.critical .mark { stroke: #8250df; stroke-width: 3px; }
   #gantt .bar.critical .label { font-weight: 600; }
-  #details { width: 420px; overflow: auto; border-left: 1px solid #d0d7de; padding: 12px 16px; background: #f6f8fa; }
-  #details h2 { font-size: 16px; margin: 0 0 6px; word-break: break-all; }
-  #details h3 { font-size: 13px; margin: 14px 0 4px; text-transform: uppercase; color: #656d76; }
-  #details table { border-collapse: collapse; width: 100%; font-size: 12px; }
+""" + DETAILS_STYLE + """\
   #details td { border-top: 1px solid #d0d7de; padding: 3px 4px; vertical-align: top; word-break: break-all; }
   #details pre { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; background: #fff; border: 1px solid #d0d7de;
                  padding: 6px; max-height: 300px; overflow: auto; white-space: pre-wrap; }
@@ -205,18 +187,7 @@ _TEMPLATE = """<!DOCTYPE html>
   "use strict";
   var data = JSON.parse(document.getElementById("run-data").textContent);
   var panel = document.getElementById("details");
-  function el(tag, text, attrs) {  // values go in as text, never as HTML
-    var e = document.createElement(tag);
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    for (var k in (attrs || {})) e.setAttribute(k, attrs[k]);
-    return e;
-  }
-  function section(title, field) {
-    panel.appendChild(el("h3", title));
-    var box = el("div", null, {"data-field": field});
-    panel.appendChild(box);
-    return box;
-  }
+""" + DOM_HELPERS + """\
   function show(address) {
     var n = data.nodes[address];
     if (!n) return;
@@ -247,9 +218,4 @@ _TEMPLATE = """<!DOCTYPE html>
     var address = g.getAttribute("data-address");
     g.addEventListener("click", function () { show(address); history.replaceState(null, "", "#" + encodeURIComponent(address)); });
   });
-  if (location.hash.length > 1) show(decodeURIComponent(location.hash.slice(1)));
-})();
-</script>
-</body>
-</html>
-"""
+""" + END
