@@ -24,7 +24,8 @@ Every time: the resumed apply starts nothing, writes nothing and exits non-zero 
 state is exactly the second run's result (outputs byte-identical to a clean run, the first run interrupted,
 no node recorded by the first run after the takeover); the next plan has no changes.
 
-CI runs a short version; `pytest -m slow tests/test_recover_harness.py` runs >= 20 trials per provider and kind.
+The module is in the slow set (tests/conftest.py: `make test-slow`, CI): a short version of each kind, and
+`test_long_*` with FLOWS_HARNESS_TRIALS (25) trials per provider and kind.
 Seeds: FLOWS_HARNESS_SEED=<n> picks the base seed; a failing trial names its seed, and
 FLOWS_HARNESS_ONLY=<seed> replays just that trial.
 """
