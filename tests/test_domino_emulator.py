@@ -280,3 +280,10 @@ def test_python_domino_speaks_to_the_emulator(emulator: DominoEmulator, tmp_path
     stop = emulator.calls("POST", "/v4/jobs/stop")[0]
     assert (stop.body, stop.auth) == ({"projectId": p.id, "jobId": running["id"], "commitResults": True}, "bearer")
     assert emulator.calls("POST", "/v4/jobs/start")[1].body["mainRepoGitRef"] == {"type": "branches", "value": "main"}
+
+
+def test_a_finished_jobs_log_is_complete(emulator: DominoEmulator) -> None:
+    """The status says the job ended only once its log is all written (a reader right after sees the end)."""
+    job = start(emulator, "seq 1 400000; echo last-line")
+    assert finished(emulator, job["id"])["statuses"]["executionStatus"] == "Succeeded"
+    assert emulator.job(job["id"]).stdout().rstrip().endswith("last-line")

@@ -203,6 +203,7 @@ class JobRunner:
                 job.write_log("\nemulator: the job was stopped\n")
                 job.set_status("Stopped")
                 return
+        proc.wait()  # drains the masked log before the status says the job ended (its log is then complete)
         job.exit_code = proc.returncode
         job.set_status("Succeeded" if proc.returncode == 0 else "Failed")
 
