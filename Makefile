@@ -8,7 +8,7 @@ EXAMPLE = examples/ai_training
 FLYTEKIT_VENV ?= .venv-flytekit
 FLYTEKIT_SPEC ?= flytekit>=1.16,<2
 
-.PHONY: demo test test-slow coverage bench clean deps
+.PHONY: demo test test-slow soak coverage bench clean deps
 
 $(BIN)/flows: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ test: deps $(BIN)/flows $(FLYTEKIT_VENV)/.installed
 # The slow set (soak runs, harnesses, the malformed-input matrix, scenario replays, browser pages: the list is in
 # tests/conftest.py), left out of `make test` to keep it within a few minutes; CI runs both.
 test-slow: deps $(BIN)/flows
-	$(BIN)/python -m pytest -q -n 4 -m slow
+	$(BIN)/python -m pytest -q -n 4 -m "slow and not soak"
+
+# The kill/pause harness's soak runs: 25 random trials per provider and kind (FLOWS_HARNESS_TRIALS, _SEED, _ONLY).
+soak: deps $(BIN)/flows
+	$(BIN)/python -m pytest -q -n 4 -m soak
 
 # The same suite with line coverage of reconcile/ providers/ state/ vocab/, in the test process and in the
 # flows/job subprocesses it starts ([tool.coverage.*] in pyproject.toml); ends with the TOTAL line.
