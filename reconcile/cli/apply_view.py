@@ -22,7 +22,6 @@ from reconcile.session import ApplyResult, LoadedFlow, PlanDeclined, ReporterCon
 from state.model import RunRecord, State
 from state.store import Lease
 from vocab.errors import InputError
-from vocab.masking import redact
 
 console = out_console()
 err_console = Console(stderr=True, highlight=False)
@@ -30,11 +29,6 @@ SUMMARY_ROWS = 50  # a bigger run lists only the nodes that did not simply succe
 # An apply that stopped at an approval gate nobody answered: not a failure, not done (Terraform-like: a distinct
 # non-zero code, so CI can tell "waiting for a person" from "broken").
 WAITING_EXIT = 3
-
-
-def warn(text: str) -> None:
-    """A flow that loads but is probably not what was meant: said on stderr before planning."""
-    err_console.print(f"[yellow]Warning:[/yellow] {escape(redact(text))}", soft_wrap=True)
 
 
 @contextlib.contextmanager

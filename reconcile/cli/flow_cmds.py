@@ -35,7 +35,7 @@ def plan(
 
     Usage: flows plan FLOW_FILE [WORKFLOW] [--<input> VALUE ...]
     """
-    from reconcile.cli.apply_view import warn
+    from reconcile.cli.output import warn
     from reconcile.session import LoadedFlow, split_workflow, write_saved_plan
 
     workflow, input_args = split_workflow(list(ctx.args))
@@ -92,7 +92,8 @@ def apply(
     import os
 
     from reconcile.apply import ApplyOptions
-    from reconcile.cli.apply_view import apply_and_report, warn
+    from reconcile.cli.apply_view import apply_and_report
+    from reconcile.cli.output import warn
     from reconcile.gates import check_approvals
     from reconcile.session import begin_apply, load_for_apply
 

@@ -26,3 +26,11 @@ def out_console(**kw: object) -> Console:
     if _piped(sys.stdout):
         kw.setdefault("width", PIPE_WIDTH)
     return Console(highlight=False, **kw)  # type: ignore[arg-type]
+
+
+def warn(text: str) -> None:
+    """A flow that loads but is probably not what was meant: said on stderr before planning."""
+    from rich.markup import escape
+
+    from vocab.masking import redact
+    Console(stderr=True, highlight=False).print(f"[yellow]Warning:[/yellow] {escape(redact(text))}", soft_wrap=True)
