@@ -4,7 +4,8 @@ A job gets a private folder (`<jobs dir>/<run>/<address hash>.<attempt>.<id>/`) 
 `outputs/`; the sandbox mounts it at `/workflow` (and the project at `/mnt/code`) in a mount namespace
 of its own, so parallel jobs writing the same output name never meet. Inputs are written the way
 Domino writes them and outputs are checked, parsed and stored in the blob store (both by
-`providers.jobio`, shared with the Domino in-job runtime) before `wait` returns; the folder is removed after.
+`providers.jobio`, shared with the Domino in-job runtime) before `wait` returns; the folder is emptied then and
+removed when the apply ends (`providers.job_folders` says why).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from providers import jobenv, launcher, sandbox
+from providers import job_folders, jobenv, launcher, sandbox
 from providers.base import JobHandle, JobResult, JobSpec, NodeSpec, StatusCallback
 from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
@@ -114,11 +115,14 @@ class LocalProvider:
         self._stopped: set[str] = set()
         self._lock = threading.Lock()
         self._launcher: sandbox.Launcher | None = None
+        self._retired = job_folders.RetiredFolders()
 
     def close(self) -> None:
-        """Stop the resident job launcher, if one was started (it kills any job still running)."""
+        """Stop the resident job launcher, if one was started (it kills any job still running), and remove the
+        finished jobs' folders."""
         if self._launcher is not None:
             self._launcher.close()
+        self._retired.remove_all()
 
     def _spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
                env: dict[str, str]) -> JobProcess:
@@ -237,9 +241,7 @@ class LocalProvider:
             with self._lock:
                 self._running.pop(handle.job_id, None)
                 self._stopped.discard(handle.job_id)
-            shutil.rmtree(running.folder, ignore_errors=True)
-            with self._lock, contextlib.suppress(OSError):  # under the lock: start() may be creating a sibling
-                running.folder.parent.rmdir()  # the run's folder, once its last job is done
+            self._retired.add(running.folder)  # emptied now, removed at close (providers/job_folders.py)
 
     def _watch(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event) -> JobResult:
         try:
