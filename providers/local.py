@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -28,7 +27,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from providers import job_folders, jobenv, launcher, sandbox
+from providers import job_folders, jobenv, launcher, process_group, sandbox
 from providers.base import JobHandle, JobResult, JobSpec, NodeSpec, StatusCallback
 from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
@@ -46,45 +45,7 @@ KILL_GRACE = 5.0                 # seconds between SIGTERM and SIGKILL when a jo
 LOG_TAIL_LINES = 20
 
 
-class _PopenJob:
-    """A job started with `unshare` (or bare bash) as a child of this process; the same face as
-    `sandbox.LaunchedJob`. Its exit is seen without reaping it, so signalling its group stays safe."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self.pid = proc.pid
-        self._exit_fd = _exit_fd(proc.pid)  # readable the moment the job exits: no polling latency per job
-
-    def exited(self) -> bool:
-        return _exited(self.proc)
-
-    def wait_exit(self, timeout: float) -> bool:
-        fd = self._exit_fd
-        if self.exited():
-            return True
-        if fd is None:  # no pidfd here: the caller polls, with a growing interval
-            time.sleep(max(0.0, timeout))
-            return self.exited()
-        try:
-            select.select([fd], [], [], max(0.0, timeout))
-        except (OSError, ValueError):  # closed by the watching thread meanwhile (a stop from another thread)
-            time.sleep(max(0.0, min(timeout, POLL_MIN)))
-        return self.exited()
-
-    def signal(self, sig: int) -> None:
-        _signal_group(self.pid, sig)
-
-    def wait(self) -> int:
-        return self.proc.wait()
-
-    def close(self) -> None:
-        """By the thread that watched the job, when done (a stop from another thread may still wait on it)."""
-        if self._exit_fd is not None:
-            os.close(self._exit_fd)
-            self._exit_fd = None
-
-
-JobProcess = typing.Union[_PopenJob, sandbox.LaunchedJob]
+JobProcess = typing.Union[process_group.PopenGroup, sandbox.LaunchedJob]
 
 
 @dataclasses.dataclass
@@ -137,7 +98,7 @@ class LocalProvider:
                                             env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden)
             except sandbox.LauncherError as e:
                 raise OSError(str(e)) from None
-        return _PopenJob(sandbox.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path, env=env,
+        return process_group.PopenGroup(sandbox.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path, env=env,
                                        isolate=self.isolated, hide=self.hidden))
 
     # ---- capabilities --------------------------------------------------------------------------
@@ -199,7 +160,7 @@ class LocalProvider:
         with self._lock:
             self._running[job_id] = _Running(proc=proc, folder=folder, log=log, started=time.monotonic())
         self._remember(job_id, {"log": str(log), "pid": proc.pid, "folder": str(folder),
-                                "proc_start": _proc_start(proc.pid)})
+                                "proc_start": process_group.process_start(proc.pid)})
         return JobHandle(provider=self.name, job_id=job_id,
                          data={"kind": job.kind, "pid": proc.pid, "folder": str(folder), "log": str(log)})
 
@@ -247,7 +208,7 @@ class LocalProvider:
         try:
             return self._watch_job(job_id, running, job, cancel)
         finally:
-            if isinstance(running.proc, _PopenJob):
+            if isinstance(running.proc, process_group.PopenGroup):
                 running.proc.close()
 
     def _watch_job(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event) -> JobResult:
@@ -285,12 +246,7 @@ class LocalProvider:
         return JobResult(status="succeeded", outputs=outputs, warnings=warnings)
 
     def _kill(self, proc: JobProcess) -> None:
-        """SIGTERM the job's whole process group, SIGKILL what is left after the grace period."""
-        proc.signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.kill_grace
-        while not proc.exited() and time.monotonic() < deadline:
-            proc.wait_exit(min(0.01, max(0.0, deadline - time.monotonic())))
-        proc.signal(signal.SIGKILL)  # also children that ignored SIGTERM or outlived the leader
+        process_group.stop_with_grace(proc, self.kill_grace)
         proc.wait()
 
     def stop(self, handle: JobHandle) -> None:
@@ -311,12 +267,9 @@ class LocalProvider:
                                    "log": str(running.log)})
         info = self._recall(job_id)
         pid = info.get("pid")
-        if isinstance(pid, int) and info.get("proc_start") and _proc_start(pid) == info["proc_start"]:
-            _signal_group(pid, signal.SIGTERM)
-            deadline = time.monotonic() + self.kill_grace
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            _signal_group(pid, signal.SIGKILL)
+        started = info.get("proc_start")
+        if isinstance(pid, int) and started and process_group.process_start(pid) == started:
+            process_group.stop_with_grace(process_group.OrphanGroup(pid, started), self.kill_grace)
         if info.get("folder"):
             shutil.rmtree(info["folder"], ignore_errors=True)
         return None
@@ -401,46 +354,6 @@ class LocalProvider:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-
-def _exit_fd(pid: int) -> int | None:
-    """A pidfd for the job's process (Linux 5.3+), or None where there is none (then we poll)."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-def _exited(proc: subprocess.Popen[bytes]) -> bool:
-    """Whether the job's leader has exited, without reaping it: until it is reaped its pid (and so its
-    process group id) cannot be reused, so signalling the group stays safe."""
-    if proc.returncode is not None:
-        return True
-    try:
-        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # already gone
-
-
-def _proc_start(pid: int) -> str | None:
-    """The process's start time in clock ticks (Linux), to tell it from a later process with the same pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
-
-
-def _alive(pid: int) -> bool:
-    return _proc_start(pid) is not None
-
 
 def _tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:

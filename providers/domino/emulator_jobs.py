@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import os
 import shlex
-import signal
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from providers import sandbox
+from providers import process_group, sandbox
 
 Outcome = Literal["run", "fail", "hang", "die", "bad-ref"]
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped", "Error"})
@@ -250,14 +249,9 @@ def domino_quoting(command: str) -> str:
 
 def _kill(proc: subprocess.Popen[bytes], grace: float) -> None:
     """Stop the job's whole process group: TERM, then KILL after `grace` seconds (KILL at once if 0)."""
-    for sig in ([signal.SIGTERM] if grace > 0 else []) + [signal.SIGKILL]:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=grace if sig == signal.SIGTERM else 10.0)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait()
+    group = process_group.PopenGroup(proc)
+    try:
+        process_group.stop_with_grace(group, grace)
+        proc.wait()
+    finally:
+        group.close()
