@@ -105,6 +105,13 @@ class Provider(Protocol):
         ...
 
     @property
+    def start_in_flight_seconds(self) -> float:
+        """How long after a process sent a start (and died) its job may still appear: a request in flight when the
+        apply was killed is still served. `flows recover` looks again until then before it starts the node anew.
+        0 (local): nothing outlives the process."""
+        ...
+
+    @property
     def warnings(self) -> list[str]:
         """Said once per apply, before any job starts (e.g. the local provider without isolation)."""
         ...

@@ -77,6 +77,7 @@ class LocalProvider:
         self._lock = threading.Lock()
         self._launcher: sandbox.Launcher | None = None
         self._retired = job_folders.RetiredFolders()
+        self._log_folders: set[Path] = set()
 
     def close(self) -> None:
         """Stop the resident job launcher, if one was started (it kills any job still running), and remove the
@@ -92,7 +93,9 @@ class LocalProvider:
                 if self._launcher is None:
                     self._launcher = sandbox.Launcher()
                     weakref.finalize(self, self._launcher.close)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
+            if log_path.parent not in self._log_folders:  # one mkdir per run, not per job
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._log_folders.add(log_path.parent)
             try:
                 return self._launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
                                             env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden)
@@ -118,6 +121,7 @@ class LocalProvider:
 
     jobs_outlive_the_process = False  # a job dies with the apply that started it (recover stops an orphan)
     resolves_remotely = False  # the config as written: no server to ask
+    start_in_flight_seconds = 0.0  # a start is a fork of this process: nothing is in flight after it dies
 
     @property
     def warnings(self) -> list[str]:
@@ -169,7 +173,12 @@ class LocalProvider:
         run = "".join(c if c.isalnum() or c in "-_." else "_" for c in job.run_id) or "run"
         folder = self.jobs_dir / run / f"{address}.{job.attempt}.{short}"
         with self._lock:
-            (folder / "inputs").mkdir(parents=True)
+            try:
+                folder.mkdir()
+            except FileNotFoundError:  # the run's first job
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                folder.mkdir()
+            (folder / "inputs").mkdir()
             (folder / "outputs").mkdir()
         return folder
 
@@ -292,8 +301,11 @@ class LocalProvider:
 
     def _remember(self, job_id: str, info: dict[str, Any]) -> None:
         path = self._index(job_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(info))
+        try:
+            path.write_text(json.dumps(info))
+        except FileNotFoundError:  # its folder is made on first need, not checked for every job
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(info))
 
     def _recall(self, job_id: str) -> dict[str, Any]:
         if "/" in job_id or not job_id.startswith("local-"):

@@ -184,6 +184,7 @@ class Launcher:
         self._next = 0
         self._dead: str | None = None
         self._bash = shutil.which("bash") or "/bin/bash"
+        self._hidden: dict[tuple[str, ...], list[str]] = {}  # `hide` -> the folders to mount over, once all exist
 
     def _ensure(self) -> socket.socket:
         if self._dead is not None:
@@ -201,6 +202,15 @@ class Launcher:
             threading.Thread(target=self._read, args=(ours,), name="job-launcher", daemon=True).start()
         return self._sock
 
+    def _folders_to_hide(self, hide: Iterable[Path]) -> list[str]:
+        key = tuple(map(str, hide))
+        found = self._hidden.get(key)
+        if found is None:
+            found = _outermost(map(Path, key))
+            if all(os.path.isdir(folder) for folder in key):  # one made later (the blob store) is looked for again
+                self._hidden[key] = found
+        return found
+
     def spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path, env: dict[str, str],
               hide: Iterable[Path]) -> LaunchedJob:
         """Start `bash -c command` as `spawn` does in the isolated case; returns once it runs (or raises
@@ -211,7 +221,7 @@ class Launcher:
         else:
             read_fd, write_fd = -1, os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         request: dict[str, Any] = {"op": "spawn", "argv": [self._bash, "-c", f"trap : EXIT\n{command}"], "env": env,
-                   "cwd": str(cwd), "workflow": str(workflow_dir), "hide": _outermost(hide)}
+                   "cwd": str(cwd), "workflow": str(workflow_dir), "hide": self._folders_to_hide(hide)}
         started = threading.Event()
         answer: list[Any] = []
         try:

@@ -10,6 +10,8 @@ its inputs.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -115,11 +117,35 @@ def _jobs_to_attach(view: StateView, run: RunRecord, provider: Provider,
     attach = {a: j for a, j in run.jobs.items() if j.get("status") == "running" and j.get("job_id")}
     found = {}
     for address, intent in unjournaled_starts(view.journal, run.id).items():
-        job_id = provider.find_started(run.id, address, intent.attempt)
+        job_id = _find_started(provider, run.id, address, intent.attempt, intent.at, say)
         if job_id is not None:
             say(f"Found job {job_id} of {address}: started, but the dead process did not journal it.")
             found[address] = {"job_id": job_id, "key": intent.key, "attempt": intent.attempt, "status": "running"}
     return {**attach, **found}, found
+
+
+def _find_started(provider: Provider, run_id: str, address: str, attempt: int, intended_at: str,
+                  say: Say) -> str | None:
+    """The job of a start the dead apply journaled but never saw answered. A start sent just before the apply
+    died may still be served: until `start_in_flight_seconds` after the intent, "not found" is asked again."""
+    job_id = provider.find_started(run_id, address, attempt)
+    settled = _epoch(intended_at) + provider.start_in_flight_seconds
+    if job_id is None and time.time() < settled:
+        say(f"Waiting up to {settled - time.time():.0f} s for a job of {address}: its start may have been in "
+            "flight when the apply died.")
+        pause = 0.2
+        while job_id is None and time.time() < settled:
+            time.sleep(min(pause, max(0.0, settled - time.time())))
+            pause = min(pause * 2, 2.0)
+            job_id = provider.find_started(run_id, address, attempt)
+    return job_id
+
+
+def _epoch(stamp: str) -> float:
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0  # unreadable: old enough that nothing is in flight
 
 
 def run_inputs(run: RunRecord, graph: FlowGraph, input_args: list[str]) -> dict[str, Any]:

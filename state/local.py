@@ -202,8 +202,12 @@ class LocalBackend:
 
     # -- journal -----------------------------------------------------------------------------
     def journal_append(self, flow: str, data: bytes, durable: bool = True) -> None:
-        self._ensure_root()
-        fd = os.open(self._path(flow, JOURNAL_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        path, flags = self._path(flow, JOURNAL_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:  # the state folder is made on first need, not checked on every record
+            self._ensure_root()
+            fd = os.open(path, flags, 0o644)
         try:
             os.write(fd, data.rstrip(b"\n") + b"\n")
             if durable:

@@ -307,6 +307,36 @@ def test_domino_job_started_but_not_journaled_is_found(tmp_path: Path, domino_pr
     assert load_state(root).nodes[f"{W}/left"].job_id == left
 
 
+def test_a_start_in_flight_when_apply_died_is_found_not_started_twice(tmp_path: Path, domino_project: tuple) -> None:
+    """apply dies while its start request is still on its way to Domino: recover's first look finds no job, but
+    the job appears a moment later. recover must look again (until the provider's start_in_flight_seconds after
+    the intent) and re-attach, not start the node a second time."""
+    root, markers, emu, env = domino_project
+    start_left = f'"title": "flows: {W}/left '.encode()
+    proxy = HoldingProxy(emu.url, lambda method, path, body: path == "/v4/jobs/start" and start_left in body,
+                         before=True)
+    lists = lambda: len([c for c in emu.calls("GET", "/v4/jobs") if c.path == "/v4/jobs"])  # noqa: E731
+    try:
+        apply = start_flows(*APPLY_ARGS, cwd=root, log=tmp_path / "apply.log", env={**env, "DOMINO_API_HOST": proxy.url})
+        wait_until(lambda: proxy.held.is_set() or apply.proc.poll() is not None)
+        assert proxy.held.is_set(), apply.text()
+        apply.kill()
+        looked = lists()
+        recover = start_flows("recover", "--flow", W, cwd=root, log=tmp_path / "recover.log", env=env)
+        wait_until(lambda: lists() > looked or recover.proc.poll() is not None)
+        proxy.released.set()  # the start reaches Domino only now, after recover first looked
+        wait_until(lambda: any(node_of(emu.job(j).title) == f"{W}/left" for j in emu.started_jobs))
+    finally:
+        proxy.close()
+    open_gate(markers, "left")
+    open_gate(markers, "right")
+    done = recover.finish()
+    assert done.code == 0, done.out
+    assert f"Found job {_domino_job(emu, f'{W}/left')} of {W}/left" in done.out, done.out
+    starts = collections.Counter(node_of(emu.job(j).title) for j in emu.started_jobs)
+    assert starts == {f"{W}/{n}": 1 for n in DIAMOND}, starts
+
+
 @pytest.mark.slow  # the same path as above plus a stop; by hand with `pytest -m slow`
 def test_running_domino_job_for_a_stale_key_is_stopped_and_rerun(tmp_path: Path, domino_project: tuple) -> None:
     root, markers, emu, env = domino_project

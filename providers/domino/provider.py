@@ -41,6 +41,7 @@ from vocab.masking import redact
 
 RESULT_MARKER = "::flows-result::"
 LOG_TAIL_LINES = 20
+START_IN_FLIGHT = 30.0  # seconds: Domino answers a start in a few; a request sent before a crash is served by then
 FIND_JOBS = 200  # how far back the project's job list is searched for a start that was not journaled
 
 
@@ -169,6 +170,9 @@ class DominoProvider:
     max_parallel: int | None = None
     jobs_outlive_the_process = True  # a Domino Job runs on whatever happens to the apply that started it
     resolves_remotely = True  # resolve_config asks Domino: no no-op receipt; distinct configs resolved in parallel
+    # A start in flight when its apply died is still served: recover waits this long after the journaled intent
+    # before it concludes the start never reached Domino (a second job would run the same node twice).
+    start_in_flight_seconds = START_IN_FLIGHT
 
     def __init__(self, client: DominoClient, blobs: Any, *, runtime_python: str | None = None,
                  blobs_settings: dict[str, Any] | None = None) -> None:
