@@ -18,7 +18,7 @@ INPUTS = ["--data", "data/in.csv"]
 def _both(args: list[str], cwd: Path, **extra: str) -> tuple[subprocess.CompletedProcess[str], ...]:
     env = {**os.environ, "COLUMNS": "200", **extra}
     env.pop("FLOWS_TEST_WARM", None)
-    warm = run_warm(FLOWS, args, cwd, env, timeout=120)
+    warm = run_warm(FLOWS, args, cwd, env, timeout=120, always=True)
     assert warm is not None, "the warmed server did not take the command"
     cold = subprocess.run([FLOWS, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
@@ -40,7 +40,7 @@ def test_a_plan_an_apply_and_a_usage_error_answer_as_the_real_script(tmp_path: P
     assert warm.returncode != 0 and "no-such-input" in warm.stderr and "Traceback" not in warm.stderr
 
     applied = run_warm(FLOWS, ["apply", "flow.py", "wf", *INPUTS, "--auto-approve"], root,
-                       {**os.environ, "COLUMNS": "200"}, timeout=120)
+                       {**os.environ, "COLUMNS": "200"}, timeout=120, always=True)
     assert applied is not None and applied.returncode == 0, applied
     warm, cold = _both(["plan", "flow.py", "wf", *INPUTS, "--detailed-exitcode"], root)
     _same(warm, cold)
@@ -60,6 +60,6 @@ def test_a_command_past_its_timeout_is_killed(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", flow=flow, toml="[tool.flows]\nload_timeout = 900\n")
     pid_file = tmp_path / "pid"
     with pytest.raises(subprocess.TimeoutExpired):
-        run_warm(FLOWS, ["plan", "flow.py", "wf"], root, {**os.environ, "PID_FILE": str(pid_file)}, timeout=5)
+        run_warm(FLOWS, ["plan", "flow.py", "wf"], root, {**os.environ, "PID_FILE": str(pid_file)}, timeout=5, always=True)
     pid = int(pid_file.read_text())
     wait_until(lambda: not alive(pid), timeout=30, what="the timed-out command to be gone")
