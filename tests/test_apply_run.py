@@ -324,7 +324,10 @@ def test_live_view_on_a_terminal_shows_running_nodes_and_counts(tmp_path: Path) 
         return True
 
     try:
-        poll(lambda: not read_some() or re.search(rb"running 1\s+left 0", screen), "a live frame with 1 running")
+        # the counts can be drawn a frame before the node's job id is known: wait for both
+        poll(lambda: not read_some() or (re.search(rb"running 1\s+left 0", screen) is not None
+                                         and re.search(rb"wf/hold\s+local-\d+-\w+\s+\d+\.\ds", screen) is not None),
+             "a live frame with 1 running and its job id")
         frame = screen.decode(errors="replace")
         assert re.search(r"wf/hold\s+local-\d+-\w+\s+\d+\.\ds", frame), frame  # the running node's line
         assert re.search(r"done 0\s+reused 0\s+failed 0\s+skipped 0\s+running 1\s+left 0", frame), frame
