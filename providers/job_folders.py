@@ -73,9 +73,41 @@ def _remove(folders: list[Path], lock: threading.Lock) -> None:
         folders.clear()
     parents = {folder.parent for folder in taken}
     for folder in taken:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_folder(folder)
     for parent in parents:
         try:
             parent.rmdir()  # a run's folder, once its jobs' are gone
         except OSError:
             pass  # another job of the run is still there
+
+
+def _remove_folder(folder: Path) -> None:
+    """A job folder is mostly `inputs/` and `outputs/` holding plain files: removed with one listing each, through
+    folder descriptors opened without following links (a link swapped in is never entered); anything deeper or
+    odd goes to shutil's careful walk."""
+    try:
+        top = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    try:
+        for name in os.listdir(top):
+            try:
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+            except NotADirectoryError:
+                os.unlink(name, dir_fd=top)
+                continue
+            try:
+                for entry in os.listdir(sub):
+                    os.unlink(entry, dir_fd=sub)  # a folder in here raises: the careful walk takes over
+            finally:
+                os.close(sub)
+            os.rmdir(name, dir_fd=top)
+    except OSError:
+        pass
+    finally:
+        os.close(top)
+    try:
+        os.rmdir(folder)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)

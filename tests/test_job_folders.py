@@ -68,3 +68,19 @@ def test_after_an_apply_no_job_folder_is_left(tmp_path: Path) -> None:
     assert done.code == 0, done.text
     jobs = root / ".flows" / "jobs"
     assert not jobs.exists() or not any(jobs.iterdir())
+
+
+def test_removal_never_enters_a_link_and_handles_deeper_folders(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep me")
+    linked = tmp_path / "jobs" / "run-1" / "a.1.x"
+    (linked / "inputs").mkdir(parents=True)
+    (linked / "outputs").symlink_to(outside, target_is_directory=True)  # a job replaced its outputs with a link
+    deep = _job_folder(tmp_path)  # inputs/deep/more: a folder inside
+    retired = RetiredFolders()
+    retired.add(linked)
+    retired.add(deep)
+    retired.remove_all()
+    assert not linked.exists() and not deep.exists()
+    assert (outside / "keep").read_text() == "keep me"

@@ -83,7 +83,11 @@ def _compute_secret_values() -> list[str]:
 
 
 def redact(text: str) -> str:
-    for value in secret_values():
+    return _redact(text, secret_values())
+
+
+def _redact(text: str, values: list[str]) -> str:
+    for value in values:
         if value in text:
             text = text.replace(value, MASK)
     if "X-Amz-" in text or "Signature=" in text:
@@ -92,11 +96,15 @@ def redact(text: str) -> str:
 
 
 def redact_obj(obj: Any) -> Any:
-    """Redact every string inside a JSON-like structure."""
+    """Redact every string inside a JSON-like structure (the secrets are looked up once for all of them)."""
+    return _redact_obj(obj, secret_values())
+
+
+def _redact_obj(obj: Any, values: list[str]) -> Any:
     if isinstance(obj, str):
-        return redact(obj)
+        return _redact(obj, values)
     if isinstance(obj, dict):
-        return {redact_obj(k): redact_obj(v) for k, v in obj.items()}
+        return {_redact_obj(k, values): _redact_obj(v, values) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [redact_obj(v) for v in obj]
+        return [_redact_obj(v, values) for v in obj]
     return obj
