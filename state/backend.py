@@ -13,7 +13,7 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -152,8 +152,9 @@ class Backend(Protocol):
         subject dies with the machine anyway (a local job's start)."""
         ...
 
-    def journal_read(self, flow: str) -> list[bytes]:
-        """The records in append order, up to the first damaged one (a torn last write)."""
+    def journal_read(self, flow: str) -> Iterable[bytes]:
+        """The records in append order, up to the first damaged one (a torn last write); read as iterated where
+        the backend can (the journal of a large apply is tens of MB)."""
         ...
 
     def journal_clear(self, flow: str, lock_id: str | None = None) -> None:

@@ -121,13 +121,12 @@ def fold(state: State, records: Iterable[JournalRecord], *, copy: bool = True) -
     for rec in records:
         stale = rec.fence is not None and rec.fence < out.fence
         if isinstance(rec, NodeFinished):
-            if rec.cache is not None and rec.cache.fingerprint == rec.node.fingerprint:
-                rec.cache.fingerprint = rec.node.fingerprint  # one copy, not two, of each read-back fingerprint
-            if rec.cache is not None and not (stale and rec.cache.key in out.cache):
-                out.cache[rec.cache.key] = rec.cache
+            node, cache = _held_or_read(out, rec)
+            if cache is not None and not (stale and cache.key in out.cache):
+                out.cache[cache.key] = cache
             if stale:
                 continue
-            out.nodes[rec.node.address] = rec.node
+            out.nodes[node.address] = node
             run = out.runs.get(rec.run_id)
             if run is not None and rec.node.address in run.jobs:
                 run.jobs[rec.node.address]["status"] = rec.node.status
@@ -165,6 +164,25 @@ def fold(state: State, records: Iterable[JournalRecord], *, copy: bool = True) -
                 run.waiting = {name: run.waiting.get(name, wait) if run.waiting.get(name, wait).address == wait.address
                                else wait for name, wait in rec.waiting.items()}
     return out
+
+
+def _held_or_read(state: State, rec: NodeFinished) -> tuple[NodeRecord, CacheEntry | None]:
+    """The node record and cache entry to fold: those `state` already holds when they are equal to the ones read
+    (an apply's own state at its end holds every record it journaled; the copies read back, parsed afresh, took as
+    much memory again). Only equal content is shared, so the folded state is the same either way."""
+    node = rec.node
+    held = state.nodes.get(node.address)
+    if held is not None and held == node:
+        node = held
+    cache = rec.cache
+    if cache is None:
+        return node, None
+    held_entry = state.cache.get(cache.key)
+    if held_entry is not None and held_entry == cache:
+        return node, held_entry
+    if cache.fingerprint == node.fingerprint:
+        cache.fingerprint = node.fingerprint  # one copy, not two, of each read-back fingerprint
+    return node, cache
 
 
 def unjournaled_starts(records: list[JournalRecord], run_id: str) -> dict[str, NodeStarting]:

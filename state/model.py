@@ -171,6 +171,10 @@ class State(BaseModel):
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)
 
+    def to_json_bytes(self) -> bytes:
+        """`to_json()` as UTF-8 bytes, made as bytes (model_dump_json decodes pydantic's bytes into a str)."""
+        return self.__pydantic_serializer__.to_json(self, indent=1)
+
 
 def _upgrade_1(raw: dict[str, Any]) -> dict[str, Any]:
     """Version 1 had no fence (every lock generation starts at 0) and no masked-input digests."""

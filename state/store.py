@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 from vocab.canonical import canonical_json
 from vocab.errors import FlowsError, LockHeldError, StateError
-from vocab.masking import redact, redact_obj
+from vocab.masking import redact, redact_bytes, redact_obj
 from state.backend import Backend, HistoryEntry, LockInfo, LockLostError
 from state.journal import JournalRecord, RunStarted, fold, parse_record
 from state.model import RunRecord, State, parse_state
@@ -106,7 +106,7 @@ class StateStore:
     def serialise(self, state: State) -> bytes:
         for run in state.runs.values():
             note_masked_inputs(run)
-        return redact(state.to_json()).encode()
+        return redact_bytes(state.to_json_bytes())
 
     def record_bytes(self, record: JournalRecord) -> bytes:
         if isinstance(record, RunStarted):

@@ -1,0 +1,76 @@
+"""What keeps a large apply's memory down (issue 18) without changing a byte of what is stored: records folded back
+from the journal are the ones already held when equal, the state is serialised as bytes, the journal is read line by
+line. Sizes are measured in bench/ (never here); these check the sharing itself and that the output is unchanged."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from state.journal import NodeFinished, fold, parse_record
+from state.local import LocalBackend
+from state.model import CacheEntry, NodeRecord, OutputRecord, State
+from state.store import StateStore
+from vocab.masking import redact, redact_bytes, register_secret
+
+
+def _finished(run_id: str = "r1", error: str | None = None) -> NodeFinished:
+    fp = {"key_schema": 2, "task": {"name": "a", "command": "echo ü"}, "inputs": {"x": {"type": "int", "value": 1}}}
+    out = {"o": OutputRecord(type="file[csv]", digest="d" * 64, size=3, uri="/blobs/dd")}
+    node = NodeRecord(address="wf/a", task_name="a", key="k1", fingerprint=fp, outputs=out, run_id=run_id,
+                      error=error)
+    cache = CacheEntry(key="k1", task_name="a", address="wf/a", outputs=out, run_id=run_id, fingerprint=fp)
+    return NodeFinished(run_id=run_id, node=node, cache=cache)
+
+
+def _read_back(rec: NodeFinished, text: str | None = None) -> NodeFinished:
+    return parse_record(text if text is not None else rec.model_dump_json(), "journal")  # type: ignore[return-value]
+
+
+def test_folding_its_own_records_back_keeps_the_records_the_state_holds() -> None:
+    rec = _finished()
+    state = State(flow="wf", nodes={"wf/a": rec.node}, cache={"k1": rec.cache})  # type: ignore[dict-item]
+    folded = fold(state, [_read_back(rec)], copy=False)
+    assert folded.nodes["wf/a"] is rec.node
+    assert folded.cache["k1"] is rec.cache
+
+
+def test_a_record_read_back_different_from_the_one_held_wins_and_shares_one_fingerprint() -> None:
+    held = _finished(error="token s3cr3t-Vq93-7f3e1a in the log")
+    state = State(flow="wf", nodes={"wf/a": held.node}, cache={"k1": held.cache})  # type: ignore[dict-item]
+    masked = held.model_dump_json().replace("s3cr3t-Vq93-7f3e1a", "***")  # as the journal stores it
+    folded = fold(state, [_read_back(held, masked)], copy=False)
+    assert folded.nodes["wf/a"] is not held.node
+    assert folded.nodes["wf/a"].error == "token *** in the log"
+    new = _finished()
+    other = State(flow="wf")
+    folded = fold(other, [_read_back(new)], copy=False)
+    assert folded.cache["k1"].fingerprint is folded.nodes["wf/a"].fingerprint
+
+
+def test_the_state_is_serialised_as_bytes_identical_to_its_json_text(tmp_path: Path) -> None:
+    rec = _finished()
+    state = State(flow="wf", nodes={"wf/a": rec.node}, cache={"k1": rec.cache})  # type: ignore[dict-item]
+    assert state.to_json_bytes() == state.to_json().encode()
+    store = StateStore(LocalBackend(tmp_path), "wf")
+    assert store.serialise(state) == redact(state.to_json()).encode()
+
+
+def test_masking_bytes_masks_what_masking_the_text_masks() -> None:
+    secret = "sk-live-Q2w9-Zx81-aa7Hb3"
+    register_secret(secret)
+    text = json.dumps({"error": f"bad key {secret} é", "uri": "https://b/x?X-Amz-Signature=abc&y=1"},
+                      ensure_ascii=False)
+    assert redact_bytes(text.encode()) == redact(text).encode()
+    assert secret not in redact_bytes(text.encode()).decode()
+    plain = b'{"a": "nothing to mask"}'
+    assert redact_bytes(plain) is plain
+
+
+def test_the_journal_is_read_up_to_a_torn_last_record(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    assert list(backend.journal_read("wf")) == []
+    backend.journal_append("wf", b'{"n": 1}')
+    backend.journal_append("wf", b'{"n": 2}')
+    with (tmp_path / "wf.journal.jsonl").open("ab") as f:
+        f.write(b'{"n": 3, "tor')  # a crash mid-write
+    assert [json.loads(r) for r in backend.journal_read("wf")] == [{"n": 1}, {"n": 2}]
