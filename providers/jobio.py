@@ -34,7 +34,7 @@ from providers.pytask import ValueFormatError, format_value, inner_type, json_va
 from vocab.digest import TreeError, tree_files
 from vocab.flytetypes import is_blob, is_dir
 from vocab.masking import redact
-from state.model import OutputRecord
+from state.model import OutputRecord, trusted
 
 MAX_VALUE_BYTES = 1 << 20  # a primitive output is a value, not data: bigger ones should be declared files
 LISTED_FILES = 20          # how many written names a "missing output" message lists
@@ -209,12 +209,12 @@ def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool = Fals
             blob = blobs.put_dir(path, consume=consume, confine=True)
         except TreeError as e:
             raise OutputsError(redact(f"output '{name}': {name}/{e.rel} {e.reason}")) from None
-        return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
+        return trusted(OutputRecord, type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
     if not path.is_file():
         raise OutputsError(f"output '{name}' is declared {t} but the job wrote {_what_is(path)}")
     if is_blob(inner):
         blob = blobs.put_file(path, consume=consume)
-        return OutputRecord(type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
+        return trusted(OutputRecord, type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
     size = path.stat().st_size
     if size > MAX_VALUE_BYTES:
         raise OutputsError(f"output '{name}' is {size} bytes, too big for a {t} value (declare it as a file)")

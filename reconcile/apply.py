@@ -28,7 +28,7 @@ from reconcile.plan_model import Plan
 from providers.base import InputValue, JobResult, JobSpec, Provider
 from providers.blobs.base import BlobStore
 from state import journal
-from state.model import Approval, CacheEntry, GateWait, NodeRecord, OutputRecord, RunRecord, State, now
+from state.model import Approval, CacheEntry, GateWait, NodeRecord, OutputRecord, RunRecord, State, now, trusted
 from state.store import Lease, StateStore
 
 DONE_OK = ("succeeded", "reused")
@@ -58,7 +58,7 @@ class ApplyOptions:
     approver: str = dataclasses.field(default_factory=approver)  # who approves (FLOWS_APPROVER or the OS user)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)  # one per node, kept for the whole run: no per-instance __dict__
 class NodeOutcome:
     address: str
     action: str
@@ -226,9 +226,9 @@ class Scheduler:
         self.outputs[node.address] = entry.outputs
         rec = self.state.nodes.get(node.address)
         if rec is None or rec.key != key or rec.status != "succeeded":
-            self._record(NodeRecord(address=node.address, task_name=node.task_name, key=key, fingerprint=fp,
-                                    display=display, outputs=entry.outputs, status="succeeded", run_id=self.run.id,
-                                    job_id=entry.job_id, finished_at=now(), reused_from=entry.run_id), None)
+            self._record(trusted(NodeRecord, address=node.address, task_name=node.task_name, key=key, fingerprint=fp,
+                                 display=display, outputs=entry.outputs, status="succeeded", run_id=self.run.id,
+                                 job_id=entry.job_id, finished_at=now(), reused_from=entry.run_id), None)
         outcome.result, outcome.detail = "reused", why
         self.reporter.event(outcome, why)
         self._stop_leftover(node.address, outcome, lambda: self._spec(node, key), "cache hit")
@@ -297,10 +297,10 @@ class Scheduler:
             self.run.approvals[name] = approval
         with self._lock:
             self.waiting.pop(name, None)
-        self._record(NodeRecord(address=node.address, task_name=node.task_name, key=key, fingerprint=fp,
-                                display=display, status="succeeded", run_id=self.run.id, finished_at=now()),
-                     CacheEntry(key=key, task_name=node.task_name, address=node.address, outputs={},
-                                run_id=self.run.id, fingerprint=fp) if node.cache else None)
+        self._record(trusted(NodeRecord, address=node.address, task_name=node.task_name, key=key, fingerprint=fp,
+                             display=display, status="succeeded", run_id=self.run.id, finished_at=now()),
+                     trusted(CacheEntry, key=key, task_name=node.task_name, address=node.address, outputs={},
+                             run_id=self.run.id, fingerprint=fp) if node.cache else None)
         outcome.detail = f"approved by {approval.by} at {approval.at}"
         outcome.result = "succeeded"
         self.reporter.event(outcome, outcome.detail)
@@ -389,14 +389,15 @@ class Scheduler:
         status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(result.status, "failed")
         if status == "failed" and not self.opts.keep_going:
             self.stopping = True  # before the record is durable: nothing new may start once a failure is seen
-        record = NodeRecord(address=address, task_name=node.task_name, key=key, fingerprint=fp, display=display,
-                            outputs=result.outputs if status == "succeeded" else {}, status=status,  # type: ignore[arg-type]
-                            run_id=self.run.id, job_id=outcome.job_id, started_at=started_at, finished_at=now(),
-                            attempts=outcome.attempts, error=result.error, log=spec.log_path or None)
+        # (trusted: made from the engine's own values; one fingerprint and one outputs dict for record and entry)
+        record = trusted(NodeRecord, address=address, task_name=node.task_name, key=key, fingerprint=fp,
+                         display=display, outputs=result.outputs if status == "succeeded" else {}, status=status,
+                         run_id=self.run.id, job_id=outcome.job_id, started_at=started_at, finished_at=now(),
+                         attempts=outcome.attempts, error=result.error, log=spec.log_path or None)
         entry = None
         if status == "succeeded" and node.cache:
-            entry = CacheEntry(key=key, task_name=node.task_name, address=address, outputs=result.outputs,
-                               run_id=self.run.id, job_id=outcome.job_id, fingerprint=fp)
+            entry = trusted(CacheEntry, key=key, task_name=node.task_name, address=address, outputs=result.outputs,
+                            run_id=self.run.id, job_id=outcome.job_id, fingerprint=fp)
         self._record(record, entry)
         if status == "succeeded":
             self.outputs[address] = result.outputs

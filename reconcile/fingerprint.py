@@ -135,9 +135,13 @@ def binding_shape(binding: Binding, values: list[Any]) -> Any:
     return list(values) if binding.keys is None else dict(zip(binding.keys, values))
 
 
-def fingerprint(node: Node, resolved_config: dict[str, Any], code: dict[str, str],
-                inputs: dict[str, dict[str, Any] | None]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(fingerprint, display fields). Pending inputs are marked and must be filled before keying."""
+# A node's task, code and display fields: the parts of its fingerprint fixed for a whole command.
+StaticPart = tuple[dict[str, Any], dict[str, str], dict[str, Any]]
+
+
+def static_part(node: Node, resolved_config: dict[str, Any], code: dict[str, str]) -> StaticPart:
+    """(task, code, display fields) of a node's fingerprint: computed once per command and shared by every
+    fingerprint of the node (the plan's and the apply's), so they are held once. Never mutated in place."""
     keyed, display = split_config(resolved_config)
     task: dict[str, Any] = {
         "name": node.task_name,
@@ -153,9 +157,18 @@ def fingerprint(node: Node, resolved_config: dict[str, Any], code: dict[str, str
         task["artifacts"] = {k: v.model_dump() for k, v in sorted(node.output_artifacts.items())}
     if node.export_specs:
         task["exports"] = node.export_specs
+    return task, dict(sorted(code.items())), display
+
+
+def fingerprint(node: Node, resolved_config: dict[str, Any], code: dict[str, str],
+                inputs: dict[str, dict[str, Any] | None],
+                static: StaticPart | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(fingerprint, display fields). Pending inputs are marked and must be filled before keying. `static`: the
+    node's `static_part`, when the caller keeps it."""
+    task, code_part, display = static or static_part(node, resolved_config, code)
     fp_inputs = {name: (entry if entry is not None else {"type": node.inputs[name], PENDING: True})
                  for name, entry in sorted(inputs.items()) if name not in node.cache_ignore_input_vars}
-    return {"key_schema": KEY_SCHEMA, "task": task, "code": dict(sorted(code.items())), "inputs": fp_inputs}, display
+    return {"key_schema": KEY_SCHEMA, "task": task, "code": code_part, "inputs": fp_inputs}, display
 
 
 def upgrade_keys(state: State) -> int:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from providers.base import Provider
 from providers.blobs.base import BlobStore
 from reconcile.code_identity import CodeIdentity
-from reconcile.fingerprint import InputResolver, cache_key, fingerprint, is_pending
+from reconcile.fingerprint import InputResolver, StaticPart, cache_key, fingerprint, is_pending, static_part
 from reconcile.graph import FlowGraph, Node
 from reconcile.plan_model import EXECUTING, NodeChange, Plan, Reason
 from reconcile.reasons import display_notes, fingerprint_reasons
@@ -28,6 +28,7 @@ class NodeKeyer:
         self.resolver = InputResolver(graph, flow_inputs, digests, remote_digest)
         self.code = CodeIdentity(Path(graph.project_root), digests)
         self._static: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
+        self._fixed: dict[str, StaticPart] = {}
 
     def static_parts(self, node: Node) -> tuple[dict[str, Any], dict[str, str]]:
         """(resolved config, code identity): fixed for the whole command, computed once per node."""
@@ -59,7 +60,10 @@ class NodeKeyer:
         config, code = self.static_parts(node)
         entries = {name: self.resolver.entry(node.inputs[name], b, upstream_outputs, f"{node.address}: input {name}")
                    for name, b in node.bindings.items()}
-        return fingerprint(node, config, code, entries)
+        fixed = self._fixed.get(node.address)
+        if fixed is None:
+            fixed = self._fixed[node.address] = static_part(node, config, code)
+        return fingerprint(node, config, code, entries, fixed)
 
 
 def _blob_uris(outputs: dict[str, OutputRecord]) -> list[str]:

@@ -51,9 +51,14 @@ class LoadedFlow:
             self.inputs = resolve_inputs(self.graph, split_cli_args(input_args), from_file)
         self.flow_digest = file_digest(self.graph.file)
         self.ws = Workspace(Path(self.graph.project_root))
+        self._keyer: NodeKeyer | None = None
 
     def keyer(self) -> NodeKeyer:
-        return NodeKeyer(self.graph, self.inputs, self.ws.provider, self.ws.digests, self.ws.remote_digest)
+        """One per command: what it computes per node (resolved config, code identity, the fixed part of the
+        fingerprint) is then computed, and held, once for the plan and the apply."""
+        if self._keyer is None:
+            self._keyer = NodeKeyer(self.graph, self.inputs, self.ws.provider, self.ws.digests, self.ws.remote_digest)
+        return self._keyer
 
     def plan(self, targets: list[str], replace: list[str]) -> tuple[Plan, StateView]:
         """The plan against the stored state, read without locking (a leftover journal folded in memory)."""

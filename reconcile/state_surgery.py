@@ -42,8 +42,8 @@ def move_node(state: State, old: str, new: str) -> None:
             key = cache_key(fp)
             state.cache.setdefault(key, entry.model_copy(update={"key": key, "task_name": new_task,
                                                                  "address": new, "fingerprint": fp}))
-        if rec.fingerprint:
-            rec.fingerprint["task"]["name"] = new_task
+        if rec.fingerprint:  # a new dict: a fingerprint's parts may be shared (with a cache entry, in memory)
+            rec.fingerprint = {**rec.fingerprint, "task": {**rec.fingerprint["task"], "name": new_task}}
             rec.key = cache_key(rec.fingerprint)
         rec.task_name = new_task
     state.nodes[new] = rec
