@@ -74,3 +74,29 @@ def test_the_journal_is_read_up_to_a_torn_last_record(tmp_path: Path) -> None:
     with (tmp_path / "wf.journal.jsonl").open("ab") as f:
         f.write(b'{"n": 3, "tor')  # a crash mid-write
     assert [json.loads(r) for r in backend.journal_read("wf")] == [{"n": 1}, {"n": 2}]
+
+
+def test_after_an_apply_a_record_and_its_cache_entry_share_one_fingerprint_and_one_outputs_dict(flow, engine):
+    flow.job("a", outputs={"n": "int"})
+    flow.job("b", inputs={"n": flow.out("a", "n")}, outputs={"n": "int"})
+    state = engine.apply().state
+    for rec in state.nodes.values():
+        entry = state.cache[rec.key]  # type: ignore[index]
+        assert entry.fingerprint is rec.fingerprint
+        assert entry.outputs is rec.outputs
+
+
+def test_one_keyer_shares_a_nodes_fixed_fingerprint_part_between_its_fingerprints(flow, engine):
+    from reconcile.plan import NodeKeyer
+    flow.job("a", outputs={"n": "int"})
+    flow.job("b", inputs={"n": flow.out("a", "n")}, outputs={"n": "int"})
+    graph = flow.graph()
+    keyer = NodeKeyer(graph, {}, engine.provider, engine.digests)
+    pending, _ = keyer.fingerprint(graph.nodes["wf/b"], lambda a: None)  # as planned: a's output not known yet
+    known, _ = keyer.fingerprint(graph.nodes["wf/b"], lambda a: {"n": _int_output()})  # as applied
+    assert pending["inputs"] != known["inputs"]
+    assert known["task"] is pending["task"] and known["code"] is pending["code"]
+
+
+def _int_output() -> OutputRecord:
+    return OutputRecord(type="int", digest="e" * 64, size=1, uri="/blobs/ee", value=1)
