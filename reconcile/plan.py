@@ -11,7 +11,7 @@ from reconcile.fingerprint import InputResolver, StaticPart, cache_key, fingerpr
 from reconcile.graph import FlowGraph, Node
 from reconcile.plan_model import EXECUTING, NodeChange, Plan, Reason
 from reconcile.reasons import display_notes, fingerprint_reasons
-from state.model import CacheEntry, OutputRecord, State, now
+from state.model import CacheEntry, OutputRecord, State, now, trusted
 from vocab.digest import StatCache
 from vocab.errors import FlowsError
 from vocab.flytetypes import is_blob, is_dir
@@ -144,8 +144,8 @@ class Planner:
         else `approve`. Its users bind the value itself, so they are planned as if the gate were not there."""
         fp, _ = self.keyer.fingerprint(node, lambda a: None if a in running else outputs.get(a))
         record = self.state.nodes.get(node.address)
-        change = NodeChange(address=node.address, task_name=node.task_name, action="approve", fingerprint=fp,
-                            previous_key=record.key if record else None, gate=node.gate)
+        change = trusted(NodeChange, address=node.address, task_name=node.task_name, action="approve", fingerprint=fp,
+                         previous_key=record.key if record else None, gate=node.gate)
         how = f"flows apply ... --approve {node.gate}" + (
             f"; times out {fmt_seconds(node.timeout_seconds)} after apply reaches it" if node.timeout_seconds else "")
         if is_pending(fp):
@@ -179,8 +179,9 @@ class Planner:
             return self.plan_gate(node, running, outputs)
         fp, display = self.keyer.fingerprint(node, lambda a: None if a in running else outputs.get(a))
         record = self.state.nodes.get(node.address)
-        change = NodeChange(address=node.address, task_name=node.task_name, action="create", fingerprint=fp,
-                            previous_key=record.key if record else None)
+        # (trusted: the planner's own values; one NodeChange per node, held while the apply runs)
+        change = trusted(NodeChange, address=node.address, task_name=node.task_name, action="create", fingerprint=fp,
+                         previous_key=record.key if record else None)
         if record is not None:
             change.notes = display_notes(record.display, display)
         if is_pending(fp):

@@ -30,9 +30,21 @@ def caller_source() -> SourceRef | None:
     while frame is not None:
         fname = os.path.abspath(frame.f_code.co_filename)
         if not fname.startswith(_PACKAGE_DIR + os.sep) and "importlib" not in fname:
-            return SourceRef(file=fname, line=frame.f_lineno)
+            return _source_ref(fname, frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+_SOURCES: dict[tuple[str, int], SourceRef] = {}
+
+
+def _source_ref(file: str, line: int) -> SourceRef:
+    """One SourceRef per flow file line, whatever the number of nodes a loop on that line makes (a node keeps its
+    own: 10,000 of them were 4 MB). Nothing changes a SourceRef once made."""
+    ref = _SOURCES.get((file, line))
+    if ref is None:
+        ref = _SOURCES[(file, line)] = SourceRef(file=file, line=line)
+    return ref
 
 
 def unsafe_path_part(text: str, *, nested: bool = True) -> str | None:
