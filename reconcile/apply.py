@@ -735,6 +735,6 @@ def execute_plan(*, graph: FlowGraph, plan: Plan, state: State, keyer: NodeKeyer
                                      error="; ".join(failures)[:500] or None, waiting=waiting))
     forget = [c.address for c in plan.nodes if c.action == "forget"]
     final = lease.finish(forget)  # raises LockLostError when the lock was lost: nothing is written then
-    run_timeline.write(run_timeline.timeline_path(logs_dir, graph.workflow, run.id),
-                       run_timeline.from_outcomes(graph=graph, plan=plan, run=run, outcomes=outcomes, state=final))
+    run_timeline.write_from_outcomes(run_timeline.timeline_path(logs_dir, graph.workflow, run.id),
+                                     graph=graph, plan=plan, run=run, outcomes=outcomes, state=final)
     return outcomes, final

@@ -11,9 +11,9 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from vocab.files import write_atomic
+from vocab.files import write_atomic_parts
 from vocab.masking import redact_obj
 
 if TYPE_CHECKING:
@@ -35,38 +35,55 @@ def timeline_path(logs_dir: Path, flow: str, run_id: str) -> Path:
     return logs_dir / flow / run_id / TIMELINE_FILE
 
 
-def from_outcomes(*, graph: FlowGraph, plan: Plan, run: RunRecord, outcomes: dict[str, Any],
-                  state: State | None) -> dict[str, Any]:
-    """The timeline of a run that just ended, from the scheduler's outcomes (monotonic clock → wall clock)."""
+def write_from_outcomes(path: Path, *, graph: FlowGraph, plan: Plan, run: RunRecord, outcomes: dict[str, Any],
+                        state: State | None) -> None:
+    """The timeline of a run that just ended, from the scheduler's outcomes, written node by node (masked,
+    atomically): the whole timeline of a 10,000-node run, its masked copy and its text were tens of MB at once at
+    the very end of the apply. The bytes are those of `json.dumps(redact_obj(timeline), indent=1,
+    ensure_ascii=False)`. A timeline is a convenience: failing to write one never fails the run."""
+    head = {"version": TIMELINE_VERSION, "run_id": run.id, "flow": run.flow}
     offset = time.time() - time.monotonic()
-    nodes: dict[str, Any] = {}
-    for address, o in outcomes.items():
-        change = plan.node(address)
-        node = graph.nodes.get(address)
-        rec = state.nodes.get(address) if state is not None else None
-        mine = rec is not None and rec.run_id == run.id
-        nodes[address] = {
-            "address": address, "action": o.action, "result": o.result,
-            "queued_at": _iso(o.queued + offset if o.queued is not None else None),
-            "started_at": _iso(o.started + offset if o.started is not None else None),
-            "finished_at": _iso(o.finished + offset if o.finished is not None else None),
-            "job_id": o.job_id, "attempts": o.attempts, "detail": o.detail,
-            "reasons": [r.message for r in change.reasons] if change is not None else [],
-            "reused_from": (rec.reused_from if rec is not None and mine and rec.reused_from else None) or
-                           (change.reused_from_run if change is not None else None),
-            "upstreams": sorted(node.upstreams()) if node is not None else [],
-            "log": rec.log if rec is not None and mine else None,
-        }
-    return {"version": TIMELINE_VERSION, "run_id": run.id, "flow": run.flow, "nodes": nodes}
-
-
-def write(path: Path, timeline: dict[str, Any]) -> None:
-    """Masked, atomically; a timeline is a convenience: failing to write one never fails the run."""
+    entries = ((address, node_entry(address, o, offset, graph=graph, plan=plan, run=run, state=state))
+               for address, o in outcomes.items())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(redact_obj(timeline), indent=1, ensure_ascii=False).encode())
+        write_atomic_parts(path, _json_parts(head, "nodes", entries))
     except OSError:
         pass
+
+
+def _json_parts(head: dict[str, Any], last: str, items: Iterator[tuple[str, Any]]) -> Iterator[bytes]:
+    """`json.dumps(redact_obj({**head, last: dict(items)}), indent=1, ensure_ascii=False)`, encoded, in pieces: one
+    per item (an item's lines sit two levels deep: JSON text has no raw newline but between lines)."""
+    text = json.dumps(redact_obj({**head, last: {}}), indent=1, ensure_ascii=False)
+    yield text[:-len("{}\n}")].encode()
+    sep = "{\n  "
+    for key, value in items:
+        body = json.dumps(redact_obj(value), indent=1, ensure_ascii=False).replace("\n", "\n  ")
+        yield f"{sep}{json.dumps(redact_obj(key), ensure_ascii=False)}: {body}".encode()
+        sep = ",\n  "
+    yield ("{}\n}" if sep == "{\n  " else "\n }\n}").encode()
+
+
+def node_entry(address: str, o: Any, offset: float, *, graph: FlowGraph, plan: Plan, run: RunRecord,
+               state: State | None) -> dict[str, Any]:
+    """One node of a run that just ended, from its scheduler outcome (`offset`: monotonic clock → wall clock)."""
+    change = plan.node(address)
+    node = graph.nodes.get(address)
+    rec = state.nodes.get(address) if state is not None else None
+    mine = rec is not None and rec.run_id == run.id
+    return {
+        "address": address, "action": o.action, "result": o.result,
+        "queued_at": _iso(o.queued + offset if o.queued is not None else None),
+        "started_at": _iso(o.started + offset if o.started is not None else None),
+        "finished_at": _iso(o.finished + offset if o.finished is not None else None),
+        "job_id": o.job_id, "attempts": o.attempts, "detail": o.detail,
+        "reasons": [r.message for r in change.reasons] if change is not None else [],
+        "reused_from": (rec.reused_from if rec is not None and mine and rec.reused_from else None) or
+                       (change.reused_from_run if change is not None else None),
+        "upstreams": sorted(node.upstreams()) if node is not None else [],
+        "log": rec.log if rec is not None and mine else None,
+    }
 
 
 def read(path: Path) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Iterable
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
@@ -11,10 +12,17 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
 
     `durable`: also fsync the file and its folder, so the new bytes survive a crash of the machine (the state
     and the lock); without it a crash may leave the old bytes, never torn ones."""
+    write_atomic_parts(path, (data,), durable=durable)
+
+
+def write_atomic_parts(path: Path, parts: Iterable[bytes], *, durable: bool = False) -> None:
+    """`write_atomic` of the concatenation of `parts`, written as they come: a large document made piece by piece
+    is never held whole in memory."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # unique: threads write too
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            for part in parts:
+                f.write(part)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())

@@ -10,7 +10,7 @@ from state.journal import NodeFinished, fold, parse_record
 from state.local import LocalBackend
 from state.model import CacheEntry, NodeRecord, OutputRecord, State
 from state.store import StateStore
-from vocab.masking import redact, redact_bytes, register_secret
+from vocab.masking import redact, redact_bytes, redact_obj, register_secret
 
 
 def _finished(run_id: str = "r1", error: str | None = None) -> NodeFinished:
@@ -100,3 +100,15 @@ def test_one_keyer_shares_a_nodes_fixed_fingerprint_part_between_its_fingerprint
 
 def _int_output() -> OutputRecord:
     return OutputRecord(type="int", digest="e" * 64, size=1, uri="/blobs/ee", value=1)
+
+
+def test_a_timeline_written_node_by_node_has_the_bytes_of_the_whole_document() -> None:
+    from reconcile.run_timeline import _json_parts
+    secret = "sk-live-T7m2-Pq40-zz9Kc1"
+    register_secret(secret)
+    head = {"version": 1, "run_id": "r1", "flow": "wf"}
+    nodes = {"wf/a": {"detail": f"failed with {secret}", "reasons": ["é \"quoted\"\n"], "upstreams": []},
+             "wf/b é": {"detail": "", "reasons": [], "log": None, "nested": {"x": [1, {"y": 2.5}]}}}
+    for items in (nodes, {}):
+        whole = json.dumps(redact_obj({**head, "nodes": items}), indent=1, ensure_ascii=False).encode()
+        assert b"".join(_json_parts(head, "nodes", iter(items.items()))) == whole
