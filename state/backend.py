@@ -123,6 +123,12 @@ class Backend(Protocol):
         answer) raises: the caller reads back to learn what happened. The previous version stays recoverable."""
         ...
 
+    def write_parts(self, flow: str, parts: Iterable[bytes], expected_etag: str | None, *, serial: int,
+                    lineage: str, lock_id: str | None = None) -> str | None:
+        """`write_bytes` of the concatenation of `parts` (consumed only once the condition holds). A backend that
+        can stream (local) never holds the document whole: a 10,000-node state is 30+ MB."""
+        ...
+
     def lock(self, flow: str, info: LockInfo, *, timeout: float = 0.0, break_expired: bool = False) -> LockInfo:
         """Take the flow's lock or raise LockHeldError naming the holder (polls up to `timeout` seconds).
         A live lease is never broken; `break_expired` takes over a lock whose lease ended (or whose holder

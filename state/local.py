@@ -8,14 +8,16 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from blake3 import blake3
 
 import contextlib
 
 from vocab.errors import LockHeldError, StateError
-from vocab.files import write_atomic
+from vocab.files import write_atomic, write_atomic_parts
 from state.backend import HistoryEntry, LockInfo, LockLostError
-from state.local_layout import FLOW_NAME, JOURNAL_SUFFIX, check_flow_name, etag_of, flow_file, peek
+from state.local_layout import ETAG_CHARS, FLOW_NAME, JOURNAL_SUFFIX, check_flow_name, etag_of, flow_file, peek
 
 __all__ = ["FLOW_NAME", "LocalBackend", "check_flow_name", "etag_of"]
 
@@ -77,12 +79,17 @@ class LocalBackend:
 
     def _current_etag(self, path: Path) -> str | None:
         try:
-            return etag_of(path.read_bytes())
+            with path.open("rb") as f:
+                return _etag_of_parts(_file_parts(f))
         except FileNotFoundError:
             return None
 
     def write_bytes(self, flow: str, data: bytes, expected_etag: str | None, *, serial: int, lineage: str,
                     lock_id: str | None = None) -> str | None:
+        return self.write_parts(flow, (data,), expected_etag, serial=serial, lineage=lineage, lock_id=lock_id)
+
+    def write_parts(self, flow: str, parts: Iterable[bytes], expected_etag: str | None, *, serial: int,
+                    lineage: str, lock_id: str | None = None) -> str | None:
         path = self._path(flow)
         with self._mutex(flow):  # the lock file is created and removed under this mutex too: one atomic step
             if lock_id is not None:
@@ -92,23 +99,30 @@ class LocalBackend:
             if self._current_etag(path) != expected_etag:
                 return None
             if path.exists():
-                old = path.read_bytes()
-                write_atomic(path.with_name(path.name + ".bak"), old, durable=True)
-                self._keep_history(flow, old)
-            write_atomic(path, data, durable=True)
-        return etag_of(data)
+                self._keep_previous(flow, path)
+            digest = blake3()
+            write_atomic_parts(path, _hashed(parts, digest), durable=True)
+        return digest.hexdigest()[:ETAG_CHARS]
+
+    def _keep_previous(self, flow: str, path: Path) -> None:
+        """The version about to be replaced, as .bak and in the history: copied, never read whole."""
+        with path.open("rb") as f:
+            write_atomic_parts(path.with_name(path.name + ".bak"), _file_parts(f), durable=True)
+        self._keep_history(flow, path)
 
     def _history_dir(self, flow: str) -> Path:
         return self.root / "history" / check_flow_name(flow)
 
-    def _keep_history(self, flow: str, data: bytes) -> None:
+    def _keep_history(self, flow: str, path: Path) -> None:
         folder = self._history_dir(flow)
         folder.mkdir(parents=True, exist_ok=True)
-        # the serial sits at the top of the file: parsing a 30 MB state for it costs 100+ MB
-        found = _SERIAL.search(data[:4096])
-        serial = int(found.group(1)) if found else 0
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        write_atomic(folder / f"{stamp}-s{serial}.json", data, durable=True)
+        with path.open("rb") as f:
+            # the serial sits at the top of the file: parsing a 30 MB state for it costs 100+ MB
+            found = _SERIAL.search(f.read(4096))
+            serial = int(found.group(1)) if found else 0
+            f.seek(0)
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            write_atomic_parts(folder / f"{stamp}-s{serial}.json", _file_parts(f), durable=True)
         versions = sorted(folder.glob("*.json"))
         for old in versions[:-KEEP_BACKUPS]:
             old.unlink(missing_ok=True)
@@ -238,3 +252,22 @@ class LocalBackend:
                 if held is None or held.id != lock_id:
                     return
             self._path(flow, JOURNAL_SUFFIX).unlink(missing_ok=True)
+
+
+def _file_parts(f: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := f.read(size):
+        yield chunk
+
+
+def _hashed(parts: Iterable[bytes], digest: Any) -> Iterator[bytes]:
+    for part in parts:
+        digest.update(part)
+        yield part
+
+
+def _etag_of_parts(parts: Iterable[bytes]) -> str:
+    """`etag_of` of the concatenation of `parts`."""
+    digest = blake3()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()[:ETAG_CHARS]

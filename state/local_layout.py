@@ -20,8 +20,11 @@ def check_flow_name(flow: str) -> str:
     return flow
 
 
+ETAG_CHARS = 32  # of the state's BLAKE3 digest, hex
+
+
 def etag_of(data: bytes) -> str:
-    return blake3(data).hexdigest()[:32]
+    return blake3(data).hexdigest()[:ETAG_CHARS]
 
 
 def flow_file(root: Path, flow: str, suffix: str = ".json") -> Path:

@@ -15,7 +15,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 
 from vocab.errors import ConfigError, FlowsError, LockHeldError, StateError
@@ -150,6 +150,11 @@ class S3Backend:
         # Metadata lets `history` show serial/lineage/who with one HEAD per version.
         meta = {"serial": str(serial), "lineage": lineage, "who": _who()}
         return self._put_if(self._key(flow), data, cond, ContentType="application/json", Metadata=meta)
+
+    def write_parts(self, flow: str, parts: Iterable[bytes], expected_etag: str | None, *, serial: int,
+                    lineage: str, lock_id: str | None = None) -> str | None:
+        # (one PUT of the whole body: a conditional multipart upload is not worth it for a state)
+        return self.write_bytes(flow, b"".join(parts), expected_etag, serial=serial, lineage=lineage, lock_id=lock_id)
 
     def history(self, flow: str) -> list[HistoryEntry]:
         key = self._key(flow)

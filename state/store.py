@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 from vocab.canonical import canonical_json
 from vocab.errors import FlowsError, LockHeldError, StateError
-from vocab.masking import redact, redact_bytes, redact_obj
+from vocab.masking import redact, redact_bytes, redact_obj, secret_values
 from state.backend import Backend, HistoryEntry, LockInfo, LockLostError
 from state.journal import JournalRecord, RunStarted, fold, parse_record
 from state.model import RunRecord, State, parse_state
@@ -104,9 +104,17 @@ class StateStore:
 
     # -- serialising (the only place that masks what is stored) -------------------------------------
     def serialise(self, state: State) -> bytes:
+        return b"".join(self.serialise_parts(state))
+
+    def serialise_parts(self, state: State) -> Iterator[bytes]:
+        """The stored document in pieces, masked piece by piece (made as they are written: never held whole). A
+        secret is found inside one JSON string, and pieces end between lines, where no string is; a secret
+        with a line break (never in JSON text as such) makes the whole document masked at once, as it was."""
         for run in state.runs.values():
             note_masked_inputs(run)
-        return redact_bytes(state.to_json_bytes())
+        if any("\n" in value for value in secret_values()):
+            return iter((redact_bytes(state.to_json_bytes()),))
+        return (redact_bytes(part) for part in state.to_json_parts())
 
     def record_bytes(self, record: JournalRecord) -> bytes:
         if isinstance(record, RunStarted):
@@ -277,15 +285,14 @@ class Lease:
         state.fence = self.generation
         if bump:
             state.serial = max(state.serial, self.state.serial if self.etag else 0) + 1
-        data = self.store.serialise(state)
         error: FlowsError | None = None
         try:
-            etag = self.backend.write_bytes(self.flow, data, self.etag, serial=state.serial, lineage=state.lineage,
-                                            lock_id=self.info.id)
+            etag = self.backend.write_parts(self.flow, self.store.serialise_parts(state), self.etag,
+                                            serial=state.serial, lineage=state.lineage, lock_id=self.info.id)
         except FlowsError as e:  # no answer: the write may or may not have landed
             etag, error = None, e
         if etag is None:
-            etag = self._settle_unanswered(data, error)
+            etag = self._settle_unanswered(self.store.serialise(state), error)
         self.state, self.etag = state, etag
         return state
 

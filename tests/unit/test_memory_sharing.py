@@ -112,3 +112,23 @@ def test_a_timeline_written_node_by_node_has_the_bytes_of_the_whole_document() -
     for items in (nodes, {}):
         whole = json.dumps(redact_obj({**head, "nodes": items}), indent=1, ensure_ascii=False).encode()
         assert b"".join(_json_parts(head, "nodes", iter(items.items()))) == whole
+
+
+def test_the_state_in_pieces_is_the_state_as_one_document() -> None:
+    from state.model import parse_state
+    golden = Path(__file__).parent.parent / "golden" / "state_v3.json"
+    for state in (parse_state(golden.read_bytes(), str(golden)), State(flow="wf")):
+        assert b"".join(state.to_json_parts()) == state.to_json_bytes()
+
+
+def test_a_state_written_in_pieces_reads_back_with_its_etag_and_keeps_the_previous_version(tmp_path: Path) -> None:
+    from state.local_layout import etag_of
+    backend = LocalBackend(tmp_path)
+    first = backend.write_parts("wf", [b'{"serial": 1,', b' "a": 1}'], None, serial=1, lineage="l")
+    assert backend.read_bytes("wf") == (b'{"serial": 1, "a": 1}', first)
+    assert first == etag_of(b'{"serial": 1, "a": 1}')
+    assert backend.write_parts("wf", [b"{}"], "not-the-etag", serial=2, lineage="l") is None
+    second = backend.write_parts("wf", [b'{"serial": 2', b"}"], first, serial=2, lineage="l")
+    assert backend.read_bytes("wf") == (b'{"serial": 2}', second)
+    assert (tmp_path / "wf.json.bak").read_bytes() == b'{"serial": 1, "a": 1}'
+    assert [e.size for e in backend.history("wf")][-1] == len(b'{"serial": 1, "a": 1}')
