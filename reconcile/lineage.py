@@ -13,7 +13,8 @@ from typing import Any, Iterator
 
 from vocab.errors import InputError
 from reconcile.graph import FlowGraph
-from state.model import ArtifactFileRecord, ArtifactRecord, InputSource, NodeRecord, OutputRecord, RunRecord, State
+from state.model import (ArtifactFileRecord, ArtifactRecord, InputSource, NodeRecord, OutputRecord, RunRecord, State,
+                         trusted)
 
 ARTIFACT_TYPES = ("DATA", "MODEL", "REPORT")
 MIN_DIGEST_PREFIX = 6  # shorter prefixes would match too much to be a useful way to name an output
@@ -34,7 +35,8 @@ def run_graph(graph: FlowGraph) -> dict[str, Any]:
                                       files=[ArtifactFileRecord(file_name=f.file_name, node=f.node, output=f.output)
                                              for f in spec.files])
                  for name, spec in graph.artifacts.items()}
-    sources = {address: {label: InputSource(kind=b.kind, name=b.name, node=b.node, output=b.output)  # type: ignore[arg-type]
+    # (trusted: the graph's own values; one per node input, held by the run for the whole apply)
+    sources = {address: {label: trusted(InputSource, kind=b.kind, name=b.name, node=b.node, output=b.output)
                          for name, binding in node.bindings.items() for label, b in _labelled(name, binding)}
                for address, node in graph.nodes.items()}
     return {"artifacts": artifacts, "sources": sources}

@@ -189,12 +189,13 @@ class Planner:
             waits_for = ", ".join(change.pending_on)
             if record is None:  # nothing to reuse by address: it is created, its key known after apply
                 change.action = "create"
-                change.reasons = [Reason(field="new", message=f"never run; waits for {waits_for} "
-                                                              "(key known after apply)")]
+                change.reasons = [trusted(Reason, field="new", message=f"never run; waits for {waits_for} "
+                                                                   "(key known after apply)")]
                 return change
             # It has a record: it may still be reused when its upstreams' new outputs match (early cutoff).
             change.action = "pending"
-            change.reasons = [Reason(field="upstream", message=f"waits for {waits_for} (inputs known after apply)")]
+            change.reasons = [trusted(Reason, field="upstream",
+                                      message=f"waits for {waits_for} (inputs known after apply)")]
             if record.fingerprint:
                 change.reasons += fingerprint_reasons(record.fingerprint, fp)
             return change
@@ -216,7 +217,7 @@ class Planner:
             outputs[node.address] = entry.outputs
         elif record is None:
             change.action = "create"
-            change.reasons = [Reason(field="new", message="never run")]
+            change.reasons = [trusted(Reason, field="new", message="never run")]
         elif record.key == key and record.status == "failed":
             change.action, change.reasons = "run", [Reason(field="status", message="failed last time" +
                                                             (f": {record.error}" if record.error else ""))]
