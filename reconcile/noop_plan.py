@@ -234,7 +234,7 @@ def leave_receipt(loaded: Any, view: Any, plan: Any, lines: list[str], plain: st
     argv = sys.argv[2:] if sys.argv[1:2] == ["plan"] else None
     graph, ws, state, planner = loaded.graph, loaded.ws, view.state, loaded.planner
     if (argv is None or planner is None or view.journal or view.rekeyed or graph.warnings or _any_running(state)
-            or getattr(ws.provider, "resolves_remotely", True)  # its answers live on a server: asked every time
+            or ws.provider.resolves_remotely  # its answers live on a server: asked every time
             or any(n.kind == "python" for n in graph.nodes.values())
             or any(c.action != "reuse" or c.reasons or c.notes for c in plan.nodes)):
         return False

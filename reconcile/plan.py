@@ -43,7 +43,7 @@ class NodeKeyer:
     def resolve_ahead(self, nodes: list[Node], workers: int = 8) -> None:
         """A provider that resolves configs remotely (Domino: round trips) gets each distinct config asked for
         at once, in parallel, before the nodes are planned one by one (they then hit its answers)."""
-        if not getattr(self.provider, "resolves_remotely", False):
+        if not self.provider.resolves_remotely:
             return
         import json
         from concurrent.futures import ThreadPoolExecutor
