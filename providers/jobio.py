@@ -96,7 +96,7 @@ def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> Non
         return InputsError(redact(f"input '{name}': {why}"))
 
     if is_s3(location):
-        if not is_s3(str(getattr(blobs, "url", ""))):
+        if not is_s3(blobs.url):
             raise fail(f"{location} is on S3 but the blob store is local; configure an s3:// blob store "
                        "to use S3 inputs with the local provider")
         try:

@@ -176,7 +176,7 @@ class DominoProvider:
 
     def __init__(self, client: DominoClient, blobs: Any, *, runtime_python: str | None = None,
                  blobs_settings: dict[str, Any] | None = None) -> None:
-        if not str(getattr(blobs, "url", "")).startswith("s3://"):
+        if not blobs.url.startswith("s3://"):
             raise ProviderError("the Domino provider moves inputs and outputs through S3: set "
                                 "[tool.flows.blobs] url = \"s3://bucket/prefix/\"")
         self.client = client
