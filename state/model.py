@@ -6,11 +6,12 @@ refuse newer ones), `serial` is bumped on every write, `lineage` is set once whe
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import gc
 import json
 import uuid
-from typing import Any, Iterator, Literal, TypeVar
+from typing import Any, Callable, Iterator, Literal, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,7 +33,8 @@ def now() -> str:
 
 
 Model = TypeVar("Model", bound=BaseModel)
-_EVERY_FIELD: dict[type[BaseModel], set[str]] = {}
+# per class: every field name, and how to make each default
+_TRUSTED: dict[type[BaseModel], tuple[set[str], dict[str, Callable[[], Any]]]] = {}
 
 
 def trusted(cls: type[Model], **values: Any) -> Model:
@@ -40,11 +42,24 @@ def trusted(cls: type[Model], **values: Any) -> Model:
     `model_construct`, so the dicts it is given are kept, not copied, and with one shared set of field names per
     class instead of a set per instance (pydantic's fields-set: 700+ bytes each). An apply makes a few of these per
     node, and at 10,000 nodes that was tens of MB. Every field counts as set: the state is never dumped with
-    exclude_unset, so the output is the same as that of a validated model."""
-    every = _EVERY_FIELD.get(cls)
-    if every is None:
-        every = _EVERY_FIELD[cls] = set(cls.model_fields)
+    exclude_unset, so the output is the same as that of a validated model. Defaults are made here: pydantic's
+    own path inspects each default factory's signature on every call (CPU, and cyclic garbage)."""
+    spec = _TRUSTED.get(cls)
+    if spec is None:
+        spec = _TRUSTED[cls] = (set(cls.model_fields), {name: _default_maker(field) for name, field in
+                                                        cls.model_fields.items() if not field.is_required()})
+    every, defaults = spec
+    for name, make in defaults.items():
+        if name not in values:
+            values[name] = make()
     return cls.model_construct(_fields_set=every, **values)
+
+
+def _default_maker(field: Any) -> Callable[[], Any]:
+    if field.default_factory is not None:
+        return field.default_factory  # type: ignore[no-any-return]  # (none of ours takes the validated data)
+    default = field.default
+    return lambda: copy.deepcopy(default)  # (as pydantic: a default is never shared; None and str are as is)
 
 
 class OutputRecord(BaseModel):
