@@ -22,9 +22,10 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Container, Iterator
 
 from vocab.canonical import canonical_json
 from vocab.errors import FlowsError, LockHeldError, StateError
@@ -131,10 +132,14 @@ class StateStore:
     def records(self) -> list[JournalRecord]:
         return list(self.iter_records())
 
-    def iter_records(self) -> Iterator[JournalRecord]:
-        """The journal's records, parsed one at a time (folding them as they come never holds them all)."""
+    def iter_records(self, known_runs: Container[str] = ()) -> Iterator[JournalRecord]:
+        """The journal's records, parsed one at a time (folding them as they come never holds them all).
+        `known_runs`: the start records of these runs are skipped unparsed: folding one into a state that has its
+        run changes nothing, and it holds the whole run (every node's input sources: 10,000 of them)."""
         where = self.describe() + " (journal)"
         for data in self.backend.journal_read(self.flow):
+            if known_runs and _started_run(data) in known_runs:
+                continue
             try:
                 raw = json.loads(data)
             except ValueError:
@@ -215,6 +220,15 @@ class StateStore:
             state = lease.state.model_copy(deep=True)
             change(state)
             return lease.commit(state)
+
+
+_RUN_STARTED = re.compile(rb'^\{"v":\d+,"fence":(?:\d+|null),"type":"run_started","run":\{"id":"([^"\\]*)"')
+
+
+def _started_run(data: bytes) -> str | None:
+    """The run id of a `run_started` record as this flows writes it (fields in their declared order), else None."""
+    found = _RUN_STARTED.match(data)
+    return found.group(1).decode() if found else None
 
 
 def _any_running(state: State | None) -> bool:
@@ -328,7 +342,7 @@ class Lease:
 
         The records are read back (masked, as written) and folded into the lease's own state, which is not used
         afterwards: folding is idempotent, so a failed write leaves the journal for the next command to fold."""
-        state = fold(self.state, self.store.iter_records(), copy=False)
+        state = fold(self.state, self.store.iter_records(known_runs=set(self.state.runs)), copy=False)
         for address in forget:
             state.nodes.pop(address, None)
         self.commit(state)

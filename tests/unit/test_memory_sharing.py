@@ -132,3 +132,16 @@ def test_a_state_written_in_pieces_reads_back_with_its_etag_and_keeps_the_previo
     assert backend.read_bytes("wf") == (b'{"serial": 2}', second)
     assert (tmp_path / "wf.json.bak").read_bytes() == b'{"serial": 1, "a": 1}'
     assert [e.size for e in backend.history("wf")][-1] == len(b'{"serial": 1, "a": 1}')
+
+
+def test_the_end_of_an_apply_skips_unparsed_the_start_record_of_a_run_it_already_holds(tmp_path: Path) -> None:
+    from state.journal import NodeStarted, RunStarted
+    from state.model import RunRecord
+    store = StateStore(LocalBackend(tmp_path), "wf")
+    for record in (RunStarted(run=RunRecord(id="r1", flow="wf"), fence=2), RunStarted(run=RunRecord(id="r2", flow="wf")),
+                   NodeStarted(run_id="r1", address="wf/a", fence=2)):
+        store.backend.journal_append("wf", store.record_bytes(record))
+    assert [type(r).__name__ for r in store.iter_records()] == ["RunStarted", "RunStarted", "NodeStarted"]
+    kept = list(store.iter_records(known_runs={"r1"}))
+    assert [(type(r).__name__, getattr(r, "run", None) and r.run.id) for r in kept] == [  # type: ignore[union-attr]
+        ("RunStarted", "r2"), ("NodeStarted", None)]
