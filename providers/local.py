@@ -101,8 +101,8 @@ class LocalProvider:
                                             env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden)
             except sandbox.LauncherError as e:
                 raise OSError(str(e)) from None
-        return process_group.PopenGroup(sandbox.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path, env=env,
-                                       isolate=self.isolated, hide=self.hidden))
+        return process_group.PopenGroup(sandbox.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
+                                                      env=env, isolate=self.isolated, hide=self.hidden))
 
     # ---- capabilities --------------------------------------------------------------------------
     @functools.cached_property

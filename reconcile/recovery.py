@@ -143,7 +143,7 @@ def _find_started(provider: Provider, run_id: str, address: str, attempt: int, i
 
 def _epoch(stamp: str) -> float:
     try:
-        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        return datetime.datetime.fromisoformat(stamp).timestamp()
     except ValueError:
         return 0.0  # unreadable: old enough that nothing is in flight
 
