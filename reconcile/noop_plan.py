@@ -19,6 +19,10 @@ same command line checks each of them and, when every one is unchanged, prints t
 - the state: its etag (local: BLAKE3 of its bytes; S3: the object's ETag), with no journal waiting to be folded;
 - every output the plan reuses is still in the blob store (local: intact, by the stat cache; S3: listed).
 
+On S3 the state's HEAD + LIST and the blobs' LISTs go out at once, through a plain botocore client made from the
+connection settings (bucket, key, region, endpoint, profile: nothing secret) the full plan's validated
+configuration had; the configuration is shown unchanged before they are used.
+
 A plan that changes anything, says anything about a node, has warnings or notes, uses the Domino provider (its
 project defaults live in Domino), reads `s3://` inputs, or is asked for --json, --out, --target or --replace
 never leaves a receipt; any doubt (a receipt that does not parse, a file that cannot be read) runs the full plan.
@@ -29,6 +33,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +42,9 @@ from reconcile import graph_cache
 from reconcile.project_root import project_root_for
 from reconcile.settings import env_overrides, flows_dir_of, raw_settings
 from vocab.digest import StatCache, bytes_digest, file_digest, path_kind
-from vocab.masking import SECRET_ENV_NAME
+from vocab.masking import SECRET_ENV_NAME, redact
 
-SCHEMA = 1
+SCHEMA = 2
 _PACKAGES = ("reconcile", "providers", "state", "vocab")
 _ROOT = Path(__file__).resolve().parent.parent
 REFUSED_FLAGS = ("--out", "--json", "--target", "--replace", "--help", "-h")
@@ -143,26 +149,30 @@ def _valid_receipt(argv: list[str]) -> tuple[dict[str, Any] | None, StatCache]:
                 return None, digests
         elif (digests.directory(p) if kind == "dir" else digests.file(p)) != want:
             return None, digests
-    if not _state_unchanged(receipt, root):
-        return None, digests
-    if not _blobs_present(receipt, root, digests):
-        return None, digests
-    return receipt, digests
+    if receipt["state"]["backend"] == "local" and receipt["blobs"]["store"] == "local":
+        unchanged = _state_unchanged(receipt) and _blobs_present(receipt, digests)
+    else:  # the state's HEAD and LIST go out while the blobs are listed: round trips overlap
+        with ThreadPoolExecutor(1) as aside:
+            state_looked = aside.submit(_state_unchanged, receipt)
+            unchanged = _blobs_present(receipt, digests) and state_looked.result()
+    return (receipt if unchanged else None), digests
 
 
-def _state_unchanged(receipt: dict[str, Any], root: Path) -> bool:
+def _state_unchanged(receipt: dict[str, Any]) -> bool:
     where = receipt["state"]
     if where["backend"] == "local":
         from state.local_layout import peek
         etag, journal = peek(Path(where["dir"]), receipt["flow"])
     elif where["backend"] == "s3":
-        etag, journal = _s3_backend(root).peek(receipt["flow"])
+        from state import s3_layout
+        s3 = where["s3"]
+        etag, journal = s3_layout.peek(_s3_client(s3), s3["bucket"], s3["key"], receipt["flow"])
     else:
         return False
     return etag == where["etag"] and not journal
 
 
-def _blobs_present(receipt: dict[str, Any], root: Path, digests: StatCache) -> bool:
+def _blobs_present(receipt: dict[str, Any], digests: StatCache) -> bool:
     blobs = receipt["blobs"]
     uris, dirs = blobs["uris"], set(blobs["dirs"])
     if blobs["store"] == "local":
@@ -170,18 +180,28 @@ def _blobs_present(receipt: dict[str, Any], root: Path, digests: StatCache) -> b
         store = Path(blobs["root"])
         return all(usable(digests, store, Path(u), u in dirs) for u in uris)
     if blobs["store"] == "s3":
-        return all(_s3_blobs(root).exists(uris, dirs=dirs).values()) if uris else True
+        from providers.blobs import s3_presence
+        s3 = blobs["s3"]
+        return all(s3_presence.exists(_s3_client(s3), s3["bucket"], s3["prefix"], uris).values())
     return False
 
 
-def _s3_backend(root: Path) -> Any:
-    from reconcile.config import load_config, make_backend
-    return make_backend(load_config(root))
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
 
 
-def _s3_blobs(root: Path) -> Any:
-    from reconcile.config import load_config, make_blob_store
-    return make_blob_store(load_config(root))
+def _s3_client(where: dict[str, Any]) -> Any:
+    """A plain botocore client (no boto3, no transfer manager: only HEADs and LISTs here), one per connection:
+    the state and the blobs share it when they connect alike. The receipt's settings are those of the
+    validated configuration, which `config_identity` shows unchanged."""
+    from state.s3_client import make_client
+
+    settings = {k: where[k] for k in ("region", "endpoint_url", "profile", "max_attempts", "connect_timeout")}
+    with _CLIENTS_LOCK:
+        key = tuple(sorted(settings.items()))
+        if key not in _CLIENTS:
+            _CLIENTS[key] = make_client(**settings, transfers=False)
+        return _CLIENTS[key]
 
 
 def _print(receipt: dict[str, Any]) -> None:
@@ -211,11 +231,14 @@ def write_receipt(*, argv: list[str], cwd: str, flow_file: Path, workflow: str |
                "flow_file": str(flow_file), "workflow": workflow, "flow": flow, "deps": deps,
                "files": {p: list(v) for p, v in sorted(files.items())}, "state": state, "blobs": blobs,
                "lines": lines, "plain": plain}
+    text = json.dumps(receipt, separators=(",", ":"))
+    if redact(text) != text:  # a secret's value in a path, a setting or an output line: not written down
+        return False
     path = receipt_file(flows_dir, command_key(argv, cwd))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(receipt, separators=(",", ":")))
+        tmp.write_text(text)
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
@@ -255,11 +278,13 @@ def leave_receipt(loaded: Any, view: Any, plan: Any, lines: list[str], plain: st
         entry = state.cache[change.key]
         uris.update(_blob_uris(entry.outputs))
         dirs.update(_dir_uris(entry.outputs))
-    blobs: dict[str, Any] = ({"store": "s3"} if str(ws.blobs.url).startswith("s3://") else
-                             {"store": "local", "root": str(ws.blobs.root)})
+    blobs: dict[str, Any] = ({"store": "s3", "s3": ws.blobs.connection} if str(ws.blobs.url).startswith("s3://")
+                             else {"store": "local", "root": str(ws.blobs.root)})
     state_info: dict[str, Any] = {"backend": ws.backend.kind, "etag": view.etag}
     if ws.backend.kind == "local":
         state_info["dir"] = str(ws.backend.root)
+    elif ws.backend.kind == "s3":
+        state_info["s3"] = ws.backend.connection
     return write_receipt(argv=argv, cwd=os.getcwd(), flow_file=Path(graph.file), workflow=loaded.workflow_arg,
                          flow=graph.workflow, project_root=root, flows_dir=ws.config.dir, files=files,
                          state=state_info, blobs={**blobs, "uris": sorted(uris), "dirs": sorted(dirs)},

@@ -21,12 +21,12 @@ from typing import Any, Iterable, Iterator
 from vocab.errors import ConfigError, FlowsError, LockHeldError, StateError
 from state.backend import HistoryEntry, LockInfo, LockLostError
 from state.s3_client import WORKERS, error_code, make_client, s3_errors
-from state.local import FLOW_NAME, check_flow_name
+from state.local import FLOW_NAME
+from state.s3_layout import NOT_FOUND as _NOT_FOUND, journal_prefix, peek, state_key
 
 POLL_SECONDS = 0.5      # how often a waiting `lock(timeout=...)` looks again
 HISTORY_LIMIT = 100     # newest versions listed by `history` (older ones stay readable by id)
 _LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
-_NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
 
 
 # -- the backend ---------------------------------------------------------------------------------
@@ -43,8 +43,12 @@ class S3Backend:
                               "(one state object per flow), e.g. 'flows/{flow}.json'")
         self.bucket, self.template = bucket, key
         self.lease_seconds, self.poll_seconds = lease_seconds, poll_seconds
-        self.s3 = make_client(region=region, endpoint_url=endpoint_url, profile=profile,
-                              max_attempts=max_attempts, connect_timeout=connect_timeout)
+        # where and how it connects, nothing secret: what the no-op plan shortcut needs to look again
+        self.connection: dict[str, Any] = {"bucket": bucket, "key": key, "region": region,
+                                           "endpoint_url": endpoint_url, "profile": profile,
+                                           "max_attempts": max_attempts, "connect_timeout": connect_timeout}
+        self.s3 = make_client(region=region, endpoint_url=endpoint_url, profile=profile,  # (no file transfers)
+                              max_attempts=max_attempts, connect_timeout=connect_timeout, transfers=False)
         self._sse: dict[str, str] = {}
         if kms_key_id:
             self._sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
@@ -55,7 +59,7 @@ class S3Backend:
 
     # -- keys ----------------------------------------------------------------------------------
     def _key(self, flow: str) -> str:
-        return self.template.replace("{flow}", check_flow_name(flow))
+        return state_key(self.template, flow)
 
     def _uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -127,20 +131,8 @@ class S3Backend:
     def peek(self, flow: str) -> tuple[str | None, bool]:
         """(the state's ETag, None when there is none; whether a journal is waiting to be folded): one HEAD and
         one LIST, for the no-op plan shortcut."""
-        from botocore.exceptions import ClientError
-
-        key = self._key(flow)
-        with self._errors(key, "checking"):
-            try:
-                etag: str | None = str(self.s3.head_object(Bucket=self.bucket, Key=key)["ETag"])
-            except ClientError as e:
-                if error_code(e) not in _NOT_FOUND:
-                    raise
-                etag = None
-        prefix = self._journal_prefix(flow)
-        with self._errors(prefix, "listing"):
-            page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
-        return etag, bool(page.get("Contents"))
+        with self._errors(self._key(flow), "checking"):
+            return peek(self.s3, self.bucket, self.template, flow)
 
     def write_bytes(self, flow: str, data: bytes, expected_etag: str | None, *, serial: int, lineage: str,
                     lock_id: str | None = None) -> str | None:
@@ -297,7 +289,7 @@ class S3Backend:
 
     # -- journal -------------------------------------------------------------------------------
     def _journal_prefix(self, flow: str) -> str:
-        return self._key(flow) + ".journal/"
+        return journal_prefix(self.template, flow)
 
     def _journal_keys(self, flow: str) -> list[str]:
         prefix = self._journal_prefix(flow)

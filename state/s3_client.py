@@ -27,13 +27,15 @@ _SESSIONS_LOCK = threading.Lock()
 
 def make_client(*, region: str | None, endpoint_url: str | None, profile: str | None,
                 max_attempts: int | None = None, connect_timeout: float = 10.0, read_timeout: float = 60.0,
-                pool: int = WORKERS * 2, signature_version: str | None = None) -> Any:
-    """A boto3 S3 client; throttling and 5xx are retried by botocore (standard mode), never by hand.
+                pool: int = WORKERS * 2, signature_version: str | None = None, transfers: bool = True) -> Any:
+    """An S3 client; throttling and 5xx are retried by botocore (standard mode), never by hand.
 
     `max_attempts` counts the first try; unset, botocore takes AWS_MAX_ATTEMPTS / the profile / its default.
     `signature_version`: e.g. "s3v4" for a client that presigns URLs (what every region takes).
+    `transfers=True`: boto3's client, with upload_file/download_file (its transfer manager: multipart, parallel).
+    `transfers=False`: botocore's own client, the same requests otherwise: for what moves no file (importing
+    boto3 and its transfer manager costs ~0.15 s, a tenth of a no-op plan on S3).
     """
-    import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
 
@@ -46,14 +48,24 @@ def make_client(*, region: str | None, endpoint_url: str | None, profile: str | 
         # A session costs ~0.1 s to load and is not thread-safe: keep one per profile and AWS environment
         # (a session caches the credentials it found, so a changed environment needs a new one).
         aws_env = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
-        cache_key = blake3(repr((profile, aws_env)).encode()).hexdigest()
+        cache_key = blake3(repr((profile, aws_env, transfers)).encode()).hexdigest()
         with _SESSIONS_LOCK:
             session = _SESSIONS.get(cache_key)
             if session is None:
-                session = _SESSIONS[cache_key] = boto3.session.Session(profile_name=profile)
-            return session.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+                session = _SESSIONS[cache_key] = _session(profile, transfers)
+            if transfers:
+                return session.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+            return session.create_client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
     except (BotoCoreError, ValueError) as e:  # unknown profile, malformed endpoint URL
         raise ConfigError(f"cannot set up the S3 client: {redact(str(e))}") from None
+
+
+def _session(profile: str | None, transfers: bool) -> Any:
+    if transfers:
+        import boto3
+        return boto3.session.Session(profile_name=profile)
+    import botocore.session
+    return botocore.session.Session(profile=profile)
 
 
 def error_code(e: Exception) -> str:

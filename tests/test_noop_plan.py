@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.projects import CHAIN_FLOW, Result, flows, write_project
+from tests.fixtures.s3 import FAKE_SECRET, S3Env, aws_env
 
 INPUTS = ("--data", "data/in.csv")
 # The chain flow, importing a helper module, noting each real load, and with a command naming a file that is
@@ -197,3 +198,50 @@ def test_a_plan_with_changes_leaves_no_receipt(tmp_path: Path) -> None:
     assert receipts(root) == []
     assert "3 to create" in plan(root).out
     assert loads(root) == 1  # the second plan's graph came from the graph cache
+
+
+# -- state and blobs on S3 (moto's server) ---------------------------------------------------------------------
+
+def test_on_s3_the_receipt_answers_and_sees_a_deleted_blob_and_a_changed_state(tmp_path: Path, s3: S3Env) -> None:
+    root = write_project(tmp_path / "proj", FLOW, files={"helpers.py": HELPERS})
+    (root / "flows.toml").write_text(s3.flows_toml())
+    env = aws_env()
+    r = flows("apply", "flow.py", "wf", *INPUTS, "--auto-approve", cwd=root, env=env)
+    assert r.code == 0, r.text
+    first = plan(root, env=env)
+    assert first.code == 0 and "No changes." in first.out, first.text
+    [receipt] = receipts(root)
+    text = receipt.read_text()
+    assert FAKE_SECRET not in text and env["AWS_ACCESS_KEY_ID"] not in text  # settings only, no credentials
+    assert json.loads(text)["state"]["s3"]["bucket"] == s3.bucket
+
+    assert answered_by_receipt(root).out == first.out
+    state = json.loads(s3.client.get_object(Bucket=s3.bucket, Key="projects/demo/wf.json")["Body"].read())
+    uri = state["nodes"]["wf/scale"]["outputs"]["scaled"]["uri"]
+    s3.client.delete_object(Bucket=s3.bucket, Key=uri[len(f"s3://{s3.bucket}/"):])  # gone from the store
+    r = not_answered_by_receipt(root, env=env)
+    assert "wf/scale  run" in r.out, r.text
+
+    r = flows("apply", "flow.py", "wf", *INPUTS, "--auto-approve", cwd=root, env=env)
+    assert r.code == 0, r.text
+    assert "No changes." in plan(root, env=env).out  # (a new receipt for the new state)
+    answered_by_receipt(root)
+    assert flows("state", "rm", "wf/report", cwd=root, env=env).code == 0
+    r = not_answered_by_receipt(root, env=env)
+    assert "wf/report  create" in r.out or "wf/report  reuse" in r.out, r.text
+
+
+def test_a_no_op_plan_from_its_receipt_imports_neither_pydantic_nor_boto3(tmp_path: Path, s3: S3Env) -> None:
+    """What makes it cheap (reported by Python itself, not timed): no models, no CLI framework, no transfer
+    manager; only botocore for the S3 requests."""
+    root = write_project(tmp_path / "proj", FLOW, files={"helpers.py": HELPERS})
+    (root / "flows.toml").write_text(s3.flows_toml())
+    env = aws_env()
+    assert flows("apply", "flow.py", "wf", *INPUTS, "--auto-approve", cwd=root, env=env).code == 0
+    assert "No changes." in plan(root, env=env).out
+    r = plan(root, env={**env, "PYTHONPROFILEIMPORTTIME": "1"})  # (a real process: Python reports its imports)
+    assert r.code == 0 and "No changes." in r.out, r.text
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.err.splitlines() if line.startswith("import time:")}
+    assert "botocore.client" in imported and "reconcile.noop_plan" in imported  # (the report is there)
+    heavy = {m for m in imported if m.split(".")[0] in ("pydantic", "boto3", "s3transfer", "typer", "rich")}
+    assert not heavy, sorted(heavy)

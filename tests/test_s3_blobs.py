@@ -88,6 +88,27 @@ def test_exists_checks_many_blobs_at_once(s3: S3Env, tmp_path: Path) -> None:
     assert store.exists([]) == {}
 
 
+def test_many_blobs_are_listed_and_others_headed_with_the_same_answer(s3: S3Env) -> None:
+    """Past LIST_FROM blobs of the store, `exists` lists the store instead of one HEAD each; blobs of another
+    store (another prefix) are still HEADed; a plain botocore client (the no-op plan's) answers the same."""
+    from providers.blobs import s3_presence
+    from state.s3_client import make_client
+
+    store, other = s3.blobs(), s3.blobs("elsewhere/")
+    n = s3_presence.LIST_FROM + 6
+    present = [store.put_bytes(f"blob {i}".encode()).uri for i in range(n)]
+    absent = [f"s3://{s3.bucket}/blobs/{h}{h}/{h * 64}" for h in "0123456789abcdef"]
+    foreign = [other.put_bytes(b"kept elsewhere").uri, f"s3://{s3.bucket}/elsewhere/00/{'0' * 64}"]
+    s3.client.delete_object(Bucket=s3.bucket, Key=present[0][len(f"s3://{s3.bucket}/"):])  # a delete marker
+    asked = present + absent + foreign + ["/some/local/path"]
+    want = {**{u: True for u in present[1:]}, present[0]: False, **{u: False for u in absent},
+            foreign[0]: True, foreign[1]: False, "/some/local/path": False}
+    assert store.exists(asked) == want
+    plain = make_client(region=store.settings["region"], endpoint_url=s3.endpoint, profile=None, transfers=False)
+    assert not hasattr(plain, "upload_file")  # botocore's own client: boto3 was not needed
+    assert s3_presence.exists(plain, s3.bucket, "blobs/", asked) == want
+
+
 def test_list_and_delete_only_touch_blobs(s3: S3Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(s3_blobs, "DELETE_BATCH", 2)  # several DeleteObjects requests
     store = s3.blobs()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Collection
@@ -15,11 +16,11 @@ from typing import Any, Collection
 from providers.blobs.base import StoredBlob, ensure_inside, shard
 from vocab.digest import bytes_digest, file_digest, manifest_bytes, tree_files
 from vocab.errors import ConfigError, ProviderError
+from providers.blobs.s3_presence import exists
 from state.s3_client import WORKERS, error_code, make_client, s3_errors
 
 MB = 1 << 20
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
-LIST_FROM = 64       # this many blobs of the store to check: list the store (16 LISTs) rather than HEAD each
 DIGEST = re.compile(r"^[0-9a-f]{16,128}$")
 _MISSING = {"NoSuchKey", "NotFound", "404"}
 
@@ -39,16 +40,32 @@ class S3BlobStore:
     def __init__(self, url: str, region: str | None = None, endpoint_url: str | None = None,
                  profile: str | None = None, *, max_attempts: int | None = None, connect_timeout: float = 10.0,
                  multipart_threshold: int = 64 * MB, multipart_chunksize: int = 16 * MB) -> None:
-        from boto3.s3.transfer import TransferConfig
-
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}"
         self.settings = {"region": region, "endpoint_url": endpoint_url, "profile": profile}  # for presigning
+        # where and how it connects, nothing secret: what the no-op plan shortcut needs to look again
+        self.connection: dict[str, Any] = {"bucket": self.bucket, "prefix": self.prefix, **self.settings,
+                                           "max_attempts": max_attempts, "connect_timeout": connect_timeout}
+        # HEAD, LIST, GET, PUT, DELETE: botocore's client; boto3 (its transfer manager) only once a file moves
         self.s3 = make_client(region=region, endpoint_url=endpoint_url, profile=profile,
-                              max_attempts=max_attempts, connect_timeout=connect_timeout)
-        self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
-                                       multipart_chunksize=multipart_chunksize, max_concurrency=8)
+                              max_attempts=max_attempts, connect_timeout=connect_timeout, transfers=False)
+        self._multipart = {"multipart_threshold": multipart_threshold, "multipart_chunksize": multipart_chunksize}
+        self._transfers: tuple[Any, Any] | None = None
+        self._transfers_lock = threading.Lock()
         self._bucket_ok = False
+
+    def transfers(self) -> tuple[Any, Any]:
+        """(a boto3 client, its TransferConfig) for files: multipart uploads and downloads by boto3's transfer
+        manager. Made on first use: importing boto3 costs a plan that moves no file ~0.15 s."""
+        with self._transfers_lock:
+            if self._transfers is None:
+                from boto3.s3.transfer import TransferConfig
+
+                c = self.connection
+                client = make_client(region=c["region"], endpoint_url=c["endpoint_url"], profile=c["profile"],
+                                     max_attempts=c["max_attempts"], connect_timeout=c["connect_timeout"])
+                self._transfers = client, TransferConfig(**self._multipart, max_concurrency=8)
+            return self._transfers
 
     # -- names ---------------------------------------------------------------------------------
     def _key(self, digest: str) -> str:
@@ -100,7 +117,8 @@ class S3BlobStore:
         key = self._key(digest)
         if not self._has(self.bucket, key):  # content-addressed: an existing key holds these bytes
             with self._errors(self._uri(key), f"uploading {path}"):
-                self.s3.upload_file(str(path), self.bucket, key, Config=self.transfer)
+                client, config = self.transfers()
+                client.upload_file(str(path), self.bucket, key, Config=config)
         return StoredBlob(digest=digest, uri=self._uri(key), size=os.path.getsize(path))
 
     def put_bytes(self, data: bytes) -> StoredBlob:
@@ -121,37 +139,12 @@ class S3BlobStore:
 
     # -- reading -------------------------------------------------------------------------------
     def exists(self, uris: list[str], dirs: Collection[str] = ()) -> dict[str, bool]:
-        """Which blobs are there. Many blobs of this store: listed (one LIST answers for up to 1,000 keys, where
-        a HEAD answers for one), its 16 shard groups in parallel; a few, or another store's: parallel HEADs.
-        (A directory's manifest is checked like a file, as the local store checks it: by its presence.)"""
+        """Which blobs are there (see `s3_presence.exists`: this store's listed, others' HEADed)."""
         if not uris:
             return {}
         self._check_bucket()
-        own = self._uri(self.prefix)
-        listed: set[str] | None = None
-        if sum(u.startswith(own) for u in uris) >= LIST_FROM:
-            listed = self._listed_keys()
-
-        def one(uri: str) -> bool:
-            if not uri.startswith("s3://"):
-                return False
-            if listed is not None and uri.startswith(own):
-                return uri[len(f"s3://{self.bucket}/"):] in listed
-            return self._has(*self._split(uri))
-
-        with ThreadPoolExecutor(WORKERS) as pool:
-            return dict(zip(uris, pool.map(one, uris)))
-
-    def _listed_keys(self) -> set[str]:
-        """Every key of the store's blobs (`<prefix><2 hex>/<digest>`), listed by first hex digit in parallel."""
-        def group(first: str) -> list[str]:
-            prefix = f"{self.prefix}{first}"
-            with self._errors(self._uri(prefix), "listing blobs"):
-                pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-                return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-        with ThreadPoolExecutor(WORKERS) as pool:
-            return {key for keys in pool.map(group, "0123456789abcdef") for key in keys}
+        with self._errors(self.url, "checking blobs"):
+            return exists(self.s3, self.bucket, self.prefix, uris)
 
     def get_file(self, uri: str, dest: Path) -> None:
         from botocore.exceptions import ClientError
@@ -160,7 +153,8 @@ class S3BlobStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with self._errors(uri, "downloading"):
             try:
-                self.s3.download_file(bucket, key, str(dest), Config=self.transfer)
+                client, config = self.transfers()
+                client.download_file(bucket, key, str(dest), Config=config)
             except ClientError as e:
                 if error_code(e) in _MISSING:
                     raise ProviderError("blob not found (deleted by `flows cache gc`?)", file=uri) from None

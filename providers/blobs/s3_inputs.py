@@ -26,8 +26,8 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=8)
 def _client(region: str | None, endpoint_url: str | None, profile: str | None, aws_env: tuple[Any, ...]) -> Any:
-    """One client per S3 settings and AWS environment (boto3 clients are thread-safe)."""
-    return make_client(region=region, endpoint_url=endpoint_url, profile=profile, max_attempts=5)
+    """One client per S3 settings and AWS environment (botocore clients are thread-safe; HEAD and GET only)."""
+    return make_client(region=region, endpoint_url=endpoint_url, profile=profile, max_attempts=5, transfers=False)
 
 
 def s3_object_digest(uri: str, cache: StatCache, settings: Any) -> str:

@@ -114,7 +114,8 @@ class Staging:
             if self._presigner is None:  # (no region anywhere: boto3 signs for us-east-1)
                 settings = getattr(self.blobs, "settings", {})
                 self._presigner = make_client(region=settings.get("region"), endpoint_url=settings.get("endpoint_url"),
-                                              profile=settings.get("profile"), signature_version="s3v4")
+                                              profile=settings.get("profile"), signature_version="s3v4",
+                                              transfers=False)
             return self._presigner
 
     def _get(self, key: str, expires: int, bucket: str | None = None) -> str:
@@ -209,7 +210,8 @@ class Staging:
             staged.parent.mkdir(parents=True, exist_ok=True)
             key = prefix + "out/" + name
             with self.blobs._errors(f"s3://{self.bucket}/{key}", f"fetching the staged output '{name}'"):
-                self.s3.download_file(self.bucket, key, str(staged))
+                client, config = self.blobs.transfers()
+                client.download_file(self.bucket, key, str(staged), Config=config)
             size, digest = staged.stat().st_size, _sha256(staged)
             if size != info.get("size") or digest != info.get("sha256"):
                 raise ProviderError(f"output '{name}': the staged upload ({size} bytes) is not what the job sent "
