@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from providers.base import Provider
-from providers.blobs.base import BlobStore
+from providers.blobs.base import BlobStore, is_s3
 from reconcile.code_identity import CodeIdentity
 from reconcile.fingerprint import InputResolver, StaticPart, cache_key, fingerprint, is_pending, static_part
 from reconcile.graph import FlowGraph, Node
@@ -233,8 +233,16 @@ class Planner:
 
     def plan(self, flow_digest: str, flow_inputs: dict[str, Any], backend: str, provider: str,
              serial: int | None, lineage: str | None) -> Plan:
-        self._prefetch()
-        self.keyer.resolve_ahead([self.graph.nodes[a] for a in self.selected()])
+        ahead = [self.graph.nodes[a] for a in self.selected()]
+        if is_s3(str(self.blobs.url)):  # two independent sets of round trips: made at once
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(1, thread_name_prefix="blob-presence") as aside:
+                looked = aside.submit(self._prefetch)
+                self.keyer.resolve_ahead(ahead)
+                looked.result()
+        else:
+            self._prefetch()
+            self.keyer.resolve_ahead(ahead)
         decided: dict[str, NodeChange] = {}
         running: set[str] = set()
         outputs: dict[str, dict[str, OutputRecord]] = {}
