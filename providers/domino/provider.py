@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -228,10 +229,18 @@ class DominoProvider:
             raise FlowLoadError(f"{unknown[0]} is not a setting flows can send to Domino's job start",
                                 node=node.address, field=unknown[0])
         _netapp_volume_ids(cfg.get("NetAppVolumeSnapshots"), node.address)
-        if cfg.get("EnvironmentName") and not cfg.get("EnvironmentId"):
-            cfg["EnvironmentId"] = self.client.resolve_environment_id(cfg["EnvironmentName"])
-        if cfg.get("HardwareTierName") and not cfg.get("HardwareTierId"):
-            cfg["HardwareTierId"] = self.client.resolve_hardware_tier_id(cfg["HardwareTierName"])
+        env_name = cfg.get("EnvironmentName") if not cfg.get("EnvironmentId") else None
+        tier_name = cfg.get("HardwareTierName") if not cfg.get("HardwareTierId") else None
+        if env_name and tier_name:  # two independent lists (after the project's id): one round trip, not two
+            self.client.project_id()
+            with ThreadPoolExecutor(2) as pool:
+                env_id = pool.submit(self.client.resolve_environment_id, env_name)
+                tier_id = pool.submit(self.client.resolve_hardware_tier_id, tier_name)
+                cfg["EnvironmentId"], cfg["HardwareTierId"] = env_id.result(), tier_id.result()
+        elif env_name:
+            cfg["EnvironmentId"] = self.client.resolve_environment_id(env_name)
+        elif tier_name:
+            cfg["HardwareTierId"] = self.client.resolve_hardware_tier_id(tier_name)
         resolved = self.client.resolve_job_defaults(JobDefaultsRequest(
             commit_id=cfg.get("CommitId"), main_repo_git_ref=_git_ref(cfg.get("MainRepoGitRef")),
             hardware_tier_id=cfg.get("HardwareTierId"), environment_id=cfg.get("EnvironmentId"),
