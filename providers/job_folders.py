@@ -6,6 +6,12 @@ job's folder (three folders, the input copies) while creating the next job's spe
 walk at 1,000 trivial jobs. So when a job ends its regular files are truncated (a name that shares its file with the
 blob store, an output hard-linked there, is unlinked: that frees no inode), and the emptied folders are removed in
 one sweep when the provider closes or the process exits.
+
+A folder whose job provably ended with every process it started (its own PID namespace) is not even left for that
+sweep: it is emptied for the next job (`RetiredFolders.add(..., reuse=True)`, `take`), which so makes no folder and,
+for an input name the last job also had, no file: an apply of many small jobs creates a few inodes per job, not
+eight. Only plain files are kept (truncated, one name each); a folder holding anything else (a link, a folder in
+`outputs/`, a file with a second name) is not reused.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import stat
 import threading
 import weakref
 from pathlib import Path
+from typing import Collection
 
 
 def give_back_space(folder: Path) -> None:
@@ -51,23 +58,97 @@ def _give_back(name: str, dir_fd: int) -> None:
 
 
 class RetiredFolders:
-    """Folders of finished jobs, removed together by `remove_all` (called by the provider's close, or at exit)."""
+    """Folders of finished jobs, removed together by `remove_all` (called by the provider's close, or at exit);
+    meanwhile those added with `reuse` are handed to later jobs by `take`."""
 
     def __init__(self) -> None:
-        self._folders: list[Path] = []
+        self._folders: dict[Path, None] = {}  # every folder ever added, in order (a reused one once)
+        self._ready: dict[frozenset[str], list[Path]] = {}  # emptied folders by the input names they keep
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _remove, self._folders, self._lock)
 
-    def add(self, folder: Path) -> None:
-        give_back_space(folder)
+    def add(self, folder: Path, reuse: bool = False) -> None:
+        """`reuse`: nothing the folder's job started can still run, so the folder may serve a later job."""
+        kept = empty_for_reuse(folder) if reuse else None
+        if kept is None:
+            give_back_space(folder)
         with self._lock:
-            self._folders.append(folder)
+            self._folders[folder] = None
+            if kept is not None:
+                self._ready.setdefault(kept, []).append(folder)
+
+    def take(self, names: Collection[str]) -> tuple[Path, frozenset[str]] | None:
+        """An emptied folder for a job whose inputs are `names`, with the input names it keeps (empty files that
+        the job's inputs overwrite: best all of them, never one more than it has), or None."""
+        wanted = frozenset(names)
+        with self._lock:
+            folders = self._ready.get(wanted)
+            if not folders:
+                kept = next((k for k, f in self._ready.items() if f and k < wanted), None)
+                if kept is None:
+                    return None
+                folders, wanted = self._ready[kept], kept
+            return folders.pop(), wanted
 
     def remove_all(self) -> None:
+        with self._lock:
+            self._ready.clear()
         _remove(self._folders, self._lock)
 
 
-def _remove(folders: list[Path], lock: threading.Lock) -> None:
+def empty_for_reuse(folder: Path) -> frozenset[str] | None:
+    """Empty a finished job's folder for the next job: `outputs/` emptied (its names unlinked: a consumed output
+    keeps its file in the blob store), each file of `inputs/` truncated. Returns the input names kept, or None
+    when the folder holds anything but `inputs/` and `outputs/` with plain files of one name each (then the
+    caller gives its space back and leaves it for the sweep). Through folder descriptors, links never followed."""
+    try:
+        top = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if sorted(os.listdir(top)) != ["inputs", "outputs"]:
+            return None
+        outputs = os.open("outputs", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+        try:
+            for name in os.listdir(outputs):
+                if stat.S_ISDIR(os.stat(name, dir_fd=outputs, follow_symlinks=False).st_mode):
+                    return None
+                os.unlink(name, dir_fd=outputs)
+        finally:
+            os.close(outputs)
+        inputs = os.open("inputs", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+        try:
+            names = os.listdir(inputs)
+            for name in names:
+                if not _truncated(name, inputs):
+                    return None
+        finally:
+            os.close(inputs)
+        return frozenset(names)
+    except OSError:
+        return None
+    finally:
+        os.close(top)
+
+
+def _truncated(name: str, dir_fd: int) -> bool:
+    """Truncate a plain file of one name (never through a link); False for anything else."""
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return False  # a link (ELOOP), a folder (EISDIR), a fifo without a reader...
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            return False
+        if info.st_size:
+            os.ftruncate(fd, 0)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _remove(folders: dict[Path, None], lock: threading.Lock) -> None:
     with lock:
         taken = list(folders)
         folders.clear()

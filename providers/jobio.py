@@ -57,21 +57,28 @@ class OutputsError(JobIOError):
 
 # ---- inputs ----------------------------------------------------------------------------------------
 
-def write_inputs(inputs: Mapping[str, InputValue], inputs_dir: Path, blobs: BlobStore) -> None:
+def write_inputs(inputs: Mapping[str, InputValue], inputs_dir: Path, blobs: BlobStore) -> set[str]:
     """Write every input as `<inputs_dir>/<name>`, as Domino does. An optional file input that was not
-    given writes nothing (as on Domino)."""
+    given writes nothing (as on Domino). Returns the names written."""
     inputs_dir.mkdir(parents=True, exist_ok=True)
+    written: set[str] = set()
     for name, value in inputs.items():
+        plain = _plain_name(name)
         try:
-            # a plain name is inside by construction (the folder is new and holds only what is written here)
-            dest = inputs_dir / name if _plain_name(name) else ensure_inside(inputs_dir, name)
+            # a plain name is inside by construction (the folder holds only plain files: new, or what
+            # providers.job_folders kept of a finished job's)
+            dest = inputs_dir / name if plain else ensure_inside(inputs_dir, name)
         except ValueError:
             raise InputsError(f"input name '{name}' would be written outside /workflow/inputs") from None
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _write_input(name, value, dest, blobs)
+        if not plain or "/" in name:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        if _write_input(name, value, dest, blobs):
+            written.add(name)
+    return written
 
 
-def _write_input(name: str, value: InputValue, dest: Path, blobs: BlobStore) -> None:
+def _write_input(name: str, value: InputValue, dest: Path, blobs: BlobStore) -> bool:
+    """Whether anything was written (an optional file input not given: nothing)."""
     t = inner_type(value.type)
     if not is_blob(t):
         try:
@@ -79,11 +86,12 @@ def _write_input(name: str, value: InputValue, dest: Path, blobs: BlobStore) -> 
         except (ValueError, TypeError):
             raise InputsError(redact(f"input '{name}': {value.value!r} is not {_article(value.type)} "
                                      f"{value.type}")) from None
-        return
+        return True
     location = value.uri if value.uri is not None else value.value
     if location is None:
-        return
+        return False
     fetch(name, t, os.fspath(location), dest, blobs)
+    return True
 
 
 def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> None:

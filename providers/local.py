@@ -4,8 +4,9 @@ A job gets a private folder (`<jobs dir>/<run>/<address hash>.<attempt>.<id>/`) 
 `outputs/`; the sandbox mounts it at `/workflow` (and the project at `/mnt/code`) in a mount namespace
 of its own, so parallel jobs writing the same output name never meet. Inputs are written the way
 Domino writes them and outputs are checked, parsed and stored in the blob store (both by
-`providers.jobio`, shared with the Domino in-job runtime) before `wait` returns; the folder is emptied then and
-removed when the apply ends (`providers.job_folders` says why).
+`providers.jobio`, shared with the Domino in-job runtime) before `wait` returns; the folder is emptied then (for a
+later job of the same apply when nothing of this one can still run) and removed when the apply ends
+(`providers.job_folders` says why).
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class _Running:
     folder: Path
     log: Path
     started: float  # time.monotonic() at spawn
+    ended_whole: bool = False  # it ended and, in its own PID namespace, every process it started with it
 
 
 class LocalProvider:
@@ -143,12 +145,8 @@ class LocalProvider:
             self._remember(job_id, {"log": str(log)})
             return JobHandle(provider=self.name, job_id=job_id,
                              data={"kind": job.kind, "pid": os.getpid(), "log": str(log)})
+        folder = self._prepared_folder(job, short)
         try:
-            folder = self._job_folder(job, short)
-        except OSError as e:  # e.g. .flows not writable: one line, not a traceback
-            raise ProviderError(redact(f"cannot create the job's folder: {e}"), node=job.address) from None
-        try:
-            self._write_inputs(job, folder / "inputs")
             env = {"PYTHONUNBUFFERED": "1", **jobenv.domino_variables(
                 project_root=Path(job.project_root), run_id=job.run_id, address=job.address, attempt=job.attempt,
                 working_dir=sandbox.CODE if self.isolated else job.project_root, settings=self.domino_settings)}
@@ -167,6 +165,31 @@ class LocalProvider:
                                 "proc_start": process_group.process_start(proc.pid)})
         return JobHandle(provider=self.name, job_id=job_id,
                          data={"kind": job.kind, "pid": proc.pid, "folder": str(folder), "log": str(log)})
+
+    def _prepared_folder(self, job: JobSpec, short: str) -> Path:
+        """The job's folder with its inputs written: an emptied one of a finished job when there is one (see
+        `providers.job_folders`), else a new one."""
+        reused = self._retired.take(job.inputs) if self.contained else None
+        if reused is not None:
+            folder, kept = reused
+            try:
+                written = self._write_inputs(job, folder / "inputs")
+                for stale in kept - written:  # (an optional input not given this time: no file, as on Domino)
+                    os.unlink(folder / "inputs" / stale)
+                return folder
+            except (OSError, ProviderError):
+                pass  # something of the last job's left in the way: this job gets a new folder (the same error
+                # with a new folder is this job's own)
+        try:
+            folder = self._job_folder(job, short)
+        except OSError as e:  # e.g. .flows not writable: one line, not a traceback
+            raise ProviderError(redact(f"cannot create the job's folder: {e}"), node=job.address) from None
+        try:
+            self._write_inputs(job, folder / "inputs")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return folder
 
     def _job_folder(self, job: JobSpec, short: str) -> Path:
         address = hashlib.sha1(job.address.encode()).hexdigest()[:12]
@@ -189,10 +212,10 @@ class LocalProvider:
             raise ProviderError("python task without a function reference", node=job.address)
         return pytask.command(sys.executable, job, job.python["file"])
 
-    def _write_inputs(self, job: JobSpec, inputs_dir: Path) -> None:
-        """The job's inputs in Domino's formats (`providers.jobio`), errors naming the node."""
+    def _write_inputs(self, job: JobSpec, inputs_dir: Path) -> set[str]:
+        """The job's inputs in Domino's formats (`providers.jobio`), errors naming the node; the names written."""
         try:
-            jobio.write_inputs(job.inputs, inputs_dir, self.blobs)
+            return jobio.write_inputs(job.inputs, inputs_dir, self.blobs)
         except jobio.InputsError as e:
             raise ProviderError(str(e), node=job.address) from None
 
@@ -211,7 +234,9 @@ class LocalProvider:
             with self._lock:
                 self._running.pop(handle.job_id, None)
                 self._stopped.discard(handle.job_id)
-            self._retired.add(running.folder)  # emptied now, removed at close (providers/job_folders.py)
+            # emptied now, for the next job when nothing of this one can still run; removed at close
+            # (providers/job_folders.py)
+            self._retired.add(running.folder, reuse=running.ended_whole)
 
     def _watch(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event) -> JobResult:
         try:
@@ -239,6 +264,9 @@ class LocalProvider:
             interval = min(interval * 2, POLL_MAX)
         proc.signal(signal.SIGKILL)  # like a finished container: nothing the job left behind runs on
         code = proc.wait()
+        # (the kernel reaps a PID namespace's every process before its first one's exit is reported; a job
+        # whose launcher died is killed by a signal that may still be on its way)
+        running.ended_whole = self.contained and code != sandbox.LAUNCHER_GONE
         if job_id in self._stopped:
             return JobResult(status="cancelled", error="stopped", log_tail=_tail(running.log))
         if code == sandbox.LAUNCHER_GONE:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from providers.job_folders import RetiredFolders, give_back_space
+from providers.job_folders import RetiredFolders, empty_for_reuse, give_back_space
 from tests.fixtures.projects import flows, write_project
 
 
@@ -84,3 +84,57 @@ def test_removal_never_enters_a_link_and_handles_deeper_folders(tmp_path: Path) 
     retired.remove_all()
     assert not linked.exists() and not deep.exists()
     assert (outside / "keep").read_text() == "keep me"
+
+
+def _flat_job_folder(root: Path, name: str = "abc.1.x", inputs: tuple[str, ...] = ("a", "b")) -> Path:
+    folder = root / "jobs" / "run-1" / name
+    (folder / "inputs").mkdir(parents=True)
+    (folder / "outputs").mkdir()
+    for input_name in inputs:
+        (folder / "inputs" / input_name).write_bytes(b"data")
+    return folder
+
+
+def test_a_folder_emptied_for_reuse_keeps_its_input_files_and_an_empty_outputs(tmp_path: Path) -> None:
+    folder = _flat_job_folder(tmp_path)
+    inode = os.stat(folder / "inputs" / "a").st_ino
+    blob = tmp_path / "blob"
+    (folder / "outputs" / "out").write_bytes(b"result")
+    os.link(folder / "outputs" / "out", blob)  # a consumed output
+    (folder / "outputs" / "stray").write_bytes(b"undeclared")
+    assert empty_for_reuse(folder) == {"a", "b"}
+    assert not any((folder / "outputs").iterdir()) and blob.read_bytes() == b"result"
+    assert os.stat(folder / "inputs" / "a")[1:7:5] == (inode, 0)  # (st_ino, st_size): the same file, empty
+
+
+def test_a_folder_with_anything_but_plain_files_is_not_reused(tmp_path: Path) -> None:
+    outside = tmp_path / "precious"
+    outside.write_text("keep me")
+    linked = _flat_job_folder(tmp_path, "l.1.x")
+    (linked / "inputs" / "link").symlink_to(outside)  # a job swapped a link in
+    second_name = _flat_job_folder(tmp_path, "n.1.x")
+    os.link(second_name / "inputs" / "a", tmp_path / "other-name")
+    deep = _flat_job_folder(tmp_path, "d.1.x")
+    (deep / "outputs" / "sub").mkdir()
+    extra = _flat_job_folder(tmp_path, "e.1.x")
+    (extra / "more").mkdir()
+    for folder in (linked, second_name, deep, extra):
+        assert empty_for_reuse(folder) is None, folder
+    assert outside.read_text() == "keep me" and (tmp_path / "other-name").read_bytes() == b"data"
+
+
+def test_take_hands_out_a_folder_keeping_no_input_name_the_job_lacks(tmp_path: Path) -> None:
+    retired = RetiredFolders()
+    pair, single = _flat_job_folder(tmp_path, "p.1.x"), _flat_job_folder(tmp_path, "s.1.x", ("a",))
+    retired.add(pair, reuse=True)
+    retired.add(single, reuse=True)
+    assert retired.take(["c"]) is None
+    assert retired.take(["a", "c"]) == (single, {"a"})  # fewer names: the job's inputs make the rest
+    assert retired.take(["a"]) is None  # never one with a name more (`b` would be a stale input)
+    assert retired.take(["b", "a"]) == (pair, {"a", "b"})
+    assert retired.take(["a", "b"]) is None  # each folder to one job at a time
+    unused = _flat_job_folder(tmp_path, "u.1.x")
+    retired.add(unused)  # not reusable (its job may have left a process behind): only removed at the end
+    assert retired.take(["a", "b"]) is None
+    retired.remove_all()
+    assert not (tmp_path / "jobs" / "run-1").exists()

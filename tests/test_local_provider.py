@@ -131,6 +131,37 @@ def test_inputs_are_copies_a_job_cannot_change_the_store(tmp_path: Path, provide
     assert Path(stored.uri).read_bytes() == b"original"
 
 
+@needs_isolation
+def test_a_finished_jobs_folder_serves_the_next_job_with_nothing_of_the_last_one(tmp_path: Path,
+                                                                                  blobs: LocalBlobStore) -> None:
+    provider = LocalProvider(blobs, tmp_path / ".flows" / "logs")
+    if not provider.contained:
+        pytest.skip("folders are reused only for jobs in a PID namespace of their own")
+    stored = blobs.put_bytes(b"one\n")
+    # The first job scribbles on its input and leaves a file it did not declare.
+    first = spec(tmp_path, "cat /workflow/inputs/a /workflow/inputs/b > /workflow/outputs/out; "
+                           "echo scribbled > /workflow/inputs/a; echo left > /workflow/outputs/extra",
+                 inputs={"a": InputValue(type="file", uri=stored.uri), "b": InputValue(type="str", value="bee")},
+                 outputs={"out": "file"}, address="wf/first")
+    handle = provider.start(first)
+    done = provider.wait(handle, first, threading.Event())
+    assert done.status == "succeeded", done
+    # The second has the same input names, one of them an optional file not given: it must not see a `b`.
+    second = spec(tmp_path, "{ ls -A /workflow/inputs /workflow/outputs; cat /workflow/inputs/a; } > /tmp/seen; "
+                            "mv /tmp/seen /workflow/outputs/seen",
+                  inputs={"a": InputValue(type="str", value="two"), "b": InputValue(type="optional[file]")},
+                  outputs={"seen": "file"}, address="wf/second")
+    again = provider.start(second)
+    result = provider.wait(again, second, threading.Event())
+    assert result.status == "succeeded", result
+    assert again.data["folder"] == handle.data["folder"]  # the same folder, emptied
+    assert blobs.read_bytes(result.outputs["seen"].uri) == b"/workflow/inputs:\na\n\n/workflow/outputs:\ntwo"
+    assert blobs.read_bytes(done.outputs["out"].uri) == b"one\nbee"  # the first job's output intact
+    assert blobs.read_bytes(stored.uri) == b"one\n"  # the input's blob was never written through
+    provider.close()
+    assert not Path(handle.data["folder"]).exists()
+
+
 @pytest.mark.parametrize("value, message", [
     (InputValue(type="file", uri="/no/such/file.csv"), "input 'data': no such file: /no/such/file.csv"),
     (InputValue(type="dir", uri="/no/such/dir"), "input 'data': no such directory: /no/such/dir"),
