@@ -123,6 +123,8 @@ def main() -> None:
                     "added to an earlier run's)")
     ap.add_argument("--s3-nodes", type=int, default=1000, help="nodes of the S3 row's flow")
     ap.add_argument("--domino-nodes", type=int, default=200, help="nodes of the Domino row's flow")
+    ap.add_argument("--domino-job-seconds", type=float, default=60.0,
+                    help="the Domino overhead row's job length (2 waves of 16 real jobs; 0 skips it)")
     ap.add_argument("--report", type=Path, help="only print the table of an existing results.json")
     ap.add_argument("--markdown", action="store_true", help="with --report: as a markdown table")
     a = ap.parse_args()
@@ -183,6 +185,10 @@ def main() -> None:
             ex["remote_s3"] = remote.s3_row(work, a.s3_nodes, 0.030, max(a.runs, 3), log=log)
             print(f"Domino provider, {a.domino_nodes:,} nodes, +50 ms round trip ...", flush=True)
             ex["remote_domino"] = remote.domino_row(work, a.domino_nodes, 0.050, max(a.runs, 3), log=log)
+            if a.domino_job_seconds > 0:
+                print(f"Domino provider, 2 waves of 16 jobs of {a.domino_job_seconds:g} s, +50 ms round trip ...",
+                      flush=True)
+                ex["remote_domino_long"] = remote.domino_long_row(work, job_s=a.domino_job_seconds, log=log)
             res["extras"] = series_json(ex)
             save(a.out, res)
         if a.only_remote:

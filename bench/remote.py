@@ -3,6 +3,7 @@ TCP proxy on 127.0.0.1 that adds network latency (bench/latency_proxy.py).
 
     .venv/bin/python bench/remote.py s3 [--nodes 1000] [--rtt 0.030] [--runs 5]
     .venv/bin/python bench/remote.py domino [--nodes 200] [--rtt 0.050] [--runs 3]
+    .venv/bin/python bench/remote.py domino-long [--rtt 0.050]   # 2 waves of 16 real 60 s jobs (~2.5 min)
 
 - **S3**: a generated flow (bench/gen.py) whose state and blobs live in a moto bucket behind the proxy; applied
   once with no added latency (setup, untimed), then planned: the full plan (no receipt: it loads the graph from
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -279,9 +281,75 @@ def domino_row(work: Path, n: int = 200, rtt: float = 0.050, runs: int = 3, para
         moto.stop()
 
 
+def domino_long_row(work: Path, width: int = 16, waves: int = 2, job_s: float = 60.0, rtt: float = 0.050,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The apply's own overhead measured with real `job_s`-second jobs (not computed): `waves` waves of `width`
+    jobs (each job of a wave reads one job of the wave before), every job `sleep job_s` first, on the Domino
+    provider behind the same proxies as `domino_row`. The jobs' own time on the critical path is waves x job_s;
+    whatever the apply adds (starting, staging, polling and its lag, collecting outputs, the journal) is the
+    rest of the wall time, per node on that path."""
+    from providers.domino.emulator import DominoEmulator
+    from providers.domino.emulator_world import EmulatorConfig, demo_project
+
+    root = work / f"domino-long-{width}x{waves}"
+    shutil.rmtree(root, ignore_errors=True)
+    nodes = [gen.Node(f"w0_{i:02d}", (), i % gen.SOURCES, 0) for i in range(width)]
+    for w in range(1, waves):
+        nodes += [gen.Node(f"w{w}_{i:02d}", (f"w{w - 1}_{i:02d}",), None, w) for i in range(width)]
+    gen.write_flows(root, nodes)
+    flow = root / "flow.py"
+    text = flow.read_text().replace("Environment Py3.10", "Environment Py3.11")
+    flow.write_text(text.replace("'{ echo ", f"'sleep {job_s:g}; {{ echo "))
+    moto = Moto()
+    emu = DominoEmulator(EmulatorConfig(projects=[demo_project(root, OWNER, PROJECT)], api_key=API_KEY,
+                                        work_dir=work / "domino-long-emu")).start()
+    api = LatencyProxy("127.0.0.1", int(emu.url.rsplit(":", 1)[1]), rtt=rtt).start()
+    s3 = LatencyProxy("127.0.0.1", moto.port, rtt=rtt, handshake=False).start()
+    try:
+        (root / "flows.toml").write_text(domino_toml(s3.url, "domino-long"))
+        env = {**aws_env(), "DOMINO_API_HOST": api.url, "DOMINO_PROJECT_OWNER": OWNER,
+               "DOMINO_PROJECT_NAME": PROJECT, "DOMINO_USER_API_KEY": API_KEY}
+        log(f"  [domino, {width} x {waves} jobs of {job_s:g} s] apply ...")
+        load = os.getloadavg()[0]
+        began = time.time()
+        s = flows_timed(root, apply_args(width), env)
+        ended = time.time()
+        if s.rc != 0:
+            raise RuntimeError(f"domino long apply failed: {s.tail(3)}")
+        # Domino's own times of each job (stageTime): submitted, running, completed; by node (its title)
+        times: dict[tuple[int, int], tuple[float, float, float]] = {}
+        for job in emu.jobs.values():
+            m = re.search(r"w(\d+)_(\d+)", job.title or "")
+            if m and job.run_start_ms and job.completed_ms:
+                times[int(m[1]), int(m[2])] = (job.submitted_ms / 1e3, job.run_start_ms / 1e3, job.completed_ms / 1e3)
+        if len(times) != width * waves:
+            raise RuntimeError(f"domino long apply: {len(times)} jobs seen, {width * waves} expected")
+        # The apply's own time per node: from a job's completion to the start request of the job that reads it
+        # (noticing the end: the poll's lag; collecting its outputs; the journal; the next job's start and
+        # staging), and from the last completion to the apply's exit (the same, then the state written).
+        between = [times[w, i][0] - times[w - 1, i][2] for w in range(1, waves) for i in range(width)]
+        tail = ended - max(t[2] for t in times.values())
+        lead_in = min(t[0] for t in times.values()) - began
+        job_own = [t[2] - t[1] - job_s for t in times.values()]  # the job's runtime: inputs in, outputs out
+        per_node = statistics.mean(between + [tail])
+        return {"width": width, "waves": waves, "job_s": job_s, "rtt_s": rtt, "jobs": len(times),
+                "wall_s": s.wall, "cpu_s": s.cpu_s, "jobs_on_path_s": waves * job_s,
+                "start_to_first_job_s": lead_in, "completion_to_next_start_s": between, "last_completion_to_exit_s": tail,
+                "overhead_per_node_s": per_node, "share": per_node / job_s,
+                "job_runtime_own_s": statistics.median(job_own),
+                "queued_s": statistics.median(t[1] - t[0] for t in times.values()),
+                "api_requests": api.counts()["requests"], "s3_requests": s3.counts()["requests"],
+                "loadavg_1m": [load, os.getloadavg()[0]]}
+    finally:
+        api.stop()
+        s3.stop()
+        emu.stop()
+        moto.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("row", choices=("s3", "domino"))
+    ap.add_argument("row", choices=("s3", "domino", "domino-long"))
     ap.add_argument("--nodes", type=int)
     ap.add_argument("--rtt", type=float)
     ap.add_argument("--runs", type=int, default=3)
@@ -291,8 +359,10 @@ def main() -> None:
     work = a.work or Path(tempfile.mkdtemp(prefix="flows-remote-"))
     if a.row == "s3":
         res = s3_row(work, a.nodes or 1000, 0.030 if a.rtt is None else a.rtt, a.runs)
-    else:
+    elif a.row == "domino":
         res = domino_row(work, a.nodes or 200, 0.050 if a.rtt is None else a.rtt, a.runs)
+    else:
+        res = domino_long_row(work, rtt=0.050 if a.rtt is None else a.rtt)
     print(json.dumps(res, indent=1))
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)
