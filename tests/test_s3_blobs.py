@@ -13,7 +13,7 @@ from providers.blobs import s3 as s3_blobs
 from providers.blobs.local import LocalBlobStore
 from vocab.digest import dir_digest, file_digest, manifest_bytes
 from vocab.errors import ConfigError, ProviderError
-from tests.fixtures.s3 import S3Env
+from tests.fixtures.s3 import Canned, FaultProxy, S3Env
 
 
 def versions(env: S3Env, key: str) -> int:
@@ -52,6 +52,29 @@ def test_an_existing_blob_is_not_uploaded_again(s3: S3Env, tmp_path: Path) -> No
     assert first == again
     assert store.put_bytes(b"same bytes") == first
     assert versions(s3, first.uri.split("/", 3)[3]) == 1  # the bucket is versioned: a second PUT would show
+
+
+def test_a_small_blob_is_one_create_only_request_and_falls_back_where_that_is_refused(
+        s3: S3Env, fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """A small blob: one PUT with If-None-Match: * (a HEAD and a PUT before); an existing key answers 412 and
+    nothing is written again. A store that refuses conditional writes (501), or a concurrent conditional write
+    (409), is asked with a HEAD and written the old way."""
+    store = s3_blobs.S3BlobStore(f"s3://{s3.bucket}/blobs/", region="us-east-1", endpoint_url=fault_proxy.endpoint,
+                                 max_attempts=1)
+    src = tmp_path / "f"
+    src.write_bytes(b"one request")
+    before = fault_proxy.requests
+    blob = store.put_file(src)
+    assert fault_proxy.requests - before == 1
+    assert store.put_file(src) == blob and store.put_bytes(b"one request") == blob
+    assert fault_proxy.requests - before == 3 and versions(s3, blob.uri.split("/", 3)[3]) == 1
+    for refusal in (Canned(501, "NotImplemented"), Canned(409, "ConditionalRequestConflict")):
+        data = f"refused by {refusal.code}".encode()
+        fault_proxy.queue.append(refusal)
+        before = fault_proxy.requests
+        stored = store.put_bytes(data)
+        assert fault_proxy.requests - before == 3  # the refused PUT, a HEAD (404), the PUT
+        assert store.read_bytes(stored.uri) == data
 
 
 def test_big_files_go_multipart(s3: S3Env, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,9 @@ MB = 1 << 20
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 DIGEST = re.compile(r"^[0-9a-f]{16,128}$")
 _MISSING = {"NoSuchKey", "NotFound", "404"}
+_EXISTS = {"PreconditionFailed", "412"}  # If-None-Match: * on a key that is there
+# a store without conditional writes, or a concurrent conditional write of the same key: ask with a HEAD
+_NO_CONDITION = {"NotImplemented", "501", "ConditionalRequestConflict", "409", "InvalidArgument", "400"}
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -115,19 +119,44 @@ class S3BlobStore:
         # `consume` changes nothing here: an upload copies anyway.
         digest = digest or file_digest(path)
         key = self._key(digest)
+        size = os.path.getsize(path)
+        with self._errors(self._uri(key), f"uploading {path}"):
+            if size < self._multipart["multipart_threshold"] and self._conditional_put(key, path):
+                return StoredBlob(digest=digest, uri=self._uri(key), size=size)
         if not self._has(self.bucket, key):  # content-addressed: an existing key holds these bytes
             with self._errors(self._uri(key), f"uploading {path}"):
                 client, config = self.transfers()
                 client.upload_file(str(path), self.bucket, key, Config=config)
-        return StoredBlob(digest=digest, uri=self._uri(key), size=os.path.getsize(path))
+        return StoredBlob(digest=digest, uri=self._uri(key), size=size)
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         digest = bytes_digest(data)
         key = self._key(digest)
-        if not self._has(self.bucket, key):
-            with self._errors(self._uri(key), "uploading"):
+        with self._errors(self._uri(key), "uploading"):
+            if not self._conditional_put(key, data) and not self._has(self.bucket, key):
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return StoredBlob(digest=digest, uri=self._uri(key), size=len(data))
+
+    def _conditional_put(self, key: str, body: bytes | Path) -> bool:
+        """A small blob in one request that only creates (If-None-Match: *) instead of a HEAD and a PUT: True once
+        the key holds these bytes (stored now, or there already: content-addressed). False when that way did not
+        settle it (a store without conditional writes, a concurrent conditional write): the caller asks with a
+        HEAD."""
+        from botocore.exceptions import ClientError
+
+        try:
+            if isinstance(body, Path):
+                with open(body, "rb") as f:
+                    self.s3.put_object(Bucket=self.bucket, Key=key, Body=f, IfNoneMatch="*")
+            else:
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+            return True
+        except ClientError as e:
+            if error_code(e) in _EXISTS:
+                return True
+            if error_code(e) in _NO_CONDITION:
+                return False
+            raise
 
     def put_dir(self, path: Path, *, consume: bool = False, confine: bool = False) -> StoredBlob:
         found = tree_files(path, confine=confine)  # every name checked before anything is uploaded
@@ -145,6 +174,17 @@ class S3BlobStore:
         self._check_bucket()
         with self._errors(self.url, "checking blobs"):
             return exists(self.s3, self.bucket, self.prefix, uris)
+
+    def fetch(self, key: str, dest: Path, expected_size: Any = None) -> None:
+        """One object of this bucket into `dest`: one GET when it is expected below the multipart threshold (a
+        download by the transfer manager first asks its size), else the transfer manager's parallel ranges."""
+        if isinstance(expected_size, int) and expected_size < self._multipart["multipart_threshold"]:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+            with open(dest, "wb") as f:
+                shutil.copyfileobj(body, f, 1 << 20)
+            return
+        client, config = self.transfers()
+        client.download_file(self.bucket, key, str(dest), Config=config)
 
     def get_file(self, uri: str, dest: Path) -> None:
         from botocore.exceptions import ClientError

@@ -192,6 +192,7 @@ class DominoProvider:
         self._lock = threading.Lock()
         # One poller for every job this apply waits on (providers/domino/watcher.py).
         self.watcher = JobWatcher(client, client.poll_interval, client.max_poll_interval)
+        self._clearing = ThreadPoolExecutor(2, thread_name_prefix="domino-staging-clear")
 
     @classmethod
     def from_config(cls, cfg: Any, blobs: Any) -> "DominoProvider":
@@ -344,10 +345,15 @@ class DominoProvider:
         try:
             return self._wait(handle, job, cancel, tag, on_status)
         finally:
-            try:
-                self.staging.clear(tag)
-            except ProviderError as e:
-                self.warnings.append(f"{job.address}: {e.message}")
+            # Off the critical path: the node's record and its readers' starts need not wait for a LIST and a
+            # DELETE (the executor's threads are joined before the process exits).
+            self._clearing.submit(self._clear_staging, tag, job.address)
+
+    def _clear_staging(self, tag: str, address: str) -> None:
+        try:
+            self.staging.clear(tag)
+        except Exception as e:  # noqa: BLE001 - left-over staging keys are garbage, never a failed node
+            self.warnings.append(f"{address}: {e.message if isinstance(e, FlowsError) else e}")
 
     def _wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event, tag: str,
               on_status: StatusCallback | None) -> JobResult:

@@ -210,8 +210,7 @@ class Staging:
             staged.parent.mkdir(parents=True, exist_ok=True)
             key = prefix + "out/" + name
             with self.blobs._errors(f"s3://{self.bucket}/{key}", f"fetching the staged output '{name}'"):
-                client, config = self.blobs.transfers()
-                client.download_file(self.bucket, key, str(staged), Config=config)
+                self.blobs.fetch(key, staged, expected_size=info.get("size"))
             size, digest = staged.stat().st_size, _sha256(staged)
             if size != info.get("size") or digest != info.get("sha256"):
                 raise ProviderError(f"output '{name}': the staged upload ({size} bytes) is not what the job sent "
