@@ -180,6 +180,8 @@ def test_wait_notes_domino_status_for_the_progress_view(tmp_path: Path, s3: S3En
     assert result.status == "succeeded", result
     assert result.outputs["answer"].value == 42
     assert outcome.status == "Succeeded"  # what the live view shows next to the job id
+    provider.close()  # the job's staging keys are cleared off the critical path: gone once the provider closes
+    assert not [k for k in s3.keys() if "/staging/" in k]
 
 
 TASKS_FLOW = '''

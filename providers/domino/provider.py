@@ -349,6 +349,10 @@ class DominoProvider:
             # DELETE (the executor's threads are joined before the process exits).
             self._clearing.submit(self._clear_staging, tag, job.address)
 
+    def close(self) -> None:
+        """Wait for the staging clears still going (at exit they are waited for anyway)."""
+        self._clearing.shutdown(wait=True)
+
     def _clear_staging(self, tag: str, address: str) -> None:
         try:
             self.staging.clear(tag)
