@@ -28,11 +28,26 @@ def caller_source() -> SourceRef | None:
     """The first stack frame outside this package: the flow file line that made the call."""
     frame = sys._getframe(1)
     while frame is not None:
-        fname = os.path.abspath(frame.f_code.co_filename)
-        if not fname.startswith(_PACKAGE_DIR + os.sep) and "importlib" not in fname:
+        fname = _outside_file(frame.f_code.co_filename)
+        if fname is not None:
             return _source_ref(fname, frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+_OUTSIDE: dict[str, str | None] = {}  # an absolute code file name -> itself when outside this package, else None
+
+
+def _outside_file(code_file: str) -> str | None:
+    """The code file's absolute name when it is not flows' own or the import system's (asked once per node
+    and frame: remembered for absolute names, which do not depend on the working folder)."""
+    if code_file in _OUTSIDE:
+        return _OUTSIDE[code_file]
+    fname = os.path.abspath(code_file)
+    outside = fname if not fname.startswith(_PACKAGE_DIR + os.sep) and "importlib" not in fname else None
+    if os.path.isabs(code_file):
+        _OUTSIDE[code_file] = outside
+    return outside
 
 
 _SOURCES: dict[tuple[str, int], SourceRef] = {}

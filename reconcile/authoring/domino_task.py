@@ -283,8 +283,9 @@ class DominoJobTask:
                  use_latest_git_ref: bool = False, **kwargs: Any) -> None:
         self.source = tracing.caller_source()
         # `task_config=` is the plugin's older name of the config; any other keyword is a mistake.
-        explicit = [p for p in inspect.signature(DominoJobTask.__init__).parameters if p not in ("self", "kwargs")]
-        check_keywords("DominoJobTask", kwargs, [*explicit, "task_config"], self.source, node=name)
+        if kwargs:
+            explicit = [p for p in inspect.signature(DominoJobTask.__init__).parameters if p not in ("self", "kwargs")]
+            check_keywords("DominoJobTask", kwargs, [*explicit, "task_config"], self.source, node=name)
         if domino_job_config is None:
             domino_job_config = kwargs.pop("task_config", None) or DominoJobConfig()
         self.name = name
