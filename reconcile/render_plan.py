@@ -1,7 +1,7 @@
 """Terraform-like plan output: one line per node with a symbol and colour, reasons under it, a summary."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol, runtime_checkable
 
 from rich.console import Console
 from rich.markup import escape
@@ -33,7 +33,7 @@ def print_plan(plan: Plan, console: Console, verbose_reuse: bool = False) -> Non
     plain_reuse = [n for n in plan.nodes if n.action == "reuse" and not n.reasons and not n.notes]
     collapse = not verbose_reuse and len(plain_reuse) > COLLAPSE_REUSED
     hidden = {id(n) for n in plain_reuse} if collapse else set()
-    say = _writer(console)
+    say = line_writer(console)
     for n in plan.nodes:
         if id(n) in hidden:
             continue
@@ -66,11 +66,21 @@ def print_plan(plan: Plan, console: Console, verbose_reuse: bool = False) -> Non
     console.print(f"[bold]{summary_line(plan)}[/bold]")
 
 
-def _writer(console: Console) -> Callable[[str, str], None]:
+@runtime_checkable
+class PlanLines(Protocol):
+    """A stand-in console that takes the plan's lines itself (the plan command's, which keeps them for the no-op
+    receipt): given each line both ways."""
+
+    def plan_line(self, markup: str, plain: str) -> None: ...
+
+
+def line_writer(console: Console) -> Callable[[str, str], None]:
     """say(markup, plain): one line of the plan. On a plain console (no colours, no terminal: CI, a file) a line
     that rich would write unchanged (printable, shorter than the width, no `:emoji:` to replace) is written as
-    it is: rendering thousands of plan lines through rich took longer than planning them. Anything else that
-    prints (a capturing stand-in, a terminal) gets every line through its `print`."""
+    it is: rendering thousands of plan lines through rich took longer than planning them. A `PlanLines` takes
+    each line itself; anything else that prints (a terminal) gets every line through its `print`."""
+    if isinstance(console, PlanLines):
+        return console.plan_line
     if not isinstance(console, Console) or console.color_system is not None or console.is_terminal or console.record:
         return lambda markup, plain: console.print(markup)
     width, out = console.width, console.file

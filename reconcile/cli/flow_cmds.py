@@ -57,8 +57,8 @@ def plan(
         from reconcile.cli.plan_receipt import CapturingConsole, plain_text
         captured = CapturingConsole(console)
         print_plan(result, captured, verbose_reuse=verbose)  # type: ignore[arg-type]
-        if out is None and captured.plain_only:  # a no-op: the next identical plan is answered from its receipt
-            from reconcile.noop_plan import leave_receipt
+        if out is None and captured.plain_only and not result.has_changes():  # a no-op: the next identical plan
+            from reconcile.noop_plan import leave_receipt  # is answered from its receipt
             leave_receipt(loaded, view, result, captured.lines, plain_text(captured.lines))
     if out is not None:
         write_saved_plan(result, out)

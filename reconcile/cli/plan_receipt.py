@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 
 from reconcile.cli.output import PIPE_WIDTH
+from reconcile.render_plan import line_writer
 
 
 class CapturingConsole:
@@ -16,6 +17,12 @@ class CapturingConsole:
         self.console = console
         self.lines: list[str] = []
         self.plain_only = True
+        self._say = line_writer(console)
+
+    def plan_line(self, markup: str, plain: str) -> None:
+        """A node's line: written as the plan writes it to that console (plain text to a pipe, not through rich)."""
+        self._say(markup, plain)
+        self.lines.append(markup)
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         self.console.print(*objects, **kwargs)
