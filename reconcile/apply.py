@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import getpass
 import os
+import queue
 import re
 import socket
 import threading
@@ -166,6 +167,7 @@ class Scheduler:
         self.presence = BlobPresence(blobs)
         self.slots = JobSlots(1)  # sized by run_all
         self._tickets: dict[str, int] = {}  # address -> its place in the line for a job slot
+        self._finished: queue.SimpleQueue[cf.Future[None]] = queue.SimpleQueue()  # filled by the futures
 
     # -- journal -----------------------------------------------------------------------------
     def _journal(self, record: journal.JournalRecord, durable: bool = True) -> None:
@@ -516,12 +518,25 @@ class Scheduler:
                         continue
                     self._settle_unanswered(todo, halted)
                     break
-                done, _ = cf.wait(running, timeout=POLL, return_when=cf.FIRST_COMPLETED)
+                done = self._finished_futures()
                 changed = bool(done)
                 for fut in done:
                     address = running.pop(fut)
                     trouble = trouble or self.outcomes[address].result in ("failed", "cancelled")
         return self.outcomes
+
+    def _finished_futures(self) -> list[cf.Future[None]]:
+        """The nodes' futures that finished since the last look, waiting up to POLL for one (a queue their
+        callbacks fill: `cf.wait` re-registered a waiter on every running future each time)."""
+        try:
+            done = [self._finished.get(timeout=POLL)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                done.append(self._finished.get_nowait())
+            except queue.Empty:
+                return done
 
     def _settle_unanswered(self, todo: list[str], halted: bool) -> None:
         """The walk is over: nodes left waiting for an unanswered gate are `blocked` (the run then ends `waiting`),
@@ -601,7 +616,9 @@ class Scheduler:
                 self.outcomes[address].result = "running"
                 self.outcomes[address].queued = time.monotonic()
                 self._tickets[address] = self.slots.ticket()
-                running[pool.submit(self._guarded, address)] = address
+                future = pool.submit(self._guarded, address)
+                running[future] = address
+                future.add_done_callback(self._finished.put)
             else:
                 waiting.append(address)
         return waiting
