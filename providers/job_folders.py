@@ -11,7 +11,9 @@ A folder whose job provably ended with every process it started (its own PID nam
 sweep: it is emptied for the next job (`RetiredFolders.add(..., reuse=True)`, `take`), which so makes no folder and,
 for an input name the last job also had, no file: an apply of many small jobs creates a few inodes per job, not
 eight. Only plain files are kept (truncated, one name each); a folder holding anything else (a link, a folder in
-`outputs/`, a file with a second name) is not reused.
+`outputs/`, a file with a second name) is not reused. A kept input file of up to `KEEP_BYTES` is not even emptied:
+the next job's input is written over it in place (`blobs.local.clone_or_copy`), so its block is neither freed
+nor allocated again (on a filesystem mounted with `discard`, freeing a block waits for the device).
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import threading
 import weakref
 from pathlib import Path
 from typing import Collection
+
+KEEP_BYTES = 1 << 16  # a reused folder's input file up to this size keeps its bytes until it is written over
 
 
 def give_back_space(folder: Path) -> None:
@@ -98,7 +102,7 @@ class RetiredFolders:
 
 def empty_for_reuse(folder: Path) -> frozenset[str] | None:
     """Empty a finished job's folder for the next job: `outputs/` emptied (its names unlinked: a consumed output
-    keeps its file in the blob store), each file of `inputs/` truncated. Returns the input names kept, or None
+    keeps its file in the blob store), each file of `inputs/` over `KEEP_BYTES` truncated. Returns the input names kept, or None
     when the folder holds anything but `inputs/` and `outputs/` with plain files of one name each (then the
     caller gives its space back and leaves it for the sweep). Through folder descriptors, links never followed."""
     try:
@@ -132,7 +136,7 @@ def empty_for_reuse(folder: Path) -> frozenset[str] | None:
 
 
 def _truncated(name: str, dir_fd: int) -> bool:
-    """Truncate a plain file of one name (never through a link); False for anything else."""
+    """Truncate a plain file of one name (never through a link) over `KEEP_BYTES`; False for anything else."""
     try:
         fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
@@ -141,7 +145,7 @@ def _truncated(name: str, dir_fd: int) -> bool:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             return False
-        if info.st_size:
+        if info.st_size > KEEP_BYTES:
             os.ftruncate(fd, 0)
         return True
     finally:

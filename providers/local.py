@@ -79,6 +79,7 @@ class LocalProvider:
         self._lock = threading.Lock()
         self._launcher: sandbox.Launcher | None = None
         self._retired = job_folders.RetiredFolders()
+        self._index_fd: int | None = None  # the job index (see _remember)
         self._log_folders: set[Path] = set()
 
     def close(self) -> None:
@@ -323,26 +324,52 @@ class LocalProvider:
             raise ProviderError(f"no log for local job {job_id}")
         return redact(Path(log).read_text(errors="replace"))
 
-    # job id -> {log, pid, folder, proc_start}: so `flows logs` and recover work from another process.
-    def _index(self, job_id: str) -> Path:
-        return self.logs_dir / ".local-jobs" / f"{job_id}.json"
+    # job id -> {log, pid, folder, proc_start}: so `flows logs` and recover work from another process. One
+    # append-only file per provider (an apply), a line per job: a file per job cost an inode per job.
+    def _index_dir(self) -> Path:
+        return self.logs_dir / ".local-jobs"
 
     def _remember(self, job_id: str, info: dict[str, Any]) -> None:
-        path = self._index(job_id)
-        try:
-            path.write_text(json.dumps(info))
-        except FileNotFoundError:  # its folder is made on first need, not checked for every job
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(info))
+        line = (json.dumps({"job": job_id, **info}) + "\n").encode()
+        with self._lock:
+            if self._index_fd is None:
+                path = self._index_dir() / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                try:
+                    self._index_fd = os.open(path, flags, 0o644)
+                except FileNotFoundError:  # its folder is made on first need
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    self._index_fd = os.open(path, flags, 0o644)
+                weakref.finalize(self, os.close, self._index_fd)
+            os.write(self._index_fd, line)  # one write of one line in append mode: lines never interleave
 
     def _recall(self, job_id: str) -> dict[str, Any]:
         if "/" in job_id or not job_id.startswith("local-"):
             return {}
-        try:
-            info = json.loads(self._index(job_id).read_text())
+        folder = self._index_dir()
+        try:  # a job of an apply before the index files (a file of its own)
+            info = json.loads((folder / f"{job_id}.json").read_text())
+            return info if isinstance(info, dict) else {}
         except (OSError, ValueError):
+            pass
+        needle = b'{"job": ' + json.dumps(job_id).encode() + b", "
+        try:
+            files = sorted(folder.glob("*.jsonl"), key=_mtime, reverse=True)  # the latest applies first
+        except OSError:
             return {}
-        return info if isinstance(info, dict) else {}
+        for path in files:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            at = data.rfind(b"\n" + needle) + 1 or (0 if data.startswith(needle) else -1)
+            if at >= 0:
+                try:
+                    info = json.loads(data[at:data.find(b"\n", at)])
+                except ValueError:
+                    continue
+                return info if isinstance(info, dict) else {}
+        return {}
 
     # ---- outputs ---------------------------------------------------------------------------------
     def _collect(self, job: JobSpec, out_dir: Path) -> tuple[dict[str, OutputRecord], list[str]]:
@@ -403,6 +430,13 @@ def _tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
     except OSError:
         return ""
     return redact("\n".join(data.decode(errors="replace").splitlines()[-lines:]))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _append_log(log: Path, lines: list[str]) -> None:

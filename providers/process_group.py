@@ -7,7 +7,6 @@ import select
 import signal
 import subprocess
 import time
-from pathlib import Path
 from typing import Protocol
 
 POLL = 0.01  # seconds between looks at a process that gives no exit notice (no pidfd, not our child)
@@ -107,10 +106,16 @@ def process_start(pid: int) -> str | None:
     """The process's start time in clock ticks (Linux), to tell it from a later process with the same pid;
     None for no process or a zombie."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    fields = stat.rsplit(b")", 1)[-1].decode(errors="replace").split()
     return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from providers.joblog import MaskedLogPopen, pump_thread
-from vocab.masking import secret_values
+from vocab.masking import env_signature, secret_values
 
 WORKFLOW = "/workflow"
 # The launcher runs as a script of its own (not imported here: it loads ctypes and libc at import).
@@ -73,8 +73,20 @@ def _unshare_prefix(pids: bool = True) -> list[str]:
     return prefix
 
 
+_environ: tuple[object, dict[str, str]] | None = None
+
+
+def _own_environ() -> dict[str, str]:
+    """A copy of this process's environment: decoded once, again only when it changes."""
+    global _environ
+    signature = env_signature()
+    if _environ is None or _environ[0] != signature:
+        _environ = (signature, dict(os.environ))
+    return dict(_environ[1])
+
+
 def job_env(workflow_dir: Path, project_root: Path, extra: dict[str, str] | None, isolated: bool) -> dict[str, str]:
-    env = dict(os.environ)
+    env = _own_environ()
     env.update(extra or {})
     base = WORKFLOW if isolated else str(workflow_dir)
     env["FLOWS_INPUTS_DIR"] = f"{base}/inputs"

@@ -32,6 +32,18 @@ def test_a_blob_is_a_private_copy(tmp_path: Path) -> None:
     assert blob.read_text() == "original\n" and file_digest(blob) == blob.name
 
 
+def test_a_blob_copied_over_an_existing_file_leaves_exactly_its_bytes(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    short, long_ = store.put_bytes(b"new\n"), store.put_bytes(b"y" * 300_000)
+    dest = tmp_path / "inputs" / "a"  # (its folder is made when missing)
+    store.get_file(long_.uri, dest)
+    inode = dest.stat().st_ino
+    store.get_file(short.uri, dest)  # over a longer file: written in place, then cut to size
+    assert (dest.read_bytes(), dest.stat().st_ino) == (b"new\n", inode)
+    store.get_file(long_.uri, dest)
+    assert file_digest(dest) == long_.digest
+
+
 def test_a_changed_blob_is_not_used_and_the_next_store_replaces_it(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "blobs", StatCache(tmp_path / "statcache.json"))
     src = tmp_path / "out.txt"

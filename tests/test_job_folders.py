@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from providers.job_folders import RetiredFolders, empty_for_reuse, give_back_space
+from providers.job_folders import KEEP_BYTES, RetiredFolders, empty_for_reuse, give_back_space
 from tests.fixtures.projects import flows, write_project
 
 
@@ -102,9 +102,12 @@ def test_a_folder_emptied_for_reuse_keeps_its_input_files_and_an_empty_outputs(t
     (folder / "outputs" / "out").write_bytes(b"result")
     os.link(folder / "outputs" / "out", blob)  # a consumed output
     (folder / "outputs" / "stray").write_bytes(b"undeclared")
-    assert empty_for_reuse(folder) == {"a", "b"}
+    (folder / "inputs" / "big").write_bytes(b"x" * (KEEP_BYTES + 1))
+    assert empty_for_reuse(folder) == {"a", "b", "big"}
     assert not any((folder / "outputs").iterdir()) and blob.read_bytes() == b"result"
-    assert os.stat(folder / "inputs" / "a")[1:7:5] == (inode, 0)  # (st_ino, st_size): the same file, empty
+    # the same files; a big one gives its space back now, a small one is written over by the next job
+    assert os.stat(folder / "inputs" / "big").st_size == 0
+    assert (os.stat(folder / "inputs" / "a").st_ino, (folder / "inputs" / "a").read_bytes()) == (inode, b"data")
 
 
 def test_a_folder_with_anything_but_plain_files_is_not_reused(tmp_path: Path) -> None:

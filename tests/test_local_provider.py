@@ -380,10 +380,20 @@ def test_logs_of_a_job_from_another_provider_instance(tmp_path: Path, provider: 
                                                       blobs: LocalBlobStore) -> None:
     handle = provider.start(spec(tmp_path, "echo hello from the job"))
     provider.wait(handle, spec(tmp_path), threading.Event())
+    second = spec(tmp_path, "echo the second job", address="wf/second")
+    other = provider.start(second)
+    provider.wait(other, second, threading.Event())
     later = LocalProvider(blobs, tmp_path / ".flows" / "logs")
     assert later.logs(handle.job_id) == "hello from the job\n"
+    assert later.logs(other.job_id) == "the second job\n"
     with pytest.raises(ProviderError, match="no log for local job local-1-nope"):
         later.logs("local-1-nope")
+    index = tmp_path / ".flows" / "logs" / ".local-jobs"
+    assert [p.suffix for p in index.iterdir()] == [".jsonl"]  # one index file per apply, not one per job
+    old_log = tmp_path / "old.log"  # a job of an apply from before the index files: a file of its own
+    old_log.write_text("from an older apply\n")
+    (index / "local-7-0ld0ld00.json").write_text(json.dumps({"log": str(old_log)}))
+    assert later.logs("local-7-0ld0ld00") == "from an older apply\n"
 
 
 def test_attach(tmp_path: Path, provider: LocalProvider, blobs: LocalBlobStore) -> None:

@@ -31,7 +31,7 @@ def register_secret(value: str | None) -> None:
 _cache: tuple[object, list[str]] | None = None
 
 
-def _env_signature() -> object:
+def env_signature() -> object:
     """Cheap identity of the environment and the registered secrets: redact runs thousands of times a plan."""
     raw = getattr(os.environ, "_data", None)  # CPython keeps the encoded environment here: no decoding needed
     env = hash(tuple(raw.items())) if isinstance(raw, dict) else tuple(os.environ.items())
@@ -40,7 +40,7 @@ def _env_signature() -> object:
 
 def secret_values() -> list[str]:
     global _cache
-    signature = _env_signature()
+    signature = env_signature()
     if _cache is not None and _cache[0] == signature:
         return _cache[1]
     values = _compute_secret_values()

@@ -32,6 +32,7 @@ class LocalBlobStore:
         self.root = Path(root).resolve()
         self.url = str(self.root)
         self.digests = digests if digests is not None else StatCache(None)
+        self._root_made = False  # made on the first write, not asked again for every blob
 
     def _path(self, digest: str) -> Path:
         return self.root / shard(digest)
@@ -52,15 +53,20 @@ class LocalBlobStore:
         if self._intact(target, digest):  # content-addressed: an intact blob is these very bytes
             tmp.unlink()
         else:  # absent, or changed since it was stored: these bytes take its place
-            target.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except FileNotFoundError:  # the shard's first blob (its folder is made then, not checked every time)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
             self.digests.remember(target, digest)
         return StoredBlob(digest=digest, uri=str(target), size=size)
 
     def _tmp(self) -> Path:
         # unique per call: two jobs of one apply may store the same bytes at the same moment
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self._root_made:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._root_made = True
         return self.root / f".{os.getpid()}.{uuid.uuid4().hex}.tmp"
 
     def put_file(self, path: Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
@@ -74,9 +80,11 @@ class LocalBlobStore:
             actual = file_digest(tmp)  # the digest of the bytes stored, not of what was there a moment ago
             if digest is not None and actual != digest:
                 raise BlobChangedError(f"{path} changed while it was being stored", file=str(path))
-            return self._place(tmp, actual)
-        finally:
+            placed = self._place(tmp, actual)
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
+        return placed
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         digest = bytes_digest(data)
@@ -120,8 +128,13 @@ class LocalBlobStore:
 
     def get_file(self, uri: str, dest: Path) -> None:
         path = self._verified(uri)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        clone_or_copy(path, dest)
+        try:
+            clone_or_copy(path, dest)
+        except FileNotFoundError:
+            if dest.parent.is_dir():
+                raise
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            clone_or_copy(path, dest)
 
     def get_dir(self, uri: str, dest: Path) -> None:
         manifest = json.loads(self._verified(uri).read_bytes())
@@ -163,14 +176,21 @@ class LocalBlobStore:
 
 def clone_or_copy(src: Path, dest: Path) -> None:
     """A private copy of `src` at `dest`: a reflink (shared extents, copied on write) where the filesystem
-    offers one, bytes otherwise."""
-    with open(src, "rb") as source, open(dest, "wb") as target:
+    offers one, bytes otherwise. An existing `dest` is written over in place and then cut to size, not emptied
+    first: a job folder's input file taking the next job's input of a few bytes keeps its block (emptying it
+    frees the block, which on a filesystem mounted with `discard` waits for the device, and allocates another)."""
+    with open(src, "rb") as source:
+        target = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
-            fcntl.ioctl(target.fileno(), FICLONE, source.fileno())
-            return
-        except OSError:
-            pass  # not a reflink filesystem (ext4, tmpfs), or another filesystem
-        _copy_open(source.fileno(), target.fileno())
+            size = os.fstat(source.fileno()).st_size
+            try:
+                fcntl.ioctl(target, FICLONE, source.fileno())
+            except OSError:  # not a reflink filesystem (ext4, tmpfs), or another filesystem
+                _copy_open(source.fileno(), target)
+                size = os.lseek(target, 0, os.SEEK_CUR)
+            os.ftruncate(target, size)
+        finally:
+            os.close(target)
 
 
 def _copy_open(source: int, target: int) -> None:
