@@ -34,10 +34,14 @@ class LocalBackend:
     def __init__(self, root: str | os.PathLike[str], lease_seconds: float = 60.0) -> None:
         self.root = Path(root)
         self.lease_seconds = lease_seconds
+        self._paths: dict[tuple[str, str], Path] = {}  # (flow, suffix) -> its file: asked at every journal record
 
     # -- paths -------------------------------------------------------------------------------
     def _path(self, flow: str, suffix: str = ".json") -> Path:
-        return flow_file(self.root, flow, suffix)
+        path = self._paths.get((flow, suffix))
+        if path is None:  # (the name is checked once, when first seen)
+            path = self._paths[flow, suffix] = flow_file(self.root, flow, suffix)
+        return path
 
     def peek(self, flow: str) -> tuple[str | None, bool]:
         """(the state's etag, whether a journal is waiting): what the no-op plan shortcut checks."""
