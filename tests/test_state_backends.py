@@ -313,6 +313,20 @@ def test_journal_clear_for_a_lock_no_longer_held_deletes_nothing(kit: Kit) -> No
     assert records(b) == []
 
 
+def test_a_journal_cleared_by_another_holder_is_appended_to_anew(kit: Kit) -> None:
+    """(The local backend keeps its journal open between records.) Another backend of the same flow, as another
+    process would, clears the journal; this one's next record starts the new journal, not a removed file."""
+    b, other = kit.make(), kit.make()
+    b.journal_append(FLOW, record({"n": 1}))
+    other.journal_clear(FLOW)
+    b.journal_append(FLOW, record({"n": 2}))
+    assert records(kit.make()) == [{"n": 2}]
+    b.journal_clear(FLOW)
+    other.journal_append(FLOW, record({"n": 3}))
+    b.journal_append(FLOW, record({"n": 4}))
+    assert records(kit.make()) == [{"n": 3}, {"n": 4}]
+
+
 def test_a_new_process_appends_after_existing_records(kit: Kit) -> None:
     kit.make().journal_append(FLOW, record({"n": 1}))
     later = kit.make()  # e.g. `flows recover` after a crash
