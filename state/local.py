@@ -1,6 +1,7 @@
 """The local file backend (the default): `.flows/state/<flow>.json` with backups, a lock file, a journal."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fcntl
 import json
@@ -39,6 +40,7 @@ class LocalBackend:
         self._paths: dict[tuple[str, str], Path] = {}  # (flow, suffix) -> its file: asked at every journal record
         self._journal_fds: dict[str, int] = {}  # flow -> its journal, kept open (see `_journal_fd`)
         self._journal_lock = threading.Lock()
+        self._syncs: dict[str, _GroupSync] = {}  # flow -> its journal's group commit
         weakref.finalize(self, _close_all, self._journal_fds)
 
     # -- paths -------------------------------------------------------------------------------
@@ -229,9 +231,33 @@ class LocalBackend:
         try:
             os.write(fd, data.rstrip(b"\n") + b"\n")
             if durable:
-                os.fsync(fd)
+                self._sync(flow, fd)
         finally:
             os.close(fd)
+
+    def _sync(self, flow: str, fd: int) -> None:
+        """Return once the journal is on disk up to this caller's record (group commit): an fsync that started
+        after the record was written covers it, so records written while one fsync runs share the next one
+        instead of each waiting for its own (an fsync costs ~1.5 ms here)."""
+        sync = self._syncs.setdefault(flow, _GroupSync())
+        with sync.cond:
+            sync.written += 1
+            mine = sync.written
+            while sync.synced < mine and sync.running:
+                sync.cond.wait()
+            if sync.synced >= mine:
+                return
+            sync.running, upto = True, sync.written  # every record counted so far is in the file
+        done = False
+        try:
+            os.fsync(fd)
+            done = True
+        finally:
+            with sync.cond:
+                sync.running = False
+                if done:
+                    sync.synced = max(sync.synced, upto)
+                sync.cond.notify_all()  # (after a failed fsync a waiter tries its own)
 
     def _journal_fd(self, flow: str) -> int:
         """A descriptor of the flow's journal (O_APPEND: every record lands whole at its end), for one record.
@@ -284,6 +310,14 @@ class LocalBackend:
                     return
             self._path(flow, JOURNAL_SUFFIX).unlink(missing_ok=True)
             self._forget_journal_fd(flow)
+
+
+@dataclasses.dataclass
+class _GroupSync:
+    cond: threading.Condition = dataclasses.field(default_factory=threading.Condition)
+    written: int = 0      # records written (numbered in order)
+    synced: int = 0       # records known to be on disk
+    running: bool = False  # an fsync is under way
 
 
 def _close_all(fds: dict[str, int]) -> None:

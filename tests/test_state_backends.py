@@ -327,6 +327,38 @@ def test_a_journal_cleared_by_another_holder_is_appended_to_anew(kit: Kit) -> No
     assert records(kit.make()) == [{"n": 3}, {"n": 4}]
 
 
+def test_records_written_while_one_fsync_runs_share_the_next(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit of the local journal: 8 workers record at once; the first fsync is held until all 8 have
+    written, so the records share at most two fsyncs (the first may have started before the others wrote), and
+    no append returns before an fsync that started after its record."""
+    import state.local as local_module
+
+    backend = LocalBackend(tmp_path / "state")
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:  # hold the first until every worker's record is in the file
+            deadline = time.monotonic() + 10
+            while backend._syncs[FLOW].written < 8 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        real_fsync(fd)
+
+    monkeypatch.setattr(local_module.os, "fsync", fsync)
+    returned: list[int] = []
+    threads = [threading.Thread(target=lambda i=i: (backend.journal_append(FLOW, record({"n": i})),
+                                                    returned.append(len(calls))))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(r["n"] for r in records(backend)) == list(range(8))
+    assert 1 <= len(calls) <= 2, calls
+    assert len(returned) == 8 and all(n >= 1 for n in returned)  # none returned before an fsync
+
+
 def test_a_new_process_appends_after_existing_records(kit: Kit) -> None:
     kit.make().journal_append(FLOW, record({"n": 1}))
     later = kit.make()  # e.g. `flows recover` after a crash
