@@ -125,15 +125,18 @@ def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> Non
                 raise fail(f"{location} is neither a directory nor a stored directory") from None
         else:
             raise fail(f"no such directory: {location}")
+    elif (owns := getattr(blobs, "owns", None)) is not None and owns(location):
+        try:  # a stored output: checked against its digest on the way
+            blobs.get_file(location, dest)
+        except BlobChangedError as e:
+            raise fail(e.message) from None
+        except FileNotFoundError:
+            if path.is_file():
+                raise
+            raise fail(f"{'expected a file, got a directory' if path.is_dir() else 'no such file'}: {location}") \
+                from None
     elif path.is_file():
-        owns = getattr(blobs, "owns", None)
-        if owns is not None and owns(location):  # a stored output: checked against its digest on the way
-            try:
-                blobs.get_file(location, dest)
-            except BlobChangedError as e:
-                raise fail(e.message) from None
-        else:
-            shutil.copyfile(path, dest)
+        shutil.copyfile(path, dest)
     else:
         raise fail(f"{'expected a file, got a directory' if path.is_dir() else 'no such file'}: {location}")
 

@@ -39,8 +39,9 @@ class LocalBlobStore:
 
     def owns(self, uri: str) -> bool:
         """Whether `uri` names a blob of this store."""
-        path = Path(uri)
-        return path.parent.parent == self.root and path.parent.name == path.name[:2]
+        folder, name = os.path.split(os.path.normpath(uri))  # (strings: asked for every input of every job)
+        parent, shard_name = os.path.split(folder)
+        return parent == self.url and shard_name == name[:2] != ""
 
     def _intact(self, path: Path, digest: str) -> bool:
         """The blob is there and its bytes still hash to its digest (stat-cached)."""
