@@ -342,7 +342,7 @@ def test_records_written_while_one_fsync_runs_share_the_next(tmp_path: Path,
         if len(calls) == 1:  # hold the first until every worker's record is in the file
             deadline = time.monotonic() + 10
             while backend._syncs[FLOW].written < 8 and time.monotonic() < deadline:
-                time.sleep(0.001)
+                time.sleep(0.001)  # poll: until every worker has written, with a deadline
         real_fsync(fd)
 
     monkeypatch.setattr(local_module.os, "fsync", fsync)

@@ -1,7 +1,8 @@
 """Content-addressed blobs under an S3 prefix (`s3://bucket/prefix/<2>/<digest>`): uploaded once, read-only.
 
-Same layout and manifest format as the local store, so the two are interchangeable. Existence checks
-are parallel HEADs; big files go multipart through boto3's transfer manager.
+Same layout and manifest format as the local store, so the two are interchangeable. Existence checks list the
+store (or HEAD a few blobs: providers/blobs/s3_presence.py); a small blob is one create-only PUT; big files go
+multipart through boto3's transfer manager.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, Collection
 from providers.blobs.base import StoredBlob, ensure_inside, shard
 from vocab.digest import bytes_digest, file_digest, manifest_bytes, tree_files
 from vocab.errors import ConfigError, ProviderError
-from providers.blobs.s3_presence import exists
+from providers.blobs.s3_presence import exists, has
 from state.s3_client import WORKERS, error_code, make_client, s3_errors
 
 MB = 1 << 20
@@ -89,16 +90,8 @@ class S3BlobStore:
 
     # -- writing -------------------------------------------------------------------------------
     def _has(self, bucket: str, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
         with self._errors(self._uri(key, bucket), "checking a blob"):
-            try:
-                self.s3.head_object(Bucket=bucket, Key=key)
-                return True
-            except ClientError as e:
-                if error_code(e) in _MISSING:
-                    return False
-                raise
+            return has(self.s3, bucket, key)
 
     def _check_bucket(self) -> None:
         """HEAD answers a bare 404 for a missing bucket too; ask once so that case is a clear error."""
