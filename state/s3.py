@@ -20,9 +20,9 @@ from typing import Any, Iterable, Iterator
 
 from vocab.errors import ConfigError, FlowsError, LockHeldError, StateError
 from state.backend import HistoryEntry, LockInfo, LockLostError
-from state.s3_client import WORKERS, error_code, make_client, s3_errors
+from state.s3_client import NOT_FOUND as _NOT_FOUND, WORKERS, error_code, make_client, s3_errors
 from state.local import FLOW_NAME
-from state.s3_layout import NOT_FOUND as _NOT_FOUND, journal_prefix, peek, state_key
+from state.s3_layout import journal_prefix, peek, state_key
 
 POLL_SECONDS = 0.5      # how often a waiting `lock(timeout=...)` looks again
 HISTORY_LIMIT = 100     # newest versions listed by `history` (older ones stay readable by id)

@@ -21,6 +21,8 @@ _ACCESS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Expir
            "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidClientTokenId", "403"}
 _REGION = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301"}
 
+NOT_FOUND = {"NoSuchKey", "NotFound", "404"}  # the error codes of an object (or a HEAD on one) that is not there
+
 _SESSIONS: dict[str, Any] = {}
 _SESSIONS_LOCK = threading.Lock()
 

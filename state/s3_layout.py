@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from state.local_layout import check_flow_name
-
-NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
+from state.s3_client import NOT_FOUND, error_code
 
 
 def state_key(template: str, flow: str) -> str:
@@ -26,7 +25,7 @@ def peek(client: Any, bucket: str, template: str, flow: str) -> tuple[str | None
     try:
         etag: str | None = str(client.head_object(Bucket=bucket, Key=state_key(template, flow))["ETag"])
     except ClientError as e:
-        if str(e.response.get("Error", {}).get("Code", "")) not in NOT_FOUND:
+        if error_code(e) not in NOT_FOUND:
             raise
         etag = None
     page = client.list_objects_v2(Bucket=bucket, Prefix=journal_prefix(template, flow), MaxKeys=1)

@@ -19,12 +19,11 @@ from providers.blobs.base import StoredBlob, ensure_inside, shard
 from vocab.digest import bytes_digest, file_digest, manifest_bytes, tree_files
 from vocab.errors import ConfigError, ProviderError
 from providers.blobs.s3_presence import exists, has
-from state.s3_client import WORKERS, error_code, make_client, s3_errors
+from state.s3_client import NOT_FOUND as _MISSING, WORKERS, error_code, make_client, s3_errors
 
 MB = 1 << 20
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 DIGEST = re.compile(r"^[0-9a-f]{16,128}$")
-_MISSING = {"NoSuchKey", "NotFound", "404"}
 _EXISTS = {"PreconditionFailed", "412"}  # If-None-Match: * on a key that is there
 # a store without conditional writes, or a concurrent conditional write of the same key: ask with a HEAD
 _NO_CONDITION = {"NotImplemented", "501", "ConditionalRequestConflict", "409", "InvalidArgument", "400"}

@@ -6,10 +6,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from state.s3_client import WORKERS, error_code
+from state.s3_client import NOT_FOUND, WORKERS, error_code
 
 LIST_FROM = 64          # this many blobs of the store to check: list the store (16 LISTs) rather than HEAD each
-MISSING = {"NoSuchKey", "NotFound", "404"}
 
 
 def listed_keys(client: Any, bucket: str, prefix: str) -> set[str]:
@@ -29,7 +28,7 @@ def has(client: Any, bucket: str, key: str) -> bool:
         client.head_object(Bucket=bucket, Key=key)
         return True
     except ClientError as e:
-        if error_code(e) in MISSING:
+        if error_code(e) in NOT_FOUND:
             return False
         raise
 
