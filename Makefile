@@ -7,6 +7,9 @@ EXAMPLE = examples/ai_training
 # the project's boto3 does not share, and flow files must never load it (tests/test_parity_flytekit.py).
 FLYTEKIT_VENV ?= .venv-flytekit
 FLYTEKIT_SPEC ?= flytekit>=1.16,<2
+# The resident job launcher's fork in C (providers/nsspawn.c, loaded with ctypes): a local job starts without a
+# copy of the launcher's Python process. Without a C compiler the launcher forks itself in Python (slower).
+NSSPAWN = providers/_nsspawn.so
 
 .PHONY: demo test test-slow soak coverage bench clean deps
 
@@ -16,7 +19,11 @@ $(BIN)/flows: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
-demo: deps $(BIN)/flows
+$(NSSPAWN): providers/nsspawn.c
+	@if command -v $(CC) >/dev/null 2>&1; then $(CC) -O2 -Wall -shared -fPIC -o $@ $<; \
+	else echo "No C compiler ($(CC)): local jobs are forked by the launcher in Python (slower, same behaviour)"; fi
+
+demo: deps $(BIN)/flows $(NSSPAWN)
 	cd $(EXAMPLE) && ../../$(BIN)/flows plan flow.py model_training --data_path_a data/a.csv --data_path_b data/b.csv
 	cd $(EXAMPLE) && ../../$(BIN)/flows apply flow.py model_training --data_path_a data/a.csv --data_path_b data/b.csv --auto-approve
 	cd $(EXAMPLE) && ../../$(BIN)/flows plan flow.py model_training --data_path_a data/a.csv --data_path_b data/b.csv --detailed-exitcode
@@ -26,23 +33,23 @@ $(FLYTEKIT_VENV)/.installed:
 	$(FLYTEKIT_VENV)/bin/python -m pip install -q '$(FLYTEKIT_SPEC)'
 	@touch $@
 
-test: deps $(BIN)/flows $(FLYTEKIT_VENV)/.installed
+test: deps $(BIN)/flows $(NSSPAWN) $(FLYTEKIT_VENV)/.installed
 	$(BIN)/lint-imports  # imports point down only (contracts in pyproject.toml)
 	$(BIN)/mypy          # the product code type-checks ([tool.mypy] in pyproject.toml)
 	$(BIN)/python -m pytest -q -n 4  # most tests wait on real subprocesses and servers
 
 # The slow set (soak runs, harnesses, the malformed-input matrix, scenario replays, browser pages: the list is in
 # tests/conftest.py), left out of `make test` to keep it within a few minutes; CI runs both.
-test-slow: deps $(BIN)/flows
+test-slow: deps $(BIN)/flows $(NSSPAWN)
 	$(BIN)/python -m pytest -q -n 4 -m "slow and not soak"
 
 # The kill/pause harness's soak runs: 25 random trials per provider and kind (FLOWS_HARNESS_TRIALS, _SEED, _ONLY).
-soak: deps $(BIN)/flows
+soak: deps $(BIN)/flows $(NSSPAWN)
 	$(BIN)/python -m pytest -q -n 4 -m soak
 
 # The same suite with line coverage of reconcile/ providers/ state/ vocab/, in the test process and in the
 # flows/job subprocesses it starts ([tool.coverage.*] in pyproject.toml); ends with the TOTAL line.
-coverage: deps $(BIN)/flows
+coverage: deps $(BIN)/flows $(NSSPAWN)
 	$(BIN)/python -m pytest -q -n 4 --cov --cov-report=term
 
 # Graphviz `dot` draws `flows graph --format svg|html`. Installed from Debian when it is missing and we are root;
@@ -59,8 +66,8 @@ deps:
 	    echo "Graphviz 'dot' is missing (apt-get install graphviz): svg/html graphs need it."; \
 	  fi; }; true
 
-bench: $(BIN)/flows
+bench: $(BIN)/flows $(NSSPAWN)
 	$(BIN)/python bench/compare.py
 
 clean:
-	rm -rf $(VENV) $(FLYTEKIT_VENV) bench/.venv .pytest_cache
+	rm -rf $(VENV) $(FLYTEKIT_VENV) bench/.venv .pytest_cache $(NSSPAWN)

@@ -35,9 +35,62 @@ PR_SET_PDEATHSIG = 1
 SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())  # raw clone: fork with namespace flags
 WORKFLOW, CODE = b"/workflow", b"/mnt/code"
 MAX_MESSAGE = 1 << 20
+# The fork in C (nsspawn.c), when `make` built it: the child shares this process's memory until its exec, so
+# nothing of this Python process is copied per job. FLOWS_LAUNCHER_FORK=python keeps the Python fork below.
+NSSPAWN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_nsspawn.so")
+SPAWN_STEPS = {1: "setsid", 2: "prctl", 3: "signal mask", 4: "mount /", 5: "mount /workflow", 6: "mount (hidden folder)",
+               7: "mount /mnt/code", 8: "mount /proc", 9: "stdin/stdout/stderr", 10: "chdir", 11: "exec"}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+
+
+class _Job(ctypes.Structure):
+    _fields_ = [("workflow", ctypes.c_char_p), ("hidden", ctypes.POINTER(ctypes.c_char_p)),
+                ("code", ctypes.c_char_p), ("path", ctypes.c_char_p), ("argv", ctypes.POINTER(ctypes.c_char_p)),
+                ("envp", ctypes.POINTER(ctypes.c_char_p)), ("log_fd", ctypes.c_int), ("failed_step", ctypes.c_int),
+                ("failed_errno", ctypes.c_int)]
+
+
+def _load_nsspawn(which):
+    """flows_spawn of the built nsspawn.c, or None (not built, not wanted, or not loadable here)."""
+    if which == "python" or not os.path.isfile(NSSPAWN):
+        return None
+    try:
+        spawn = ctypes.CDLL(NSSPAWN, use_errno=True).flows_spawn
+    except (OSError, AttributeError):
+        return None
+    spawn.argtypes = [ctypes.POINTER(_Job)]
+    spawn.restype = ctypes.c_int
+    return spawn
+
+
+_c_spawn = _load_nsspawn(os.environ.get("FLOWS_LAUNCHER_FORK"))
+
+
+def _strings(values):
+    array = (ctypes.c_char_p * (len(values) + 1))()
+    array[:len(values)] = values
+    return array
+
+
+def _spawn_in_c(req, fd):
+    """_spawn through nsspawn.c: the same child, with no copy of this process."""
+    argv = [os.fsencode(a) for a in req["argv"]]
+    job = _Job(workflow=os.fsencode(req["workflow"]), hidden=_strings([os.fsencode(f) for f in req["hide"]]),
+               code=os.fsencode(req["cwd"]), path=argv[0], argv=_strings(argv),
+               envp=_strings([os.fsencode(k) + b"=" + os.fsencode(v) for k, v in req["env"].items()]), log_fd=fd)
+    pid = _c_spawn(ctypes.byref(job))
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "clone: %s" % os.strerror(err))
+    if job.failed_step:  # the child exited before its exec (CLONE_VFORK: it has, by now)
+        os.waitpid(pid, 0)
+        what = SPAWN_STEPS.get(job.failed_step, "step %d" % job.failed_step)
+        if job.failed_step == 11:
+            what = "exec %s" % req["argv"][0]
+        raise OSError(job.failed_errno, "%s: %s" % (what, os.strerror(job.failed_errno)))
+    return pid
 
 
 def _mount(source, target, fstype, flags, data=None):
@@ -66,16 +119,22 @@ def _child(req, fd, error_w):
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.chdir(req["cwd"])
-        os.execve(req["argv"][0], req["argv"], req["env"])
+        try:
+            os.execve(req["argv"][0], req["argv"], req["env"])
+        except OSError as e:
+            raise OSError(e.errno, "exec %s: %s" % (req["argv"][0], os.strerror(e.errno))) from None
     except BaseException as e:  # noqa: BLE001 - said to the launcher through the error pipe
         try:
-            os.write(error_w, str(e).encode(errors="replace")[:4000])
+            said = e.strerror if isinstance(e, OSError) and e.strerror and not e.filename else str(e)
+            os.write(error_w, said.encode(errors="replace")[:4000])
         finally:
             os._exit(127)
 
 
 def _spawn(req, fd):
     """Start one job; returns its pid (in the launcher's namespace) or raises OSError with the reason."""
+    if _c_spawn is not None:
+        return _spawn_in_c(req, fd)
     if SYS_CLONE is None:
         raise OSError("no clone system call number for %s" % platform.machine())
     error_r, error_w = os.pipe2(os.O_CLOEXEC)

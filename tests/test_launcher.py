@@ -8,6 +8,7 @@ cleanly and `flows recover` finishes the run.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -27,8 +28,21 @@ pytestmark = pytest.mark.skipif(not sandbox.launcher_available(),
 DEADLINE = 20.0
 
 
+NSSPAWN = Path(sandbox.LAUNCHER).with_name("_nsspawn.so")
+
+
+@pytest.fixture(params=["c", "python"])
+def fork(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test below runs with the launcher's fork in C (providers/nsspawn.c, built by `make`) and with its
+    fork of itself in Python (FLOWS_LAUNCHER_FORK=python, as where no C compiler built it)."""
+    if request.param == "c" and not NSSPAWN.is_file():
+        pytest.skip("providers/_nsspawn.so is not built (make builds it where a C compiler is found)")
+    monkeypatch.setenv("FLOWS_LAUNCHER_FORK", request.param)
+    return str(request.param)
+
+
 @pytest.fixture()
-def provider(tmp_path: Path) -> Iterator[LocalProvider]:
+def provider(tmp_path: Path, fork: str) -> Iterator[LocalProvider]:
     local = LocalProvider(LocalBlobStore(tmp_path / ".flows" / "blobs"), tmp_path / ".flows" / "logs", kill_grace=0.3)
     yield local
     for job_id in list(local._running):
@@ -80,6 +94,43 @@ def test_a_job_sees_its_own_namespace(tmp_path: Path, provider: LocalProvider) -
     result = provider.wait(provider.start(job), job, threading.Event())
     assert result.status == "succeeded" and result.outputs["n"].value == 7
     assert Path(job.log_path).read_text().split() == ["pid=1", "0", "inputs", "outputs", "bash"]
+
+
+def test_the_launcher_forks_in_c_where_it_was_built(tmp_path: Path, provider: LocalProvider, fork: str) -> None:
+    job = spec(tmp_path, "true")
+    assert provider.wait(provider.start(job), job, threading.Event()).status == "succeeded"
+    assert provider._launcher is not None and provider._launcher.pid is not None
+    maps = Path(f"/proc/{provider._launcher.pid}/maps").read_text()
+    assert ("_nsspawn.so" in maps) == (fork == "c")
+
+
+def test_the_c_fork_is_built_by_make_where_there_is_a_compiler() -> None:
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler here: the launcher forks itself in Python")
+    assert NSSPAWN.is_file(), "make builds providers/_nsspawn.so (see the Makefile)"
+    assert NSSPAWN.stat().st_mtime >= NSSPAWN.with_name("nsspawn.c").stat().st_mtime, "providers/_nsspawn.so is stale"
+
+
+@pytest.mark.parametrize("what", ["workflow", "bash"])
+def test_a_job_that_cannot_start_says_which_step_failed(tmp_path: Path, fork: str, what: str) -> None:
+    launcher = sandbox.Launcher()
+    try:
+        workflow = tmp_path / "job"
+        (workflow / "outputs").mkdir(parents=True)
+        if what == "workflow":
+            workflow = tmp_path / "gone"  # nothing to bind at /workflow
+        else:
+            launcher._bash = str(tmp_path / "no-bash")
+        with pytest.raises(sandbox.LauncherError) as raised:
+            launcher.spawn("true", cwd=tmp_path, workflow_dir=workflow, log_path=tmp_path / "log", env={}, hide=[])
+        expected = ("mount /workflow: No such file or directory" if what == "workflow"
+                    else f"exec {tmp_path / 'no-bash'}: No such file or directory")
+        assert str(raised.value) == expected
+        job = launcher.spawn("exit 3", cwd=tmp_path, workflow_dir=tmp_path / "job", log_path=tmp_path / "log",
+                             env={}, hide=[]) if what == "workflow" else None
+        assert job is None or job.wait() == 3  # the launcher goes on after a job that could not start
+    finally:
+        launcher.close()
 
 
 def test_a_launcher_that_dies_takes_its_jobs_with_it_and_says_so(tmp_path: Path, provider: LocalProvider) -> None:
