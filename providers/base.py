@@ -77,6 +77,9 @@ class JobResult(BaseModel):
 
 StatusCallback = Callable[[str], None]
 """Told what the provider last heard of a running job (Domino: Queued, Running, ...), for the progress view."""
+EndedCallback = Callable[[], None]
+"""Told once that the job itself has ended (its compute is free) while the provider still collects its outputs:
+the caller's job slot goes to the next job meanwhile."""
 
 
 class Provider(Protocol):
@@ -121,15 +124,22 @@ class Provider(Protocol):
         revision, ...). Never starts a job. Local: the config as written."""
         ...
 
+    def prepare(self, job: JobSpec) -> None:
+        """Work a start needs that can be done before a job slot is free (local: the job's folder with its
+        inputs written), so the slot runs jobs, not bookkeeping. Never raises: what fails here fails again, and
+        is reported, in `start`. A prepared job that never starts is cleaned up with the provider."""
+        ...
+
     def start(self, job: JobSpec) -> JobHandle:
         """Launch the job and return at once with its id (journaled by the caller before waiting)."""
         ...
 
     def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event,
-             on_status: StatusCallback | None = None) -> JobResult:
+             on_status: StatusCallback | None = None, on_ended: EndedCallback | None = None) -> JobResult:
         """Wait for the job; stop it and return `timed_out` past `job.timeout_seconds`, `cancelled` when
         `cancel` is set. Outputs are checked, parsed and stored in the blob store before returning.
-        `on_status` hears each status the provider reads while it waits."""
+        `on_status` hears each status the provider reads while it waits; `on_ended` is called when the job has
+        ended and before its outputs are collected (not at all is allowed: the caller then waits for the return)."""
         ...
 
     def stop(self, handle: JobHandle) -> None: ...

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from providers import job_folders, jobenv, launcher, process_group, sandbox
-from providers.base import JobHandle, JobResult, JobSpec, NodeSpec, StatusCallback
+from providers.base import EndedCallback, JobHandle, JobResult, JobSpec, NodeSpec, StatusCallback
 from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
 from providers import pytask
@@ -80,6 +80,7 @@ class LocalProvider:
         self._launcher: sandbox.Launcher | None = None
         self._retired = job_folders.RetiredFolders()
         self._index_fd: int | None = None  # the job index (see _remember)
+        self._prepared: dict[tuple[str, str, int], tuple[Path, str]] = {}  # (run, node, attempt) -> folder, id part
         self._log_folders: set[Path] = set()
 
     def close(self) -> None:
@@ -87,6 +88,10 @@ class LocalProvider:
         finished jobs' folders."""
         if self._launcher is not None:
             self._launcher.close()
+        with self._lock:
+            unused, self._prepared = list(self._prepared.values()), {}
+        for folder, _short in unused:  # prepared for a job that never started
+            self._retired.add(folder)
         self._retired.remove_all()
 
     def _spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
@@ -138,15 +143,32 @@ class LocalProvider:
         return dict(node.job_config)  # no project defaults on this machine
 
     # ---- start -----------------------------------------------------------------------------------
-    def start(self, job: JobSpec) -> JobHandle:
+    def prepare(self, job: JobSpec) -> None:
+        """The job's folder with its inputs written, while the job waits for a slot (taken by `start`)."""
+        if job.kind == "export_artifacts":
+            return
         short = uuid.uuid4().hex[:8]
+        try:
+            folder = self._prepared_folder(job, short)
+        except (FlowsError, OSError):
+            return  # the start tries again and reports it
+        with self._lock:
+            earlier = self._prepared.pop((job.run_id, job.address, job.attempt), None)
+            self._prepared[(job.run_id, job.address, job.attempt)] = (folder, short)
+        if earlier is not None:
+            self._retired.add(earlier[0])
+
+    def start(self, job: JobSpec) -> JobHandle:
+        with self._lock:
+            prepared = self._prepared.pop((job.run_id, job.address, job.attempt), None)
+        short = prepared[1] if prepared is not None else uuid.uuid4().hex[:8]
         log = Path(job.log_path) if job.log_path else self.logs_dir / "local" / f"{short}.log"
         if job.kind == "export_artifacts":  # no process: done in wait(), where a failure becomes a result
             job_id = f"local-{os.getpid()}-{short}"
             self._remember(job_id, {"log": str(log)})
             return JobHandle(provider=self.name, job_id=job_id,
                              data={"kind": job.kind, "pid": os.getpid(), "log": str(log)})
-        folder = self._prepared_folder(job, short)
+        folder = prepared[0] if prepared is not None else self._prepared_folder(job, short)
         try:
             env = {"PYTHONUNBUFFERED": "1", **jobenv.domino_variables(
                 project_root=Path(job.project_root), run_id=job.run_id, address=job.address, attempt=job.attempt,
@@ -222,7 +244,7 @@ class LocalProvider:
 
     # ---- wait / stop -----------------------------------------------------------------------------
     def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event,
-             on_status: StatusCallback | None = None) -> JobResult:
+             on_status: StatusCallback | None = None, on_ended: EndedCallback | None = None) -> JobResult:
         if handle.data.get("kind") == "export_artifacts":
             return self._export(job, Path(handle.data["log"]))
         with self._lock:
@@ -230,7 +252,7 @@ class LocalProvider:
         if running is None:
             return JobResult(status="failed", error=f"job {handle.job_id} is not running in this process")
         try:
-            return self._watch(handle.job_id, running, job, cancel)
+            return self._watch(handle.job_id, running, job, cancel, on_ended)
         finally:
             with self._lock:
                 self._running.pop(handle.job_id, None)
@@ -239,14 +261,16 @@ class LocalProvider:
             # (providers/job_folders.py)
             self._retired.add(running.folder, reuse=running.ended_whole)
 
-    def _watch(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event) -> JobResult:
+    def _watch(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event,
+               on_ended: EndedCallback | None) -> JobResult:
         try:
-            return self._watch_job(job_id, running, job, cancel)
+            return self._watch_job(job_id, running, job, cancel, on_ended)
         finally:
             if isinstance(running.proc, process_group.PopenGroup):
                 running.proc.close()
 
-    def _watch_job(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event) -> JobResult:
+    def _watch_job(self, job_id: str, running: _Running, job: JobSpec, cancel: threading.Event,
+                   on_ended: EndedCallback | None) -> JobResult:
         proc = running.proc
         deadline = running.started + job.timeout_seconds if job.timeout_seconds else None
         interval = POLL_MIN
@@ -268,6 +292,8 @@ class LocalProvider:
         # (the kernel reaps a PID namespace's every process before its first one's exit is reported; a job
         # whose launcher died is killed by a signal that may still be on its way)
         running.ended_whole = self.contained and code != sandbox.LAUNCHER_GONE
+        if on_ended is not None:
+            on_ended()  # every process of it has ended: the next job may start while its outputs are stored
         if job_id in self._stopped:
             return JobResult(status="cancelled", error="stopped", log_tail=_tail(running.log))
         if code == sandbox.LAUNCHER_GONE:

@@ -124,6 +124,33 @@ class JobSlots:
             self._cond.notify_all()
 
 
+class HeldSlot:
+    """One node's job slot: given back when its job has ended (the provider says so before it collects the
+    outputs: the next job starts meanwhile), or at the latest when the node is done; taken again, at the end of
+    the line, for a retry."""
+
+    def __init__(self, slots: JobSlots, ticket: int) -> None:
+        self._slots = slots
+        self._ticket: int | None = ticket
+        self._held = False
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        if self._held:
+            return
+        ticket = self._ticket if self._ticket is not None else self._slots.ticket()
+        self._ticket = None
+        self._slots.acquire(ticket)
+        self._held = True
+
+    def give_back(self) -> None:
+        with self._lock:  # from the provider's thread or the node's, once
+            if not self._held:
+                return
+            self._held = False
+        self._slots.release()
+
+
 class Reporter(Protocol):
     """Receives scheduler events; the CLI renders them (live view or plain log)."""
 
@@ -378,15 +405,18 @@ class Scheduler:
                 self._reuse(node, outcome, key, fp, display, entry, "early cutoff: inputs unchanged, cache hit")
                 return
         spec = self._spec(node, key)
-        self.slots.acquire(self._tickets.pop(address))
+        if not self.attach.get(address):  # (a job to re-attach to needs no folder)
+            self.provider.prepare(spec)  # while it waits for its slot
+        slot = HeldSlot(self.slots, self._tickets.pop(address))
+        slot.take()
         try:
             why_not = self._why_not_start()
             if why_not:  # a failure, a Ctrl-C or a lost lock while this node waited for a slot
                 self._skip(address, why_not)
                 return
-            result, started_at, spec = self._run_attempts(address, node, key, spec, outcome)
+            result, started_at, spec = self._run_attempts(address, node, key, spec, outcome, slot)
         finally:
-            self.slots.release()  # before the record's fsync: the next job starts meanwhile
+            slot.give_back()  # before the record's fsync: the next job starts meanwhile
         outcome.finished = time.monotonic()
         status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(result.status, "failed")
         if status == "failed" and not self.opts.keep_going:
@@ -409,7 +439,7 @@ class Scheduler:
         self.reporter.event(outcome, status if status != "failed" else f"failed: {result.error}")
 
     def _run_attempts(self, address: str, node: Node, key: str, spec: JobSpec,
-                      outcome: NodeOutcome) -> tuple["_Result", str, JobSpec]:
+                      outcome: NodeOutcome, slot: HeldSlot) -> tuple["_Result", str, JobSpec]:
         """The node's job, with its retries, in a job slot: (result, started_at, the last attempt's spec)."""
         outcome.started = time.monotonic()
         started_at = now()
@@ -421,7 +451,7 @@ class Scheduler:
             log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
             spec = spec.model_copy(update={"attempt": attempt, "log_path": str(log)})
             outcome.attempts = attempt
-            result = self._attempt(address, key, spec, outcome)
+            result = self._attempt(address, key, spec, outcome, slot)
             for w in result.warnings:
                 self.reporter.event(outcome, f"warning: {w}")
             if result.status in ("succeeded", "cancelled") or result.error_is_final:
@@ -441,7 +471,7 @@ class Scheduler:
             return LOST_LOCK
         return None
 
-    def _attempt(self, address: str, key: str, spec: JobSpec, outcome: NodeOutcome) -> "_Result":
+    def _attempt(self, address: str, key: str, spec: JobSpec, outcome: NodeOutcome, slot: HeldSlot) -> "_Result":
         """One attempt: start (or re-attach), wait. A provider exception is this attempt's failure, and the job
         it may have left running is stopped, so the node is recorded as failed instead of vanishing."""
         handle = None
@@ -454,7 +484,8 @@ class Scheduler:
                                                   attempt=spec.attempt))
                 outcome.job_id = handle.job_id
                 outcome.result = "running"
-                result = _Result.of(self.provider.wait(handle, spec, self.cancel, outcome.hear_status))
+                result = _Result.of(self.provider.wait(handle, spec, self.cancel, outcome.hear_status,
+                                                        slot.give_back))
                 if result.status in ("succeeded", "cancelled"):
                     return result
                 # It ended badly while no apply watched it: what is left of a partial run runs again.
@@ -462,6 +493,7 @@ class Scheduler:
                                              "starting the node again")
                 handle = None
             if handle is None:
+                slot.take()  # a retry, or a start after a re-attached job ended: the slot was given back then
                 if not self._may_start():
                     return _Result(status="cancelled", error=LOST_LOCK, error_is_final=True)
                 if self.provider.jobs_outlive_the_process:
@@ -478,7 +510,8 @@ class Scheduler:
                                     (f" (attempt {spec.attempt})" if spec.attempt > 1 else ""))
             outcome.job_id = handle.job_id
             outcome.result = "running"
-            return _Result.of(self.provider.wait(handle, spec, self.cancel, outcome.hear_status))
+            return _Result.of(self.provider.wait(handle, spec, self.cancel, outcome.hear_status,
+                                                        slot.give_back))
         except Exception as e:  # noqa: BLE001 - any provider error fails this node, never the whole apply
             if handle is not None:
                 with contextlib.suppress(Exception):

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from providers.base import InputValue, JobHandle, JobResult, JobSpec, NodeSpec, StatusCallback
+from providers.base import EndedCallback, InputValue, JobHandle, JobResult, JobSpec, NodeSpec, StatusCallback
 from providers.domino.client import DominoClient
 from providers.domino.models import GitRef, JobDefaultsRequest, StartJobRequest
 from providers.domino.staging import Staging, attempt_marker, code_files_of
@@ -293,6 +293,9 @@ class DominoProvider:
         head = _local_head(Path(job.project_root), code_files_of(job))
         return GitRef(type="commitId", value=head) if head else None
 
+    def prepare(self, job: JobSpec) -> None:
+        """Nothing to do early: the inputs are staged by the start itself (its manifest names them)."""
+
     def start(self, job: JobSpec) -> JobHandle:
         if job.kind == "export_artifacts":
             raise ProviderError("artifact exports are not run by the Domino provider yet (Domino's export task is "
@@ -337,13 +340,13 @@ class DominoProvider:
         return handle.data.get("tag")
 
     def wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event,
-             on_status: StatusCallback | None = None) -> JobResult:
+             on_status: StatusCallback | None = None, on_ended: EndedCallback | None = None) -> JobResult:
         tag = self._tag(handle)
         if tag is None:
             return JobResult(status="failed", error=f"Domino job {handle.job_id} was not started by flows (no "
                                                     "[flows-…] tag in its title)")
         try:
-            return self._wait(handle, job, cancel, tag, on_status)
+            return self._wait(handle, job, cancel, tag, on_status, on_ended)
         finally:
             # Off the critical path: the node's record and its readers' starts need not wait for a LIST and a
             # DELETE (the executor's threads are joined before the process exits).
@@ -360,13 +363,15 @@ class DominoProvider:
             self.warnings.append(f"{address}: {e.message if isinstance(e, FlowsError) else e}")
 
     def _wait(self, handle: JobHandle, job: JobSpec, cancel: threading.Event, tag: str,
-              on_status: StatusCallback | None) -> JobResult:
+              on_status: StatusCallback | None, on_ended: EndedCallback | None) -> JobResult:
         deadline = None if job.timeout_seconds is None else time.monotonic() + job.timeout_seconds
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             status = self.watcher.wait(handle.job_id, timeout=remaining, cancel=cancel,
                                        on_status=(lambda j: on_status(j.status)) if on_status else None)
             if status.is_completed:
+                if on_ended is not None:
+                    on_ended()  # the run is over on Domino: the next job may start while its log and outputs come
                 break
             if cancel.is_set():
                 self.stop(handle)

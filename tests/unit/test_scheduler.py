@@ -224,6 +224,73 @@ def test_the_providers_own_limit_caps_parallelism(flow, engine):
     run_held(engine, engine.provider, nodes, limit=3, parallelism=8)
 
 
+class SlowCollector(ScriptedProvider):
+    """Its jobs end at once, but collecting the outputs of `slow` takes until the test releases `slow:collect`."""
+
+    slow = "wf/n0"
+
+    def wait(self, handle, job, cancel, on_status=None, on_ended=None):
+        result = super().wait(handle, job, cancel, on_status, on_ended)  # (tells on_ended: the job is over)
+        if job.address == self.slow:
+            with self.cond:
+                self.running.add("collecting")
+                self.cond.notify_all()
+            self._hold(f"{self.slow}:collect", cancel)
+            with self.cond:
+                self.running.discard("collecting")
+        return result
+
+
+def test_the_next_job_starts_while_the_last_ones_outputs_are_collected(flow, tmp_path):
+    nodes = fan(flow, 2)
+    provider = SlowCollector()
+    engine = Engine(tmp_path, flow, provider)
+    thread, box = engine.apply_in_thread(parallelism=1)
+    provider.wait_for(lambda: "collecting" in provider.running, "n0's outputs being collected")
+    # one job slot: n1's job runs while n0 (whose job has ended) still collects its outputs
+    provider.wait_for(lambda: ("wf/n1", 1) in provider.calls and "wf/n1" not in provider.running, "n1 to run")
+    assert "collecting" in provider.running
+    provider.release(f"{SlowCollector.slow}:collect")
+    thread.join(30)
+    assert all(box["applied"].result(a) == "succeeded" for a in nodes)
+
+
+def test_a_retry_waits_for_a_slot_again(flow, provider, engine):
+    nodes = [flow.job("n0", outputs={"n": "int"}, retries=1), *(flow.job(f"n{i}", outputs={"n": "int"})
+                                                                 for i in (1, 2))]
+    provider.script("wf/n0", Fail("flaky"), Succeed(n=1))
+    provider.hold_all = True
+    thread, box = engine.apply_in_thread(parallelism=1)
+    for _ in range(4):  # n0's two attempts, n1, n2: one job at a time, whatever order
+        provider.wait_for(lambda: len(provider.running) == 1, "a job running")
+        assert provider.peak == 1, f"{provider.peak} jobs ran at once (limit 1)"
+        with provider.cond:
+            victim, started = next(iter(provider.running)), len(provider.calls)
+        provider.release(victim)
+        # (n0's retry may be running again under the same name by the time we look: a start counts as its end)
+        provider.wait_for(lambda: victim not in provider.running or len(provider.calls) > started, f"{victim} to end")
+    thread.join(30)
+    assert provider.attempts("wf/n0") == [1, 2] and provider.peak == 1
+    assert all(box["applied"].result(a) == "succeeded" for a in nodes)
+
+
+def test_a_job_is_prepared_while_it_waits_for_its_slot(flow, provider, engine):
+    fan(flow, 2)
+    provider.hold_all = True
+    thread, box = engine.apply_in_thread(parallelism=1)
+    provider.wait_for(lambda: len(provider.running) == 1, "the first job running")
+    with provider.cond:
+        first = next(iter(provider.running))
+    second = "wf/n1" if first == "wf/n0" else "wf/n0"
+    provider.wait_for(lambda: (second, 1) in provider.prepared, "the second job prepared")
+    assert (second, 1) not in provider.calls  # prepared, not started: the one slot is taken
+    provider.release(first)
+    provider.wait_for(lambda: second in provider.running, "the second job running")
+    provider.release(second)
+    thread.join(30)
+    assert "error" not in box, box.get("error")
+
+
 @pytest.mark.parametrize("parallelism", [1, 3])
 def test_a_node_starts_only_after_all_its_upstreams_succeeded(flow, provider, engine, parallelism):
     flow.job("a", outputs={"n": "int"})
