@@ -5,9 +5,13 @@ import gc
 import os
 import sys
 
-import typer
+from reconcile.cli import deferred_rich
 
-from reconcile import __version__
+deferred_rich.install()  # before typer's help formatter is imported (reconcile/cli/deferred_rich.py says why)
+
+import typer  # noqa: E402
+
+from reconcile import __version__  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="Terraform-style plan/apply for Domino Flows: run only what changed, never lose a result.")
