@@ -58,6 +58,28 @@ class _Running:
     ended_whole: bool = False  # it ended and, in its own PID namespace, every process it started with it
 
 
+@dataclasses.dataclass
+class _Prepared:
+    """A job's folder (inputs written) and its log file, made while it waited for a slot (`prepare`)."""
+    folder: Path
+    short: str  # the random part of the job's id
+    log_path: str
+    log_fd: int | None
+
+    def take_log(self) -> int | None:
+        fd, self.log_fd = self.log_fd, None
+        return fd
+
+    def close_log(self) -> None:
+        fd = self.take_log()
+        if fd is not None:
+            os.close(fd)
+
+    def discard(self, retired: job_folders.RetiredFolders) -> None:
+        self.close_log()
+        retired.add(self.folder)
+
+
 class LocalProvider:
     name = "local"
 
@@ -80,7 +102,7 @@ class LocalProvider:
         self._launcher: sandbox.Launcher | None = None
         self._retired = job_folders.RetiredFolders()
         self._index_fd: int | None = None  # the job index (see _remember)
-        self._prepared: dict[tuple[str, str, int], tuple[Path, str]] = {}  # (run, node, attempt) -> folder, id part
+        self._prepared: dict[tuple[str, str, int], _Prepared] = {}  # (run, node, attempt) -> its folder and log
         self._log_folders: set[Path] = set()
 
     def close(self) -> None:
@@ -90,25 +112,37 @@ class LocalProvider:
             self._launcher.close()
         with self._lock:
             unused, self._prepared = list(self._prepared.values()), {}
-        for folder, _short in unused:  # prepared for a job that never started
-            self._retired.add(folder)
+        for prepared in unused:  # prepared for a job that never started
+            prepared.discard(self._retired)
         self._retired.remove_all()
 
+    def _uses_launcher(self) -> bool:
+        return self.contained and sandbox.launcher_available()
+
+    def _open_log(self, log_path: Path) -> int:
+        """The job's log file, opened for the launcher to hand to the job (its folder made once per run)."""
+        if log_path.parent not in self._log_folders:  # one mkdir per run, not per job
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_folders.add(log_path.parent)
+        return sandbox.open_log(log_path)
+
     def _spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
-               env: dict[str, str]) -> JobProcess:
-        if self.contained and sandbox.launcher_available():
+               env: dict[str, str], log_fd: int | None = None) -> JobProcess:
+        if self._uses_launcher():
             with self._lock:
                 if self._launcher is None:
                     self._launcher = sandbox.Launcher()
                     weakref.finalize(self, self._launcher.close)
-            if log_path.parent not in self._log_folders:  # one mkdir per run, not per job
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                self._log_folders.add(log_path.parent)
+            if log_fd is None:
+                log_fd = self._open_log(log_path)
             try:
                 return self._launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
-                                            env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden)
+                                            env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden,
+                                            log_fd=log_fd)
             except sandbox.LauncherError as e:
                 raise OSError(str(e)) from None
+        if log_fd is not None:
+            os.close(log_fd)
         return process_group.PopenGroup(sandbox.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
                                                       env=env, isolate=self.isolated, hide=self.hidden))
 
@@ -152,29 +186,44 @@ class LocalProvider:
             folder = self._prepared_folder(job, short)
         except (FlowsError, OSError):
             return  # the start tries again and reports it
+        log_fd = None
+        if job.log_path and self._uses_launcher():
+            try:  # (a new file costs ~1 ms on ext4: made here, not while the job's slot waits for it)
+                log_fd = self._open_log(Path(job.log_path))
+            except OSError:
+                pass  # the start opens it again and reports it
         with self._lock:
             earlier = self._prepared.pop((job.run_id, job.address, job.attempt), None)
-            self._prepared[(job.run_id, job.address, job.attempt)] = (folder, short)
+            self._prepared[(job.run_id, job.address, job.attempt)] = _Prepared(folder, short, job.log_path, log_fd)
         if earlier is not None:
-            self._retired.add(earlier[0])
+            earlier.discard(self._retired)
 
     def start(self, job: JobSpec) -> JobHandle:
         with self._lock:
             prepared = self._prepared.pop((job.run_id, job.address, job.attempt), None)
-        short = prepared[1] if prepared is not None else uuid.uuid4().hex[:8]
+        if prepared is not None and prepared.log_path != job.log_path:  # (prepared for another log: not its own)
+            prepared.close_log()
+        short = prepared.short if prepared is not None else uuid.uuid4().hex[:8]
         log = Path(job.log_path) if job.log_path else self.logs_dir / "local" / f"{short}.log"
         if job.kind == "export_artifacts":  # no process: done in wait(), where a failure becomes a result
             job_id = f"local-{os.getpid()}-{short}"
             self._remember(job_id, {"log": str(log)})
             return JobHandle(provider=self.name, job_id=job_id,
                              data={"kind": job.kind, "pid": os.getpid(), "log": str(log)})
-        folder = prepared[0] if prepared is not None else self._prepared_folder(job, short)
+        folder = prepared.folder if prepared is not None else self._prepared_folder(job, short)
+        log_fd = prepared.take_log() if prepared is not None else None
         try:
             env = {"PYTHONUNBUFFERED": "1", **jobenv.domino_variables(
                 project_root=Path(job.project_root), run_id=job.run_id, address=job.address, attempt=job.attempt,
                 working_dir=sandbox.CODE if self.isolated else job.project_root, settings=self.domino_settings)}
-            proc = self._spawn(self._command(job), cwd=Path(job.project_root), workflow_dir=folder, log_path=log,
-                               env=env)
+            command = self._command(job)
+        except BaseException:
+            if log_fd is not None:
+                os.close(log_fd)
+            raise
+        try:
+            proc = self._spawn(command, cwd=Path(job.project_root), workflow_dir=folder, log_path=log, env=env,
+                               log_fd=log_fd)
         except FlowsError:
             shutil.rmtree(folder, ignore_errors=True)
             raise

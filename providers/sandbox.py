@@ -140,6 +140,11 @@ def spawn(command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
 
 # ---- the resident launcher -------------------------------------------------------------------------------
 
+def open_log(log_path: Path) -> int:
+    """A job's log file, for its stdout and stderr (appended to: a re-attached job's log goes on)."""
+    return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
 class LauncherError(Exception):
     """The launcher could not start a job, or is gone; the message says why."""
 
@@ -224,14 +229,16 @@ class Launcher:
         return found
 
     def spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path, env: dict[str, str],
-              hide: Iterable[Path]) -> LaunchedJob:
+              hide: Iterable[Path], log_fd: int | None = None) -> LaunchedJob:
         """Start `bash -c command` as `spawn` does in the isolated case; returns once it runs (or raises
-        LauncherError with the reason)."""
+        LauncherError with the reason). `log_fd`: `log_path` opened already (`open_log`); closed here."""
         values = secret_values()
         if values:  # masked as it is written (a pump thread); with no secret known, the job writes its log itself
+            if log_fd is not None:
+                os.close(log_fd)  # (the pump opens the log itself)
             read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         else:
-            read_fd, write_fd = -1, os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            read_fd, write_fd = -1, log_fd if log_fd is not None else open_log(log_path)
         request: dict[str, Any] = {"op": "spawn", "argv": [self._bash, "-c", f"trap : EXIT\n{command}"], "env": env,
                    "cwd": str(cwd), "workflow": str(workflow_dir), "hide": self._folders_to_hide(hide)}
         started = threading.Event()

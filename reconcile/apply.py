@@ -406,7 +406,7 @@ class Scheduler:
                 return
         spec = self._spec(node, key)
         if not self.attach.get(address):  # (a job to re-attach to needs no folder)
-            self.provider.prepare(spec)  # while it waits for its slot
+            self.provider.prepare(self._attempt_spec(spec, address, 1))  # while it waits for its slot
         slot = HeldSlot(self.slots, self._tickets.pop(address))
         slot.take()
         try:
@@ -448,8 +448,7 @@ class Scheduler:
             if self.cancel.is_set():
                 result = _Result(status="cancelled", error="interrupted before it started")
                 break
-            log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
-            spec = spec.model_copy(update={"attempt": attempt, "log_path": str(log)})
+            spec = self._attempt_spec(spec, address, attempt)
             outcome.attempts = attempt
             result = self._attempt(address, key, spec, outcome, slot)
             for w in result.warnings:
@@ -460,6 +459,10 @@ class Scheduler:
                 self.reporter.event(outcome, f"attempt {attempt} {result.status}: {result.error}; retrying")
         assert result is not None
         return result, started_at, spec
+
+    def _attempt_spec(self, spec: JobSpec, address: str, attempt: int) -> JobSpec:
+        log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
+        return spec.model_copy(update={"attempt": attempt, "log_path": str(log)})
 
     def _why_not_start(self) -> str | None:
         """Why a node handed to a worker must not start its job after all (None: it may)."""

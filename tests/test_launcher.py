@@ -20,6 +20,7 @@ from providers import sandbox
 from providers.base import JobHandle, JobSpec
 from providers.blobs.local import LocalBlobStore
 from providers.local import LocalProvider
+from vocab import masking
 from tests.fixtures.waiting import alive, lock_holders, wait_until
 from tests.fixtures.apply_kit import make_project, stop
 
@@ -131,6 +132,32 @@ def test_a_job_that_cannot_start_says_which_step_failed(tmp_path: Path, fork: st
         assert job is None or job.wait() == 3  # the launcher goes on after a job that could not start
     finally:
         launcher.close()
+
+
+@pytest.mark.parametrize("secret", [False, True])
+def test_a_prepared_job_has_its_folder_and_log_before_it_starts(tmp_path: Path, provider: LocalProvider,
+                                                                monkeypatch: pytest.MonkeyPatch, secret: bool) -> None:
+    if secret:  # a known secret: the log is written through the masking pump, not by the job itself
+        monkeypatch.setattr(masking, "_registered", {"hush-8d1f2c"})
+    job = spec(tmp_path, "echo hello hush-8d1f2c; echo 5 > /workflow/outputs/n", outputs={"n": "int"})
+    provider.prepare(job)
+    log = Path(job.log_path)
+    assert log.is_file() and log.stat().st_size == 0  # made while the job waited for its slot
+    folders = [p for p in provider.jobs_dir.glob("*/*") if p.is_dir()]
+    assert len(folders) == 1 and (folders[0] / "inputs").is_dir()
+    handle = provider.start(job)
+    assert handle.data["folder"] == str(folders[0])  # the prepared folder, not a second one
+    result = provider.wait(handle, job, threading.Event())
+    assert result.status == "succeeded" and result.outputs["n"].value == 5
+    assert log.read_text() == ("hello ***\n" if secret else "hello hush-8d1f2c\n")
+
+
+def test_a_prepared_job_that_never_starts_leaves_nothing_behind(tmp_path: Path, provider: LocalProvider) -> None:
+    job = spec(tmp_path, "true")
+    provider.prepare(job)
+    assert [p for p in provider.jobs_dir.glob("*/*") if p.is_dir()]
+    provider.close()
+    assert not [p for p in provider.jobs_dir.glob("*/*") if p.is_dir()]
 
 
 def test_a_launcher_that_dies_takes_its_jobs_with_it_and_says_so(tmp_path: Path, provider: LocalProvider) -> None:
