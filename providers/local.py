@@ -116,7 +116,9 @@ class LocalProvider:
             prepared.discard(self._retired)
         self._retired.remove_all()
 
+    @functools.cached_property
     def _uses_launcher(self) -> bool:
+        """Whether jobs go through the resident launcher (asked once: it reads the machine's name)."""
         return self.contained and sandbox.launcher_available()
 
     def _open_log(self, log_path: Path) -> int:
@@ -128,7 +130,7 @@ class LocalProvider:
 
     def _spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
                env: dict[str, str], log_fd: int | None = None) -> JobProcess:
-        if self._uses_launcher():
+        if self._uses_launcher:
             with self._lock:
                 if self._launcher is None:
                     self._launcher = sandbox.Launcher()
@@ -187,7 +189,7 @@ class LocalProvider:
         except (FlowsError, OSError):
             return  # the start tries again and reports it
         log_fd = None
-        if job.log_path and self._uses_launcher():
+        if job.log_path and self._uses_launcher:
             try:  # (a new file costs ~1 ms on ext4: made here, not while the job's slot waits for it)
                 log_fd = self._open_log(Path(job.log_path))
             except OSError:
