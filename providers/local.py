@@ -121,12 +121,10 @@ class LocalProvider:
         """Whether jobs go through the resident launcher (asked once: it reads the machine's name)."""
         return self.contained and sandbox.launcher_available()
 
-    def _open_log(self, log_path: Path) -> int:
-        """The job's log file, opened for the launcher to hand to the job (its folder made once per run)."""
+    def _log_folder(self, log_path: Path) -> None:
         if log_path.parent not in self._log_folders:  # one mkdir per run, not per job
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_folders.add(log_path.parent)
-        return sandbox.open_log(log_path)
 
     def _spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
                env: dict[str, str], log_fd: int | None = None) -> JobProcess:
@@ -136,7 +134,7 @@ class LocalProvider:
                     self._launcher = sandbox.Launcher()
                     weakref.finalize(self, self._launcher.close)
             if log_fd is None:
-                log_fd = self._open_log(log_path)
+                self._log_folder(log_path)  # (the launcher opens the log)
             try:
                 return self._launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
                                             env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden,
@@ -191,7 +189,8 @@ class LocalProvider:
         log_fd = None
         if job.log_path and self._uses_launcher:
             try:  # (a new file costs ~1 ms on ext4: made here, not while the job's slot waits for it)
-                log_fd = self._open_log(Path(job.log_path))
+                self._log_folder(Path(job.log_path))
+                log_fd = sandbox.open_log(Path(job.log_path))
             except OSError:
                 pass  # the start opens it again and reports it
         with self._lock:
@@ -201,28 +200,26 @@ class LocalProvider:
             earlier.discard(self._retired)
 
     def start(self, job: JobSpec) -> JobHandle:
+        if job.kind == "export_artifacts":  # no process: done in wait(), where a failure becomes a result
+            short = uuid.uuid4().hex[:8]
+            log = Path(job.log_path) if job.log_path else self.logs_dir / "local" / f"{short}.log"
+            job_id = f"local-{os.getpid()}-{short}"
+            self._remember(job_id, {"log": str(log)})
+            return JobHandle(provider=self.name, job_id=job_id,
+                             data={"kind": job.kind, "pid": os.getpid(), "log": str(log)})
+        # (before the prepared folder and log are taken: a command that cannot be built leaves them to `close`)
+        command = self._command(job)
+        env = {"PYTHONUNBUFFERED": "1", **jobenv.domino_variables(
+            project_root=Path(job.project_root), run_id=job.run_id, address=job.address, attempt=job.attempt,
+            working_dir=sandbox.CODE if self.isolated else job.project_root, settings=self.domino_settings)}
         with self._lock:
             prepared = self._prepared.pop((job.run_id, job.address, job.attempt), None)
         if prepared is not None and prepared.log_path != job.log_path:  # (prepared for another log: not its own)
             prepared.close_log()
         short = prepared.short if prepared is not None else uuid.uuid4().hex[:8]
         log = Path(job.log_path) if job.log_path else self.logs_dir / "local" / f"{short}.log"
-        if job.kind == "export_artifacts":  # no process: done in wait(), where a failure becomes a result
-            job_id = f"local-{os.getpid()}-{short}"
-            self._remember(job_id, {"log": str(log)})
-            return JobHandle(provider=self.name, job_id=job_id,
-                             data={"kind": job.kind, "pid": os.getpid(), "log": str(log)})
         folder = prepared.folder if prepared is not None else self._prepared_folder(job, short)
         log_fd = prepared.take_log() if prepared is not None else None
-        try:
-            env = {"PYTHONUNBUFFERED": "1", **jobenv.domino_variables(
-                project_root=Path(job.project_root), run_id=job.run_id, address=job.address, attempt=job.attempt,
-                working_dir=sandbox.CODE if self.isolated else job.project_root, settings=self.domino_settings)}
-            command = self._command(job)
-        except BaseException:
-            if log_fd is not None:
-                os.close(log_fd)
-            raise
         try:
             proc = self._spawn(command, cwd=Path(job.project_root), workflow_dir=folder, log_path=log, env=env,
                                log_fd=log_fd)

@@ -513,8 +513,7 @@ class Scheduler:
                                     (f" (attempt {spec.attempt})" if spec.attempt > 1 else ""))
             outcome.job_id = handle.job_id
             outcome.result = "running"
-            return _Result.of(self.provider.wait(handle, spec, self.cancel, outcome.hear_status,
-                                                        slot.give_back))
+            return _Result.of(self.provider.wait(handle, spec, self.cancel, outcome.hear_status, slot.give_back))
         except Exception as e:  # noqa: BLE001 - any provider error fails this node, never the whole apply
             if handle is not None:
                 with contextlib.suppress(Exception):
