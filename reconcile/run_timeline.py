@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from vocab.files import write_atomic_parts
-from vocab.masking import redact_obj
+from vocab.masking import json_masked
 
 if TYPE_CHECKING:
     from reconcile.graph import FlowGraph
@@ -39,8 +39,7 @@ def write_from_outcomes(path: Path, *, graph: FlowGraph, plan: Plan, run: RunRec
                         state: State | None) -> None:
     """The timeline of a run that just ended, from the scheduler's outcomes, written node by node (masked,
     atomically): the whole timeline of a 10,000-node run, its masked copy and its text were tens of MB at once at
-    the very end of the apply. The bytes are those of `json.dumps(redact_obj(timeline), indent=1,
-    ensure_ascii=False)`. A timeline is a convenience: failing to write one never fails the run."""
+    the very end of the apply. A timeline is a convenience: failing to write one never fails the run."""
     head = {"version": TIMELINE_VERSION, "run_id": run.id, "flow": run.flow}
     offset = time.time() - time.monotonic()
     entries = ((address, node_entry(address, o, offset, graph=graph, plan=plan, run=run, state=state))
@@ -53,16 +52,14 @@ def write_from_outcomes(path: Path, *, graph: FlowGraph, plan: Plan, run: RunRec
 
 
 def _json_parts(head: dict[str, Any], last: str, items: Iterator[tuple[str, Any]]) -> Iterator[bytes]:
-    """`json.dumps(redact_obj({**head, last: dict(items)}), indent=1, ensure_ascii=False)`, encoded, in pieces: one
-    per item (an item's lines sit two levels deep: JSON text has no raw newline but between lines)."""
-    text = json.dumps(redact_obj({**head, last: {}}), indent=1, ensure_ascii=False)
-    yield text[:-len("{}\n}")].encode()
-    sep = "{\n  "
+    """`redact_obj({**head, last: dict(items)})` as JSON text, encoded, in pieces: one line per item."""
+    text = json_masked({**head, last: {}})
+    yield text[:-len("{}}")].encode()
+    sep = "{\n"
     for key, value in items:
-        body = json.dumps(redact_obj(value), indent=1, ensure_ascii=False).replace("\n", "\n  ")
-        yield f"{sep}{json.dumps(redact_obj(key), ensure_ascii=False)}: {body}".encode()
-        sep = ",\n  "
-    yield ("{}\n}" if sep == "{\n  " else "\n }\n}").encode()
+        yield f"{sep}{json_masked(key)}: {json_masked(value)}".encode()
+        sep = ",\n"
+    yield ("{}}" if sep == "{\n" else "\n}}").encode()
 
 
 def node_entry(address: str, o: Any, offset: float, *, graph: FlowGraph, plan: Plan, run: RunRecord,

@@ -8,6 +8,7 @@ Everything the tool prints or writes (state, plan files, logs, errors) goes thro
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
@@ -117,3 +118,15 @@ def _redact_obj(obj: Any, values: list[str]) -> Any:
     if isinstance(obj, list):
         return [_redact_obj(v, values) for v in obj]
     return obj
+
+
+def json_masked(obj: Any) -> str:
+    """`json.dumps(redact_obj(obj), ensure_ascii=False)`, without walking `obj` when its text holds nothing to mask:
+    JSON escapes a string character by character, so a secret inside a string shows in the text as the secret's
+    own JSON form (a match that is not one only costs the walk)."""
+    text = json.dumps(obj, ensure_ascii=False)
+    values = secret_values()
+    if "X-Amz-" in text or "Signature=" in text or \
+            any(json.dumps(v, ensure_ascii=False)[1:-1] in text for v in values):
+        return json.dumps(_redact_obj(obj, values), ensure_ascii=False)
+    return text

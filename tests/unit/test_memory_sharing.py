@@ -102,7 +102,7 @@ def _int_output() -> OutputRecord:
     return OutputRecord(type="int", digest="e" * 64, size=1, uri="/blobs/ee", value=1)
 
 
-def test_a_timeline_written_node_by_node_has_the_bytes_of_the_whole_document() -> None:
+def test_a_timeline_written_node_by_node_is_the_whole_document_masked_a_node_per_line() -> None:
     from reconcile.run_timeline import _json_parts
     secret = "sk-live-T7m2-Pq40-zz9Kc1"
     register_secret(secret)
@@ -110,8 +110,10 @@ def test_a_timeline_written_node_by_node_has_the_bytes_of_the_whole_document() -
     nodes = {"wf/a": {"detail": f"failed with {secret}", "reasons": ["é \"quoted\"\n"], "upstreams": []},
              "wf/b é": {"detail": "", "reasons": [], "log": None, "nested": {"x": [1, {"y": 2.5}]}}}
     for items in (nodes, {}):
-        whole = json.dumps(redact_obj({**head, "nodes": items}), indent=1, ensure_ascii=False).encode()
-        assert b"".join(_json_parts(head, "nodes", iter(items.items()))) == whole
+        text = b"".join(_json_parts(head, "nodes", iter(items.items()))).decode()
+        assert json.loads(text) == redact_obj({**head, "nodes": items})
+        assert secret not in text and ("é" in text) == bool(items)  # masked; UTF-8 as it is, not \u escapes
+        assert len(text.splitlines()) == (len(items) + 2 if items else 1)  # the head, a line per node, the end
 
 
 def test_the_state_in_pieces_is_the_state_as_one_document() -> None:
@@ -145,3 +147,19 @@ def test_the_end_of_an_apply_skips_unparsed_the_start_record_of_a_run_it_already
     kept = list(store.iter_records(known_runs={"r1"}))
     assert [(type(r).__name__, getattr(r, "run", None) and r.run.id) for r in kept] == [  # type: ignore[union-attr]
         ("RunStarted", "r2"), ("NodeStarted", None)]
+
+
+def test_json_masked_is_the_text_of_the_masked_object_whatever_json_escapes_around_a_secret() -> None:
+    from vocab.masking import json_masked
+    plain = "sk-live-T7m2-Pq40-zz9Kc1"
+    odd = 'pa"ss\\w0rd\n-é-Zq81'  # a secret whose JSON form differs from its text: a quote, a backslash, a newline
+    register_secret(plain)
+    register_secret(odd)
+    url = "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA1&X-Amz-Signature=abc123"
+    cases = [{"detail": f"failed with {plain}", "n": 1}, {"a": [{"b": f"x{odd}y"}]}, {f"key {plain}": None},
+             [url, 2.5, True], f"'{odd}'", {"clean": "nothing secret here", "é": ["ü"]}]
+    for obj in cases:
+        text = json_masked(obj)
+        assert text == json.dumps(redact_obj(obj), ensure_ascii=False)
+        assert plain not in text and json.dumps(odd)[1:-1] not in text and "abc123" not in text
+    assert json_masked(cases[-1]) == json.dumps(cases[-1], ensure_ascii=False)  # nothing to mask: unchanged
