@@ -24,10 +24,12 @@ def strict_keywords(cls: _C) -> _C:
     """A dataclass whose unknown keyword is a load error naming it, with the closest field ("did you mean")."""
     init: Callable[..., None] = cls.__init__  # type: ignore[misc]
     known = [f.name for f in dataclasses.fields(cls) if f.init]
+    known_set = frozenset(known)
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        check_keywords(cls.__name__, kwargs, known, tracing.caller_source())
+        if not known_set.issuperset(kwargs):  # (the caller's line is looked up only for the error)
+            check_keywords(cls.__name__, kwargs, known, tracing.caller_source())
         init(self, *args, **kwargs)
 
     cls.__init__ = __init__  # type: ignore[misc]

@@ -44,18 +44,20 @@ def _refuse_non_specs(task: str, field: str, items: Any, kind: type) -> None:
     """`inputs=[1, 2]` would fail later as "'int' object has no attribute 'name'": say what is expected."""
     if items is None:
         return
-    src = tracing.caller_source()
-    where: dict[str, Any] = dict(file=src.file if src else None, line=src.line if src else None, node=task,
-                                 field=field)
     example = "Input(name=..., type=..., value=...)" if kind is Input else "Output(name=..., type=...)"
+
+    def refuse(message: str) -> FlowLoadError:  # (the caller's line is looked up only for the error)
+        src = tracing.caller_source()
+        return FlowLoadError(message[:300], file=src.file if src else None, line=src.line if src else None,
+                             node=task, field=field)
+
     if not isinstance(items, (list, tuple)):
-        raise FlowLoadError(f"expected a list of {example}, got {items!r}"[:300], **where)
+        raise refuse(f"expected a list of {example}, got {items!r}")
     for i, item in enumerate(items):
         if not isinstance(item, kind):
-            raise FlowLoadError(f"item {i + 1} is {item!r}, not an {example}"[:300], **where)
+            raise refuse(f"item {i + 1} is {item!r}, not an {example}")
         if not isinstance(item.name, str):  # type: ignore[attr-defined]
-            raise FlowLoadError(f"item {i + 1} has the name {item.name!r}, not a string"[:300],  # type: ignore[attr-defined]
-                                **where)
+            raise refuse(f"item {i + 1} has the name {item.name!r}, not a string")  # type: ignore[attr-defined]
 
 
 def _same_type_key(tp: Any) -> Any:
