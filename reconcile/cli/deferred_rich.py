@@ -6,25 +6,11 @@ asked for an attribute; anything else asked of the module loads it too, and the 
 stand-in in `sys.modules`."""
 from __future__ import annotations
 
-import importlib
-import sys
-import types
 from typing import Any
 
+from reconcile.cli import stand_ins
+
 DEFERRED = {"rich.markdown": ("Markdown",), "rich.traceback": ("Traceback",)}
-
-
-class _StandIn(types.ModuleType):
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # the import system's own questions (`__path__`: is it a package?)
-            raise AttributeError(name)
-        return getattr(_real(self.__name__), name)
-
-
-def _real(module: str) -> types.ModuleType:
-    if isinstance(sys.modules.get(module), _StandIn):
-        del sys.modules[module]
-    return importlib.import_module(module)
 
 
 class _DeferredClass(type):
@@ -39,15 +25,10 @@ class _DeferredClass(type):
         return getattr(cls._real_class(), name)
 
     def _real_class(cls) -> Any:
-        return getattr(_real(cls.__module__), cls.__name__)
+        return getattr(stand_ins.real(cls.__module__), cls.__name__)
 
 
 def install() -> None:
     """Stand-ins for the modules of DEFERRED not imported yet (before typer.rich_utils is)."""
     for module, names in DEFERRED.items():
-        if module in sys.modules:
-            continue
-        stand_in = _StandIn(module)
-        for name in names:
-            setattr(stand_in, name, _DeferredClass(name, (), {"__module__": module}))
-        sys.modules[module] = stand_in
+        stand_ins.install(module, {name: _DeferredClass(name, (), {"__module__": module}) for name in names})

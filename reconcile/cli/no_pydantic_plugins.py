@@ -12,10 +12,9 @@ while it builds them); an environment variable would reach the jobs, a module do
 """
 from __future__ import annotations
 
-import importlib
-import sys
-import types
 from typing import Any
+
+from reconcile.cli import stand_ins
 
 LOADER = "pydantic.plugin._loader"
 
@@ -24,18 +23,6 @@ def _no_plugins() -> tuple[Any, ...]:
     return ()
 
 
-class _StandIn(types.ModuleType):
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # the import system's own questions
-            raise AttributeError(name)
-        if isinstance(sys.modules.get(LOADER), _StandIn):
-            del sys.modules[LOADER]
-        return getattr(importlib.import_module(LOADER), name)
-
-
 def install() -> None:
-    if LOADER in sys.modules:
-        return
-    stand_in = _StandIn(LOADER, "flows: no pydantic plugins (reconcile/cli/no_pydantic_plugins.py)")
-    stand_in.get_plugins = _no_plugins  # type: ignore[attr-defined]
-    sys.modules[LOADER] = stand_in
+    stand_ins.install(LOADER, {"get_plugins": _no_plugins},
+                      "flows: no pydantic plugins (reconcile/cli/no_pydantic_plugins.py)")
