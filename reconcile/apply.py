@@ -405,8 +405,9 @@ class Scheduler:
                 self._reuse(node, outcome, key, fp, display, entry, "early cutoff: inputs unchanged, cache hit")
                 return
         spec = self._spec(node, key)
+        first = self._attempt_spec(spec, address, 1)
         if not self.attach.get(address):  # (a job to re-attach to needs no folder)
-            self.provider.prepare(self._attempt_spec(spec, address, 1))  # while it waits for its slot
+            self.provider.prepare(first)  # while it waits for its slot
         slot = HeldSlot(self.slots, self._tickets.pop(address))
         slot.take()
         try:
@@ -414,7 +415,7 @@ class Scheduler:
             if why_not:  # a failure, a Ctrl-C or a lost lock while this node waited for a slot
                 self._skip(address, why_not)
                 return
-            result, started_at, spec = self._run_attempts(address, node, key, spec, outcome, slot)
+            result, started_at, spec = self._run_attempts(address, node, key, spec, first, outcome, slot)
         finally:
             slot.give_back()  # before the record's fsync: the next job starts meanwhile
         outcome.finished = time.monotonic()
@@ -438,7 +439,7 @@ class Scheduler:
         outcome.result = status  # last: the walk reads it without a lock
         self.reporter.event(outcome, status if status != "failed" else f"failed: {result.error}")
 
-    def _run_attempts(self, address: str, node: Node, key: str, spec: JobSpec,
+    def _run_attempts(self, address: str, node: Node, key: str, spec: JobSpec, first: JobSpec,
                       outcome: NodeOutcome, slot: HeldSlot) -> tuple["_Result", str, JobSpec]:
         """The node's job, with its retries, in a job slot: (result, started_at, the last attempt's spec)."""
         outcome.started = time.monotonic()
@@ -448,7 +449,7 @@ class Scheduler:
             if self.cancel.is_set():
                 result = _Result(status="cancelled", error="interrupted before it started")
                 break
-            spec = self._attempt_spec(spec, address, attempt)
+            spec = first if attempt == 1 else self._attempt_spec(spec, address, attempt)  # (the first: prepared)
             outcome.attempts = attempt
             result = self._attempt(address, key, spec, outcome, slot)
             for w in result.warnings:
