@@ -3,6 +3,7 @@ every result durable the moment it exists (journal), folding the journal into th
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import contextlib
 import dataclasses
@@ -88,40 +89,55 @@ class NodeOutcome:
 class JobSlots:
     """`--parallelism` job slots, granted in the order the walk handed the nodes out (so a run is as
     deterministic as before). More worker threads than slots prepare and record nodes while the slots run
-    jobs: a node's Python work (fingerprint, inputs, the journal's fsync) is off the jobs' critical path."""
+    jobs: a node's Python work (fingerprint, inputs, the journal's fsync) is off the jobs' critical path.
+
+    A freed slot is handed straight to the next ticket in line (its own lock is released): one thread wakes per
+    grant, not every waiting worker (each wake-up costs the GIL and a few futex calls)."""
 
     def __init__(self, slots: int) -> None:
         self.free = slots
-        self._cond = threading.Condition()
-        self._tickets: list[int] = []  # handed out, neither granted nor dropped yet, in order
+        self._lock = threading.Lock()
+        self._line: collections.deque[int] = collections.deque()  # handed out, neither granted nor dropped yet
+        self._waiting: dict[int, threading.Lock] = {}  # ticket -> the held lock its worker blocks on
         self._next = 0
 
     def ticket(self) -> int:
-        with self._cond:
+        with self._lock:
             t = self._next
             self._next += 1
-            self._tickets.append(t)
+            self._line.append(t)
             return t
 
     def acquire(self, ticket: int) -> None:
-        with self._cond:
-            while not (self.free > 0 and self._tickets[0] == ticket):
-                self._cond.wait()
-            self._tickets.pop(0)
+        with self._lock:
+            if self.free > 0 and self._line[0] == ticket:
+                self._line.popleft()
+                self.free -= 1
+                self._grant()  # a slot still free goes on to whoever waits behind
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting[ticket] = gate
+        gate.acquire()  # released by _grant, which did the bookkeeping for this ticket
+
+    def _grant(self) -> None:
+        """Under the lock: give free slots to the tickets at the head of the line that already wait."""
+        while self.free > 0 and self._line and self._line[0] in self._waiting:
             self.free -= 1
-            self._cond.notify_all()
+            self._waiting.pop(self._line.popleft()).release()
 
     def drop(self, ticket: int) -> None:
         """The node needs no slot (a cache hit, a skip, an error before its job): the next in line goes on."""
-        with self._cond:
-            if ticket in self._tickets:
-                self._tickets.remove(ticket)
-                self._cond.notify_all()
+        with self._lock:
+            if ticket in self._waiting or ticket not in self._line:
+                return
+            self._line.remove(ticket)
+            self._grant()
 
     def release(self) -> None:
-        with self._cond:
+        with self._lock:
             self.free += 1
-            self._cond.notify_all()
+            self._grant()
 
 
 class HeldSlot:
