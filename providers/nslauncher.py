@@ -6,10 +6,16 @@ standard library and stays small: each job is a fork of it) and talks to it over
 JSON message per packet:
 
     -> {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": ..., "workflow": ..., "hide": [...]}
-       with the job's stdout/stderr descriptor attached (SCM_RIGHTS)
-    <- {"op": "started", "id": 7, "pid": 4242}    or    {"op": "failed", "id": 7, "error": "..."}
-    <- {"op": "exited", "id": 7, "code": 0}        (negative: killed by that signal)
+       with two descriptors attached (SCM_RIGHTS): the job's stdout/stderr, and the job's own reply socket
     -> {"op": "kill", "id": 7, "sig": 15}          (ignored once the job has been reaped: no pid reuse race)
+
+Each job's answers go back on its own reply socket (so the thread that started the job hears them itself, with
+no reader thread to hand them on), which the launcher closes after the last:
+
+    <- {"op": "started", "pid": 4242}    or    {"op": "failed", "error": "..."}
+    <- {"op": "exited", "code": 0}        (negative: killed by that signal)
+
+A reply socket that closes without an `exited` means the launcher is gone.
 
 Each job is one `clone(CLONE_NEWNS | CLONE_NEWPID)`: the child is PID 1 of a new PID namespace, so every process
 it starts ends when it ends (the kernel kills the rest of the namespace), and has a private mount namespace in
@@ -168,11 +174,11 @@ def _send(sock, message):
     try:
         sock.send(json.dumps(message).encode())
     except OSError:
-        pass  # the apply is gone; the main loop sees the socket close
+        pass  # nobody listens any more (the apply is gone, or gave up on the job)
 
 
 def serve(sock):
-    jobs = {}  # pid -> id, while not reaped
+    jobs = {}  # pid -> (id, reply socket), while not reaped
     by_id = {}  # id -> pid
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
@@ -187,7 +193,7 @@ def serve(sock):
                         pass
                 except BlockingIOError:
                     pass
-            _reap(sock, jobs, by_id)
+            _reap(jobs, by_id)
             if sock not in readable:
                 continue
             try:
@@ -199,14 +205,16 @@ def serve(sock):
             req = json.loads(data)
             try:
                 if req["op"] == "spawn":
+                    reply = socket.socket(fileno=fds.pop(1))  # (closed here once the job has been reaped)
                     try:
                         pid = _spawn(req, fds[0])
                     except OSError as e:
-                        _send(sock, {"op": "failed", "id": req["id"], "error": e.strerror or str(e)})
+                        _send(reply, {"op": "failed", "error": e.strerror or str(e)})
+                        reply.close()
                     else:
-                        jobs[pid] = req["id"]
+                        jobs[pid] = (req["id"], reply)
                         by_id[req["id"]] = pid
-                        _send(sock, {"op": "started", "id": req["id"], "pid": pid})
+                        _send(reply, {"op": "started", "pid": pid})
                 elif req["op"] == "kill" and req["id"] in by_id:
                     try:
                         os.killpg(by_id[req["id"]], req["sig"])
@@ -228,7 +236,7 @@ def serve(sock):
                 pass
 
 
-def _reap(sock, jobs, by_id):
+def _reap(jobs, by_id):
     while jobs:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -236,10 +244,12 @@ def _reap(sock, jobs, by_id):
             return
         if pid == 0:
             return
-        job_id = jobs.pop(pid, None)
-        if job_id is not None:
+        job = jobs.pop(pid, None)
+        if job is not None:
+            job_id, reply = job
             by_id.pop(job_id, None)
-            _send(sock, {"op": "exited", "id": job_id, "code": os.waitstatus_to_exitcode(status)})
+            _send(reply, {"op": "exited", "code": os.waitstatus_to_exitcode(status)})
+            reply.close()
 
 
 def main():

@@ -150,38 +150,71 @@ class LauncherError(Exception):
 
 
 class LaunchedJob:
-    """A job started by the `Launcher`: its exit comes as a message, and signals go through the launcher,
-    which knows whether the job has been reaped (so a signal never reaches a reused pid)."""
+    """A job started by the `Launcher`: its answers (started, exited) come on a reply socket of its own, read by
+    whichever thread waits for it; signals go through the launcher, which knows whether the job has been reaped
+    (so a signal never reaches a reused pid)."""
 
-    def __init__(self, launcher: "Launcher", job_id: int) -> None:
+    def __init__(self, launcher: "Launcher", job_id: int, reply: socket.socket) -> None:
         self.launcher = launcher
         self.id = job_id
         self.pid = 0
         self.returncode: int | None = None
         self.log_done: threading.Thread | None = None  # the masking pump, when the log needs one
-        self._exited = threading.Event()
+        self._reply: socket.socket | None = reply
+        self._reading = threading.Lock()  # one reader of the reply socket at a time
+
+    def answer(self, timeout: float | None) -> dict[str, Any] | None:
+        """The launcher's next answer about this job; None when none came within `timeout` (None: no limit). A
+        reply socket that closes unanswered means the launcher is gone: `exited` with LAUNCHER_GONE."""
+        reply = self._reply
+        assert reply is not None
+        reply.settimeout(timeout)
+        try:
+            data = reply.recv(1 << 16)
+        except (TimeoutError, BlockingIOError):  # (a timeout of 0 makes the socket non-blocking)
+            return None
+        except OSError:
+            data = b""
+        if not data:
+            why = self.launcher.gone()
+            return {"op": "exited", "code": LAUNCHER_GONE, "error": why}
+        message: dict[str, Any] = json.loads(data)
+        return message
 
     def exited(self) -> bool:
-        return self._exited.is_set()
+        return self.returncode is not None
 
-    def wait_exit(self, timeout: float) -> bool:
-        return self._exited.wait(timeout)
+    def wait_exit(self, timeout: float | None) -> bool:
+        if self.returncode is not None:
+            return True
+        if not self._reading.acquire(timeout=-1 if timeout is None else timeout):
+            return self.returncode is not None
+        try:
+            if self.returncode is None:
+                message = self.answer(timeout)
+                if message is not None:  # (only `exited` comes after `started`)
+                    self.returncode = int(message["code"])
+                    self._close()
+        finally:
+            self._reading.release()
+        return self.returncode is not None
+
+    def _close(self) -> None:
+        if self._reply is not None:
+            self._reply.close()
+            self._reply = None
 
     def signal(self, sig: int) -> None:
-        if not self._exited.is_set():
+        if self.returncode is None:
             self.launcher.kill(self, sig)
 
     def wait(self) -> int:
-        self._exited.wait()
+        self.wait_exit(None)
         if self.log_done is not None:
             from providers.joblog import DRAIN_SECONDS
             self.log_done.join(DRAIN_SECONDS)
         assert self.returncode is not None
         return self.returncode
-
-    def _exit(self, code: int) -> None:
-        self.returncode = code
-        self._exited.set()
 
 
 LAUNCHER_GONE = -255  # the return code of a job whose launcher died: it was killed with it
@@ -189,15 +222,14 @@ LAUNCHER_GONE = -255  # the return code of a job whose launcher died: it was kil
 
 class Launcher:
     """One resident launcher process (`providers/nslauncher.py`), started on first use; every job is a fork
-    of it into fresh namespaces, with no `unshare`/`mount` exec per job. A reader thread hears starts and
-    exits. Closing it (or this process ending) closes the socket, and the launcher kills what still runs."""
+    of it into fresh namespaces, with no `unshare`/`mount` exec per job. Each job's start and exit come back on
+    a socket of its own, to the thread that waits for that job (no reader thread, no hand-off between threads).
+    Closing it (or this process ending) closes the socket, and the launcher kills what still runs."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._jobs: dict[int, LaunchedJob] = {}
-        self._starts: dict[int, tuple[threading.Event, list[Any]]] = {}
         self._next = 0
         self._dead: str | None = None
         self._bash = shutil.which("bash") or "/bin/bash"
@@ -216,8 +248,13 @@ class Launcher:
             finally:
                 theirs.close()
             self._sock = ours
-            threading.Thread(target=self._read, args=(ours,), name="job-launcher", daemon=True).start()
         return self._sock
+
+    def gone(self) -> str:
+        """A job's reply socket closed unanswered: the launcher exited (or was closed). Nothing more starts."""
+        with self._lock:
+            self._dead = self._dead or "the job launcher exited"
+            return self._dead
 
     def _folders_to_hide(self, hide: Iterable[Path]) -> list[str]:
         key = tuple(map(str, hide))
@@ -241,34 +278,35 @@ class Launcher:
             read_fd, write_fd = -1, log_fd if log_fd is not None else open_log(log_path)
         request: dict[str, Any] = {"op": "spawn", "argv": [self._bash, "-c", f"trap : EXIT\n{command}"], "env": env,
                    "cwd": str(cwd), "workflow": str(workflow_dir), "hide": self._folders_to_hide(hide)}
-        started = threading.Event()
-        answer: list[Any] = []
+        reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with self._lock:
                 sock = self._ensure()
                 self._next += 1
-                job = LaunchedJob(self, self._next)
+                job = LaunchedJob(self, self._next, reply)
                 request["id"] = job.id
-                self._jobs[job.id] = job
-                self._starts[job.id] = (started, answer)
                 try:
-                    socket.send_fds(sock, [json.dumps(request).encode()], [write_fd])
+                    socket.send_fds(sock, [json.dumps(request).encode()], [write_fd, theirs.fileno()])
                 except OSError as e:
-                    self._jobs.pop(job.id, None)
-                    self._starts.pop(job.id, None)
-                    raise LauncherError(f"the job launcher is gone ({e.strerror or e})") from None
+                    gone = self._proc is not None and self._proc.poll() is not None
+                    raise LauncherError("the job launcher exited" if gone else
+                                        f"the job launcher is gone ({e.strerror or e})") from None
         except BaseException:
+            reply.close()
             if read_fd >= 0:
                 os.close(read_fd)
             raise
         finally:
-            os.close(write_fd)  # the launcher holds its own copy until the job has it
-        started.wait()
-        if answer[0].get("op") != "started":
+            theirs.close()  # the launcher holds its own copies until the job has them
+            os.close(write_fd)
+        answer = job.answer(None)
+        assert answer is not None
+        if answer.get("op") != "started":
+            job._close()
             if read_fd >= 0:
                 os.close(read_fd)
-            raise LauncherError(str(answer[0].get("error") or "the job launcher did not start the job"))
-        job.pid = int(answer[0]["pid"])
+            raise LauncherError(str(answer.get("error") or "the job launcher did not start the job"))
+        job.pid = int(answer["pid"])
         if read_fd >= 0:
             job.log_done = pump_thread(os.fdopen(read_fd, "rb"), log_path, values)
         return job
@@ -282,42 +320,6 @@ class Launcher:
             except OSError:
                 pass
 
-    def _read(self, sock: socket.socket) -> None:
-        why = "the job launcher exited"
-        try:
-            while True:
-                data = sock.recv(1 << 16)
-                if not data:
-                    break
-                message = json.loads(data)
-                with self._lock:
-                    if message["op"] in ("started", "failed"):
-                        started, answer = self._starts.pop(message["id"])
-                        answer.append(message)
-                        if message["op"] == "failed":
-                            self._jobs.pop(message["id"], None)
-                        started.set()
-                    elif message["op"] == "exited":
-                        job = self._jobs.pop(message["id"], None)
-                        if job is not None:
-                            job._exit(int(message["code"]))
-        except (OSError, ValueError) as e:
-            why = f"the job launcher failed ({e})"
-        finally:
-            self._fail_all(why)
-
-    def _fail_all(self, why: str) -> None:
-        """The launcher is gone: its jobs died with it (PR_SET_PDEATHSIG); nothing more can start."""
-        with self._lock:
-            self._dead = self._dead or why
-            starts, self._starts = self._starts, {}
-            jobs, self._jobs = self._jobs, {}
-        for started, answer in starts.values():
-            answer.append({"op": "failed", "error": why})
-            started.set()
-        for job in jobs.values():
-            job._exit(LAUNCHER_GONE)
-
     def close(self) -> None:
         """End the launcher: it kills whatever job still runs, and exits."""
         with self._lock:
@@ -325,7 +327,7 @@ class Launcher:
             self._dead = self._dead or "the job launcher was closed"
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread, and the launcher sees the end
+                sock.shutdown(socket.SHUT_RDWR)  # the launcher sees the end
             except OSError:
                 pass
             sock.close()

@@ -134,6 +134,29 @@ def test_a_job_that_cannot_start_says_which_step_failed(tmp_path: Path, fork: st
         launcher.close()
 
 
+def test_the_thread_waiting_for_a_job_hears_its_start_and_exit_on_the_jobs_own_socket(tmp_path: Path,
+                                                                                     fork: str) -> None:
+    """No reader thread hands a job's exit on: the waiting thread reads it itself. A look that finds the job still
+    running (a timeout of 0, or a short one) says so and changes nothing."""
+    launcher = sandbox.Launcher()
+    try:
+        workflow = tmp_path / "job"
+        (workflow / "outputs").mkdir(parents=True)
+        job = launcher.spawn("while [ ! -e /workflow/go ]; do sleep 0.01; done; exit 4", cwd=tmp_path,
+                             workflow_dir=workflow, log_path=tmp_path / "log", env={}, hide=[])
+        assert job.pid > 0
+        assert not [t for t in threading.enumerate() if t.name == "job-launcher"]
+        assert job.wait_exit(0) is False and job.wait_exit(0.02) is False
+        assert job.returncode is None and not job.exited() and launcher.dead() is None
+        (workflow / "go").touch()
+        assert job.wait() == 4 and job.exited()
+        assert launcher.dead() is None  # the launcher goes on
+        assert launcher.spawn("exit 0", cwd=tmp_path, workflow_dir=workflow, log_path=tmp_path / "log", env={},
+                              hide=[]).wait() == 0
+    finally:
+        launcher.close()
+
+
 @pytest.mark.parametrize("secret", [False, True])
 def test_a_prepared_job_has_its_folder_and_log_before_it_starts(tmp_path: Path, provider: LocalProvider,
                                                                 monkeypatch: pytest.MonkeyPatch, secret: bool) -> None:
