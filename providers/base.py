@@ -7,7 +7,7 @@ outputs are already stored in the blob store (content-addressed), so the schedul
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Literal, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -159,3 +159,20 @@ class Provider(Protocol):
         ...
 
     def logs(self, job_id: str) -> str: ...
+
+
+@runtime_checkable
+class StartQueue(Protocol):
+    """A provider that takes starts ahead of its free job slots and starts each the moment a running job has
+    ended, with no word from the apply (local: the resident launcher), so a slot never waits for the apply's own
+    bookkeeping between two jobs. `start` then returns once the job runs, which may be after a running one ends."""
+
+    def queue_starts(self, running: int) -> int:
+        """From now on run at most `running` jobs at once; how many starts beyond them it takes (0: none; the
+        caller then starts a job only when a slot is free)."""
+        ...
+
+    def hold(self, why: str) -> None:
+        """The apply stops (a failure, a Ctrl-C, a lost lock): nothing that has not started yet starts; each such
+        start raises NotStartedError(why). Told before the apply stops any running job."""
+        ...

@@ -33,7 +33,7 @@ from providers.base import EndedCallback, JobHandle, JobResult, JobSpec, NodeSpe
 from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
 from providers import pytask
-from vocab.errors import FlowsError, ProviderError
+from vocab.errors import FlowsError, NotStartedError, ProviderError
 from vocab.masking import redact
 from state.model import OutputRecord
 
@@ -42,6 +42,9 @@ NO_ISOLATION = ("jobs cannot get a private /workflow here (unshare with mount na
 NO_PID_NAMESPACE = ("jobs get no PID namespace of their own here (unshare --pid is not available): a process a "
                     "job detaches (setsid) can outlive it")
 POLL_MIN, POLL_MAX = 0.005, 0.1  # seconds between checks of a running job: quick jobs finish quickly
+# Starts the launcher may hold beyond --parallelism (StartQueue): one or two ready per slot keep it busy; more
+# would only hold threads and prepared folders.
+START_AHEAD_MAX = 2
 KILL_GRACE = 5.0                 # seconds between SIGTERM and SIGKILL when a job is stopped
 LOG_TAIL_LINES = 20
 
@@ -104,6 +107,8 @@ class LocalProvider:
         self._index_fd: int | None = None  # the job index (see _remember)
         self._prepared: dict[tuple[str, str, int], _Prepared] = {}  # (run, node, attempt) -> its folder and log
         self._log_folders: set[Path] = set()
+        self._running_limit: int | None = None  # set by queue_starts: the launcher runs this many, holds the rest
+        self._held: str | None = None  # why nothing more starts (hold)
 
     def close(self) -> None:
         """Stop the resident job launcher, if one was started (it kills any job still running), and remove the
@@ -138,7 +143,9 @@ class LocalProvider:
             try:
                 return self._launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
                                             env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden,
-                                            log_fd=log_fd)
+                                            log_fd=log_fd, running=self._running_limit)
+            except sandbox.StartHeld as e:
+                raise NotStartedError(str(e)) from None
             except sandbox.LauncherError as e:
                 raise OSError(str(e)) from None
         if log_fd is not None:
@@ -171,6 +178,28 @@ class LocalProvider:
         if not self.isolated:
             return [NO_ISOLATION]
         return [] if self.contained else [NO_PID_NAMESPACE]
+
+    # ---- start queue (StartQueue) ----------------------------------------------------------------
+    def queue_starts(self, running: int) -> int:
+        """With the resident launcher, starts go to it ahead of a free slot: it runs `running` jobs at once and
+        starts a waiting one the moment a job has been reaped (no round trip through this process's threads)."""
+        if not self._uses_launcher:
+            return 0
+        if self._held is not None:  # a new run on a provider whose last one stopped: a launcher that starts again
+            self._held = None
+            with self._lock:
+                launcher, self._launcher = self._launcher, None
+            if launcher is not None:
+                launcher.close()
+        self._running_limit = max(1, running)
+        return min(self._running_limit, START_AHEAD_MAX)
+
+    def hold(self, why: str) -> None:
+        self._held = self._held or why
+        with self._lock:
+            launcher = self._launcher
+        if launcher is not None:
+            launcher.hold(self._held)
 
     # ---- plan time -----------------------------------------------------------------------------
     def resolve_config(self, node: NodeSpec) -> dict[str, Any]:
@@ -207,6 +236,8 @@ class LocalProvider:
             self._remember(job_id, {"log": str(log)})
             return JobHandle(provider=self.name, job_id=job_id,
                              data={"kind": job.kind, "pid": os.getpid(), "log": str(log)})
+        if self._held is not None:  # (its prepared folder and log are left to `close`)
+            raise NotStartedError(self._held)
         # (before the prepared folder and log are taken: a command that cannot be built leaves them to `close`)
         command = self._command(job)
         env = {"PYTHONUNBUFFERED": "1", **jobenv.domino_variables(
@@ -324,6 +355,8 @@ class LocalProvider:
         interval = POLL_MIN
         while not proc.exited():
             if cancel.is_set() or job_id in self._stopped:
+                if cancel.is_set():  # before the kill frees a slot: no start waiting in the launcher takes it
+                    self.hold("not started: apply interrupted")
                 self._kill(proc)
                 why = "stopped" if job_id in self._stopped else "cancelled"
                 return JobResult(status="cancelled", error=why, log_tail=_tail(running.log))

@@ -8,6 +8,13 @@ JSON message per packet:
     -> {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": ..., "workflow": ..., "hide": [...]}
        with two descriptors attached (SCM_RIGHTS): the job's stdout/stderr, and the job's own reply socket
     -> {"op": "kill", "id": 7, "sig": 15}          (ignored once the job has been reaped: no pid reuse race)
+    -> {"op": "hold", "why": "..."}               (nothing held back starts any more: see below)
+
+A spawn may say `"running": N`: the launcher then runs at most N jobs at once and holds the others back, in the
+order they came, starting the next the moment a running one has been reaped. The apply sends a few starts ahead
+of its `--parallelism`, so a job slot never waits for the apply's own bookkeeping between two jobs. After a
+`hold` (the apply stops: a failure, a Ctrl-C, a lost lock) every start held back, and every later one, is
+answered `{"op": "failed", "held": true, "error": why}` instead of starting.
 
 Each job's answers go back on its own reply socket (so the thread that started the job hears them itself, with
 no reader thread to hand them on), which the launcher closes after the last:
@@ -25,6 +32,7 @@ tmpfs, the project is bound at /mnt/code and /proc shows the namespace's own pro
 did. The child leads its own session and process group (a stop signals the group) and dies with the launcher
 (PR_SET_PDEATHSIG). When the socket closes (the apply ended or died) every job still running is killed.
 """
+import collections
 import ctypes
 import json
 import os
@@ -80,12 +88,17 @@ def _strings(values):
     return array
 
 
-def _spawn_in_c(req, fd):
-    """_spawn through nsspawn.c: the same child, with no copy of this process."""
+def _job_in_c(req, fd):
+    """The C spawn's arguments for a request (made when it arrives: a start held back is then only a clone)."""
     argv = [os.fsencode(a) for a in req["argv"]]
-    job = _Job(workflow=os.fsencode(req["workflow"]), hidden=_strings([os.fsencode(f) for f in req["hide"]]),
-               code=os.fsencode(req["cwd"]), path=argv[0], argv=_strings(argv),
-               envp=_strings([os.fsencode(k) + b"=" + os.fsencode(v) for k, v in req["env"].items()]), log_fd=fd)
+    return _Job(workflow=os.fsencode(req["workflow"]), hidden=_strings([os.fsencode(f) for f in req["hide"]]),
+                code=os.fsencode(req["cwd"]), path=argv[0], argv=_strings(argv),
+                envp=_strings([os.fsencode(k) + b"=" + os.fsencode(v) for k, v in req["env"].items()]), log_fd=fd)
+
+
+def _spawn_in_c(req, fd, job=None):
+    """_spawn through nsspawn.c: the same child, with no copy of this process."""
+    job = job if job is not None else _job_in_c(req, fd)
     pid = _c_spawn(ctypes.byref(job))
     if pid < 0:
         err = ctypes.get_errno()
@@ -137,10 +150,10 @@ def _child(req, fd, error_w):
             os._exit(127)
 
 
-def _spawn(req, fd):
+def _spawn(req, fd, job=None):
     """Start one job; returns its pid (in the launcher's namespace) or raises OSError with the reason."""
     if _c_spawn is not None:
-        return _spawn_in_c(req, fd)
+        return _spawn_in_c(req, fd, job)
     if SYS_CLONE is None:
         raise OSError("no clone system call number for %s" % platform.machine())
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
@@ -177,9 +190,78 @@ def _send(sock, message):
         pass  # nobody listens any more (the apply is gone, or gave up on the job)
 
 
+class _Held:
+    """A start that waits for a running job to end: its request, descriptors and C arguments."""
+
+    def __init__(self, req, fds):
+        self.req, self.log_fd = req, fds[0]
+        self.reply = socket.socket(fileno=fds[1])  # (closed here once the job has been reaped)
+        self.job = _job_in_c(req, fds[0]) if _c_spawn is not None else None
+
+    def close(self):
+        os.close(self.log_fd)
+
+
+class _Jobs:
+    """The jobs of this launcher: running (until reaped) and held back (until one may start)."""
+
+    def __init__(self):
+        self.running = {}  # pid -> (id, reply socket), while not reaped
+        self.by_id = {}  # id -> pid
+        self.waiting = collections.deque()  # _Held, in the order they came
+        self.limit = None  # how many may run at once (None: no limit, every start at once)
+        self.held = None  # why nothing more starts (the apply stops), once it said so
+
+    def add(self, req, fds):
+        start = _Held(req, fds)
+        if self.held is not None:
+            self._refuse(start, self.held)
+            return
+        self.limit = req.get("running") or None
+        self.waiting.append(start)
+        self.start_waiting()
+
+    def start_waiting(self):
+        while self.waiting and (self.limit is None or len(self.running) < self.limit):
+            start = self.waiting.popleft()
+            try:
+                pid = _spawn(start.req, start.log_fd, start.job)
+            except OSError as e:
+                _send(start.reply, {"op": "failed", "error": e.strerror or str(e)})
+                start.reply.close()
+            else:
+                self.running[pid] = (start.req["id"], start.reply)
+                self.by_id[start.req["id"]] = pid
+                _send(start.reply, {"op": "started", "pid": pid})
+            finally:
+                start.close()
+
+    def hold(self, why):
+        self.held = why or "the apply stopped"
+        while self.waiting:
+            self._refuse(self.waiting.popleft(), self.held)
+
+    @staticmethod
+    def _refuse(start, why):
+        _send(start.reply, {"op": "failed", "held": True, "error": why})
+        start.reply.close()
+        start.close()
+
+    def kill(self, job_id, sig):
+        if job_id in self.by_id:
+            try:
+                os.killpg(self.by_id[job_id], sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+            return
+        for start in list(self.waiting):  # not started yet: it never will
+            if start.req["id"] == job_id:
+                self.waiting.remove(start)
+                self._refuse(start, "stopped before it started")
+
+
 def serve(sock):
-    jobs = {}  # pid -> (id, reply socket), while not reaped
-    by_id = {}  # id -> pid
+    jobs = _Jobs()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -193,7 +275,8 @@ def serve(sock):
                         pass
                 except BlockingIOError:
                     pass
-            _reap(jobs, by_id)
+            if _reap(jobs.running, jobs.by_id):
+                jobs.start_waiting()  # first: the freed slot runs the next job while the apply hears the exit
             if sock not in readable:
                 continue
             try:
@@ -205,31 +288,23 @@ def serve(sock):
             req = json.loads(data)
             try:
                 if req["op"] == "spawn":
-                    reply = socket.socket(fileno=fds.pop(1))  # (closed here once the job has been reaped)
-                    try:
-                        pid = _spawn(req, fds[0])
-                    except OSError as e:
-                        _send(reply, {"op": "failed", "error": e.strerror or str(e)})
-                        reply.close()
-                    else:
-                        jobs[pid] = (req["id"], reply)
-                        by_id[req["id"]] = pid
-                        _send(reply, {"op": "started", "pid": pid})
-                elif req["op"] == "kill" and req["id"] in by_id:
-                    try:
-                        os.killpg(by_id[req["id"]], req["sig"])
-                    except (ProcessLookupError, PermissionError):
-                        pass
+                    jobs.add(req, fds)
+                    fds = []  # (closed by the start, once it started or was refused)
+                elif req["op"] == "kill":
+                    jobs.kill(req["id"], req["sig"])
+                elif req["op"] == "hold":
+                    jobs.hold(req.get("why"))
             finally:
                 for fd in fds:
                     os.close(fd)
     finally:
-        for pid in list(jobs):
+        jobs.hold("the job launcher was closed")
+        for pid in list(jobs.running):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        for pid in list(jobs):
+        for pid in list(jobs.running):
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
@@ -237,19 +312,23 @@ def serve(sock):
 
 
 def _reap(jobs, by_id):
+    """Reap every child that has ended and tell its waiter; whether any job ended."""
+    ended = False
     while jobs:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return ended
         if pid == 0:
-            return
+            return ended
         job = jobs.pop(pid, None)
         if job is not None:
             job_id, reply = job
             by_id.pop(job_id, None)
             _send(reply, {"op": "exited", "code": os.waitstatus_to_exitcode(status)})
             reply.close()
+            ended = True
+    return ended
 
 
 def main():

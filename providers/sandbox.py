@@ -149,6 +149,10 @@ class LauncherError(Exception):
     """The launcher could not start a job, or is gone; the message says why."""
 
 
+class StartHeld(LauncherError):
+    """The launcher held the start back for good (`Launcher.hold`: the apply stops); the message says why."""
+
+
 class LaunchedJob:
     """A job started by the `Launcher`: its answers (started, exited) come on a reply socket of its own, read by
     whichever thread waits for it; signals go through the launcher, which knows whether the job has been reaped
@@ -266,9 +270,11 @@ class Launcher:
         return found
 
     def spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path, env: dict[str, str],
-              hide: Iterable[Path], log_fd: int | None = None) -> LaunchedJob:
+              hide: Iterable[Path], log_fd: int | None = None, running: int | None = None) -> LaunchedJob:
         """Start `bash -c command` as `spawn` does in the isolated case; returns once it runs (or raises
-        LauncherError with the reason). `log_fd`: `log_path` opened already (`open_log`); closed here."""
+        LauncherError with the reason; StartHeld after `hold`). `log_fd`: `log_path` opened already (`open_log`);
+        closed here. `running`: at most that many jobs run at once; this one waits in the launcher (in the order
+        of the calls) until one of them has ended, and starts then without a word from this process."""
         values = secret_values()
         if values:  # masked as it is written (a pump thread); with no secret known, the job writes its log itself
             if log_fd is not None:
@@ -277,7 +283,8 @@ class Launcher:
         else:
             read_fd, write_fd = -1, log_fd if log_fd is not None else open_log(log_path)
         request: dict[str, Any] = {"op": "spawn", "argv": [self._bash, "-c", f"trap : EXIT\n{command}"], "env": env,
-                   "cwd": str(cwd), "workflow": str(workflow_dir), "hide": self._folders_to_hide(hide)}
+                   "cwd": str(cwd), "workflow": str(workflow_dir), "hide": self._folders_to_hide(hide),
+                   "running": running}
         reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with self._lock:
@@ -305,11 +312,23 @@ class Launcher:
             job._close()
             if read_fd >= 0:
                 os.close(read_fd)
-            raise LauncherError(str(answer.get("error") or "the job launcher did not start the job"))
+            error = StartHeld if answer.get("held") else LauncherError
+            raise error(str(answer.get("error") or "the job launcher did not start the job"))
         job.pid = int(answer["pid"])
         if read_fd >= 0:
             job.log_done = pump_thread(os.fdopen(read_fd, "rb"), log_path, values)
         return job
+
+    def hold(self, why: str) -> None:
+        """Start nothing more: each start waiting in the launcher, and each later one, fails with StartHeld(why).
+        Sent before any kill that follows it, so a job killed now frees no slot for a waiting start."""
+        with self._lock:
+            if self._sock is None or self._dead is not None:
+                return
+            try:
+                self._sock.send(json.dumps({"op": "hold", "why": why}).encode())
+            except OSError:
+                pass
 
     def kill(self, job: LaunchedJob, sig: int) -> None:
         with self._lock:

@@ -21,13 +21,13 @@ from typing import Any, Callable, Protocol
 
 from reconcile import run_timeline
 from reconcile.gates import AskApproval, GateQuestion, approver
-from vocab.errors import FlowsError, LockHeldError
+from vocab.errors import FlowsError, LockHeldError, NotStartedError
 from reconcile.fingerprint import binding_shape, cache_key
 from vocab.flytetypes import is_blob
 from reconcile.graph import FlowGraph, Node
 from reconcile.plan import BlobPresence, NodeKeyer
 from reconcile.plan_model import Plan
-from providers.base import InputValue, JobResult, JobSpec, Provider
+from providers.base import InputValue, JobResult, JobSpec, Provider, StartQueue
 from providers.blobs.base import BlobStore
 from state import journal
 from state.model import Approval, CacheEntry, GateWait, NodeRecord, OutputRecord, RunRecord, State, now, trusted
@@ -37,6 +37,7 @@ DONE_OK = ("succeeded", "reused")
 # An approval gate nobody answered (yet) is `awaiting`; what depends on it, left unstarted, is `blocked`.
 AWAITING, BLOCKED = "awaiting", "blocked"
 UPSTREAM_FAILED = "skipped: upstream failed"
+NOT_STARTED = "not started"  # an attempt's status: the provider held its start back (StartQueue.hold)
 STOPPED = "not started: stopped after a failure (--keep-going runs independent nodes)"
 LOST_LOCK = "not started: this apply lost the state lock"
 POLL = 0.05
@@ -69,6 +70,7 @@ class NodeOutcome:
     result: str = "waiting"
     queued: float | None = None       # handed to a worker (its upstreams done, a slot free); for the run timeline
     started: float | None = None
+    started_at: str | None = None     # when its first job started (wall clock, for the record)
     finished: float | None = None
     job_id: str | None = None
     attempts: int = 0
@@ -211,6 +213,7 @@ class Scheduler:
         self.slots = JobSlots(1)  # sized by run_all
         self._tickets: dict[str, int] = {}  # address -> its place in the line for a job slot
         self._finished: queue.SimpleQueue[cf.Future[None]] = queue.SimpleQueue()  # filled by the futures
+        self._held = False  # the provider was told to start nothing more (StartQueue.hold)
 
     # -- journal -----------------------------------------------------------------------------
     def _journal(self, record: journal.JournalRecord, durable: bool = True) -> None:
@@ -224,7 +227,17 @@ class Scheduler:
         if self.lease.holds():
             return True
         self.lost_lock = True
+        self._hold_starts()
         return False
+
+    def _hold_starts(self) -> None:
+        """The apply stops (a failure, a Ctrl-C, a lost lock): a provider holding starts ahead of free slots
+        (StartQueue) starts none of them. Said once, before anything running is stopped for it."""
+        why = self._why_not_start()
+        if why is None or self._held or not isinstance(self.provider, StartQueue):
+            return
+        self._held = True
+        self.provider.hold(why)
 
     def _record(self, node: NodeRecord, cache: CacheEntry | None) -> None:
         self._journal(journal.NodeFinished(run_id=self.run.id, node=node, cache=cache))
@@ -435,9 +448,13 @@ class Scheduler:
         finally:
             slot.give_back()  # before the record's fsync: the next job starts meanwhile
         outcome.finished = time.monotonic()
+        if result.status == NOT_STARTED:  # held back by the provider: the apply stops
+            self._skip(address, self._why_not_start() or result.error or STOPPED)
+            return
         status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(result.status, "failed")
         if status == "failed" and not self.opts.keep_going:
             self.stopping = True  # before the record is durable: nothing new may start once a failure is seen
+            self._hold_starts()
         # (trusted: made from the engine's own values; one fingerprint and one outputs dict for record and entry)
         record = trusted(NodeRecord, address=address, task_name=node.task_name, key=key, fingerprint=fp,
                          display=display, outputs=result.outputs if status == "succeeded" else {}, status=status,
@@ -467,7 +484,12 @@ class Scheduler:
                 break
             spec = first if attempt == 1 else self._attempt_spec(spec, address, attempt)  # (the first: prepared)
             outcome.attempts = attempt
+            tried = result
             result = self._attempt(address, key, spec, outcome, slot)
+            if result.status == NOT_STARTED and tried is not None:  # a retry the stopping apply held back
+                self.reporter.event(outcome, f"attempt {attempt} not started: {self._why_not_start() or result.error}")
+                result = tried
+                break
             for w in result.warnings:
                 self.reporter.event(outcome, f"warning: {w}")
             if result.status in ("succeeded", "cancelled") or result.error_is_final:
@@ -475,7 +497,7 @@ class Scheduler:
             if attempt <= node.retries:
                 self.reporter.event(outcome, f"attempt {attempt} {result.status}: {result.error}; retrying")
         assert result is not None
-        return result, started_at, spec
+        return result, outcome.started_at or started_at, spec
 
     def _attempt_spec(self, spec: JobSpec, address: str, attempt: int) -> JobSpec:
         log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
@@ -521,7 +543,12 @@ class Scheduler:
                     # journaled: this intent lets recover find it by run, node and attempt (no second start).
                     self._journal(journal.NodeStarting(run_id=self.run.id, address=address, key=key,
                                                        attempt=spec.attempt))
-                handle = self.provider.start(spec)
+                try:
+                    handle = self.provider.start(spec)
+                except NotStartedError as e:  # (a provider that holds starts: it was told the apply stops)
+                    return _Result(status=NOT_STARTED, error=e.message, error_is_final=True)
+                if spec.attempt == 1:  # (a start may wait in the provider for a running job to end)
+                    outcome.started, outcome.started_at = time.monotonic(), now()
                 # A job that dies with this process need not have its start forced to disk (one fsync less
                 # per node); the id of one that outlives it must survive anything, for recover to re-attach.
                 self._journal(journal.NodeStarted(run_id=self.run.id, address=address, key=key, job_id=handle.job_id,
@@ -554,14 +581,19 @@ class Scheduler:
     def run_all(self) -> dict[str, NodeOutcome]:
         todo = self._settle_reused()
         slots = max(1, min(self.opts.parallelism, self.provider.max_parallel or self.opts.parallelism))
-        self.slots = JobSlots(slots)
-        workers = slots + min(slots, 4)  # the extra threads prepare and record nodes while the slots run jobs
+        # A provider that starts jobs itself as running ones end (StartQueue) takes a few starts ahead: a slot
+        # then never waits for this process between two jobs. It still runs at most `slots` at once.
+        ahead = self.provider.queue_starts(slots) if isinstance(self.provider, StartQueue) else 0
+        self.slots = JobSlots(slots + ahead)
+        # the extra threads prepare and record nodes while the slots run jobs
+        workers = slots + ahead + min(slots, 4)
         running: dict[cf.Future[None], str] = {}
         trouble = False  # a node failed or was cancelled: every pass must look at every waiting node
         changed = True
         with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node") as pool:
             while todo or running:
                 if changed or self.cancel.is_set() or self.stopping or self.lost_lock:
+                    self._hold_starts()
                     todo = self._pass(todo, running, pool, workers, thorough=trouble)
                 if not running:
                     halted = self.cancel.is_set() or self.stopping or self.lost_lock
@@ -691,6 +723,7 @@ class Scheduler:
         except Exception as e:  # noqa: BLE001 - a bug or an input that vanished fails this node, never the state
             if not self.opts.keep_going:
                 self.stopping = True
+                self._hold_starts()
             outcome = self.outcomes[address]
             outcome.finished = time.monotonic()
             outcome.detail = _describe(e)

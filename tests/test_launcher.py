@@ -21,6 +21,7 @@ from providers.base import JobHandle, JobSpec
 from providers.blobs.local import LocalBlobStore
 from providers.local import LocalProvider
 from vocab import masking
+from vocab.errors import NotStartedError
 from tests.fixtures.waiting import alive, lock_holders, wait_until
 from tests.fixtures.apply_kit import make_project, stop
 
@@ -264,3 +265,89 @@ def test_an_apply_whose_launcher_dies_fails_cleanly_and_recover_finishes_it(tmp_
     assert p.state()["nodes"]["wf/second"]["status"] == "succeeded"
     assert p.starts("first") == 1 and p.starts("second") == 2
     assert p.actions() == {"wf/first": "reuse", "wf/second": "reuse"}
+
+
+# ---- starts held in the launcher (StartQueue): a slot never waits for the apply between two jobs ----------------
+def waiting_job(tmp_path: Path, name: str, order: Path) -> JobSpec:
+    """Says when it starts and ends (in `order`); ends once `<name>.release` exists."""
+    release = tmp_path / f"{name}.release"
+    script = f"echo {name}-start >> {order}; while [ ! -e {release} ]; do sleep 0.02; done; echo {name}-end >> {order}"
+    return spec(tmp_path, script, address=f"wf/{name}")
+
+
+def start_in_thread(provider: LocalProvider, job: JobSpec) -> tuple[threading.Thread, dict[str, object]]:
+    """`provider.start(job)` in a thread (it may wait in the launcher); returns once its request has been sent."""
+    launcher = provider._launcher
+    assert launcher is not None
+    sent = launcher._next + 1
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["handle"] = provider.start(job)
+        except Exception as e:  # noqa: BLE001 - handed to the test
+            box["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_until(lambda: launcher._next >= sent, DEADLINE, what="the spawn request")
+    with launcher._lock:  # (the request is sent under this lock: once it is free, the launcher has it)
+        pass
+    return thread, box
+
+
+def test_starts_beyond_the_running_limit_wait_in_the_launcher_and_go_in_order(tmp_path: Path,
+                                                                              provider: LocalProvider) -> None:
+    assert provider.queue_starts(1) >= 1
+    order = tmp_path / "order.txt"
+    a = provider.start(waiting_job(tmp_path, "a", order))
+    wait_until(lambda: order.exists() and "a-start" in order.read_text(), DEADLINE, what="a to start")
+    later = [start_in_thread(provider, spec(tmp_path, f"echo {n}-start >> {order}; echo {n}-end >> {order}",
+                                            address=f"wf/{n}")) for n in ("b", "c")]
+    assert all(thread.is_alive() for thread, _ in later)  # their starts wait: a runs, and the limit is one
+    (tmp_path / "a.release").touch()
+    for thread, _ in later:
+        thread.join(DEADLINE)
+    handles = [a] + [box["handle"] for _, box in later]
+    for handle, name in zip(handles, "abc"):
+        assert isinstance(handle, JobHandle), later
+        assert provider.wait(handle, spec(tmp_path, "", address=f"wf/{name}"), threading.Event()).status == "succeeded"
+    # each started the moment the one before it had ended, with no word from this process
+    assert order.read_text().split() == ["a-start", "a-end", "b-start", "b-end", "c-start", "c-end"]
+
+
+def test_a_hold_refuses_the_starts_waiting_in_the_launcher_and_every_later_one(tmp_path: Path,
+                                                                               provider: LocalProvider) -> None:
+    provider.queue_starts(1)
+    order = tmp_path / "order.txt"
+    a = provider.start(waiting_job(tmp_path, "a", order))
+    wait_until(lambda: order.exists(), DEADLINE, what="a to start")
+    thread, box = start_in_thread(provider, spec(tmp_path, f"touch {tmp_path}/b.ran", address="wf/b"))
+    provider.hold("not started: the apply stops")
+    thread.join(DEADLINE)
+    error = box.get("error")
+    assert isinstance(error, NotStartedError) and error.message == "not started: the apply stops", box
+    with pytest.raises(NotStartedError, match="the apply stops"):
+        provider.start(spec(tmp_path, f"touch {tmp_path}/c.ran", address="wf/c"))
+    assert alive(a.data["pid"])  # what runs goes on
+    (tmp_path / "a.release").touch()
+    assert provider.wait(a, spec(tmp_path, "", address="wf/a"), threading.Event()).status == "succeeded"
+    provider.close()  # (nothing held back can start after this either)
+    assert not (tmp_path / "b.ran").exists() and not (tmp_path / "c.ran").exists()
+
+
+def test_a_ctrl_c_holds_the_waiting_starts_before_the_running_job_is_killed(tmp_path: Path,
+                                                                            provider: LocalProvider) -> None:
+    provider.queue_starts(1)
+    order = tmp_path / "order.txt"
+    a = provider.start(waiting_job(tmp_path, "a", order))
+    wait_until(lambda: order.exists(), DEADLINE, what="a to start")
+    thread, box = start_in_thread(provider, spec(tmp_path, f"touch {tmp_path}/b.ran", address="wf/b"))
+    cancel = threading.Event()
+    cancel.set()
+    result = provider.wait(a, spec(tmp_path, "", address="wf/a"), cancel)  # kills a: its slot frees
+    assert result.status == "cancelled"
+    thread.join(DEADLINE)
+    assert isinstance(box.get("error"), NotStartedError), box
+    provider.close()
+    assert not (tmp_path / "b.ran").exists()

@@ -58,3 +58,8 @@ class ConfigError(FlowsError):
 
 class ProviderError(FlowsError):
     """A provider (local or Domino) could not do what was asked."""
+
+
+class NotStartedError(ProviderError):
+    """A start the provider held back for good because the apply stops (`StartQueue.hold`): the node never
+    started; the message is why (the scheduler's own reason, e.g. stopped after a failure)."""

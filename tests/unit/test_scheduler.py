@@ -9,7 +9,8 @@ import pytest
 
 from reconcile.apply import STOPPED, UPSTREAM_FAILED
 from tests.fixtures.inprocess import Engine, RecordingReporter
-from tests.fixtures.scripted import Crash, Fail, FlowBuilder, Hang, ScriptedProvider, Succeed
+from tests.fixtures.scripted import (DEADLINE, Crash, Fail, FlowBuilder, Hang, QueueingProvider, ScriptedProvider,
+                                     Succeed)
 
 
 def chain(flow: FlowBuilder) -> None:
@@ -89,6 +90,76 @@ def test_without_keep_going_nothing_new_starts_after_a_failure(flow, provider, e
     assert (applied.result("independent"), applied.detail("independent")) == ("skipped", STOPPED)
     assert (applied.result("below"), applied.detail("below")) == ("skipped", UPSTREAM_FAILED)
     assert [a for a, _ in provider.calls] == ["wf/a"]
+
+
+# -- a provider that holds starts ahead of its free slots (StartQueue: the local launcher) ---------------------
+def three_hanging(flow: FlowBuilder, provider: ScriptedProvider, then: object) -> None:
+    for name in ("x", "y", "z"):
+        flow.job(name, outputs={"n": "int"})
+        provider.script(f"wf/{name}", Hang(then=then))
+
+
+def test_after_a_failure_the_starts_waiting_in_the_provider_never_start(flow, tmp_path):
+    provider = QueueingProvider(ahead=2)
+    three_hanging(flow, provider, Fail("boom"))
+    engine = Engine(tmp_path, flow, provider)
+    thread, box = engine.apply_in_thread(parallelism=1)
+    # one job runs; the two other starts wait inside the provider (taken ahead of the one slot)
+    provider.wait_for(lambda: len(provider.running) == 1 and len(provider.waiting) == 2, "one running, two waiting")
+    [first] = provider.running
+    provider.release(first)  # it fails; the head of the line starts as it ends (as the launcher does)
+    provider.wait_for(lambda: provider.held, "the apply to hold the provider's starts")
+    provider.wait_for(lambda: len(provider.running) == 1 and first not in provider.running, "the next job")
+    [second] = provider.running
+    provider.release(second)
+    thread.join(DEADLINE)
+    applied = box["applied"]
+    [third] = {"wf/x", "wf/y", "wf/z"} - {first, second}
+    assert provider.held == [STOPPED]
+    assert third not in [a for a, _ in provider.calls]  # its start was held back: it never ran
+    assert (applied.result(third.split("/")[1]), applied.detail(third.split("/")[1])) == ("skipped", STOPPED)
+    assert third not in applied.state.nodes  # nothing recorded for a node that never started
+    assert applied.result(first.split("/")[1]) == "failed"
+
+
+def test_a_ctrl_c_holds_the_starts_waiting_in_the_provider(flow, tmp_path):
+    provider = QueueingProvider(ahead=2, stops_on_cancel=False)  # the running job ends only when released
+    three_hanging(flow, provider, Succeed())
+    engine = Engine(tmp_path, flow, provider)
+    cancel = threading.Event()
+    thread, box = engine.apply_in_thread(parallelism=1, cancel=cancel)
+    provider.wait_for(lambda: len(provider.running) == 1 and len(provider.waiting) == 2, "one running, two waiting")
+    [running] = provider.running
+    cancel.set()
+    provider.wait_for(lambda: provider.held and not provider.waiting, "the waiting starts to be refused")
+    provider.release(running)  # its end frees the slot: nothing takes it
+    thread.join(DEADLINE)
+    applied = box["applied"]
+    assert provider.held == ["not started: apply interrupted"]
+    assert [a for a, _ in provider.calls] == [running]
+    for other in {"wf/x", "wf/y", "wf/z"} - {running}:
+        name = other.split("/")[1]
+        assert (applied.result(name), applied.detail(name)) == ("skipped", "not started: apply interrupted")
+    assert applied.outcome == "interrupted"
+
+
+def test_a_retry_the_stopping_apply_holds_back_leaves_the_node_failed(flow, tmp_path):
+    provider = QueueingProvider(ahead=1)
+    flow.job("a", outputs={"n": "int"}, retries=1)
+    flow.job("b", outputs={"n": "int"})
+    provider.script("wf/a", Hang(then=Fail("first")), Succeed())
+    provider.script("wf/b", Hang(then=Fail("b broke")))
+    engine = Engine(tmp_path, flow, provider)
+    thread, box = engine.apply_in_thread(parallelism=2)
+    provider.wait_for(lambda: provider.running == {"wf/a", "wf/b"}, "a and b running")
+    provider.release("wf/b")  # b fails: the apply stops, and holds every start not begun
+    provider.wait_for(lambda: provider.held, "the hold")
+    provider.release("wf/a")  # a's first attempt fails; its retry would be a new start
+    thread.join(DEADLINE)
+    applied = box["applied"]
+    assert provider.attempts("wf/a") == [1]
+    assert applied.result("a") == "failed" and applied.state.nodes["wf/a"].error == "first"
+    assert "attempt 2 not started: " + STOPPED in applied.reporter.messages("wf/a")
 
 
 def test_keep_going_runs_the_independent_nodes(flow, provider, engine):
