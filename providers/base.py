@@ -167,6 +167,10 @@ class StartQueue(Protocol):
     ended, with no word from the apply (local: the resident launcher), so a slot never waits for the apply's own
     bookkeeping between two jobs. `start` then returns once the job runs, which may be after a running one ends."""
 
+    def get_ready(self) -> None:
+        """Start, while the apply still plans, what its first start will need (local: the launcher process)."""
+        ...
+
     def queue_starts(self, running: int) -> int:
         """From now on run at most `running` jobs at once; how many starts beyond them it takes (0: none; the
         caller then starts a job only when a slot is free)."""

@@ -275,8 +275,12 @@ def serve(sock):
                         pass
                 except BlockingIOError:
                     pass
-            if _reap(jobs.running, jobs.by_id):
-                jobs.start_waiting()  # first: the freed slot runs the next job while the apply hears the exit
+            ended = _reap(jobs.running, jobs.by_id)
+            if ended:
+                jobs.start_waiting()  # first: the freed slot runs the next job, then the apply hears of the end
+                for reply, code in ended:
+                    _send(reply, {"op": "exited", "code": code})
+                    reply.close()
             if sock not in readable:
                 continue
             try:
@@ -312,22 +316,20 @@ def serve(sock):
 
 
 def _reap(jobs, by_id):
-    """Reap every child that has ended and tell its waiter; whether any job ended."""
-    ended = False
+    """Reap every child that has ended: [(its job's reply socket, exit code)] of the jobs among them."""
+    ended = []
     while jobs:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return ended
+            break
         if pid == 0:
-            return ended
+            break
         job = jobs.pop(pid, None)
         if job is not None:
             job_id, reply = job
             by_id.pop(job_id, None)
-            _send(reply, {"op": "exited", "code": os.waitstatus_to_exitcode(status)})
-            reply.close()
-            ended = True
+            ended.append((reply, os.waitstatus_to_exitcode(status)))
     return ended
 
 

@@ -254,6 +254,11 @@ class Launcher:
             self._sock = ours
         return self._sock
 
+    def boot(self) -> None:
+        """Start the launcher's process now, not at the first spawn (which then finds it running)."""
+        with self._lock:
+            self._ensure()
+
     def gone(self) -> str:
         """A job's reply socket closed unanswered: the launcher exited (or was closed). Nothing more starts."""
         with self._lock:

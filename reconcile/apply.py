@@ -4,7 +4,6 @@ every result durable the moment it exists (journal), folding the journal into th
 from __future__ import annotations
 
 import collections
-import concurrent.futures as cf
 import contextlib
 import dataclasses
 import datetime as dt
@@ -169,6 +168,43 @@ class HeldSlot:
         self._slots.release()
 
 
+class NodeWorkers:
+    """The threads that run nodes: an address in, the same address out (on `done`) once its node is over. Plain
+    queues both ways: a future per node cost a condition, a callback and their locks on every hand-off."""
+
+    def __init__(self, count: int, run: Callable[[str], None], done: "queue.SimpleQueue[str]") -> None:
+        self._work: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._run, self._done = run, done
+        self._threads = [threading.Thread(target=self._loop, name=f"node_{i}") for i in range(count)]
+        self._started = 0
+        self._handed = 0
+
+    def submit(self, address: str) -> None:
+        self._handed += 1
+        if self._started < len(self._threads) and self._started < self._handed:  # (one thread per node at most)
+            self._threads[self._started].start()
+            self._started += 1
+        self._work.put(address)
+
+    def _loop(self) -> None:
+        while (address := self._work.get()) is not None:
+            try:
+                self._run(address)
+            except BaseException:  # noqa: BLE001 - as a pool's future kept it: the node's outcome says the rest
+                pass
+            finally:
+                self._done.put(address)
+
+    def __enter__(self) -> "NodeWorkers":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _ in range(self._started):
+            self._work.put(None)
+        for thread in self._threads[:self._started]:
+            thread.join()
+
+
 class Reporter(Protocol):
     """Receives scheduler events; the CLI renders them (live view or plain log)."""
 
@@ -212,7 +248,7 @@ class Scheduler:
         self.presence = BlobPresence(blobs)
         self.slots = JobSlots(1)  # sized by run_all
         self._tickets: dict[str, int] = {}  # address -> its place in the line for a job slot
-        self._finished: queue.SimpleQueue[cf.Future[None]] = queue.SimpleQueue()  # filled by the futures
+        self._finished: queue.SimpleQueue[str] = queue.SimpleQueue()  # nodes the workers are done with
         self._held = False  # the provider was told to start nothing more (StartQueue.hold)
 
     # -- journal -----------------------------------------------------------------------------
@@ -587,10 +623,10 @@ class Scheduler:
         self.slots = JobSlots(slots + ahead)
         # the extra threads prepare and record nodes while the slots run jobs
         workers = slots + ahead + min(slots, 4)
-        running: dict[cf.Future[None], str] = {}
+        running: set[str] = set()  # handed to a worker, not done
         trouble = False  # a node failed or was cancelled: every pass must look at every waiting node
         changed = True
-        with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node") as pool:
+        with NodeWorkers(workers, self._guarded, self._finished) as pool:
             while todo or running:
                 if changed or self.cancel.is_set() or self.stopping or self.lost_lock:
                     self._hold_starts()
@@ -602,16 +638,15 @@ class Scheduler:
                         continue
                     self._settle_unanswered(todo, halted)
                     break
-                done = self._finished_futures()
+                done = self._finished_nodes()
                 changed = bool(done)
-                for fut in done:
-                    address = running.pop(fut)
+                for address in done:
+                    running.discard(address)
                     trouble = trouble or self.outcomes[address].result in ("failed", "cancelled")
         return self.outcomes
 
-    def _finished_futures(self) -> list[cf.Future[None]]:
-        """The nodes' futures that finished since the last look, waiting up to POLL for one (a queue their
-        callbacks fill: `cf.wait` re-registered a waiter on every running future each time)."""
+    def _finished_nodes(self) -> list[str]:
+        """The nodes the workers finished since the last look, waiting up to POLL for one."""
         try:
             done = [self._finished.get(timeout=POLL)]
         except queue.Empty:
@@ -669,7 +704,7 @@ class Scheduler:
                                 lambda: self._forgotten_spec(address), "no longer in the flow")
         return todo
 
-    def _pass(self, todo: list[str], running: dict[cf.Future[None], str], pool: cf.ThreadPoolExecutor,
+    def _pass(self, todo: list[str], running: set[str], pool: "NodeWorkers",
               workers: int, thorough: bool = True) -> list[str]:
         """One pass in dependency order: skip what can no longer run, start what is ready; return what waits.
 
@@ -700,9 +735,8 @@ class Scheduler:
                 self.outcomes[address].result = "running"
                 self.outcomes[address].queued = time.monotonic()
                 self._tickets[address] = self.slots.ticket()
-                future = pool.submit(self._guarded, address)
-                running[future] = address
-                future.add_done_callback(self._finished.put)
+                running.add(address)
+                pool.submit(address)
             else:
                 waiting.append(address)
         return waiting

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from providers.base import StartQueue
 from reconcile.apply import ApplyOptions, NodeOutcome, Reporter, execute_plan, start_run, take_lock
 from reconcile.fingerprint import upgrade_keys
 from reconcile.gates import AskApproval
@@ -368,6 +369,8 @@ def apply_plan(loaded: LoadedFlow, opts: ApplyOptions, run: RunRecord, lease: Le
             upgrade_keys(state)
             if resumed:
                 run = state.runs[run.id]
+            if isinstance(ws.provider, StartQueue):
+                ws.provider.get_ready()  # (local: its job launcher boots on the other core while this plans)
             the_plan = loaded.make_plan(state, state.serial if etag else None, state.lineage if etag else None,
                                         target, replace, save_digests=False)
             if saved is not None:
