@@ -351,3 +351,12 @@ def test_a_ctrl_c_holds_the_waiting_starts_before_the_running_job_is_killed(tmp_
     assert isinstance(box.get("error"), NotStartedError), box
     provider.close()
     assert not (tmp_path / "b.ran").exists()
+
+
+def test_get_ready_boots_the_launcher_that_the_first_start_then_uses(tmp_path: Path, provider: LocalProvider) -> None:
+    provider.get_ready()  # (an apply calls it before it plans)
+    launcher = provider._launcher
+    assert launcher is not None and launcher.pid is not None and alive(launcher.pid)
+    handle = provider.start(spec(tmp_path, "true"))
+    assert provider._launcher is launcher and parent_of(handle.data["pid"]) == launcher.pid
+    assert provider.wait(handle, spec(tmp_path, "true"), threading.Event()).status == "succeeded"
