@@ -134,12 +134,11 @@ class LocalProvider:
     def _spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
                env: dict[str, str], log_fd: int | None = None) -> JobProcess:
         if self._uses_launcher:
-            self._the_launcher()
-            assert self._launcher is not None
+            launcher = self._the_launcher()
             if log_fd is None:
                 self._log_folder(log_path)  # (the launcher opens the log)
             try:
-                return self._launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
+                return launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
                                             env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden,
                                             log_fd=log_fd, running=self._running_limit)
             except sandbox.StartHeld as e:
@@ -205,11 +204,12 @@ class LocalProvider:
         return min(self._running_limit, START_AHEAD_MAX)
 
     def hold(self, why: str) -> None:
-        self._held = self._held or why
         with self._lock:
-            launcher = self._launcher
+            if self._held is not None:  # (said once: every job's watcher says it on a Ctrl-C)
+                return
+            self._held, launcher = why, self._launcher
         if launcher is not None:
-            launcher.hold(self._held)
+            launcher.hold(why)
 
     # ---- plan time -----------------------------------------------------------------------------
     def resolve_config(self, node: NodeSpec) -> dict[str, Any]:
