@@ -316,13 +316,21 @@ def test_starts_beyond_the_running_limit_wait_in_the_launcher_and_go_in_order(tm
     assert order.read_text().split() == ["a-start", "a-end", "b-start", "b-end", "c-start", "c-end"]
 
 
-def test_a_hold_refuses_the_starts_waiting_in_the_launcher_and_every_later_one(tmp_path: Path,
-                                                                               provider: LocalProvider) -> None:
+def one_running_one_waiting(tmp_path: Path, provider: LocalProvider
+                            ) -> tuple[JobHandle, threading.Thread, dict[str, object]]:
+    """One job at a time: `a` runs (until `a.release`), and the start of `b` (which would touch `b.ran`) waits in
+    the launcher."""
     provider.queue_starts(1)
     order = tmp_path / "order.txt"
     a = provider.start(waiting_job(tmp_path, "a", order))
     wait_until(lambda: order.exists(), DEADLINE, what="a to start")
     thread, box = start_in_thread(provider, spec(tmp_path, f"touch {tmp_path}/b.ran", address="wf/b"))
+    return a, thread, box
+
+
+def test_a_hold_refuses_the_starts_waiting_in_the_launcher_and_every_later_one(tmp_path: Path,
+                                                                               provider: LocalProvider) -> None:
+    a, thread, box = one_running_one_waiting(tmp_path, provider)
     provider.hold("not started: the apply stops")
     thread.join(DEADLINE)
     error = box.get("error")
@@ -338,11 +346,7 @@ def test_a_hold_refuses_the_starts_waiting_in_the_launcher_and_every_later_one(t
 
 def test_a_ctrl_c_holds_the_waiting_starts_before_the_running_job_is_killed(tmp_path: Path,
                                                                             provider: LocalProvider) -> None:
-    provider.queue_starts(1)
-    order = tmp_path / "order.txt"
-    a = provider.start(waiting_job(tmp_path, "a", order))
-    wait_until(lambda: order.exists(), DEADLINE, what="a to start")
-    thread, box = start_in_thread(provider, spec(tmp_path, f"touch {tmp_path}/b.ran", address="wf/b"))
+    a, thread, box = one_running_one_waiting(tmp_path, provider)
     cancel = threading.Event()
     cancel.set()
     result = provider.wait(a, spec(tmp_path, "", address="wf/a"), cancel)  # kills a: its slot frees
