@@ -361,6 +361,7 @@ def test_get_ready_boots_the_launcher_that_the_first_start_then_uses(tmp_path: P
     provider.get_ready()  # (an apply calls it before it plans)
     launcher = provider._launcher
     assert launcher is not None and launcher.pid is not None and alive(launcher.pid)
-    handle = provider.start(spec(tmp_path, "true"))
+    handle = provider.start(waiting_job(tmp_path, "a", tmp_path / "order.txt"))  # (alive until a.release)
     assert provider._launcher is launcher and parent_of(handle.data["pid"]) == launcher.pid
-    assert provider.wait(handle, spec(tmp_path, "true"), threading.Event()).status == "succeeded"
+    (tmp_path / "a.release").touch()
+    assert provider.wait(handle, spec(tmp_path, "", address="wf/a"), threading.Event()).status == "succeeded"
