@@ -362,7 +362,9 @@ class LocalProvider:
                    on_ended: EndedCallback | None) -> JobResult:
         proc = running.proc
         deadline = running.started + job.timeout_seconds if job.timeout_seconds else None
-        interval = POLL_MIN
+        # A launched job's exit wakes its waiter at once (its reply socket): the interval only bounds how soon a
+        # cancel or a deadline is seen, so it starts at the longest (no timed-out waits while a quick job runs).
+        interval = POLL_MAX if isinstance(proc, sandbox.LaunchedJob) else POLL_MIN
         while not proc.exited():
             if cancel.is_set() or job_id in self._stopped:
                 if cancel.is_set():  # before the kill frees a slot: no start waiting in the launcher takes it
