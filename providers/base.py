@@ -171,9 +171,11 @@ class StartQueue(Protocol):
         """Start, while the apply still plans, what its first start will need (local: the launcher process)."""
         ...
 
-    def queue_starts(self, running: int) -> int:
+    def queue_starts(self, running: int, held_until: Callable[[], float | None]) -> int:
         """From now on run at most `running` jobs at once; how many starts beyond them it takes (0: none; the
-        caller then starts a job only when a slot is free)."""
+        caller then starts a job only when a slot is free). `held_until()`: until when (time.monotonic()) the
+        caller can show it holds the state lock, None when it cannot; a start waiting past that is asked again,
+        so no job starts once the lock may have passed to another apply (a paused one's launcher runs on)."""
         ...
 
     def hold(self, why: str) -> None:

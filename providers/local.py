@@ -26,7 +26,7 @@ import typing
 import uuid
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from providers import job_folders, jobenv, launcher, process_group, sandbox
 from providers.base import EndedCallback, JobHandle, JobResult, JobSpec, NodeSpec, StatusCallback
@@ -108,6 +108,7 @@ class LocalProvider:
         self._prepared: dict[tuple[str, str, int], _Prepared] = {}  # (run, node, attempt) -> its folder and log
         self._log_folders: set[Path] = set()
         self._running_limit: int | None = None  # set by queue_starts: the launcher runs this many, holds the rest
+        self._held_until: Callable[[], float | None] | None = None  # set by queue_starts (StartQueue)
         self._held: str | None = None  # why nothing more starts (hold)
 
     def close(self) -> None:
@@ -137,14 +138,25 @@ class LocalProvider:
             launcher = self._the_launcher()
             if log_fd is None:
                 self._log_folder(log_path)  # (the launcher opens the log)
-            try:
-                return launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
-                                            env=sandbox.job_env(workflow_dir, cwd, env, True), hide=self.hidden,
-                                            log_fd=log_fd, running=self._running_limit)
-            except sandbox.StartHeld as e:
-                raise NotStartedError(str(e)) from None
-            except sandbox.LauncherError as e:
-                raise OSError(str(e)) from None
+            env = sandbox.job_env(workflow_dir, cwd, env, True)
+            while True:
+                start_by = None
+                if self._held_until is not None:  # (starts held in the launcher: only while the lock is ours)
+                    start_by = self._held_until()
+                    if start_by is None:
+                        if log_fd is not None:
+                            os.close(log_fd)
+                        raise NotStartedError(self._held or "not started: the state lock cannot be shown to be ours")
+                try:
+                    return launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path, env=env,
+                                          hide=self.hidden, log_fd=log_fd, running=self._running_limit,
+                                          start_by=start_by)
+                except sandbox.StartExpired:
+                    log_fd = None  # (the launcher closed it: the log is opened again, appended to)
+                except sandbox.StartHeld as e:
+                    raise NotStartedError(str(e)) from None
+                except sandbox.LauncherError as e:
+                    raise OSError(str(e)) from None
         if log_fd is not None:
             os.close(log_fd)
         return process_group.PopenGroup(sandbox.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
@@ -189,7 +201,7 @@ class LocalProvider:
         if self._uses_launcher and self._held is None:
             self._the_launcher().boot()
 
-    def queue_starts(self, running: int) -> int:
+    def queue_starts(self, running: int, held_until: Callable[[], float | None]) -> int:
         """With the resident launcher, starts go to it ahead of a free slot: it runs `running` jobs at once and
         starts a waiting one the moment a job has been reaped (no round trip through this process's threads)."""
         if not self._uses_launcher:
@@ -200,7 +212,7 @@ class LocalProvider:
                 launcher, self._launcher = self._launcher, None
             if launcher is not None:
                 launcher.close()
-        self._running_limit = max(1, running)
+        self._running_limit, self._held_until = max(1, running), held_until
         return min(self._running_limit, START_AHEAD_MAX)
 
     def hold(self, why: str) -> None:

@@ -14,7 +14,10 @@ A spawn may say `"running": N`: the launcher then runs at most N jobs at once an
 order they came, starting the next the moment a running one has been reaped. The apply sends a few starts ahead
 of its `--parallelism`, so a job slot never waits for the apply's own bookkeeping between two jobs. After a
 `hold` (the apply stops: a failure, a Ctrl-C, a lost lock) every start held back, and every later one, is
-answered `{"op": "failed", "held": true, "error": why}` instead of starting.
+answered `{"op": "failed", "held": true, "error": why}` instead of starting. A spawn may also say `"start_by": T`
+(time.monotonic(): the same clock here): until then the apply can show it holds the state lock. A start whose
+turn comes later is answered `{"op": "failed", "expired": true}`: the apply asks its lock again and sends it again
+(so this launcher never starts a job for an apply that may have lost its lock, even one that is paused).
 
 Each job's answers go back on its own reply socket (so the thread that started the job hears them itself, with
 no reader thread to hand them on), which the launcher closes after the last:
@@ -41,6 +44,7 @@ import select
 import signal
 import socket
 import sys
+import time
 
 CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -224,6 +228,12 @@ class _Jobs:
     def start_waiting(self):
         while self.waiting and (self.limit is None or len(self.running) < self.limit):
             start = self.waiting.popleft()
+            start_by = start.req.get("start_by")
+            if start_by is not None and time.monotonic() >= start_by:
+                _send(start.reply, {"op": "failed", "expired": True, "error": "the apply's lock was not shown in time"})
+                start.reply.close()
+                start.close()
+                continue
             try:
                 pid = _spawn(start.req, start.log_fd, start.job)
             except OSError as e:

@@ -153,6 +153,10 @@ class StartHeld(LauncherError):
     """The launcher held the start back for good (`Launcher.hold`: the apply stops); the message says why."""
 
 
+class StartExpired(LauncherError):
+    """The start's turn came after its `start_by`: ask the lock again, and send it again."""
+
+
 class LaunchedJob:
     """A job started by the `Launcher`: its answers (started, exited) come on a reply socket of its own, read by
     whichever thread waits for it; signals go through the launcher, which knows whether the job has been reaped
@@ -275,11 +279,13 @@ class Launcher:
         return found
 
     def spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path, env: dict[str, str],
-              hide: Iterable[Path], log_fd: int | None = None, running: int | None = None) -> LaunchedJob:
+              hide: Iterable[Path], log_fd: int | None = None, running: int | None = None,
+              start_by: float | None = None) -> LaunchedJob:
         """Start `bash -c command` as `spawn` does in the isolated case; returns once it runs (or raises
         LauncherError with the reason; StartHeld after `hold`). `log_fd`: `log_path` opened already (`open_log`);
         closed here. `running`: at most that many jobs run at once; this one waits in the launcher (in the order
-        of the calls) until one of them has ended, and starts then without a word from this process."""
+        of the calls) until one of them has ended, and starts then without a word from this process, unless its
+        turn comes after `start_by` (time.monotonic()): then StartExpired."""
         values = secret_values()
         if values:  # masked as it is written (a pump thread); with no secret known, the job writes its log itself
             if log_fd is not None:
@@ -289,7 +295,7 @@ class Launcher:
             read_fd, write_fd = -1, log_fd if log_fd is not None else open_log(log_path)
         request: dict[str, Any] = {"op": "spawn", "argv": [self._bash, "-c", f"trap : EXIT\n{command}"], "env": env,
                    "cwd": str(cwd), "workflow": str(workflow_dir), "hide": self._folders_to_hide(hide),
-                   "running": running}
+                   "running": running, "start_by": start_by}
         reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with self._lock:
@@ -317,7 +323,7 @@ class Launcher:
             job._close()
             if read_fd >= 0:
                 os.close(read_fd)
-            error = StartHeld if answer.get("held") else LauncherError
+            error = StartHeld if answer.get("held") else StartExpired if answer.get("expired") else LauncherError
             raise error(str(answer.get("error") or "the job launcher did not start the job"))
         job.pid = int(answer["pid"])
         if read_fd >= 0:

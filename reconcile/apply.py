@@ -266,6 +266,14 @@ class Scheduler:
         self._hold_starts()
         return False
 
+    def _held_until(self) -> float | None:
+        """For a provider that holds starts (StartQueue): until when a start may still begin without asking again;
+        None once the lock cannot be shown to be ours (then nothing new starts)."""
+        until = self.lease.held_until()
+        if until is None:
+            self._may_start()  # (marks the lock lost and holds the provider's starts)
+        return until
+
     def _hold_starts(self) -> None:
         """The apply stops (a failure, a Ctrl-C, a lost lock): a provider holding starts ahead of free slots
         (StartQueue) starts none of them. Said once, before anything running is stopped for it."""
@@ -619,7 +627,7 @@ class Scheduler:
         slots = max(1, min(self.opts.parallelism, self.provider.max_parallel or self.opts.parallelism))
         # A provider that starts jobs itself as running ones end (StartQueue) takes a few starts ahead: a slot
         # then never waits for this process between two jobs. It still runs at most `slots` at once.
-        ahead = self.provider.queue_starts(slots) if isinstance(self.provider, StartQueue) else 0
+        ahead = self.provider.queue_starts(slots, self._held_until) if isinstance(self.provider, StartQueue) else 0
         self.slots = JobSlots(slots + ahead)
         # the extra threads prepare and record nodes while the slots run jobs
         workers = slots + ahead + min(slots, 4)

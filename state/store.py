@@ -376,6 +376,11 @@ class Lease:
             return not self.lost and time.monotonic() < self._valid_until
         return True
 
+    def held_until(self) -> float | None:
+        """Until when (time.monotonic(), the same clock in every process of this machine) this process can show it
+        holds the lock without renewing again; None when it cannot show it now (`holds`, which renews if due)."""
+        return self._valid_until if self.holds() else None
+
     @contextlib.contextmanager
     def keep_alive(self) -> Iterator["Lease"]:
         """Renew the lease in the background while the body runs, so a crashed holder's lock expires."""

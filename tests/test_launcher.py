@@ -11,8 +11,9 @@ import os
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -268,6 +269,10 @@ def test_an_apply_whose_launcher_dies_fails_cleanly_and_recover_finishes_it(tmp_
 
 
 # ---- starts held in the launcher (StartQueue): a slot never waits for the apply between two jobs ----------------
+def a_lock_held_for_an_hour() -> float:
+    return time.monotonic() + 3600
+
+
 def waiting_job(tmp_path: Path, name: str, order: Path) -> JobSpec:
     """Says when it starts and ends (in `order`); ends once `<name>.release` exists."""
     release = tmp_path / f"{name}.release"
@@ -298,7 +303,7 @@ def start_in_thread(provider: LocalProvider, job: JobSpec) -> tuple[threading.Th
 
 def test_starts_beyond_the_running_limit_wait_in_the_launcher_and_go_in_order(tmp_path: Path,
                                                                               provider: LocalProvider) -> None:
-    assert provider.queue_starts(1) >= 1
+    assert provider.queue_starts(1, a_lock_held_for_an_hour) >= 1
     order = tmp_path / "order.txt"
     a = provider.start(waiting_job(tmp_path, "a", order))
     wait_until(lambda: order.exists() and "a-start" in order.read_text(), DEADLINE, what="a to start")
@@ -316,11 +321,12 @@ def test_starts_beyond_the_running_limit_wait_in_the_launcher_and_go_in_order(tm
     assert order.read_text().split() == ["a-start", "a-end", "b-start", "b-end", "c-start", "c-end"]
 
 
-def one_running_one_waiting(tmp_path: Path, provider: LocalProvider
+def one_running_one_waiting(tmp_path: Path, provider: LocalProvider,
+                            held_until: Callable[[], float | None] = lambda: time.monotonic() + 3600,
                             ) -> tuple[JobHandle, threading.Thread, dict[str, object]]:
     """One job at a time: `a` runs (until `a.release`), and the start of `b` (which would touch `b.ran`) waits in
     the launcher."""
-    provider.queue_starts(1)
+    provider.queue_starts(1, held_until)
     order = tmp_path / "order.txt"
     a = provider.start(waiting_job(tmp_path, "a", order))
     wait_until(lambda: order.exists(), DEADLINE, what="a to start")
@@ -365,3 +371,31 @@ def test_get_ready_boots_the_launcher_that_the_first_start_then_uses(tmp_path: P
     assert provider._launcher is launcher and parent_of(handle.data["pid"]) == launcher.pid
     (tmp_path / "a.release").touch()
     assert provider.wait(handle, spec(tmp_path, "", address="wf/a"), threading.Event()).status == "succeeded"
+
+
+def test_a_waiting_start_whose_turn_comes_after_the_lock_was_shown_asks_again(tmp_path: Path,
+                                                                               provider: LocalProvider) -> None:
+    """A start waits in the launcher only as long as the apply can show it holds the lock (a paused apply's
+    launcher runs on): past that, it is asked again; an apply that cannot show it any more starts nothing."""
+    # a: shown for an hour; b: shown until now (past by the time a ends), then no longer
+    answers = iter([a_lock_held_for_an_hour(), time.monotonic(), None])
+    a, thread, box = one_running_one_waiting(tmp_path, provider, held_until=lambda: next(answers))
+    (tmp_path / "a.release").touch()
+    assert provider.wait(a, spec(tmp_path, "", address="wf/a"), threading.Event()).status == "succeeded"
+    thread.join(DEADLINE)
+    assert isinstance(box.get("error"), NotStartedError), box
+    provider.close()
+    assert not (tmp_path / "b.ran").exists()
+
+
+def test_a_start_asked_again_with_the_lock_renewed_runs(tmp_path: Path, provider: LocalProvider) -> None:
+    # a: shown for an hour; b: expired by its turn, renewed when asked again
+    answers = iter([a_lock_held_for_an_hour(), time.monotonic(), a_lock_held_for_an_hour()])
+    a, thread, box = one_running_one_waiting(tmp_path, provider, held_until=lambda: next(answers))
+    (tmp_path / "a.release").touch()
+    assert provider.wait(a, spec(tmp_path, "", address="wf/a"), threading.Event()).status == "succeeded"
+    thread.join(DEADLINE)
+    handle = box.get("handle")
+    assert isinstance(handle, JobHandle), box
+    assert provider.wait(handle, spec(tmp_path, "", address="wf/b"), threading.Event()).status == "succeeded"
+    assert (tmp_path / "b.ran").exists()

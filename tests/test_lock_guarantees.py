@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from providers import sandbox
 from state.model import State, parse_state
 from tests.fixtures.projects import FLOWS, flows, write_project
 from tests.fixtures.s3 import FaultProxy, S3Env, aws_env
@@ -126,6 +127,59 @@ def test_an_apply_paused_past_its_lease_and_taken_over_stops_and_writes_nothing(
 def _expired(expires: str) -> bool:
     import datetime as dt
     return dt.datetime.fromisoformat(expires) < dt.datetime.now(dt.timezone.utc)
+
+
+def _launcher_holds_log_of(apply_pid: int, node: str) -> bool:
+    """Whether the apply's resident launcher holds `node`'s log open: its start waits there (or is starting)."""
+    for children in Path(f"/proc/{apply_pid}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                if b"nslauncher" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(fd).endswith(f"_{node}.1.log"):
+                        return True
+                except OSError:
+                    continue
+    return False
+
+
+@pytest.mark.skipif(not sandbox.launcher_available(), reason="starts wait in the resident launcher (root, PID ns)")
+def test_a_start_waiting_in_the_launcher_of_an_apply_paused_past_its_lease_never_begins(tmp_path: Path) -> None:
+    """The launcher runs on while its apply is paused (it has a session of its own): a start it holds may begin
+    only while the apply could show the lock was its own, never after a takeover."""
+    markers = tmp_path / "markers"
+    nodes = {"first": [], "other": []}
+    root = make_project(tmp_path / "p", markers, nodes=nodes, knobs={"first": {"gate": True}},
+                        toml="[tool.flows.backend]\nlease_seconds = 1\n")
+    first = start_flows(*APPLY, "--parallelism", "1", cwd=root, log=tmp_path / "first.log")
+    second = None
+    try:
+        wait_until(lambda: markers_of(markers, nodes)[f"{FLOW_NAME}/first"] or first.proc.poll() is not None)
+        wait_until(lambda: _launcher_holds_log_of(first.proc.pid, "other"))  # other's start waits behind first
+        pause_outside_the_mutex(first.proc.pid, state_dir(root) / f"{FLOW_NAME}.mutex")
+        held = json.loads(_lock_file(root).read_text())
+        wait_until(lambda: _expired(held["expires"]), timeout=30)
+        open_gate(markers, "first")  # the paused apply's job ends: its launcher's slot is free
+        wait_until(lambda: not _launcher_holds_log_of(first.proc.pid, "other"))  # the waiting start was dealt with
+        second = start_flows(*APPLY, "--break-expired-lock", cwd=root, log=tmp_path / "second.log")
+        assert second.finish().code == 0, second.text()
+        os.kill(first.proc.pid, signal.SIGCONT)
+        result = first.finish()
+    finally:
+        open_gate(markers, "first")
+        _stop_all(first, second)
+    assert result.code != 0, result.text
+    assert "lost the state lock" in result.text and "Traceback" not in result.text, result.text
+    runs = markers_of(markers, nodes)
+    assert len(runs[f"{FLOW_NAME}/other"]) == 1, "the launcher of the apply that lost its lock started a node"
+    state = _state(root)
+    winner = [r for r in state.runs.values() if r.outcome == "succeeded"]
+    assert len(winner) == 1 and {n.run_id for n in state.nodes.values()} == {winner[0].id}, state.runs
 
 
 # -- item 9: a dropped answer is resolved by reading back -------------------------------------------------
