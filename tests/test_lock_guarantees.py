@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -91,36 +91,56 @@ def test_a_live_lease_held_from_another_pid_namespace_is_never_broken(tmp_path: 
     assert len(markers_of(markers, TWO)[f"{FLOW_NAME}/second"]) == 1
 
 
+def _pause_past_its_lease(root: Path, apply: Background) -> None:
+    """SIGSTOP the apply (outside the state's mutex) and wait until its lease has expired."""
+    pause_outside_the_mutex(apply.proc.pid, state_dir(root) / f"{FLOW_NAME}.mutex")
+    held = json.loads(_lock_file(root).read_text())
+    wait_until(lambda: _expired(held["expires"]), timeout=30)
+
+
+def _taken_over_then_resumed(root: Path, tmp_path: Path, first: Background, markers: Path,
+                             meanwhile: Callable[[Background], Any] | None = None) -> Any:
+    """A second apply breaks the paused first one's expired lock and finishes (the gate of `first` opened after
+    `meanwhile(second)`); then the first resumes. Returns how the first finished."""
+    second = start_flows(*APPLY, "--break-expired-lock", cwd=root, log=tmp_path / "second.log")
+    try:
+        if meanwhile is not None:
+            meanwhile(second)
+        open_gate(markers, "first")
+        assert second.finish().code == 0, second.text()
+    finally:
+        _stop_all(second)
+    os.kill(first.proc.pid, signal.SIGCONT)
+    return first.finish()
+
+
+def _lost_its_lock_and_the_state_is_the_others(result: Any, root: Path) -> None:
+    assert result.code != 0, result.text
+    assert "lost the state lock" in result.text and "Traceback" not in result.text, result.text
+    state = _state(root)
+    winner = [r for r in state.runs.values() if r.outcome == "succeeded"]
+    assert len(winner) == 1, state.runs
+    assert {n.run_id for n in state.nodes.values()} == {winner[0].id}, "the state mixes two runs"
+
+
 # -- item 7: an apply that lost its lock goes no further ------------------------------------------------
 def test_an_apply_paused_past_its_lease_and_taken_over_stops_and_writes_nothing(tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     root = make_project(tmp_path / "p", markers, nodes=TWO, knobs={"first": {"gate": True}},
                         toml="[tool.flows.backend]\nlease_seconds = 1\n")
     first = start_flows(*APPLY, cwd=root, log=tmp_path / "first.log")
-    second = None
     try:
         wait_until(lambda: markers_of(markers, TWO)[f"{FLOW_NAME}/first"] or first.proc.poll() is not None)
-        # kill -STOP: its lease runs out while it sleeps
-        pause_outside_the_mutex(first.proc.pid, state_dir(root) / f"{FLOW_NAME}.mutex")
-        held = json.loads(_lock_file(root).read_text())
-        wait_until(lambda: _expired(held["expires"]), timeout=30)
-        second = start_flows(*APPLY, "--break-expired-lock", cwd=root, log=tmp_path / "second.log")
-        wait_until(lambda: len(markers_of(markers, TWO)[f"{FLOW_NAME}/first"]) == 2 or second.proc.poll() is not None)
-        open_gate(markers, "first")  # both jobs of `first` end; the second apply goes on and finishes
-        assert second.finish().code == 0, second.text()
-        os.kill(first.proc.pid, signal.SIGCONT)
-        result = first.finish()
+        _pause_past_its_lease(root, first)  # kill -STOP: its lease runs out while it sleeps
+        # both jobs of `first` end when the gate opens; the second apply goes on and finishes
+        result = _taken_over_then_resumed(root, tmp_path, first, markers, lambda second: wait_until(
+            lambda: len(markers_of(markers, TWO)[f"{FLOW_NAME}/first"]) == 2 or second.proc.poll() is not None))
     finally:
         open_gate(markers, "first")
-        _stop_all(first, second)
-    assert result.code != 0, result.text
-    assert "lost the state lock" in result.text and "Traceback" not in result.text, result.text
+        _stop_all(first)
+    _lost_its_lock_and_the_state_is_the_others(result, root)
     runs = markers_of(markers, TWO)
     assert len(runs[f"{FLOW_NAME}/second"]) == 1, "the apply that lost its lock started a node"
-    state = _state(root)
-    winner = [r for r in state.runs.values() if r.outcome == "succeeded"]
-    assert len(winner) == 1, state.runs
-    assert {n.run_id for n in state.nodes.values()} == {winner[0].id}, "the state mixes two runs"
     assert not _lock_file(root).exists()
 
 
@@ -157,29 +177,19 @@ def test_a_start_waiting_in_the_launcher_of_an_apply_paused_past_its_lease_never
     root = make_project(tmp_path / "p", markers, nodes=nodes, knobs={"first": {"gate": True}},
                         toml="[tool.flows.backend]\nlease_seconds = 1\n")
     first = start_flows(*APPLY, "--parallelism", "1", cwd=root, log=tmp_path / "first.log")
-    second = None
     try:
         wait_until(lambda: markers_of(markers, nodes)[f"{FLOW_NAME}/first"] or first.proc.poll() is not None)
         wait_until(lambda: _launcher_holds_log_of(first.proc.pid, "other"))  # other's start waits behind first
-        pause_outside_the_mutex(first.proc.pid, state_dir(root) / f"{FLOW_NAME}.mutex")
-        held = json.loads(_lock_file(root).read_text())
-        wait_until(lambda: _expired(held["expires"]), timeout=30)
+        _pause_past_its_lease(root, first)
         open_gate(markers, "first")  # the paused apply's job ends: its launcher's slot is free
         wait_until(lambda: not _launcher_holds_log_of(first.proc.pid, "other"))  # the waiting start was dealt with
-        second = start_flows(*APPLY, "--break-expired-lock", cwd=root, log=tmp_path / "second.log")
-        assert second.finish().code == 0, second.text()
-        os.kill(first.proc.pid, signal.SIGCONT)
-        result = first.finish()
+        result = _taken_over_then_resumed(root, tmp_path, first, markers)
     finally:
         open_gate(markers, "first")
-        _stop_all(first, second)
-    assert result.code != 0, result.text
-    assert "lost the state lock" in result.text and "Traceback" not in result.text, result.text
+        _stop_all(first)
+    _lost_its_lock_and_the_state_is_the_others(result, root)
     runs = markers_of(markers, nodes)
     assert len(runs[f"{FLOW_NAME}/other"]) == 1, "the launcher of the apply that lost its lock started a node"
-    state = _state(root)
-    winner = [r for r in state.runs.values() if r.outcome == "succeeded"]
-    assert len(winner) == 1 and {n.run_id for n in state.nodes.values()} == {winner[0].id}, state.runs
 
 
 # -- item 9: a dropped answer is resolved by reading back -------------------------------------------------
