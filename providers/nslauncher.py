@@ -258,16 +258,11 @@ class _Jobs:
         start.close()
 
     def kill(self, job_id, sig):
-        if job_id in self.by_id:
+        if job_id in self.by_id:  # (the apply signals a job only once its start was answered)
             try:
                 os.killpg(self.by_id[job_id], sig)
             except (ProcessLookupError, PermissionError):
                 pass
-            return
-        for start in list(self.waiting):  # not started yet: it never will
-            if start.req["id"] == job_id:
-                self.waiting.remove(start)
-                self._refuse(start, "stopped before it started")
 
 
 def serve(sock):

@@ -177,11 +177,9 @@ class NodeWorkers:
         self._run, self._done = run, done
         self._threads = [threading.Thread(target=self._loop, name=f"node_{i}") for i in range(count)]
         self._started = 0
-        self._handed = 0
 
     def submit(self, address: str) -> None:
-        self._handed += 1
-        if self._started < len(self._threads) and self._started < self._handed:  # (one thread per node at most)
+        if self._started < len(self._threads):  # (started as nodes come: a small apply starts few threads)
             self._threads[self._started].start()
             self._started += 1
         self._work.put(address)
