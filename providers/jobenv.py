@@ -26,13 +26,22 @@ def _user() -> str:
         return f"uid{os.getuid()}"
 
 
-def domino_variables(*, project_root: Path, run_id: str, address: str, attempt: int, working_dir: str,
-                     settings: Mapping[str, object] | None = None) -> dict[str, str]:
+def project_variables(project_root: Path, settings: Mapping[str, object] | None = None) -> dict[str, str]:
+    """The variables every job of a project gets alike (the same for a whole apply: made once)."""
     settings = settings or {}
     defaults = {"DOMINO_PROJECT_OWNER": _user(), "DOMINO_PROJECT_NAME": Path(project_root).name,
                 "DOMINO_STARTING_USERNAME": _user()}
-    env = {var: str(settings.get(key) or os.environ.get(var) or defaults[var]) for var, key in SETTINGS.items()}
+    return {var: str(settings.get(key) or os.environ.get(var) or defaults[var]) for var, key in SETTINGS.items()}
+
+
+def job_variables(*, run_id: str, address: str, attempt: int, working_dir: str) -> dict[str, str]:
+    """The variables that name one job (its run, node and attempt)."""
     node = hashlib.sha1(address.encode()).hexdigest()[:8]
-    env.update({"DOMINO_RUN_ID": f"{run_id}.{node}.{attempt}", "DOMINO_WORKING_DIR": working_dir,
-                "DOMINO_IS_WORKFLOW_JOB": "true"})
-    return env
+    return {"DOMINO_RUN_ID": f"{run_id}.{node}.{attempt}", "DOMINO_WORKING_DIR": working_dir,
+            "DOMINO_IS_WORKFLOW_JOB": "true"}
+
+
+def domino_variables(*, project_root: Path, run_id: str, address: str, attempt: int, working_dir: str,
+                     settings: Mapping[str, object] | None = None) -> dict[str, str]:
+    return {**project_variables(project_root, settings),
+            **job_variables(run_id=run_id, address=address, attempt=attempt, working_dir=working_dir)}

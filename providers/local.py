@@ -110,6 +110,7 @@ class LocalProvider:
         self._running_limit: int | None = None  # set by queue_starts: the launcher runs this many, holds the rest
         self._held_until: Callable[[], float | None] | None = None  # set by queue_starts (StartQueue)
         self._held: str | None = None  # why nothing more starts (hold)
+        self._project_envs: dict[str, dict[str, str]] = {}  # project root -> the variables all its jobs get
 
     def close(self) -> None:
         """Stop the resident job launcher, if one was started (it kills any job still running), and remove the
@@ -262,9 +263,9 @@ class LocalProvider:
             raise NotStartedError(self._held)
         # (before the prepared folder and log are taken: a command that cannot be built leaves them to `close`)
         command = self._command(job)
-        env = {"PYTHONUNBUFFERED": "1", **jobenv.domino_variables(
-            project_root=Path(job.project_root), run_id=job.run_id, address=job.address, attempt=job.attempt,
-            working_dir=sandbox.CODE if self.isolated else job.project_root, settings=self.domino_settings)}
+        env = {**self._project_env(job.project_root), **jobenv.job_variables(
+            run_id=job.run_id, address=job.address, attempt=job.attempt,
+            working_dir=sandbox.CODE if self.isolated else job.project_root)}
         with self._lock:
             prepared = self._prepared.pop((job.run_id, job.address, job.attempt), None)
         if prepared is not None and prepared.log_path != job.log_path:  # (prepared for another log: not its own)
@@ -289,6 +290,14 @@ class LocalProvider:
                                 "proc_start": process_group.process_start(proc.pid)})
         return JobHandle(provider=self.name, job_id=job_id,
                          data={"kind": job.kind, "pid": proc.pid, "folder": str(folder), "log": str(log)})
+
+    def _project_env(self, project_root: str) -> dict[str, str]:
+        """What every job of the project gets alike (made once per project, not per job)."""
+        env = self._project_envs.get(project_root)
+        if env is None:
+            env = {"PYTHONUNBUFFERED": "1", **jobenv.project_variables(Path(project_root), self.domino_settings)}
+            self._project_envs[project_root] = env
+        return env
 
     def _prepared_folder(self, job: JobSpec, short: str) -> Path:
         """The job's folder with its inputs written: an emptied one of a finished job when there is one (see

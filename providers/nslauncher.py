@@ -5,8 +5,11 @@ of its own, with no `unshare` or `mount` program run per job.
 standard library and stays small: each job is a fork of it) and talks to it over a SOCK_SEQPACKET socket, one
 JSON message per packet:
 
-    -> {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": ..., "workflow": ..., "hide": [...]}
-       with two descriptors attached (SCM_RIGHTS): the job's stdout/stderr, and the job's own reply socket
+    -> {"op": "env", "id": 1, "env": {...}}        (an environment kept for the spawns that name it)
+    -> {"op": "spawn", "id": 7, "argv": [...], "env_base": 1, "env": {...}, "unset": [...], "cwd": ...,
+        "workflow": ..., "hide": [...]}
+       with two descriptors attached (SCM_RIGHTS): the job's stdout/stderr, and the job's own reply socket; the
+       job's environment is the base named, without `unset`, with `env` set over it
     -> {"op": "kill", "id": 7, "sig": 15}          (ignored once the job has been reaped: no pid reuse race)
     -> {"op": "hold", "why": "..."}               (nothing held back starts any more: see below)
 
@@ -92,17 +95,43 @@ def _strings(values):
     return array
 
 
-def _job_in_c(req, fd):
+class _Environments:
+    """The environments the apply sent once (`env` messages), by id; a spawn names one and says what differs."""
+
+    def __init__(self):
+        self.bases = {}  # id -> (environment, its "NAME=value" strings encoded, by name)
+
+    def keep(self, base_id, env):
+        self.bases = {base_id: (env, {k: _env_entry(k, v) for k, v in env.items()})}  # (only the last is used)
+
+    def of(self, req):
+        """The job's environment: a dict, and its entries encoded for execve (in the base's order)."""
+        base, encoded = self.bases[req["env_base"]]
+        if not req["env"] and not req["unset"]:
+            return base, list(encoded.values())
+        env, entries = dict(base), dict(encoded)
+        for k in req["unset"]:
+            env.pop(k, None)
+            entries.pop(k, None)
+        for k, v in req["env"].items():
+            env[k] = v
+            entries[k] = _env_entry(k, v)
+        return env, list(entries.values())
+
+
+def _env_entry(name, value):
+    return os.fsencode(name) + b"=" + os.fsencode(value)
+
+
+def _job_in_c(req, fd, envp):
     """The C spawn's arguments for a request (made when it arrives: a start held back is then only a clone)."""
     argv = [os.fsencode(a) for a in req["argv"]]
     return _Job(workflow=os.fsencode(req["workflow"]), hidden=_strings([os.fsencode(f) for f in req["hide"]]),
-                code=os.fsencode(req["cwd"]), path=argv[0], argv=_strings(argv),
-                envp=_strings([os.fsencode(k) + b"=" + os.fsencode(v) for k, v in req["env"].items()]), log_fd=fd)
+                code=os.fsencode(req["cwd"]), path=argv[0], argv=_strings(argv), envp=_strings(envp), log_fd=fd)
 
 
-def _spawn_in_c(req, fd, job=None):
+def _spawn_in_c(req, fd, job):
     """_spawn through nsspawn.c: the same child, with no copy of this process."""
-    job = job if job is not None else _job_in_c(req, fd)
     pid = _c_spawn(ctypes.byref(job))
     if pid < 0:
         err = ctypes.get_errno()
@@ -154,8 +183,9 @@ def _child(req, fd, error_w):
             os._exit(127)
 
 
-def _spawn(req, fd, job=None):
-    """Start one job; returns its pid (in the launcher's namespace) or raises OSError with the reason."""
+def _spawn(req, fd, job):
+    """Start one job; returns its pid (in the launcher's namespace) or raises OSError with the reason. `req`
+    holds the job's whole environment by now (`env`); `job`: the C spawn's arguments, when it is used."""
     if _c_spawn is not None:
         return _spawn_in_c(req, fd, job)
     if SYS_CLONE is None:
@@ -197,10 +227,11 @@ def _send(sock, message):
 class _Held:
     """A start that waits for a running job to end: its request, descriptors and C arguments."""
 
-    def __init__(self, req, fds):
+    def __init__(self, req, fds, environments):
         self.req, self.log_fd = req, fds[0]
         self.reply = socket.socket(fileno=fds[1])  # (closed here once the job has been reaped)
-        self.job = _job_in_c(req, fds[0]) if _c_spawn is not None else None
+        req["env"], envp = environments.of(req)
+        self.job = _job_in_c(req, fds[0], envp) if _c_spawn is not None else None
 
     def close(self):
         os.close(self.log_fd)
@@ -215,9 +246,10 @@ class _Jobs:
         self.waiting = collections.deque()  # _Held, in the order they came
         self.limit = None  # how many may run at once (None: no limit, every start at once)
         self.held = None  # why nothing more starts (the apply stops), once it said so
+        self.environments = _Environments()
 
     def add(self, req, fds):
-        start = _Held(req, fds)
+        start = _Held(req, fds, self.environments)
         if self.held is not None:
             self._refuse(start, self.held)
             return
@@ -299,6 +331,8 @@ def serve(sock):
                 if req["op"] == "spawn":
                     jobs.add(req, fds)
                     fds = []  # (closed by the start, once it started or was refused)
+                elif req["op"] == "env":
+                    jobs.environments.keep(req["id"], req["env"])
                 elif req["op"] == "kill":
                     jobs.kill(req["id"], req["sig"])
                 elif req["op"] == "hold":

@@ -225,6 +225,7 @@ class LaunchedJob:
         return self.returncode
 
 
+ENV_CHANGES_MAX = 16  # variables a job's environment may differ in from the launcher's base before a new base
 LAUNCHER_GONE = -255  # the return code of a job whose launcher died: it was killed with it
 
 
@@ -242,6 +243,8 @@ class Launcher:
         self._dead: str | None = None
         self._bash = shutil.which("bash") or "/bin/bash"
         self._hidden: dict[tuple[str, ...], list[str]] = {}  # `hide` -> the folders to mount over, once all exist
+        self._env_base: dict[str, str] | None = None  # the environment the launcher keeps (see _env_against_base)
+        self._env_base_id = 0
 
     def _ensure(self) -> socket.socket:
         if self._dead is not None:
@@ -293,7 +296,7 @@ class Launcher:
             read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         else:
             read_fd, write_fd = -1, log_fd if log_fd is not None else open_log(log_path)
-        request: dict[str, Any] = {"op": "spawn", "argv": [self._bash, "-c", f"trap : EXIT\n{command}"], "env": env,
+        request: dict[str, Any] = {"op": "spawn", "argv": [self._bash, "-c", f"trap : EXIT\n{command}"],
                    "cwd": str(cwd), "workflow": str(workflow_dir), "hide": self._folders_to_hide(hide),
                    "running": running, "start_by": start_by}
         reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -304,6 +307,7 @@ class Launcher:
                 job = LaunchedJob(self, self._next, reply)
                 request["id"] = job.id
                 try:
+                    request.update(self._env_against_base(sock, env))
                     socket.send_fds(sock, [json.dumps(request).encode()], [write_fd, theirs.fileno()])
                 except OSError as e:
                     gone = self._proc is not None and self._proc.poll() is not None
@@ -329,6 +333,22 @@ class Launcher:
         if read_fd >= 0:
             job.log_done = pump_thread(os.fdopen(read_fd, "rb"), log_path, values)
         return job
+
+    def _env_against_base(self, sock: socket.socket, env: dict[str, str]) -> dict[str, Any]:
+        """Under the lock: a job's environment as the changes from one the launcher was sent before (`env`
+        message), which it keeps: the jobs of an apply share all but a few variables, and the whole environment
+        in every request cost both processes a JSON document of kilobytes per job. A new base is sent when a job
+        differs from the last in more than a few variables."""
+        base = self._env_base
+        if base is not None:
+            changed = {k: v for k, v in env.items() if base.get(k) != v}
+            unset = [k for k in base if k not in env]
+            if len(changed) + len(unset) <= ENV_CHANGES_MAX:
+                return {"env_base": self._env_base_id, "env": changed, "unset": unset}
+        self._env_base_id += 1
+        sock.send(json.dumps({"op": "env", "id": self._env_base_id, "env": env}).encode())
+        self._env_base = dict(env)
+        return {"env_base": self._env_base_id, "env": {}, "unset": []}
 
     def hold(self, why: str) -> None:
         """Start nothing more: each start waiting in the launcher, and each later one, fails with StartHeld(why).

@@ -399,3 +399,30 @@ def test_a_start_asked_again_with_the_lock_renewed_runs(tmp_path: Path, provider
     assert isinstance(handle, JobHandle), box
     assert provider.wait(handle, spec(tmp_path, "", address="wf/b"), threading.Event()).status == "succeeded"
     assert (tmp_path / "b.ran").exists()
+
+
+def test_each_job_gets_exactly_its_own_environment_however_it_differs_from_the_last(tmp_path: Path,
+                                                                                     fork: str) -> None:
+    """The launcher keeps one environment and each start says what differs: a job sees its own variables, never
+    one another job set or one it unset, also when it differs in too many for a difference (a new base)."""
+    (tmp_path / "job").mkdir()
+    launcher = sandbox.Launcher()
+    common = {f"FLOWS_T_{i}": f"value {i}" for i in range(30)}
+    wanted = [
+        {**common, "ONLY_FIRST": "1"},
+        {**common, "FLOWS_T_3": "changed", "ONLY_SECOND": "é 2"},  # (a changed and an added variable)
+        {k: v for k, v in common.items() if k != "FLOWS_T_5"},  # one unset
+        {f"OTHER_{i}": str(i) for i in range(40)},  # differs in everything: a new base
+        {**{f"OTHER_{i}": str(i) for i in range(40)}, "OTHER_7": "seven"},
+    ]
+    try:
+        for i, env in enumerate(wanted):
+            log = tmp_path / f"env{i}.log"
+            job = launcher.spawn("env -0", cwd=tmp_path, workflow_dir=tmp_path / "job", log_path=log, env=env,
+                                 hide=[])
+            assert job.wait() == 0
+            seen = dict(entry.split("=", 1) for entry in log.read_text().split("\0") if entry)
+            seen.pop("PWD", None), seen.pop("SHLVL", None), seen.pop("_", None)  # (set by bash itself)
+            assert seen == env, i
+    finally:
+        launcher.close()
