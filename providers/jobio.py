@@ -185,7 +185,29 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobS
     if missing:
         names = ", ".join(f"'{m}'" for m in missing)
         raise OutputsError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(outputs_dir)}")
+    if consume:
+        _give_up_taken(outputs_dir, records, blobs)
     return records, warnings
+
+
+def _give_up_taken(outputs_dir: Path, records: Mapping[str, OutputRecord], blobs: BlobStore) -> None:
+    """Once every output is stored: the names in the outputs folder of files the store took (a second name of
+    each: the caller deletes them anyway) are removed now, and the store is told its blobs' stat moved (ctime,
+    with the name count) though their bytes did not: removed later, they left every blob looking changed to the
+    stat cache, and the next plan and every job taking one as input hashed it again."""
+    for folder, _dirs, files in os.walk(outputs_dir):  # (links to folders are not entered)
+        for name in files:
+            path = os.path.join(folder, name)
+            try:
+                info = os.lstat(path)
+                if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                    os.unlink(path)
+            except OSError:
+                pass  # left for the folder's removal
+    refresh = getattr(blobs, "refresh", None)  # (a store whose blobs are copies has nothing to refresh)
+    if refresh is not None:
+        refresh([r.uri for r in records.values() if r.uri and not is_dir(inner_type(r.type))],
+                [r.uri for r in records.values() if r.uri and is_dir(inner_type(r.type))])
 
 
 def store_value(t: str, value: Any, blobs: BlobStore) -> OutputRecord:

@@ -109,6 +109,19 @@ def test_full_apply_runs_every_node_once_and_records_it(applied: tuple[Project, 
     assert not p.lock_file.exists()
 
 
+def test_after_an_apply_the_stat_cache_vouches_for_every_output_it_stored(applied: tuple[Project, str]) -> None:
+    """The next plan checks every output still exists unchanged through the stat cache: an output whose stat moved
+    after it was recorded (its job's folder emptied: a name of the file unlinked) was read and hashed again by
+    that plan, and by every job that took it as input (a model of many GB, hashed again each time)."""
+    p, _ = applied
+    entries = json.loads((p.root / ".flows" / "statcache.json").read_text())
+    blobs = [o["uri"] for rec in p.state()["nodes"].values() for o in rec["outputs"].values() if o.get("uri")]
+    assert blobs
+    for uri in blobs:
+        st = os.stat(uri)
+        assert entries[uri][:-1] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev], uri
+
+
 def test_progress_is_a_plain_log_and_ends_with_summary_and_outputs(applied: tuple[Project, str]) -> None:
     _, out = applied
     assert "\x1b[" not in out  # not a terminal: no live view, no colour codes

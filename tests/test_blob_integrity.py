@@ -10,7 +10,8 @@ import pytest
 from providers import jobio
 from providers.blobs.base import BlobChangedError
 from providers.blobs.local import LocalBlobStore
-from vocab.digest import StatCache, file_digest
+from providers.job_folders import RetiredFolders
+from vocab.digest import StatCache, file_digest, stat_signature
 
 
 def tamper(blob: Path, data: bytes) -> None:
@@ -82,5 +83,28 @@ def test_a_job_output_becomes_the_blob_only_when_given_up(tmp_path: Path) -> Non
     records, _ = jobio.collect_outputs({"model": "file"}, out, store, consume=False)
     assert os.stat(records["model"].uri).st_ino != (out / "model").stat().st_ino  # a copy
     (out / "model").write_text("weights2")
+    inode = (out / "model").stat().st_ino
     records, _ = jobio.collect_outputs({"model": "file"}, out, store, consume=True)
-    assert os.stat(records["model"].uri).st_ino == (out / "model").stat().st_ino  # nothing can write it any more
+    assert os.stat(records["model"].uri).st_ino == inode  # nothing can write it any more: the file itself
+    assert not (out / "model").exists()  # its name in the job's folder given up (the store's is the only one)
+
+
+def test_consumed_outputs_stay_vouched_for_by_the_stat_cache_once_their_job_folder_is_emptied(tmp_path: Path) -> None:
+    """A file, a directory and a link to the file, consumed: each blob's stat, once the folder is emptied as the
+    local provider empties it, is the one the stat cache holds (a later reader does not hash it again)."""
+    folder = tmp_path / "job"
+    out = folder / "outputs"
+    (out / "tree" / "sub").mkdir(parents=True)
+    (folder / "inputs").mkdir()
+    (out / "model").write_text("weights")
+    (out / "tree" / "a.txt").write_text("a")
+    (out / "tree" / "sub" / "b.txt").write_text("b")
+    (out / "pointer").symlink_to("model")
+    store = LocalBlobStore(tmp_path / "blobs", StatCache(None))
+    records, _ = jobio.collect_outputs({"model": "file", "tree": "dir", "pointer": "file"}, out, store,
+                                       consume=True)
+    assert Path(records["pointer"].uri).read_text() == "weights"
+    RetiredFolders().add(folder, reuse=True)
+    stored = [Path(records[n].uri) for n in ("model", "tree")] + sorted((tmp_path / "blobs").glob("??/*"))
+    for blob in stored:
+        assert store.digests.entries[str(blob)][:-1] == stat_signature(os.stat(blob)), blob

@@ -66,3 +66,24 @@ def test_entries_of_the_older_format_are_not_trusted(tmp_path: Path, monkeypatch
     cache = StatCache(None)
     cache.entries[str(f)] = [st.st_size, st.st_mtime_ns, st.st_ino, "0" * 64]  # (size, mtime, inode, digest)
     assert cache.file(f) == file_digest(f)
+
+
+def test_refresh_takes_a_new_stat_only_when_nothing_but_the_ctime_moved(tmp_path: Path) -> None:
+    """`refresh` follows a remembered file whose other name was removed (its ctime moves); a file whose bytes
+    changed in any other visible way keeps its old signature, so it is read again."""
+    kept, changed = tmp_path / "kept", tmp_path / "changed"
+    cache = StatCache(None)
+    for f in (kept, changed):
+        f.write_text("bytes")
+        cache.remember(f, file_digest(f))
+        os.link(f, tmp_path / f"{f.name}.other")
+    old = dict(cache.entries)
+    for f in (kept, changed):
+        next_tick(os.stat(f).st_ctime_ns, tmp_path / "probe")
+        os.unlink(tmp_path / f"{f.name}.other")
+    changed.write_text("other bytes")
+    cache.refresh(kept)
+    cache.refresh(changed)
+    assert cache.entries[str(kept)] == [*digest.stat_signature(os.stat(kept)), old[str(kept)][-1]] != old[str(kept)]
+    assert cache.entries[str(changed)] == old[str(changed)]
+    assert cache.file(changed) == file_digest(changed)

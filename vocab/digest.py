@@ -188,6 +188,24 @@ class StatCache:
             self.entries[p] = [*sig, digest]
             self.dirty = True
 
+    def refresh(self, path: str | os.PathLike[str]) -> None:
+        """A remembered file whose name count changed (so did its ctime) and nothing else: its size, mtime, inode
+        and device are those remembered. Its signature is taken again, keeping its digest (the caller vouches
+        that nobody could write the bytes meanwhile: a blob just stored, read-only)."""
+        p = os.path.abspath(path)
+        try:
+            st = os.stat(p)
+        except OSError:
+            return
+        sig = stat_signature(st)
+        with self._lock:
+            hit = self.entries.get(p)
+            if hit is None or len(hit) != len(sig) + 1 or hit[:2] != sig[:2] or hit[3:-1] != sig[3:]:
+                return
+            if hit[2] != sig[2]:
+                self.entries[p] = [*sig, hit[-1]]
+                self.dirty = True
+
     def save(self) -> None:
         if not self.path or not self.dirty:
             return

@@ -108,6 +108,17 @@ class LocalBlobStore:
         manifest = self.put_bytes(manifest_bytes(files))
         return StoredBlob(digest=manifest.digest, uri=manifest.uri, size=total)
 
+    def refresh(self, files: Collection[str], dirs: Collection[str] = ()) -> None:
+        """Blobs just stored from a job's own files (`consume`), whose other names have since been removed: their
+        ctime moved, not their bytes. The stat cache gets their stat now, for a blob whose size, mtime, inode and
+        device are still those it recorded when the bytes were hashed (`dirs`: the files a manifest names)."""
+        paths = [Path(u) for u in files if self.owns(u)]
+        for uri in dirs:
+            if self.owns(uri):
+                paths += [self._path(d) for d in self._manifest_digests(Path(uri)) or []]
+        for path in paths:
+            self.digests.refresh(path)
+
     def exists(self, uris: list[str], dirs: Collection[str] = ()) -> dict[str, bool]:
         """Which blobs are there unchanged (of a directory in `dirs`: its manifest and every file it names)."""
         return {u: self._usable(Path(u), u in dirs) for u in uris}
