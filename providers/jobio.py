@@ -60,7 +60,8 @@ class OutputsError(JobIOError):
 def write_inputs(inputs: Mapping[str, InputValue], inputs_dir: Path, blobs: BlobStore) -> set[str]:
     """Write every input as `<inputs_dir>/<name>`, as Domino does. An optional file input that was not
     given writes nothing (as on Domino). Returns the names written."""
-    inputs_dir.mkdir(parents=True, exist_ok=True)
+    if not inputs_dir.is_dir():  # (a job folder has it already: one stat, not a failed mkdir and a stat)
+        inputs_dir.mkdir(parents=True, exist_ok=True)
     written: set[str] = set()
     for name, value in inputs.items():
         plain = _plain_name(name)
@@ -168,42 +169,56 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobS
     warnings: list[str] = []
     missing: list[str] = []
     _check_not_a_link(outputs_dir)
+    stored: list[str] = []  # the paths stored from (a consumed one's name is given up at the end)
     for name, t in declared.items():
         path = _output_path(outputs_dir, name)
-        if not path.exists():
+        found = _stat(path)
+        if found is None:
             alternative = _single_with_extension(outputs_dir, name)
             if alternative is not None:
                 warnings.append(f"output '{name}': the job wrote '{alternative.name}'; using it as '{name}'")
                 path = _output_path(outputs_dir, alternative.name)
-        if not path.exists():
+                found = _stat(path)
+        if found is None:
             if t.startswith("optional["):
                 records[name] = store_value(t, None, blobs)
             else:
                 missing.append(name)
             continue
-        records[name] = _store(name, t, path, blobs, consume)
+        records[name] = _store(name, t, path, blobs, consume, found.st_mode)
+        stored.append(os.fspath(path))
     if missing:
         names = ", ".join(f"'{m}'" for m in missing)
         raise OutputsError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(outputs_dir)}")
     if consume:
-        _give_up_taken(outputs_dir, records, blobs)
+        _give_up_taken(stored, records, blobs)
     return records, warnings
 
 
-def _give_up_taken(outputs_dir: Path, records: Mapping[str, OutputRecord], blobs: BlobStore) -> None:
+def _stat(path: Path) -> os.stat_result | None:
+    """What is at an output's path (links followed), or None: one stat for `exists` and `is_file` both."""
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _give_up_taken(stored: list[str], records: Mapping[str, OutputRecord], blobs: BlobStore) -> None:
     """Once every output is stored: the names in the outputs folder of files the store took (a second name of
     each: the caller deletes them anyway) are removed now, and the store is told its blobs' stat moved (ctime,
     with the name count) though their bytes did not: removed later, they left every blob looking changed to the
     stat cache, and the next plan and every job taking one as input hashed it again."""
-    for folder, _dirs, files in os.walk(outputs_dir):  # (links to folders are not entered)
-        for name in files:
-            path = os.path.join(folder, name)
-            try:
-                info = os.lstat(path)
-                if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
-                    os.unlink(path)
-            except OSError:
-                pass  # left for the folder's removal
+    for top in stored:
+        walk = os.walk(top) if os.path.isdir(top) and not os.path.islink(top) else [("", [], [top])]
+        for folder, _dirs, files in walk:  # (links to folders are not entered)
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    info = os.lstat(path)
+                    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                        os.unlink(path)
+                except OSError:
+                    pass  # left for the folder's removal
     refresh = getattr(blobs, "refresh", None)  # (a store whose blobs are copies has nothing to refresh)
     if refresh is not None:
         refresh([r.uri for r in records.values() if r.uri and not is_dir(inner_type(r.type))],
@@ -233,17 +248,18 @@ def _what_is(path: Path) -> str:
     return "a device, not a regular file"
 
 
-def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool = False) -> OutputRecord:
+def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool, mode: int) -> OutputRecord:
+    """`mode`: what the path holds (its stat's st_mode, links followed)."""
     inner = inner_type(t)
     if is_dir(inner):
-        if not path.is_dir():
+        if not stat.S_ISDIR(mode):
             raise OutputsError(f"output '{name}' is declared a directory but the job wrote {_what_is(path)}")
         try:
             blob = blobs.put_dir(path, consume=consume, confine=True)
         except TreeError as e:
             raise OutputsError(redact(f"output '{name}': {name}/{e.rel} {e.reason}")) from None
         return trusted(OutputRecord, type=t, digest=blob.digest, size=blob.size, uri=blob.uri)
-    if not path.is_file():
+    if not stat.S_ISREG(mode):
         raise OutputsError(f"output '{name}' is declared {t} but the job wrote {_what_is(path)}")
     if is_blob(inner):
         blob = blobs.put_file(path, consume=consume)

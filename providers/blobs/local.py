@@ -9,6 +9,7 @@ a changed blob counts as missing (a re-run stores it again) instead of being reu
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -17,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Collection
 
-from vocab.digest import StatCache, bytes_digest, file_digest, manifest_bytes, tree_files
+from vocab.digest import StatCache, bytes_digest, file_digest_and_size, manifest_bytes, tree_files
 from vocab.files import write_atomic
 from providers.blobs.base import BlobChangedError, StoredBlob, ensure_inside, shard
 from providers.blobs.local_presence import MANIFEST_HEAD, intact, manifest_digests, usable
@@ -47,10 +48,10 @@ class LocalBlobStore:
         """The blob is there and its bytes still hash to its digest (stat-cached)."""
         return intact(self.digests, path, digest)
 
-    def _place(self, tmp: Path, digest: str) -> StoredBlob:
-        """Make `tmp` (a private file of verified bytes) the blob `digest`, unless an intact one is there."""
+    def _place(self, tmp: Path, digest: str, size: int) -> StoredBlob:
+        """Make `tmp` (a private file of verified bytes, `size` of them) the blob `digest`, unless an intact one is
+        there."""
         target = self._path(digest)
-        size = os.path.getsize(tmp)
         if self._intact(target, digest):  # content-addressed: an intact blob is these very bytes
             tmp.unlink()
         else:  # absent, or changed since it was stored: these bytes take its place
@@ -78,10 +79,11 @@ class LocalBlobStore:
         tmp = self._tmp()
         try:
             (_link_or_copy if consume else clone_or_copy)(path, tmp)
-            actual = file_digest(tmp)  # the digest of the bytes stored, not of what was there a moment ago
+            # the digest of the bytes stored, not of what was there a moment ago
+            actual, size = file_digest_and_size(tmp)
             if digest is not None and actual != digest:
                 raise BlobChangedError(f"{path} changed while it was being stored", file=str(path))
-            placed = self._place(tmp, actual)
+            placed = self._place(tmp, actual, size)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -94,7 +96,7 @@ class LocalBlobStore:
         tmp = self._tmp()
         try:
             tmp.write_bytes(data)
-            return self._place(tmp, digest)
+            return self._place(tmp, digest, len(data))
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -191,37 +193,54 @@ def clone_or_copy(src: Path, dest: Path) -> None:
     offers one, bytes otherwise. An existing `dest` is written over in place and then cut to size, not emptied
     first: a job folder's input file taking the next job's input of a few bytes keeps its block (emptying it
     frees the block, which on a filesystem mounted with `discard` waits for the device, and allocates another)."""
-    with open(src, "rb") as source:
+    source = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
         target = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
-            size = os.fstat(source.fileno()).st_size
-            try:
-                fcntl.ioctl(target, FICLONE, source.fileno())
-            except OSError:  # not a reflink filesystem (ext4, tmpfs), or another filesystem
-                _copy_open(source.fileno(), target)
-                size = os.lseek(target, 0, os.SEEK_CUR)
+            info = os.fstat(source)
+            size = info.st_size
+            cloned = False
+            if info.st_dev not in _NO_REFLINK:  # (asked once per filesystem: ext4 and tmpfs have none)
+                try:
+                    fcntl.ioctl(target, FICLONE, source)
+                    cloned = True
+                except OSError as e:
+                    if e.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL):
+                        _NO_REFLINK.add(info.st_dev)
+            if not cloned:  # not a reflink filesystem, or another filesystem
+                size = _copy_open(source, target, size)
             os.ftruncate(target, size)
         finally:
             os.close(target)
+    finally:
+        os.close(source)
 
 
-def _copy_open(source: int, target: int) -> None:
-    """The bytes of one open file into another, in the kernel where it can (no second open of either)."""
-    left = os.fstat(source).st_size
+_NO_REFLINK: set[int] = set()  # devices whose filesystem said it cannot share extents (FICLONE)
+
+
+def _copy_open(source: int, target: int, size: int) -> int:
+    """The bytes of one open file into another, in the kernel where it can (no second open of either); returns
+    how many were written (`size`, the source's, unless it changed meanwhile)."""
+    left, written = size, 0
     try:
         while left > 0:
             copied = os.copy_file_range(source, target, left)
             if copied == 0:
                 break
             left -= copied
+            written += copied
         else:
-            return
+            return written
     except OSError:
         pass  # not between these two (another filesystem on an old kernel, a special file): plain reads
     while chunk := os.read(source, 1 << 20):
         view = memoryview(chunk)
         while view:
-            view = view[os.write(target, view):]
+            done = os.write(target, view)
+            view = view[done:]
+            written += done
+    return written
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
