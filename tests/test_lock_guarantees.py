@@ -171,25 +171,31 @@ def _launcher_holds_log_of(apply_pid: int, node: str) -> bool:
 @pytest.mark.skipif(not sandbox.launcher_available(), reason="starts wait in the resident launcher (root, PID ns)")
 def test_a_start_waiting_in_the_launcher_of_an_apply_paused_past_its_lease_never_begins(tmp_path: Path) -> None:
     """The launcher runs on while its apply is paused (it has a session of its own): a start it holds may begin
-    only while the apply could show the lock was its own, never after a takeover."""
+    only while the apply could show the lock was its own, never after a takeover. (Both nodes wait for their
+    gate: which of the two independent starts reaches the launcher first is not promised.)"""
     markers = tmp_path / "markers"
     nodes = {"first": [], "other": []}
-    root = make_project(tmp_path / "p", markers, nodes=nodes, knobs={"first": {"gate": True}},
+    root = make_project(tmp_path / "p", markers, nodes=nodes, knobs={n: {"gate": True} for n in nodes},
                         toml="[tool.flows.backend]\nlease_seconds = 1\n")
     first = start_flows(*APPLY, "--parallelism", "1", cwd=root, log=tmp_path / "first.log")
     try:
-        wait_until(lambda: markers_of(markers, nodes)[f"{FLOW_NAME}/first"] or first.proc.poll() is not None)
-        wait_until(lambda: _launcher_holds_log_of(first.proc.pid, "other"))  # other's start waits behind first
+        wait_until(lambda: any(markers_of(markers, nodes).values()) or first.proc.poll() is not None)
+        running = [n for n in nodes if markers_of(markers, nodes)[f"{FLOW_NAME}/{n}"]]
+        assert len(running) == 1, first.text()
+        waiting = next(n for n in nodes if n not in running)
+        wait_until(lambda: _launcher_holds_log_of(first.proc.pid, waiting))  # its start waits behind the other
         _pause_past_its_lease(root, first)
-        open_gate(markers, "first")  # the paused apply's job ends: its launcher's slot is free
-        wait_until(lambda: not _launcher_holds_log_of(first.proc.pid, "other"))  # the waiting start was dealt with
+        open_gate(markers, running[0])  # the paused apply's job ends: its launcher's slot is free
+        wait_until(lambda: not _launcher_holds_log_of(first.proc.pid, waiting))  # the waiting start was dealt with
+        open_gate(markers, waiting)
         result = _taken_over_then_resumed(root, tmp_path, first, markers)
     finally:
-        open_gate(markers, "first")
+        for n in nodes:
+            open_gate(markers, n)
         _stop_all(first)
     _lost_its_lock_and_the_state_is_the_others(result, root)
     runs = markers_of(markers, nodes)
-    assert len(runs[f"{FLOW_NAME}/other"]) == 1, "the launcher of the apply that lost its lock started a node"
+    assert len(runs[f"{FLOW_NAME}/{waiting}"]) == 1, "the launcher of the apply that lost its lock started a node"
 
 
 # -- item 9: a dropped answer is resolved by reading back -------------------------------------------------
