@@ -111,6 +111,7 @@ class LocalProvider:
         self._held_until: Callable[[], float | None] | None = None  # set by queue_starts (StartQueue)
         self._held: str | None = None  # why nothing more starts (hold)
         self._project_envs: dict[str, dict[str, str]] = {}  # project root -> the variables all its jobs get
+        self._launcher_ids: dict[int, dict[str, Any]] = {}  # id(launcher) -> its pid and start time
 
     def close(self) -> None:
         """Stop the resident job launcher, if one was started (it kills any job still running), and remove the
@@ -195,6 +196,16 @@ class LocalProvider:
                 self._launcher = sandbox.Launcher()
                 weakref.finalize(self, self._launcher.close)
             return self._launcher
+
+    def _launcher_identity(self, launcher: sandbox.Launcher) -> dict[str, Any]:
+        """What tells a launched job from a later process with its pid: the launcher that started it (pid and
+        start time, read once per launcher). A job's own start time cost a read of /proc per job, and a quick
+        job was often gone before it."""
+        identity = self._launcher_ids.get(id(launcher))
+        if identity is None:
+            identity = {"launcher": launcher.pid, "launcher_start": process_group.process_start(launcher.pid or 0)}
+            self._launcher_ids[id(launcher)] = identity
+        return identity
 
     # ---- start queue (StartQueue) ----------------------------------------------------------------
     def get_ready(self) -> None:
@@ -286,8 +297,12 @@ class LocalProvider:
         job_id = f"local-{proc.pid}-{short}"
         with self._lock:
             self._running[job_id] = _Running(proc=proc, folder=folder, log=log, started=time.monotonic())
-        self._remember(job_id, {"log": str(log), "pid": proc.pid, "folder": str(folder),
-                                "proc_start": process_group.process_start(proc.pid)})
+        info: dict[str, Any] = {"log": str(log), "pid": proc.pid, "folder": str(folder)}
+        if isinstance(proc, sandbox.LaunchedJob):  # its launcher, read once per apply (recover finds it by that)
+            info.update(self._launcher_identity(proc.launcher))
+        else:
+            info["proc_start"] = process_group.process_start(proc.pid)
+        self._remember(job_id, info)
         return JobHandle(provider=self.name, job_id=job_id,
                          data={"kind": job.kind, "pid": proc.pid, "folder": str(folder), "log": str(log)})
 
@@ -445,7 +460,9 @@ class LocalProvider:
                                    "log": str(running.log)})
         info = self._recall(job_id)
         pid = info.get("pid")
-        started = info.get("proc_start")
+        started = info.get("proc_start") if isinstance(pid, int) else None
+        if isinstance(pid, int) and isinstance(info.get("launcher"), int):
+            started = _child_of_launcher(pid, info["launcher"], info.get("launcher_start"))
         if isinstance(pid, int) and started and process_group.process_start(pid) == started:
             process_group.stop_with_grace(process_group.OrphanGroup(pid, started), self.kill_grace)
         if info.get("folder"):
@@ -561,6 +578,16 @@ class LocalProvider:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+
+def _child_of_launcher(pid: int, launcher: int, launcher_start: object) -> str | None:
+    """The start time of process `pid` when it is still a child of the launcher that started the job (the same
+    launcher: its start time matches), else None. A child of that launcher with the job's pid is the job, or,
+    after the pids wrapped around, another job of the same apply: an orphan of it all the same."""
+    if not launcher_start or process_group.process_start(launcher) != launcher_start:
+        return None  # the launcher is gone (and every job of it: they die with it)
+    found = process_group.parent_and_start(pid)
+    return found[1] if found is not None and found[0] == launcher else None
+
 
 def _tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:

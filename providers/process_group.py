@@ -105,18 +105,29 @@ class OrphanGroup:
 def process_start(pid: int) -> str | None:
     """The process's start time in clock ticks (Linux), to tell it from a later process with the same pid;
     None for no process or a zombie."""
+    fields = _stat_fields(pid)
+    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def parent_and_start(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a live process (not a zombie), or None."""
+    fields = _stat_fields(pid)
+    return (int(fields[1]), fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (state, ppid, ...: field 3 onwards), or [] for no process."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return None
+        return []
     try:
         stat = os.read(fd, 4096)
     except OSError:
-        return None
+        return []
     finally:
         os.close(fd)
-    fields = stat.rsplit(b")", 1)[-1].decode(errors="replace").split()
-    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+    return stat.rsplit(b")", 1)[-1].decode(errors="replace").split()
 
 
 def _pidfd(pid: int) -> int | None:

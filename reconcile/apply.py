@@ -282,7 +282,7 @@ class Scheduler:
         self.provider.hold(why)
 
     def _record(self, node: NodeRecord, cache: CacheEntry | None) -> None:
-        self._journal(journal.NodeFinished(run_id=self.run.id, node=node, cache=cache))
+        self._journal(trusted(journal.NodeFinished, run_id=self.run.id, node=node, cache=cache))
         with self._lock:
             self.state.nodes[node.address] = node
             if cache is not None:
@@ -593,8 +593,9 @@ class Scheduler:
                     outcome.started, outcome.started_at = time.monotonic(), now()
                 # A job that dies with this process need not have its start forced to disk (one fsync less
                 # per node); the id of one that outlives it must survive anything, for recover to re-attach.
-                self._journal(journal.NodeStarted(run_id=self.run.id, address=address, key=key, job_id=handle.job_id,
-                                                  attempt=spec.attempt), durable=self.provider.jobs_outlive_the_process)
+                self._journal(trusted(journal.NodeStarted, run_id=self.run.id, address=address, key=key,
+                                      job_id=handle.job_id, attempt=spec.attempt),
+                              durable=self.provider.jobs_outlive_the_process)
                 self.reporter.event(outcome, f"started {handle.job_id}" +
                                     (f" (attempt {spec.attempt})" if spec.attempt > 1 else ""))
             outcome.job_id = handle.job_id

@@ -227,11 +227,15 @@ class LocalBackend:
 
     # -- journal -----------------------------------------------------------------------------
     def journal_append(self, flow: str, data: bytes, durable: bool = True) -> None:
+        line = data.rstrip(b"\n") + b"\n"
+        if not durable:  # one write under the lock, on the kept descriptor (no duplicate: nothing waits after it)
+            with self._journal_lock:
+                os.write(self._kept_journal_fd(flow), line)
+            return
         fd = self._journal_fd(flow)
         try:
-            os.write(fd, data.rstrip(b"\n") + b"\n")
-            if durable:
-                self._sync(flow, fd)
+            os.write(fd, line)
+            self._sync(flow, fd)
         finally:
             os.close(fd)
 
@@ -266,19 +270,24 @@ class LocalBackend:
         journal cleared) never pulls a descriptor from under a write; a journal removed by someone else (no
         name left) is opened again."""
         with self._journal_lock:
-            fd = self._journal_fds.get(flow)
-            if fd is not None and os.fstat(fd).st_nlink == 0:
-                os.close(self._journal_fds.pop(flow))
-                fd = None
-            if fd is None:
-                path, flags = self._path(flow, JOURNAL_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-                try:
-                    fd = os.open(path, flags, 0o644)
-                except FileNotFoundError:  # the state folder is made on first need, not checked on every record
-                    self._ensure_root()
-                    fd = os.open(path, flags, 0o644)
-                self._journal_fds[flow] = fd
-            return os.dup(fd)
+            return os.dup(self._kept_journal_fd(flow))
+
+    def _kept_journal_fd(self, flow: str) -> int:
+        """Under the journal lock: the descriptor kept open for the flow's journal (opened again when someone
+        else removed the file: no name left)."""
+        fd = self._journal_fds.get(flow)
+        if fd is not None and os.fstat(fd).st_nlink == 0:
+            os.close(self._journal_fds.pop(flow))
+            fd = None
+        if fd is None:
+            path, flags = self._path(flow, JOURNAL_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            try:
+                fd = os.open(path, flags, 0o644)
+            except FileNotFoundError:  # the state folder is made on first need, not checked on every record
+                self._ensure_root()
+                fd = os.open(path, flags, 0o644)
+            self._journal_fds[flow] = fd
+        return fd
 
     def _forget_journal_fd(self, flow: str) -> None:
         with self._journal_lock:

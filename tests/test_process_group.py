@@ -2,6 +2,7 @@
 for an orphan known by pid and start time."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -45,3 +46,20 @@ def test_a_pid_with_another_start_time_is_not_waited_for(tmp_path: Path) -> None
     finally:
         stop_with_grace(PopenGroup(proc), grace=0)
         proc.wait(timeout=30)
+
+
+def test_a_launched_job_is_found_again_only_as_a_child_of_the_launcher_that_started_it() -> None:
+    """Recover tells a launched job from a later process with its pid by its parent: the same launcher (pid and
+    start time), still running."""
+    from providers.local import _child_of_launcher
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        me, my_start = os.getpid(), process_start(os.getpid())
+        assert _child_of_launcher(child.pid, me, my_start) == process_start(child.pid) is not None
+        assert _child_of_launcher(child.pid, me, "1") is None  # another process with the launcher's pid
+        assert _child_of_launcher(child.pid, 1, process_start(1)) is None  # not that launcher's child
+        assert _child_of_launcher(os.getpid(), me, my_start) is None  # (a process is not its own child)
+    finally:
+        child.kill()
+        child.wait()
+    assert _child_of_launcher(child.pid, me, my_start) is None  # gone
