@@ -169,7 +169,7 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobS
     warnings: list[str] = []
     missing: list[str] = []
     _check_not_a_link(outputs_dir)
-    stored: list[str] = []  # the paths stored from (a consumed one's name is given up at the end)
+    stored: list[tuple[str, str]] = []  # (path, type) stored from (a consumed one's name is given up at the end)
     for name, t in declared.items():
         path = _output_path(outputs_dir, name)
         found = _stat(path)
@@ -186,7 +186,7 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobS
                 missing.append(name)
             continue
         records[name] = _store(name, t, path, blobs, consume, found.st_mode)
-        stored.append(os.fspath(path))
+        stored.append((os.fspath(path), t))
     if missing:
         names = ", ".join(f"'{m}'" for m in missing)
         raise OutputsError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(outputs_dir)}")
@@ -203,13 +203,13 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _give_up_taken(stored: list[str], records: Mapping[str, OutputRecord], blobs: BlobStore) -> None:
+def _give_up_taken(stored: list[tuple[str, str]], records: Mapping[str, OutputRecord], blobs: BlobStore) -> None:
     """Once every output is stored: the names in the outputs folder of files the store took (a second name of
     each: the caller deletes them anyway) are removed now, and the store is told its blobs' stat moved (ctime,
     with the name count) though their bytes did not: removed later, they left every blob looking changed to the
     stat cache, and the next plan and every job taking one as input hashed it again."""
-    for top in stored:
-        walk = os.walk(top) if os.path.isdir(top) and not os.path.islink(top) else [("", [], [top])]
+    for top, t in stored:
+        walk = os.walk(top) if is_dir(inner_type(t)) and not os.path.islink(top) else [("", [], [top])]
         for folder, _dirs, files in walk:  # (links to folders are not entered)
             for name in files:
                 path = os.path.join(folder, name)

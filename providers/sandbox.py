@@ -170,13 +170,16 @@ class LaunchedJob:
         self.log_done: threading.Thread | None = None  # the masking pump, when the log needs one
         self._reply: socket.socket | None = reply
         self._reading = threading.Lock()  # one reader of the reply socket at a time
+        self._timeout: float | None = reply.gettimeout()  # the reply socket's, as last set
 
     def answer(self, timeout: float | None) -> dict[str, Any] | None:
         """The launcher's next answer about this job; None when none came within `timeout` (None: no limit). A
         reply socket that closes unanswered means the launcher is gone: `exited` with LAUNCHER_GONE."""
         reply = self._reply
         assert reply is not None
-        reply.settimeout(timeout)
+        if timeout != self._timeout:  # (each change is a system call; a job's waits mostly repeat the last)
+            reply.settimeout(timeout)
+            self._timeout = timeout
         try:
             data = reply.recv(1 << 16)
         except (TimeoutError, BlockingIOError):  # (a timeout of 0 makes the socket non-blocking)
