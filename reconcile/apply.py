@@ -7,6 +7,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import getpass
 import os
 import queue
@@ -542,8 +543,13 @@ class Scheduler:
         return result, outcome.started_at or started_at, spec
 
     def _attempt_spec(self, spec: JobSpec, address: str, attempt: int) -> JobSpec:
-        log = self.logs_dir / self.graph.workflow / self.run.id / f"{safe_file_name(address)}.{attempt}.log"
-        return spec.model_copy(update={"attempt": attempt, "log_path": str(log)})
+        log = f"{self._run_logs}/{safe_file_name(address)}.{attempt}.log"
+        return spec.model_copy(update={"attempt": attempt, "log_path": log})
+
+    @functools.cached_property
+    def _run_logs(self) -> str:
+        """The run's folder of job logs (a string: joined with a name per attempt)."""
+        return str(self.logs_dir / self.graph.workflow / self.run.id)
 
     def _why_not_start(self) -> str | None:
         """Why a node handed to a worker must not start its job after all (None: it may)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import json
 import os
 import stat
@@ -25,6 +26,18 @@ from providers.blobs.local_presence import MANIFEST_HEAD, intact, manifest_diges
 
 __all__ = ["LocalBlobStore", "MANIFEST_HEAD"]
 
+# A temporary file's name: this process's pid, a tag drawn once (a pid is reused; a leftover of a killed process
+# with the same pid is never taken for ours) and a serial (itertools.count: one value per call, across threads).
+_TMP_TAG = uuid.uuid4().hex[:12]
+_TMP_SERIAL = itertools.count()
+
+
+def _new_tmp_tag() -> None:
+    global _TMP_TAG
+    _TMP_TAG = uuid.uuid4().hex[:12]
+
+
+os.register_at_fork(after_in_child=_new_tmp_tag)  # (a forked child draws its own)
 FICLONE = 0x40049409            # ioctl: share the source's extents (btrfs, XFS, ...): a private copy for free
 
 
@@ -69,7 +82,7 @@ class LocalBlobStore:
         if not self._root_made:
             self.root.mkdir(parents=True, exist_ok=True)
             self._root_made = True
-        return self.root / f".{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        return self.root / f".{os.getpid()}.{_TMP_TAG}.{next(_TMP_SERIAL)}.tmp"
 
     def put_file(self, path: Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
         """`consume`: the caller deletes `path` next and nothing can write to it any more (the job that wrote
