@@ -38,6 +38,7 @@ tmpfs, the project is bound at /mnt/code and /proc shows the namespace's own pro
 did. The child leads its own session and process group (a stop signals the group) and dies with the launcher
 (PR_SET_PDEATHSIG). When the socket closes (the apply ended or died) every job still running is killed.
 """
+import array
 import collections
 import ctypes
 import json
@@ -297,8 +298,21 @@ class _Jobs:
                 pass
 
 
+def _receive(sock, buffer):
+    """One message and the descriptors sent with it, read into `buffer` (one buffer for every message: a fresh
+    buffer of MAX_MESSAGE bytes per message was a memory map made and dropped for each job)."""
+    size, ancillary, _, _ = sock.recvmsg_into([buffer], socket.CMSG_SPACE(4 * array.array("i").itemsize),
+                                              socket.MSG_CMSG_CLOEXEC)
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - (len(payload) % fds.itemsize)])
+    return bytes(buffer[:size]), list(fds)
+
+
 def serve(sock):
     jobs = _Jobs()
+    buffer = bytearray(MAX_MESSAGE)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -308,8 +322,7 @@ def serve(sock):
             readable, _, _ = select.select([sock, wake_r], [], [])
             if wake_r in readable:
                 try:
-                    while os.read(wake_r, 512):
-                        pass
+                    os.read(wake_r, 4096)  # (one byte per signal; any left keeps it readable for the next select)
                 except BlockingIOError:
                     pass
             ended = _reap(jobs.running, jobs.by_id)
@@ -321,7 +334,7 @@ def serve(sock):
             if sock not in readable:
                 continue
             try:
-                data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 4, socket.MSG_CMSG_CLOEXEC)
+                data, fds = _receive(sock, buffer)
             except InterruptedError:
                 continue
             if not data:
