@@ -3,6 +3,7 @@ the Domino cases on the emulator and moto's S3 server over HTTP on 127.0.0.1).""
 from __future__ import annotations
 
 import collections
+import fcntl
 import json
 from pathlib import Path
 from typing import Iterator
@@ -181,20 +182,27 @@ def test_recover_refused_while_a_live_apply_holds_the_lock_then_nothing_to_recov
     assert r.code == 1 and "no run 'r-no-such-run'" in r.err and "Traceback" not in r.text
 
 
-def _killed_after_its_last_record(tmp_path: Path, attempts: int = 5) -> tuple[Path, Path]:
-    """An apply killed after it journaled the end of its run but before it wrote the state. That window
-    is a few milliseconds wide, so a lost race (the state already written) is tried again, each time in a
-    fresh project."""
-    for attempt in range(attempts):
-        markers = tmp_path / f"markers{attempt}"
-        root = make_project(tmp_path / f"project{attempt}", markers, nodes=DIAMOND)
-        apply = start_flows(*APPLY_ARGS, cwd=root, log=tmp_path / f"apply{attempt}.log")
-        wait_until(lambda: any(r.get("type") == "run_finished" for r in journal_records(root))
-                   or apply.proc.poll() is not None)
+def _killed_after_its_last_record(tmp_path: Path) -> tuple[Path, Path]:
+    """An apply killed after it journaled the end of its run but before it wrote the state: the test holds the
+    state's mutex (the state write takes it) from while the last node runs until the apply is killed, so the apply
+    waits there (the window between the two is otherwise a few milliseconds, and racing it failed now and then)."""
+    markers = tmp_path / "markers"
+    root = make_project(tmp_path / "project", markers, nodes=DIAMOND, knobs={"join": {"gate": True}})
+    apply = start_flows(*APPLY_ARGS, cwd=root, log=tmp_path / "apply.log")
+    try:
+        wait_until(lambda: (markers / "join").is_file() or apply.proc.poll() is not None)
+        with open(state_dir(root) / f"{W}.mutex", "a") as mutex:
+            fcntl.flock(mutex.fileno(), fcntl.LOCK_EX)
+            open_gate(markers, "join")
+            wait_until(lambda: any(r.get("type") == "run_finished" for r in journal_records(root))
+                       or apply.proc.poll() is not None)
+            apply.kill()
+    finally:
+        open_gate(markers, "join")
         apply.kill()
-        if (state_dir(root) / f"{W}.journal.jsonl").exists() and not (state_dir(root) / f"{W}.json").exists():
-            return root, markers
-    raise AssertionError(f"the apply wrote its state before the kill in all {attempts} attempts")
+    assert (state_dir(root) / f"{W}.journal.jsonl").exists(), apply.text()
+    assert not (state_dir(root) / f"{W}.json").exists(), "the apply wrote its state before the kill"
+    return root, markers
 
 
 def test_recover_folds_what_a_dead_apply_left_when_nothing_is_left_to_run(tmp_path: Path) -> None:
