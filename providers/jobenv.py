@@ -39,9 +39,3 @@ def job_variables(*, run_id: str, address: str, attempt: int, working_dir: str) 
     node = hashlib.sha1(address.encode()).hexdigest()[:8]
     return {"DOMINO_RUN_ID": f"{run_id}.{node}.{attempt}", "DOMINO_WORKING_DIR": working_dir,
             "DOMINO_IS_WORKFLOW_JOB": "true"}
-
-
-def domino_variables(*, project_root: Path, run_id: str, address: str, attempt: int, working_dir: str,
-                     settings: Mapping[str, object] | None = None) -> dict[str, str]:
-    return {**project_variables(project_root, settings),
-            **job_variables(run_id=run_id, address=address, attempt=attempt, working_dir=working_dir)}

@@ -111,7 +111,6 @@ class LocalProvider:
         self._held_until: Callable[[], float | None] | None = None  # set by queue_starts (StartQueue)
         self._held: str | None = None  # why nothing more starts (hold)
         self._project_envs: dict[str, dict[str, str]] = {}  # project root -> the variables all its jobs get
-        self._launcher_ids: dict[int, dict[str, Any]] = {}  # id(launcher) -> its pid and start time
 
     def close(self) -> None:
         """Stop the resident job launcher, if one was started (it kills any job still running), and remove the
@@ -196,16 +195,6 @@ class LocalProvider:
                 self._launcher = sandbox.Launcher()
                 weakref.finalize(self, self._launcher.close)
             return self._launcher
-
-    def _launcher_identity(self, launcher: sandbox.Launcher) -> dict[str, Any]:
-        """What tells a launched job from a later process with its pid: the launcher that started it (pid and
-        start time, read once per launcher). A job's own start time cost a read of /proc per job, and a quick
-        job was often gone before it."""
-        identity = self._launcher_ids.get(id(launcher))
-        if identity is None:
-            identity = {"launcher": launcher.pid, "launcher_start": process_group.process_start(launcher.pid or 0)}
-            self._launcher_ids[id(launcher)] = identity
-        return identity
 
     # ---- start queue (StartQueue) ----------------------------------------------------------------
     def get_ready(self) -> None:
@@ -298,8 +287,8 @@ class LocalProvider:
         with self._lock:
             self._running[job_id] = _Running(proc=proc, folder=folder, log=log, started=time.monotonic())
         info: dict[str, Any] = {"log": str(log), "pid": proc.pid, "folder": str(folder)}
-        if isinstance(proc, sandbox.LaunchedJob):  # its launcher, read once per apply (recover finds it by that)
-            info.update(self._launcher_identity(proc.launcher))
+        if isinstance(proc, sandbox.LaunchedJob):  # its launcher (recover finds the job as that launcher's child)
+            info["launcher"], info["launcher_start"] = proc.launcher.pid, proc.launcher.started()
         else:
             info["proc_start"] = process_group.process_start(proc.pid)
         self._remember(job_id, info)

@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
+from providers import process_group
 from providers.joblog import MaskedLogPopen, pump_thread
 from vocab.masking import env_signature, secret_values
 
@@ -248,6 +249,7 @@ class Launcher:
         self._hidden: dict[tuple[str, ...], list[str]] = {}  # `hide` -> the folders to mount over, once all exist
         self._env_base: dict[str, str] | None = None  # the environment the launcher keeps (see _env_against_base)
         self._env_base_id = 0
+        self._started: str | None = None  # the process's start time, once asked (`started`)
 
     def _ensure(self) -> socket.socket:
         if self._dead is not None:
@@ -394,6 +396,13 @@ class Launcher:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    def started(self) -> str | None:
+        """The launcher process's start time (`process_group.process_start`), read once: with its pid, what tells
+        its jobs from later processes with their pids (a read of /proc per job cost more than the job's start)."""
+        if self._started is None and self.pid is not None:
+            self._started = process_group.process_start(self.pid)
+        return self._started
 
     def dead(self) -> str | None:
         return self._dead
