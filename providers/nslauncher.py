@@ -218,11 +218,23 @@ def _spawn(req, fd, job):
             os.close(error_w)
 
 
-def _send(sock, message):
+def _send(reply, message):
+    """One answer on a job's reply socket (its descriptor: a write on a SOCK_SEQPACKET socket is one packet)."""
+    _write(reply, json.dumps(message).encode())
+
+
+def _write(reply, data):
     try:
-        sock.send(json.dumps(message).encode())
+        os.write(reply, data)
     except OSError:
         pass  # nobody listens any more (the apply is gone, or gave up on the job)
+
+
+def _close(reply):
+    try:
+        os.close(reply)
+    except OSError:
+        pass
 
 
 class _Held:
@@ -230,7 +242,7 @@ class _Held:
 
     def __init__(self, req, fds, environments):
         self.req, self.log_fd = req, fds[0]
-        self.reply = socket.socket(fileno=fds[1])  # (closed here once the job has been reaped)
+        self.reply = fds[1]  # the reply socket's descriptor (closed here once the job has been reaped)
         req["env"], envp = environments.of(req)
         self.job = _job_in_c(req, fds[0], envp) if _c_spawn is not None else None
 
@@ -242,7 +254,7 @@ class _Jobs:
     """The jobs of this launcher: running (until reaped) and held back (until one may start)."""
 
     def __init__(self):
-        self.running = {}  # pid -> (id, reply socket), while not reaped
+        self.running = {}  # pid -> (id, reply socket's descriptor), while not reaped
         self.by_id = {}  # id -> pid
         self.waiting = collections.deque()  # _Held, in the order they came
         self.limit = None  # how many may run at once (None: no limit, every start at once)
@@ -264,18 +276,19 @@ class _Jobs:
             start_by = start.req.get("start_by")
             if start_by is not None and time.monotonic() >= start_by:
                 _send(start.reply, {"op": "failed", "expired": True, "error": "the apply's lock was not shown in time"})
-                start.reply.close()
+                _close(start.reply)
                 start.close()
                 continue
             try:
                 pid = _spawn(start.req, start.log_fd, start.job)
             except OSError as e:
                 _send(start.reply, {"op": "failed", "error": e.strerror or str(e)})
-                start.reply.close()
+                _close(start.reply)
             else:
                 self.running[pid] = (start.req["id"], start.reply)
                 self.by_id[start.req["id"]] = pid
-                _send(start.reply, {"op": "started", "pid": pid})
+                _write(start.reply, b'{"op": "started", "pid": %d}' % pid)  # (the two answers of every job:
+                # made by hand, not by the json module, which cost a tenth of this process's time per job)
             finally:
                 start.close()
 
@@ -287,7 +300,7 @@ class _Jobs:
     @staticmethod
     def _refuse(start, why):
         _send(start.reply, {"op": "failed", "held": True, "error": why})
-        start.reply.close()
+        _close(start.reply)
         start.close()
 
     def kill(self, job_id, sig):
@@ -329,8 +342,8 @@ def serve(sock):
             if ended:
                 jobs.start_waiting()  # first: the freed slot runs the next job, then the apply hears of the end
                 for reply, code in ended:
-                    _send(reply, {"op": "exited", "code": code})
-                    reply.close()
+                    _write(reply, b'{"op": "exited", "code": %d}' % code)
+                    _close(reply)
             if sock not in readable:
                 continue
             try:

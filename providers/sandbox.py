@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -35,6 +36,8 @@ LAUNCHER = Path(__file__).with_name("nslauncher.py")
 LAUNCHER_MACHINES = ("x86_64", "aarch64")  # where it knows clone's system call number (nslauncher.SYS_CLONE)
 CODE = "/mnt/code"
 PID_FLAGS = ["--pid", "--fork", "--mount-proc", "--kill-child"]
+# The two answers every job gets, as the launcher writes them (read without the json module: twice per job)
+_PLAIN_ANSWER = re.compile(rb'\{"op": "(started|exited)", "(pid|code)": (-?[0-9]+)\}')
 
 
 @functools.lru_cache(maxsize=1)
@@ -141,7 +144,7 @@ def spawn(command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
 
 # ---- the resident launcher -------------------------------------------------------------------------------
 
-def open_log(log_path: Path) -> int:
+def open_log(log_path: str | Path) -> int:
     """A job's log file, for its stdout and stderr (appended to: a re-attached job's log goes on)."""
     return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
@@ -190,6 +193,9 @@ class LaunchedJob:
         if not data:
             why = self.launcher.gone()
             return {"op": "exited", "code": LAUNCHER_GONE, "error": why}
+        plain = _PLAIN_ANSWER.fullmatch(data)
+        if plain is not None:
+            return {"op": plain[1].decode(), plain[2].decode(): int(plain[3])}
         message: dict[str, Any] = json.loads(data)
         return message
 
