@@ -249,6 +249,7 @@ class Scheduler:
         self._tickets: dict[str, int] = {}  # address -> its place in the line for a job slot
         self._finished: queue.SimpleQueue[str] = queue.SimpleQueue()  # nodes the workers are done with
         self._held = False  # the provider was told to start nothing more (StartQueue.hold)
+        self._upstreams: dict[str, list[str]] = {}  # address -> its upstreams in this run (`_upstreams_of`)
 
     # -- journal -----------------------------------------------------------------------------
     def _journal(self, record: journal.JournalRecord, durable: bool = True) -> None:
@@ -724,12 +725,19 @@ class Scheduler:
         Unless `thorough` (something failed, was cancelled, or we are stopping), nothing needs skipping, so
         the pass ends as soon as every worker is busy: O(ready) per completion, not O(nodes)."""
         waiting: list[str] = []
-        quick = not (thorough or self.cancel.is_set() or self.stopping or self.lost_lock)
-        for i, address in enumerate(todo):
-            if quick and len(running) >= workers:
-                waiting.extend(todo[i:])
-                break
-            ups = [self.outcomes[u] for u in self.graph.nodes[address].upstreams() if u in self.outcomes]
+        if not (thorough or self.cancel.is_set() or self.stopping or self.lost_lock):
+            # Nothing failed, was cancelled or stops: a node either starts or waits (a pass per finished node).
+            for i, address in enumerate(todo):
+                if len(running) >= workers:
+                    waiting.extend(todo[i:])
+                    break
+                if all(self.outcomes[u].result in DONE_OK for u in self._upstreams_of(address)):
+                    self._submit(address, running, pool)
+                else:
+                    waiting.append(address)
+            return waiting
+        for address in todo:
+            ups = [self.outcomes[u] for u in self._upstreams_of(address)]
             if any(u.result == "failed" or (u.result == "skipped" and u.detail == UPSTREAM_FAILED) for u in ups):
                 self._skip(address, UPSTREAM_FAILED)
             elif self.cancel.is_set():
@@ -745,14 +753,26 @@ class Scheduler:
             elif self.stopping:
                 waiting.append(address)
             elif all(u.result in DONE_OK for u in ups) and len(running) < workers:
-                self.outcomes[address].result = "running"
-                self.outcomes[address].queued = time.monotonic()
-                self._tickets[address] = self.slots.ticket()
-                running.add(address)
-                pool.submit(address)
+                self._submit(address, running, pool)
             else:
                 waiting.append(address)
         return waiting
+
+    def _submit(self, address: str, running: set[str], pool: "NodeWorkers") -> None:
+        outcome = self.outcomes[address]
+        outcome.result = "running"
+        outcome.queued = time.monotonic()
+        self._tickets[address] = self.slots.ticket()
+        running.add(address)
+        pool.submit(address)
+
+    def _upstreams_of(self, address: str) -> list[str]:
+        """The node's upstreams that are in this run (every planned node has an outcome from the start of the
+        walk): computed once per node, not on every pass."""
+        ups = self._upstreams.get(address)
+        if ups is None:
+            ups = self._upstreams[address] = [u for u in self.graph.nodes[address].upstreams() if u in self.outcomes]
+        return ups
 
     def _guarded(self, address: str) -> None:
         ticket = self._tickets[address]
