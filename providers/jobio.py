@@ -113,7 +113,18 @@ def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> Non
         except Exception as e:  # any client error: one line naming the input
             raise fail(f"cannot fetch {location}: {e}") from None
         return
-    path = Path(location)
+    if not is_dir(t) and (owns := getattr(blobs, "owns", None)) is not None and owns(location):
+        try:  # a stored output: checked against its digest on the way
+            blobs.get_file(location, dest)
+        except BlobChangedError as e:
+            raise fail(e.message) from None
+        except FileNotFoundError:
+            if os.path.isfile(location):
+                raise
+            raise fail(f"{'expected a file, got a directory' if os.path.isdir(location) else 'no such file'}: "
+                       f"{location}") from None
+        return
+    path = Path(location)  # (made only here: a stored output, above, is most inputs of most jobs)
     if is_dir(t):
         if path.is_dir():
             copy_tree(path, dest, name)
@@ -126,16 +137,6 @@ def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> Non
                 raise fail(f"{location} is neither a directory nor a stored directory") from None
         else:
             raise fail(f"no such directory: {location}")
-    elif (owns := getattr(blobs, "owns", None)) is not None and owns(location):
-        try:  # a stored output: checked against its digest on the way
-            blobs.get_file(location, dest)
-        except BlobChangedError as e:
-            raise fail(e.message) from None
-        except FileNotFoundError:
-            if path.is_file():
-                raise
-            raise fail(f"{'expected a file, got a directory' if path.is_dir() else 'no such file'}: {location}") \
-                from None
     elif path.is_file():
         shutil.copyfile(path, dest)
     else:

@@ -106,11 +106,12 @@ class LocalProvider:
         self._retired = job_folders.RetiredFolders()
         self._index_fd: int | None = None  # the job index (see _remember)
         self._prepared: dict[tuple[str, str, int], _Prepared] = {}  # (run, node, attempt) -> its folder and log
-        self._log_folders: set[Path] = set()
+        self._log_folders: set[str] = set()
         self._running_limit: int | None = None  # set by queue_starts: the launcher runs this many, holds the rest
         self._held_until: Callable[[], float | None] | None = None  # set by queue_starts (StartQueue)
         self._held: str | None = None  # why nothing more starts (hold)
         self._project_envs: dict[str, dict[str, str]] = {}  # project root -> the variables all its jobs get
+        self._root_paths: dict[str, Path] = {}  # project root -> its Path
 
     def close(self) -> None:
         """Stop the resident job launcher, if one was started (it kills any job still running), and remove the
@@ -128,10 +129,11 @@ class LocalProvider:
         """Whether jobs go through the resident launcher (asked once: it reads the machine's name)."""
         return self.contained and sandbox.launcher_available()
 
-    def _log_folder(self, log_path: Path) -> None:
-        if log_path.parent not in self._log_folders:  # one mkdir per run, not per job
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_folders.add(log_path.parent)
+    def _log_folder(self, log_path: str | Path) -> None:
+        folder = os.path.dirname(log_path)
+        if folder not in self._log_folders:  # one mkdir per run, not per job
+            os.makedirs(folder, exist_ok=True)
+            self._log_folders.add(folder)
 
     def _spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
                env: dict[str, str], log_fd: int | None = None) -> JobProcess:
@@ -241,8 +243,8 @@ class LocalProvider:
         log_fd = None
         if job.log_path and self._uses_launcher:
             try:  # (a new file costs ~1 ms on ext4: made here, not while the job's slot waits for it)
-                self._log_folder(Path(job.log_path))
-                log_fd = sandbox.open_log(Path(job.log_path))
+                self._log_folder(job.log_path)
+                log_fd = sandbox.open_log(job.log_path)
             except OSError:
                 pass  # the start opens it again and reports it
         with self._lock:
@@ -275,8 +277,8 @@ class LocalProvider:
         folder = prepared.folder if prepared is not None else self._prepared_folder(job, short)
         log_fd = prepared.take_log() if prepared is not None else None
         try:
-            proc = self._spawn(command, cwd=Path(job.project_root), workflow_dir=folder, log_path=log, env=env,
-                               log_fd=log_fd)
+            proc = self._spawn(command, cwd=self._root_path(job.project_root), workflow_dir=folder, log_path=log,
+                               env=env, log_fd=log_fd)
         except FlowsError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -294,6 +296,12 @@ class LocalProvider:
         self._remember(job_id, info)
         return JobHandle(provider=self.name, job_id=job_id,
                          data={"kind": job.kind, "pid": proc.pid, "folder": str(folder), "log": str(log)})
+
+    def _root_path(self, project_root: str) -> Path:
+        path = self._root_paths.get(project_root)  # (one Path per project, not one per job)
+        if path is None:
+            path = self._root_paths[project_root] = Path(project_root)
+        return path
 
     def _project_env(self, project_root: str) -> dict[str, str]:
         """What every job of the project gets alike (made once per project, not per job)."""

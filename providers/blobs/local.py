@@ -48,8 +48,9 @@ class LocalBlobStore:
         self.digests = digests if digests is not None else StatCache(None)
         self._root_made = False  # made on the first write, not asked again for every blob
 
-    def _path(self, digest: str) -> Path:
-        return self.root / shard(digest)
+    def _path(self, digest: str) -> str:
+        # (strings on the per-blob paths: a Path made and printed a dozen times per job added up)
+        return f"{self.url}/{shard(digest)}"
 
     def owns(self, uri: str) -> bool:
         """Whether `uri` names a blob of this store."""
@@ -57,38 +58,38 @@ class LocalBlobStore:
         parent, shard_name = os.path.split(folder)
         return parent == self.url and shard_name == name[:2] != ""
 
-    def _intact(self, path: Path, digest: str) -> bool:
+    def _intact(self, path: str | Path, digest: str) -> bool:
         """The blob is there and its bytes still hash to its digest (stat-cached)."""
         return intact(self.digests, path, digest)
 
-    def _place(self, tmp: Path, digest: str, size: int) -> StoredBlob:
+    def _place(self, tmp: str, digest: str, size: int) -> StoredBlob:
         """Make `tmp` (a private file of verified bytes, `size` of them) the blob `digest`, unless an intact one is
         there."""
         target = self._path(digest)
         if self._intact(target, digest):  # content-addressed: an intact blob is these very bytes
-            tmp.unlink()
+            os.unlink(tmp)
         else:  # absent, or changed since it was stored: these bytes take its place
             os.chmod(tmp, 0o444)
             try:
                 os.replace(tmp, target)
             except FileNotFoundError:  # the shard's first blob (its folder is made then, not checked every time)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
                 os.replace(tmp, target)
             self.digests.remember(target, digest)
-        return StoredBlob(digest=digest, uri=str(target), size=size)
+        return StoredBlob(digest=digest, uri=target, size=size)
 
-    def _tmp(self) -> Path:
+    def _tmp(self) -> str:
         # unique per call: two jobs of one apply may store the same bytes at the same moment
         if not self._root_made:
             self.root.mkdir(parents=True, exist_ok=True)
             self._root_made = True
-        return self.root / f".{os.getpid()}.{_TMP_TAG}.{next(_TMP_SERIAL)}.tmp"
+        return f"{self.url}/.{os.getpid()}.{_TMP_TAG}.{next(_TMP_SERIAL)}.tmp"
 
-    def put_file(self, path: Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
+    def put_file(self, path: str | Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
         """`consume`: the caller deletes `path` next and nothing can write to it any more (the job that wrote
         it has ended with every process it started), so the file itself may become the blob."""
         if digest is not None and self._intact(self._path(digest), digest):
-            return StoredBlob(digest=digest, uri=str(self._path(digest)), size=os.path.getsize(path))
+            return StoredBlob(digest=digest, uri=self._path(digest), size=os.path.getsize(path))
         tmp = self._tmp()
         try:
             (_link_or_copy if consume else clone_or_copy)(path, tmp)
@@ -98,20 +99,21 @@ class LocalBlobStore:
                 raise BlobChangedError(f"{path} changed while it was being stored", file=str(path))
             placed = self._place(tmp, actual, size)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _unlink_if_there(tmp)
             raise
         return placed
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         digest = bytes_digest(data)
         if self._intact(self._path(digest), digest):
-            return StoredBlob(digest=digest, uri=str(self._path(digest)), size=len(data))
+            return StoredBlob(digest=digest, uri=self._path(digest), size=len(data))
         tmp = self._tmp()
         try:
-            tmp.write_bytes(data)
+            with open(tmp, "xb") as f:
+                f.write(data)
             return self._place(tmp, digest, len(data))
         finally:
-            tmp.unlink(missing_ok=True)
+            _unlink_if_there(tmp)
 
     def put_dir(self, path: Path, *, consume: bool = False, confine: bool = False) -> StoredBlob:
         files: dict[str, dict[str, object]] = {}
@@ -127,7 +129,7 @@ class LocalBlobStore:
         """Blobs just stored from a job's own files (`consume`), whose other names have since been removed: their
         ctime moved, not their bytes. The stat cache gets their stat now, for a blob whose size, mtime, inode and
         device are still those it recorded when the bytes were hashed (`dirs`: the files a manifest names)."""
-        paths = [Path(u) for u in files if self.owns(u)]
+        paths: list[str | Path] = [u for u in files if self.owns(u)]
         for uri in dirs:
             if self.owns(uri):
                 paths += [self._path(d) for d in self._manifest_digests(Path(uri)) or []]
@@ -144,14 +146,15 @@ class LocalBlobStore:
     def _manifest_digests(self, path: Path) -> list[str] | None:
         return manifest_digests(path)
 
-    def _verified(self, uri: str) -> Path:
-        path = Path(uri)
-        if self.owns(uri) and not self._intact(path, path.name):
-            if not path.is_file():
-                raise FileNotFoundError(2, "no such blob", uri)
-            raise BlobChangedError(f"blob {path.name[:12]} has changed in the blob store since it was stored "
-                                   "(its bytes no longer match its digest)", file=uri)
-        return path
+    def _verified(self, uri: str) -> str:
+        if self.owns(uri):
+            name = os.path.basename(uri)
+            if not self._intact(uri, name):
+                if not os.path.isfile(uri):
+                    raise FileNotFoundError(2, "no such blob", uri)
+                raise BlobChangedError(f"blob {name[:12]} has changed in the blob store since it was stored "
+                                       "(its bytes no longer match its digest)", file=uri)
+        return uri
 
     def get_file(self, uri: str, dest: Path) -> None:
         path = self._verified(uri)
@@ -164,15 +167,15 @@ class LocalBlobStore:
             clone_or_copy(path, dest)
 
     def get_dir(self, uri: str, dest: Path) -> None:
-        manifest = json.loads(self._verified(uri).read_bytes())
+        manifest = json.loads(Path(self._verified(uri)).read_bytes())
         dest.mkdir(parents=True, exist_ok=True)
         for rel, meta in manifest["files"].items():
             target = ensure_inside(dest, rel)
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.get_file(str(self._path(str(meta["digest"]))), target)
+            self.get_file(self._path(str(meta["digest"])), target)
 
     def read_bytes(self, uri: str) -> bytes:
-        return self._verified(uri).read_bytes()
+        return Path(self._verified(uri)).read_bytes()
 
     # -- users: the states that keep outputs here (for `flows cache gc`) ------------------------------
     def register_user(self, user_id: str, record: bytes) -> None:
@@ -194,14 +197,21 @@ class LocalBlobStore:
         n = 0
         for d in digests:
             p = self._path(d)
-            if p.exists():
+            if os.path.exists(p):
                 os.chmod(p, 0o644)
-                p.unlink()
+                os.unlink(p)
                 n += 1
         return n
 
 
-def clone_or_copy(src: Path, dest: Path) -> None:
+def _unlink_if_there(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def clone_or_copy(src: str | Path, dest: str | Path) -> None:
     """A private copy of `src` at `dest`: a reflink (shared extents, copied on write) where the filesystem
     offers one, bytes otherwise. An existing `dest` is written over in place and then cut to size, not emptied
     first: a job folder's input file taking the next job's input of a few bytes keeps its block (emptying it
@@ -256,7 +266,7 @@ def _copy_open(source: int, target: int, size: int) -> int:
     return written
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
+def _link_or_copy(src: str | Path, dest: str | Path) -> None:
     """Take a job's output into the store without copying its bytes (a model of many GB costs one hard
     link; the job's folder, and with it the other name, is deleted next) when it is a plain file of its own.
     A symlink, a file that shares its inode with one elsewhere (whose mode the store's chmod would change,

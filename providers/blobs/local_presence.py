@@ -10,7 +10,7 @@ from vocab.digest import StatCache
 MANIFEST_HEAD = b'{"files":{'   # how a directory's manifest blob starts (`manifest_bytes`)
 
 
-def intact(digests: StatCache, path: Path, digest: str) -> bool:
+def intact(digests: StatCache, path: str | Path, digest: str) -> bool:
     """The blob is there and its bytes still hash to its digest (stat-cached)."""
     try:
         return digests.file(path) == digest
