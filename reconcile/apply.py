@@ -296,21 +296,21 @@ class Scheduler:
         for name, b in node.bindings.items():
             want = node.inputs[name]
             if b.kind == "collection":  # a list or dict of values from several places: its assembled value
-                values[name] = InputValue(type=want, value=self._value_of(b, name))
+                values[name] = trusted(InputValue, type=want, value=self._value_of(b, name))
                 continue
             if b.kind == "node_output":
                 rec = self.outputs[b.node][b.output]  # type: ignore[index]
                 if b.path:  # a field of a dataclass output: the value alone (the blob holds the whole)
-                    values[name] = InputValue(type=want, value=self.keyer.resolver.picked(b, rec.value, name))
+                    values[name] = trusted(InputValue, type=want, value=self.keyer.resolver.picked(b, rec.value, name))
                     continue
-                values[name] = InputValue(type=want, value=rec.value, uri=rec.uri, digest=rec.digest)
+                values[name] = trusted(InputValue, type=want, value=rec.value, uri=rec.uri, digest=rec.digest)
                 continue
             value = b.value if b.kind == "literal" else self.keyer.resolver.flow_value(b.name)  # type: ignore[arg-type]
             value = self.keyer.resolver.picked(b, value, name) if b.path else value
             if is_blob(want) and value is not None:
-                values[name] = InputValue(type=want, uri=self.keyer.resolver.literal_location(value))
+                values[name] = trusted(InputValue, type=want, uri=self.keyer.resolver.literal_location(value))
             else:
-                values[name] = InputValue(type=want, value=value)
+                values[name] = trusted(InputValue, type=want, value=value)
         return values
 
     def _value_of(self, b: Any, name: str) -> Any:
@@ -336,11 +336,15 @@ class Scheduler:
         self._stop_leftover(node.address, outcome, lambda: self._spec(node, key), "cache hit")
 
     def _spec(self, node: Node, key: str) -> JobSpec:
-        return JobSpec(run_id=self.run.id, address=node.address, task_name=node.task_name, kind=node.kind,
-                       command=node.command, job_config=self.keyer.static_parts(node)[0], inputs=self._inputs(node),
-                       outputs=dict(node.outputs), timeout_seconds=node.timeout_seconds, key=key, python=node.python,
-                       export_specs=node.export_specs, project_root=self.graph.project_root,
-                       flow_file=self.graph.file, log_path="")
+        # (trusted: every value is the engine's own, of the declared type; the containers are copied as
+        # validation would have copied them, so a provider never holds the graph's or the keyer's own)
+        return trusted(JobSpec, run_id=self.run.id, address=node.address, task_name=node.task_name, kind=node.kind,
+                       command=node.command, job_config=dict(self.keyer.static_parts(node)[0]),
+                       inputs=self._inputs(node), outputs=dict(node.outputs), attempt=1,
+                       timeout_seconds=node.timeout_seconds, key=key,
+                       python=dict(node.python) if node.python is not None else None,
+                       export_specs=[dict(spec) for spec in node.export_specs],
+                       project_root=self.graph.project_root, flow_file=self.graph.file, log_path="")
 
     def _stop_leftover(self, address: str, outcome: NodeOutcome, spec: Callable[[], JobSpec], why: str) -> None:
         """A job the interrupted run left running for a node that needs no run now (a cache hit, or gone from
