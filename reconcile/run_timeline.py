@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from vocab.files import write_atomic_parts
-from vocab.masking import json_masked
+from vocab.masking import json_masked, secret_values
 
 if TYPE_CHECKING:
     from reconcile.graph import FlowGraph
@@ -53,11 +53,12 @@ def write_from_outcomes(path: Path, *, graph: FlowGraph, plan: Plan, run: RunRec
 
 def _json_parts(head: dict[str, Any], last: str, items: Iterator[tuple[str, Any]]) -> Iterator[bytes]:
     """`redact_obj({**head, last: dict(items)})` as JSON text, encoded, in pieces: one line per item."""
-    text = json_masked({**head, last: {}})
+    values = secret_values()  # (once for the document, not twice per item)
+    text = json_masked({**head, last: {}}, values)
     yield text[:-len("{}}")].encode()
     sep = "{\n"
     for key, value in items:
-        yield f"{sep}{json_masked(key)}: {json_masked(value)}".encode()
+        yield f"{sep}{json_masked(key, values)}: {json_masked(value, values)}".encode()
         sep = ",\n"
     yield ("{}}" if sep == "{\n" else "\n}}").encode()
 

@@ -113,9 +113,10 @@ class StateStore:
         with a line break (never in JSON text as such) makes the whole document masked at once, as it was."""
         for run in state.runs.values():
             note_masked_inputs(run)
-        if any("\n" in value for value in secret_values()):
-            return iter((redact_bytes(state.to_json_bytes()),))
-        return (redact_bytes(part) for part in state.to_json_parts())
+        values = secret_values()  # (once for the document, not once per piece)
+        if any("\n" in value for value in values):
+            return iter((redact_bytes(state.to_json_bytes(), values),))
+        return (redact_bytes(part, values) for part in state.to_json_parts())
 
     def record_bytes(self, record: JournalRecord) -> bytes:
         if isinstance(record, RunStarted):

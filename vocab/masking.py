@@ -96,13 +96,15 @@ def _redact(text: str, values: list[str]) -> str:
     return text
 
 
-def redact_bytes(data: bytes) -> bytes:
+def redact_bytes(data: bytes, values: list[str] | None = None) -> bytes:
     """`redact` of UTF-8 text given as bytes, without decoding it when there is nothing to mask (the usual case):
-    a 10,000-node state is 30+ MB, and each decoded or re-encoded copy of it is that much more memory."""
-    if not any(value.encode() in data for value in secret_values()) and \
+    a 10,000-node state is 30+ MB, and each decoded or re-encoded copy of it is that much more memory. `values`:
+    `secret_values()`, looked up once by a caller masking a document piece by piece."""
+    values = secret_values() if values is None else values
+    if not any(value.encode() in data for value in values) and \
             b"X-Amz-" not in data and b"Signature=" not in data:
         return data
-    return redact(data.decode()).encode()
+    return _redact(data.decode(), values).encode()
 
 
 def redact_obj(obj: Any) -> Any:
@@ -120,12 +122,12 @@ def _redact_obj(obj: Any, values: list[str]) -> Any:
     return obj
 
 
-def json_masked(obj: Any) -> str:
+def json_masked(obj: Any, values: list[str] | None = None) -> str:
     """`json.dumps(redact_obj(obj), ensure_ascii=False)`, without walking `obj` when its text holds nothing to mask:
     JSON escapes a string character by character, so a secret inside a string shows in the text as the secret's
-    own JSON form (a match that is not one only costs the walk)."""
+    own JSON form (a match that is not one only costs the walk). `values`: as for `redact_bytes`."""
     text = json.dumps(obj, ensure_ascii=False)
-    values = secret_values()
+    values = secret_values() if values is None else values
     if "X-Amz-" in text or "Signature=" in text or \
             any(json.dumps(v, ensure_ascii=False)[1:-1] in text for v in values):
         return json.dumps(_redact_obj(obj, values), ensure_ascii=False)
