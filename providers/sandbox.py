@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import marshal
 import os
 import re
 import shlex
@@ -319,7 +320,7 @@ class Launcher:
                 request["id"] = job.id
                 try:
                     request.update(self._env_against_base(sock, env))
-                    socket.send_fds(sock, [json.dumps(request).encode()], [write_fd, theirs.fileno()])
+                    socket.send_fds(sock, [marshal.dumps(request)], [write_fd, theirs.fileno()])
                 except OSError as e:
                     gone = self._proc is not None and self._proc.poll() is not None
                     raise LauncherError("the job launcher exited" if gone else
@@ -357,7 +358,7 @@ class Launcher:
             if len(changed) + len(unset) <= ENV_CHANGES_MAX:
                 return {"env_base": self._env_base_id, "env": changed, "unset": unset}
         self._env_base_id += 1
-        sock.send(json.dumps({"op": "env", "id": self._env_base_id, "env": env}).encode())
+        sock.send(marshal.dumps({"op": "env", "id": self._env_base_id, "env": env}))
         self._env_base = dict(env)
         return {"env_base": self._env_base_id, "env": {}, "unset": []}
 
@@ -368,7 +369,7 @@ class Launcher:
             if self._sock is None or self._dead is not None:
                 return
             try:
-                self._sock.send(json.dumps({"op": "hold", "why": why}).encode())
+                self._sock.send(marshal.dumps({"op": "hold", "why": why}))
             except OSError:
                 pass
 
@@ -377,7 +378,7 @@ class Launcher:
             if self._sock is None or self._dead is not None:
                 return
             try:
-                self._sock.send(json.dumps({"op": "kill", "id": job.id, "sig": int(sig)}).encode())
+                self._sock.send(marshal.dumps({"op": "kill", "id": job.id, "sig": int(sig)}))
             except OSError:
                 pass
 
