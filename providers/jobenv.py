@@ -36,6 +36,10 @@ def project_variables(project_root: Path, settings: Mapping[str, object] | None 
 
 def job_variables(*, run_id: str, address: str, attempt: int, working_dir: str) -> dict[str, str]:
     """The variables that name one job (its run, node and attempt)."""
-    node = hashlib.sha1(address.encode()).hexdigest()[:8]
-    return {"DOMINO_RUN_ID": f"{run_id}.{node}.{attempt}", "DOMINO_WORKING_DIR": working_dir,
+    return {"DOMINO_RUN_ID": f"{run_id}.{_node_tag(address)}.{attempt}", "DOMINO_WORKING_DIR": working_dir,
             "DOMINO_IS_WORKFLOW_JOB": "true"}
+
+
+@functools.lru_cache(maxsize=1 << 16)  # (a node's tag is asked once per attempt; a digest per job added up)
+def _node_tag(address: str) -> str:
+    return hashlib.sha1(address.encode()).hexdigest()[:8]

@@ -284,7 +284,8 @@ def _store(name: str, t: str, path: Path, blobs: BlobStore, consume: bool, mode:
 def _check_not_a_link(outputs_dir: Path) -> None:
     """A job may replace its whole outputs folder (or the folder above it) with a link, say to /etc: the names
     inside would then all be "inside" it. Nothing is read through such a folder."""
-    for folder in (outputs_dir, outputs_dir.parent):
+    outputs = os.fspath(outputs_dir)
+    for folder in (outputs, os.path.dirname(outputs)):  # (strings: this runs for every job)
         if os.path.islink(folder):
             raise OutputsError(f"the job replaced its outputs folder with a link (to {os.readlink(folder)}); "
                                "nothing was read through it")

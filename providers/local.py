@@ -35,7 +35,7 @@ from providers.blobs.base import BlobStore, ensure_inside
 from providers import pytask
 from vocab.errors import FlowsError, NotStartedError, ProviderError
 from vocab.masking import redact
-from state.model import OutputRecord
+from state.model import OutputRecord, trusted
 
 NO_ISOLATION = ("jobs cannot get a private /workflow here (unshare with mount namespaces is not available): "
                 "they run one at a time, and job scripts must use $FLOWS_INPUTS_DIR / $FLOWS_OUTPUTS_DIR")
@@ -288,14 +288,15 @@ class LocalProvider:
         job_id = f"local-{proc.pid}-{short}"
         with self._lock:
             self._running[job_id] = _Running(proc=proc, folder=folder, log=log, started=time.monotonic())
-        info: dict[str, Any] = {"log": str(log), "pid": proc.pid, "folder": str(folder)}
+        log_text, folder_text = str(log), str(folder)
+        info: dict[str, Any] = {"log": log_text, "pid": proc.pid, "folder": folder_text}
         if isinstance(proc, sandbox.LaunchedJob):  # its launcher (recover finds the job as that launcher's child)
             info["launcher"], info["launcher_start"] = proc.launcher.pid, proc.launcher.started()
         else:
             info["proc_start"] = process_group.process_start(proc.pid)
         self._remember(job_id, info)
-        return JobHandle(provider=self.name, job_id=job_id,
-                         data={"kind": job.kind, "pid": proc.pid, "folder": str(folder), "log": str(log)})
+        return trusted(JobHandle, provider=self.name, job_id=job_id,
+                       data={"kind": job.kind, "pid": proc.pid, "folder": folder_text, "log": log_text})
 
     def _root_path(self, project_root: str) -> Path:
         path = self._root_paths.get(project_root)  # (one Path per project, not one per job)
