@@ -69,7 +69,7 @@ def _default_maker(field: Any) -> Callable[[], Any]:
     if field.default_factory is not None:
         return field.default_factory  # type: ignore[no-any-return]  # (none of ours takes the validated data)
     default = field.default
-    if default is None or isinstance(default, (str, int, float, bool, tuple, frozenset)):
+    if default is None or isinstance(default, (str, int, float, bool)):
         return lambda: default  # immutable: nothing to copy (most defaults are None: 10+ per node)
     return lambda: copy.deepcopy(default)  # (as pydantic: a mutable default is never shared)
 

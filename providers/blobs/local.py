@@ -50,7 +50,7 @@ class LocalBlobStore:
 
     def _path(self, digest: str) -> str:
         # (strings on the per-blob paths: a Path made and printed a dozen times per job added up)
-        return f"{self.url}/{shard(digest)}"
+        return os.path.join(self.url, shard(digest))
 
     def owns(self, uri: str) -> bool:
         """Whether `uri` names a blob of this store."""
@@ -83,7 +83,7 @@ class LocalBlobStore:
         if not self._root_made:
             self.root.mkdir(parents=True, exist_ok=True)
             self._root_made = True
-        return f"{self.url}/.{os.getpid()}.{_TMP_TAG}.{next(_TMP_SERIAL)}.tmp"
+        return os.path.join(self.url, f".{os.getpid()}.{_TMP_TAG}.{next(_TMP_SERIAL)}.tmp")
 
     def put_file(self, path: str | Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
         """`consume`: the caller deletes `path` next and nothing can write to it any more (the job that wrote
@@ -109,7 +109,7 @@ class LocalBlobStore:
             return StoredBlob(digest=digest, uri=self._path(digest), size=len(data))
         tmp = self._tmp()
         try:
-            with open(tmp, "xb") as f:
+            with open(tmp, "wb") as f:
                 f.write(data)
             return self._place(tmp, digest, len(data))
         finally:
