@@ -111,7 +111,6 @@ class LocalProvider:
         self._held_until: Callable[[], float | None] | None = None  # set by queue_starts (StartQueue)
         self._held: str | None = None  # why nothing more starts (hold)
         self._project_envs: dict[str, dict[str, str]] = {}  # project root -> the variables all its jobs get
-        self._root_paths: dict[str, Path] = {}  # project root -> its Path
 
     def close(self) -> None:
         """Stop the resident job launcher, if one was started (it kills any job still running), and remove the
@@ -277,8 +276,8 @@ class LocalProvider:
         folder = prepared.folder if prepared is not None else self._prepared_folder(job, short)
         log_fd = prepared.take_log() if prepared is not None else None
         try:
-            proc = self._spawn(command, cwd=self._root_path(job.project_root), workflow_dir=folder, log_path=log,
-                               env=env, log_fd=log_fd)
+            proc = self._spawn(command, cwd=Path(job.project_root), workflow_dir=folder, log_path=log, env=env,
+                               log_fd=log_fd)
         except FlowsError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -297,12 +296,6 @@ class LocalProvider:
         self._remember(job_id, info)
         return trusted(JobHandle, provider=self.name, job_id=job_id,
                        data={"kind": job.kind, "pid": proc.pid, "folder": folder_text, "log": log_text})
-
-    def _root_path(self, project_root: str) -> Path:
-        path = self._root_paths.get(project_root)  # (one Path per project, not one per job)
-        if path is None:
-            path = self._root_paths[project_root] = Path(project_root)
-        return path
 
     def _project_env(self, project_root: str) -> dict[str, str]:
         """What every job of the project gets alike (made once per project, not per job)."""
