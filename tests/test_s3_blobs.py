@@ -132,6 +132,35 @@ def test_many_blobs_are_listed_and_others_headed_with_the_same_answer(s3: S3Env)
     assert s3_presence.exists(plain, s3.bucket, "blobs/", asked) == want
 
 
+class _PaginatorsCounted:
+    """A client that counts `get_paginator` calls and passes everything else through."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.paginators = client, 0
+
+    def get_paginator(self, name: str) -> Any:
+        self.paginators += 1
+        return self.client.get_paginator(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_listing_the_store_makes_one_paginator_for_its_parallel_lists(s3: S3Env) -> None:
+    """The 16 parallel LISTs share one paginator, made before they start: a fresh client's first paginator loads
+    botocore's paginator model (after walking its data folders), and 16 threads each asking for one at once all
+    loaded it (about a CPU-second on a slow machine: half of a 200-node no-op plan on Domino)."""
+    from providers.blobs import s3_presence
+    from state.s3_client import make_client
+
+    store = s3.blobs()
+    uris = [store.put_bytes(f"blob {i}".encode()).uri for i in range(s3_presence.LIST_FROM)]
+    plain = make_client(region=store.settings["region"], endpoint_url=s3.endpoint, profile=None, transfers=False)
+    counted = _PaginatorsCounted(plain)
+    assert s3_presence.exists(counted, s3.bucket, "blobs/", uris) == {u: True for u in uris}
+    assert counted.paginators == 1
+
+
 def test_list_and_delete_only_touch_blobs(s3: S3Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(s3_blobs, "DELETE_BATCH", 2)  # several DeleteObjects requests
     store = s3.blobs()

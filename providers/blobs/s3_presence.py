@@ -12,9 +12,14 @@ LIST_FROM = 64          # this many blobs of the store to check: list the store 
 
 
 def listed_keys(client: Any, bucket: str, prefix: str) -> set[str]:
-    """Every key of the store's blobs (`<prefix><2 hex>/<digest>`), listed by first hex digit in parallel."""
+    """Every key of the store's blobs (`<prefix><2 hex>/<digest>`), listed by first hex digit in parallel.
+
+    One paginator for the 16 lists, made before they start: a client's first paginator loads botocore's
+    paginator model, and 16 threads asking at once each loaded it (~1 CPU-second on a slow machine)."""
+    paginator = client.get_paginator("list_objects_v2")
+
     def group(first: str) -> list[str]:
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{first}")
+        pages = paginator.paginate(Bucket=bucket, Prefix=f"{prefix}{first}")
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
     with ThreadPoolExecutor(WORKERS) as pool:
