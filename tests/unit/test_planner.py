@@ -198,3 +198,29 @@ def test_a_missing_input_file_is_a_clear_error_naming_node_and_input(flow, engin
     flow.job("load", inputs={"data": Typed("file[csv]", "nope.csv")}, outputs={"n": "int"})
     with pytest.raises(InputError, match=r"wf/load: input data: no such file or directory: .*nope\.csv"):
         engine.plan()
+
+
+def test_a_remote_config_shared_by_every_node_is_resolved_ahead(flow, engine, provider, monkeypatch):
+    """A provider that resolves configs remotely (Domino: round trips) is asked for every distinct config in
+    `resolve_ahead`, which runs beside the blob-presence check; one config shared by all the nodes (the common
+    case) was left to the first node's planning, so its round trips came after that check instead of beside it."""
+    from reconcile.plan import NodeKeyer
+
+    asked: list[str] = []
+
+    def resolve(node):
+        asked.append(node.address)
+        return dict(node.job_config)
+
+    monkeypatch.setattr(type(provider), "resolves_remotely", property(lambda self: True))
+    monkeypatch.setattr(provider, "resolve_config", resolve)
+    for name in ("a", "b", "c"):
+        flow.job(name, job_config={"HardwareTierName": "small"})
+    graph = flow.graph()
+    NodeKeyer(graph, {}, provider, engine.digests).resolve_ahead(list(graph.nodes.values()))
+    assert len(asked) == 1
+    asked.clear()
+    flow.job("d", job_config={"HardwareTierName": "large"})
+    graph = flow.graph()
+    NodeKeyer(graph, {}, provider, engine.digests).resolve_ahead(list(graph.nodes.values()))
+    assert sorted(asked) == ["wf/a", "wf/d"]  # one node per distinct config
