@@ -128,6 +128,8 @@ def main() -> None:
     ap.add_argument("--report", type=Path, help="only print the table of an existing results.json")
     ap.add_argument("--markdown", action="store_true", help="with --report: as a markdown table")
     a = ap.parse_args()
+    # Read now: the partial results saved along the way go to --out, which may be the --merge file itself.
+    base = json.loads(a.merge.read_text()) if a.merge else None
     sizes = [int(s) for s in a.sizes.replace("_", "").split(",") if s.strip()]
     if a.report:
         old = json.loads(a.report.read_text())
@@ -173,7 +175,7 @@ def main() -> None:
             found = sorted(real.rglob(f"{gen.FLOW_NAME}.json")) if real.exists() else []
             if found:
                 res["_real_state"] = str(found[0])
-            save(a.out, res)
+            save(a.out, merged(base, res) if base is not None else res)
 
         ex: dict[str, Any] = {"plan_without_receipt": no_receipt} if no_receipt else {}
         print("CLI start-up ...", flush=True)
@@ -190,13 +192,13 @@ def main() -> None:
                       flush=True)
                 ex["remote_domino_long"] = remote.domino_long_row(work, job_s=a.domino_job_seconds, log=log)
             res["extras"] = series_json(ex)
-            save(a.out, res)
+            save(a.out, merged(base, res) if base is not None else res)
         if a.only_remote:
             res["extras"] = series_json(ex)
             res["elapsed_s"] = round(time.time() - started, 1)
             res["loadavg_end"] = os.getloadavg()
-            if a.merge:
-                res = merged(json.loads(a.merge.read_text()), res)
+            if base is not None:
+                res = merged(base, res)
             save(a.out, res)
             report.print_table(report.build_table(res, *report.revive(res)))
             return
@@ -216,8 +218,8 @@ def main() -> None:
         res["extras"] = series_json(ex)
         res["elapsed_s"] = round(time.time() - started, 1)
         res["loadavg_end"] = os.getloadavg()
-        if a.merge:
-            res = merged(json.loads(a.merge.read_text()), res)
+        if base is not None:
+            res = merged(base, res)
         save(a.out, res)
         report.print_table(report.build_table(res, *report.revive(res)))
         print(f"wrote {a.out}  ({res['elapsed_s']:.0f} s)")
