@@ -130,6 +130,11 @@ def main() -> None:
     a = ap.parse_args()
     # Read now: the partial results saved along the way go to --out, which may be the --merge file itself.
     base = json.loads(a.merge.read_text()) if a.merge else None
+
+    def kept(r: dict[str, Any]) -> dict[str, Any]:
+        """`r` over the --merge file's rows (what is saved)."""
+        return merged(base, r) if base is not None else r
+
     sizes = [int(s) for s in a.sizes.replace("_", "").split(",") if s.strip()]
     if a.report:
         old = json.loads(a.report.read_text())
@@ -175,7 +180,7 @@ def main() -> None:
             found = sorted(real.rglob(f"{gen.FLOW_NAME}.json")) if real.exists() else []
             if found:
                 res["_real_state"] = str(found[0])
-            save(a.out, merged(base, res) if base is not None else res)
+            save(a.out, kept(res))
 
         ex: dict[str, Any] = {"plan_without_receipt": no_receipt} if no_receipt else {}
         print("CLI start-up ...", flush=True)
@@ -192,13 +197,12 @@ def main() -> None:
                       flush=True)
                 ex["remote_domino_long"] = remote.domino_long_row(work, job_s=a.domino_job_seconds, log=log)
             res["extras"] = series_json(ex)
-            save(a.out, merged(base, res) if base is not None else res)
+            save(a.out, kept(res))
         if a.only_remote:
             res["extras"] = series_json(ex)
             res["elapsed_s"] = round(time.time() - started, 1)
             res["loadavg_end"] = os.getloadavg()
-            if base is not None:
-                res = merged(base, res)
+            res = kept(res)
             save(a.out, res)
             report.print_table(report.build_table(res, *report.revive(res)))
             return
@@ -218,8 +222,7 @@ def main() -> None:
         res["extras"] = series_json(ex)
         res["elapsed_s"] = round(time.time() - started, 1)
         res["loadavg_end"] = os.getloadavg()
-        if base is not None:
-            res = merged(base, res)
+        res = kept(res)
         save(a.out, res)
         report.print_table(report.build_table(res, *report.revive(res)))
         print(f"wrote {a.out}  ({res['elapsed_s']:.0f} s)")

@@ -52,9 +52,7 @@ class NodeKeyer:
         for node in nodes:
             distinct.setdefault(json.dumps([node.kind, node.job_config, node.resolve_defaults], sort_keys=True,
                                            default=str), node)
-        if len(distinct) == 1:  # (the common case: here, so it still runs beside the blob-presence check)
-            self.provider.resolve_config(next(iter(distinct.values())))
-        elif distinct:
+        if distinct:  # (one config too: resolved here, it runs beside the blob-presence check)
             with ThreadPoolExecutor(min(workers, len(distinct))) as pool:
                 list(pool.map(self.provider.resolve_config, distinct.values()))
 
