@@ -91,6 +91,31 @@ def test_runtime_runs_a_job_on_python_38(tmp_path: Path, s3: S3Env) -> None:
     assert staging.staged_keys(marker) == []
 
 
+@pytest.mark.parametrize("command", ["echo done > /dev/null", "exit 3"])
+def test_the_runtime_leaves_no_folder_behind(tmp_path: Path, s3: S3Env, command: str) -> None:
+    """The bootstrap writes the runtime into a folder of its own under $TMPDIR and removes it when the node's
+    job ends, succeeded or failed (on Domino the container goes with it; the emulator's jobs and any machine that
+    keeps /tmp would otherwise gather one folder per job)."""
+    from providers.base import JobSpec
+    from providers.domino.staging import Staging, attempt_marker
+
+    project = tmp_path / "project"
+    project.mkdir()
+    job = JobSpec(run_id="r1", address="wf/a", task_name="a", kind="domino_job", command=command, outputs={},
+                  project_root=str(project), flow_file="", log_path=str(tmp_path / "log"))
+    staging = Staging(s3.blobs())
+    staging.workflow_dir = str(tmp_path / "wf")
+    marker = attempt_marker(job.run_id, job.address, job.attempt)
+    bootstrap = staging.prepare(job, {}, marker, ["python3"], {})
+    job_tmp = tmp_path / "job-tmp"
+    job_tmp.mkdir()
+    done = subprocess.run(["bash", "-c", bootstrap], cwd=project, capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], "DOMINO_WORKING_DIR": str(project), "TMPDIR": str(job_tmp)})
+    assert done.returncode == (0 if command.startswith("echo") else 3), done.stdout + done.stderr
+    assert "::flows-result::" in done.stdout
+    assert list(job_tmp.iterdir()) == []
+
+
 def test_a_staged_output_that_is_not_what_the_job_sent_is_refused(tmp_path: Path, s3: S3Env) -> None:
     """The apply side checks size and sha256 of every staged upload; a mismatch keeps nothing."""
     import hashlib

@@ -41,7 +41,8 @@ MAX_EXPIRY = 7 * 24 * 3600      # the longest a SigV4 presigned URL may live
 MAX_COMMAND_BYTES = 8192
 
 # What the job runs first: python3 (else python) fetches the manifest and the runtime, checks the
-# runtime's sha256 and calls its main(). Python 3.8 syntax only; no quote characters of the shell's.
+# runtime's sha256 and calls its main(), then removes the runtime's folder (a machine that keeps /tmp would
+# gather one per job). Python 3.8 syntax only; no quote characters of the shell's.
 BOOTSTRAP = (
     "import sys\n"
     "if sys.version_info<(3,8):sys.exit('flows: the job needs Python 3.8 or newer, '+sys.executable+"
@@ -52,8 +53,12 @@ BOOTSTRAP = (
     "if hashlib.sha256(c).hexdigest()!=m['runtime']['sha256']:sys.exit('flows: the runtime this job "
     "downloaded is not the one flows sent')\n"
     "d=tempfile.mkdtemp(prefix='flows-runtime-');f=os.path.join(d,'flows_runtime.py')\n"
-    "with open(f,'wb') as o:o.write(c)\n"
-    "g={'__name__':'flows_runtime','__file__':f};exec(compile(c,f,'exec'),g);sys.exit(g['main'](m,f))\n")
+    "try:\n"
+    " with open(f,'wb') as o:o.write(c)\n"
+    " g={'__name__':'flows_runtime','__file__':f};exec(compile(c,f,'exec'),g);r=g['main'](m,f)\n"
+    "finally:\n"
+    " import shutil;shutil.rmtree(d,True)\n"
+    "sys.exit(r)\n")
 NO_PYTHON = ("flows: this job has no python3 or python on its PATH ($PATH); the environment needs a "
              "Python 3.8 or newer for the flows runtime")
 
