@@ -33,8 +33,9 @@ def now() -> str:
 
 
 Model = TypeVar("Model", bound=BaseModel)
-# per class: every field name, and how to make each default
-_TRUSTED: dict[type[BaseModel], tuple[set[str], dict[str, Callable[[], Any]]]] = {}
+# per class: every field name (a set, and a tuple in declaration order), how to make each default, and whether
+# pydantic's own model_construct must make its records (extra fields allowed, or a post-init hook)
+_TRUSTED: dict[type[BaseModel], tuple[set[str], tuple[str, ...], dict[str, Callable[[], Any]], bool]] = {}
 
 
 def trusted(cls: type[Model], **values: Any) -> Model:
@@ -45,20 +46,22 @@ def trusted(cls: type[Model], **values: Any) -> Model:
     exclude_unset, so the output is the same as that of a validated model. Defaults are made here: pydantic's
     own path inspects each default factory's signature on every call (CPU, and cyclic garbage)."""
     spec = _TRUSTED.get(cls)
-    if spec is None:
-        spec = _TRUSTED[cls] = (set(cls.model_fields), {name: _default_maker(field) for name, field in
-                                                        cls.model_fields.items() if not field.is_required()})
-    every, defaults = spec
+    if spec is None:  # (`cls.model_fields` is a descriptor of pydantic's: looked up once per class, not per call)
+        fields = cls.model_fields
+        spec = _TRUSTED[cls] = (set(fields), tuple(fields), {name: _default_maker(field) for name, field in
+                                                             fields.items() if not field.is_required()},
+                                cls.model_config.get("extra") == "allow" or bool(cls.__pydantic_post_init__))
+    every, order, defaults, pydantics_own = spec
     for name, make in defaults.items():
         if name not in values:
             values[name] = make()
-    if values.keys() != every or cls.model_config.get("extra") == "allow" or cls.__pydantic_post_init__:
+    if pydantics_own or values.keys() != every:
         return cls.model_construct(_fields_set=every, **values)
     # What model_construct makes of exactly the declared fields, without its per-field search for aliases and
     # defaults (a few of these per node: it was a tenth of the apply's own time per job).
     record = cls.__new__(cls)
     _set = object.__setattr__
-    _set(record, "__dict__", {name: values[name] for name in cls.model_fields})  # (in field order: the JSON's)
+    _set(record, "__dict__", {name: values[name] for name in order})  # (in field order: the JSON's)
     _set(record, "__pydantic_fields_set__", every)
     _set(record, "__pydantic_extra__", None)
     _set(record, "__pydantic_private__", None)
