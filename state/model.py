@@ -21,7 +21,9 @@ from vocab.version import VERSION
 
 # 2: `fence` (the lock generation that last fenced the state), runs' `masked_inputs`
 # 3: approval gates: runs' `approvals` and `waiting`, the run outcome `waiting`
-STATE_VERSION = 3
+# 4: a cache entry whose outputs and fingerprint are those of the node record at its address is stored without
+#    them, marked `from_node` (they were a third of a large state's bytes, read and parsed twice)
+STATE_VERSION = 4
 
 NodeStatus = Literal["succeeded", "failed", "running", "cancelled", "skipped"]
 # waiting: the run stopped at an approval gate nobody answered; `flows apply|recover --approve NAME` goes on.
@@ -117,6 +119,76 @@ class CacheEntry(BaseModel):
     job_id: str | None = None
     created_at: str = Field(default_factory=now)
     fingerprint: dict[str, Any] = Field(default_factory=dict)
+
+
+class StoredCacheEntry(BaseModel):
+    """A cache entry as the state document stores it. With `from_node`, it is the node record's at its `address`
+    but for `job_id` and `created_at`: its key (the document's key for it), task name, run, outputs and fingerprint
+    are the node's, and are not written twice."""
+
+    model_config = ConfigDict(extra="ignore")
+    key: str | None = None
+    task_name: str | None = None
+    address: str
+    outputs: dict[str, OutputRecord] | None = None
+    run_id: str | None = None
+    job_id: str | None = None
+    created_at: str = Field(default_factory=now)
+    fingerprint: dict[str, Any] | None = None
+    from_node: bool = False
+
+
+def _mirrors_its_node(entry: CacheEntry, nodes: dict[str, NodeRecord]) -> bool:
+    node = nodes.get(entry.address)
+    return (node is not None and node.key == entry.key and node.task_name == entry.task_name
+            and node.run_id == entry.run_id
+            and (node.outputs is entry.outputs or node.outputs == entry.outputs)
+            and (node.fingerprint is entry.fingerprint or node.fingerprint == entry.fingerprint))
+
+
+def _stored_entry_json(entry: CacheEntry, nodes: dict[str, NodeRecord]) -> bytes:
+    """One cache entry of the stored document (indent=1, as pydantic writes the rest)."""
+    if not _mirrors_its_node(entry, nodes):
+        return entry.__pydantic_serializer__.to_json(entry, indent=1)
+    return pydantic_core.to_json({"address": entry.address, "job_id": entry.job_id, "created_at": entry.created_at,
+                                  "from_node": True}, indent=1)
+
+
+def _cache_from_stored(stored: dict[str, StoredCacheEntry], nodes: dict[str, NodeRecord],
+                       source: str) -> dict[str, CacheEntry]:
+    """The cache entries of a parsed document, each `from_node` one given its node's outputs and fingerprint (the
+    same objects: one copy in memory, as an apply holds them). Made as `trusted` makes records, in one loop: there
+    is one per node of the state."""
+    every = set(CacheEntry.model_fields)
+    make, set_attribute = CacheEntry.__new__, object.__setattr__
+    cache: dict[str, CacheEntry] = {}
+    for key, entry in stored.items():
+        if entry.from_node:
+            node = nodes.get(entry.address)
+            if node is None or node.key != key:
+                why = "is not in the state" if node is None else "has another key"
+                raise StateError(f"cache entry {key[:12]}: it is that of node {entry.address!r}, which {why}; "
+                                 "restore the state with `flows state history` / `flows state push`", file=source)
+            task_name: str | None = node.task_name
+            run_id = node.run_id
+            outputs: dict[str, OutputRecord] | None = node.outputs
+            fingerprint: dict[str, Any] | None = node.fingerprint
+        else:
+            missing = next((f for f in ("key", "task_name", "outputs") if getattr(entry, f) is None), None)
+            if missing is not None:
+                raise StateError(f"state does not match the schema: cache.{key}.{missing}: Field required",
+                                 file=source)
+            task_name, run_id, outputs, fingerprint = entry.task_name, entry.run_id, entry.outputs, entry.fingerprint
+        record = make(CacheEntry)
+        set_attribute(record, "__dict__", {  # (in field order: the JSON's)
+            "key": key if entry.from_node else entry.key, "task_name": task_name, "address": entry.address,
+            "outputs": outputs, "run_id": run_id, "job_id": entry.job_id, "created_at": entry.created_at,
+            "fingerprint": fingerprint if fingerprint is not None else {}})
+        set_attribute(record, "__pydantic_fields_set__", every)
+        set_attribute(record, "__pydantic_extra__", None)
+        set_attribute(record, "__pydantic_private__", None)
+        cache[key] = record
+    return cache
 
 
 class ArtifactFileRecord(BaseModel):
@@ -216,15 +288,17 @@ class State(BaseModel):
     runs: dict[str, RunRecord] = Field(default_factory=dict)
 
     def to_json(self) -> str:
+        """The whole state, every cache entry written out in full (`flows state show`; not the stored form)."""
         return self.model_dump_json(indent=1)
 
     def to_json_bytes(self) -> bytes:
-        """`to_json()` as UTF-8 bytes, made as bytes (model_dump_json decodes pydantic's bytes into a str)."""
-        return self.__pydantic_serializer__.to_json(self, indent=1)
+        """The stored document (`to_json_parts`) at once."""
+        return b"".join(self.to_json_parts())
 
     def to_json_parts(self) -> Iterator[bytes]:
-        """`to_json_bytes()` in pieces, made as they are asked for: the head, then one piece per node record, cache
-        entry and run. A 10,000-node state is 30+ MB of text; written from these, it is never held whole."""
+        """The stored document in pieces, made as they are asked for: the head, then one piece per node record,
+        cache entry (`StoredCacheEntry`: without what it shares with its node) and run. A 10,000-node state is
+        20+ MB of text; written from these, it is never held whole."""
         shell = self.model_copy(update={"nodes": {}, "cache": {}, "runs": {}})
         head = shell.__pydantic_serializer__.to_json(shell, indent=1)
         tail = b'"nodes": {},\n "cache": {},\n "runs": {}\n}'
@@ -232,11 +306,30 @@ class State(BaseModel):
         yield head[:-len(tail)]
         for name, records in (("nodes", self.nodes), ("cache", self.cache), ("runs", self.runs)):
             yield b'"' + name.encode() + b'": '
-            yield from _dict_parts(records)
+            if name == "cache":
+                yield from _dict_parts(records, lambda entry: _stored_entry_json(entry, self.nodes))
+            else:
+                yield from _dict_parts(records)
             yield b",\n " if name != "runs" else b"\n}"
 
 
-def _dict_parts(records: dict[str, Any]) -> Iterator[bytes]:
+class _StoredState(State):
+    """The state document as stored: its cache entries in their stored form (`parse_state` makes the State)."""
+
+    cache: dict[str, StoredCacheEntry] = Field(default_factory=dict)  # type: ignore[assignment]
+
+    def as_state(self, source: str) -> State:
+        values = {name: getattr(self, name) for name in State.model_fields}
+        values["cache"] = _cache_from_stored(self.cache, self.nodes, source)
+        values["version"] = STATE_VERSION  # (read as is: see _READ_AS_IS)
+        return trusted(State, **values)
+
+
+def _model_json(record: BaseModel) -> bytes:
+    return record.__pydantic_serializer__.to_json(record, indent=1)
+
+
+def _dict_parts(records: dict[str, Any], to_json: Callable[[Any], bytes] = _model_json) -> Iterator[bytes]:
     """A dict of models one level deep in the state, as pydantic writes it with indent=1: each entry's lines two
     levels deep (JSON text has no raw newline but between lines, so indenting after each one is exact)."""
     if not records:
@@ -244,7 +337,7 @@ def _dict_parts(records: dict[str, Any]) -> Iterator[bytes]:
         return
     sep = b"{\n  "
     for key, record in records.items():
-        body = record.__pydantic_serializer__.to_json(record, indent=1).replace(b"\n", b"\n  ")
+        body = to_json(record).replace(b"\n", b"\n  ")
         yield sep + pydantic_core.to_json(key) + b": " + body
         sep = b",\n  "
     yield b"\n }"
@@ -260,8 +353,15 @@ def _upgrade_2(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "version": 3}
 
 
+def _upgrade_3(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 wrote every cache entry whole, which version 4 still reads."""
+    return {**raw, "version": 4}
+
+
 # Upgrade functions, one per older schema version: UPGRADES[n] turns a version-n dict into n+1.
-UPGRADES: dict[int, Any] = {1: _upgrade_1, 2: _upgrade_2}
+UPGRADES: dict[int, Any] = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3}
+# Versions whose documents read as the current one's (no upgrade but the number): no detour through json.loads
+_READ_AS_IS = {3, STATE_VERSION}
 
 
 @contextlib.contextmanager
@@ -284,11 +384,11 @@ def parse_state(text: str | bytes, source: str) -> State:
     """Read a state document; upgrade an older schema, refuse a newer or broken one with a clear error."""
     try:  # the common case, current schema, in one pass of pydantic-core's own JSON parser (2x json.loads + validate)
         with _no_cyclic_gc():
-            current = State.model_validate_json(text)
+            current = _StoredState.model_validate_json(text)
+            if current.version in _READ_AS_IS:
+                return current.as_state(source)
     except ValidationError:
-        current = None  # the checks below say what is wrong
-    if current is not None and current.version == STATE_VERSION:
-        return current
+        pass  # the checks below say what is wrong
     try:
         raw = json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
@@ -307,8 +407,9 @@ def parse_state(text: str | bytes, source: str) -> State:
         raw = UPGRADES[version](raw)
         version = raw["version"]
     try:
-        return State.model_validate(raw)
+        stored = _StoredState.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise StateError(f"state does not match the schema: {loc}: {first['msg']}", file=source) from None
+    return stored.as_state(source)

@@ -55,8 +55,55 @@ def _sample_state() -> State:
 
 # -- formats ------------------------------------------------------------------------------------------
 def test_golden_state_shape(tmp_path: Path) -> None:
-    # (state_v1.json and state_v2.json are what the earlier schemas wrote: read by the upgrade tests below)
-    _golden(f"state_v{STATE_VERSION}.json", _sample_state().to_json() + "\n")
+    # (state_v1.json .. state_v3.json are what the earlier schemas wrote: read by the upgrade tests below)
+    _golden(f"state_v{STATE_VERSION}.json", StateStore(LocalBackend(tmp_path), FLOW).serialise(_sample_state())
+            .decode() + "\n")
+
+
+def test_a_cache_entry_that_is_its_nodes_result_is_stored_once_and_read_back_whole(tmp_path: Path) -> None:
+    """The stored document writes a node's outputs and fingerprint once: its cache entry refers to them. One that
+    differs from its node (an earlier key of it) is written whole. Read back, the state is the one written, and
+    the entry shares its node's objects (one copy in memory)."""
+    state = _sample_state()
+    node = state.nodes["wf/prep"]
+    older = CacheEntry(key="o" * 64, task_name="prep", address=node.address, run_id="r0", created_at=AT,
+                       outputs={"clean": OutputRecord(type="FlyteFile[csv]", digest="e" * 64, uri="/blobs/ee")},
+                       fingerprint={"task": {"name": "prep", "command": "old"}})
+    state.cache[older.key] = older
+    store = StateStore(LocalBackend(tmp_path), FLOW)
+    stored = store.serialise(state)
+    raw = json.loads(stored)
+    assert raw["cache"][node.key or ""] == {"address": "wf/prep", "job_id": "local-1-abc", "created_at": AT,
+                                            "from_node": True}
+    assert raw["cache"][older.key] == json.loads(older.model_dump_json())
+    assert len(stored) < len(state.to_json().encode())  # (`flows state show`: every entry whole)
+    back = parse_state(stored, "s.json")
+    assert back == state and back.model_dump() == state.model_dump()
+    entry = back.cache[node.key or ""]
+    assert entry.outputs is back.nodes["wf/prep"].outputs and entry.fingerprint is back.nodes["wf/prep"].fingerprint
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda raw: raw["nodes"].pop("wf/prep"), "which is not in the state"),
+    (lambda raw: raw["nodes"]["wf/prep"].update(key="z" * 64), "which has another key"),
+])
+def test_a_stored_cache_entry_whose_node_is_gone_or_changed_is_one_clear_error(tmp_path: Path, edit: Any,
+                                                                               why: str) -> None:
+    """A hand-edited document (`flows state push`) whose entry refers to a node that is not its own."""
+    raw = json.loads(StateStore(LocalBackend(tmp_path), FLOW).serialise(_sample_state()))
+    edit(raw)
+    with pytest.raises(StateError, match=f"cache entry k{{12}}: it is that of node 'wf/prep', {why}") as e:
+        parse_state(json.dumps(raw).encode(), "edited.json")
+    assert e.value.file == "edited.json"
+
+
+def test_a_state_of_schema_3_reads_as_is() -> None:
+    """Version 3 wrote every cache entry whole: read as is (the fast path), its version moved to the current."""
+    state = parse_state((GOLDEN / "state_v3.json").read_bytes(), "old.json")
+    assert state.version == STATE_VERSION and state.serial == 3
+    entry = next(iter(state.cache.values()))
+    assert entry.outputs == state.nodes[entry.address].outputs and entry.run_id == "r1"
+    assert state.runs["r1"].approvals["stage"].by == "ann"
 
 
 def test_golden_journal_record_shape() -> None:

@@ -117,10 +117,10 @@ def state_mv(old: str, new: str, flow: Optional[str] = FLOW_OPT, as_json: bool =
 def state_pull(flow: Optional[str] = FLOW_OPT,
                version: Optional[str] = typer.Option(None, "--version", help="An earlier version (see history)."),
                as_json: bool = typer.Option(False, "--json", help="Accepted for symmetry: the state is JSON.")) -> None:
-    """Print the raw state (or an earlier version of it)."""
+    """Print the raw state (or an earlier version of it), as it is stored."""
     ws, flow = _ws(flow)
     st = ws.store(flow).read_version(version) if version else _state(ws, flow)
-    typer.echo(redact(st.to_json()))
+    typer.echo(redact(st.to_json_bytes().decode()))
 
 
 @state_app.command("push")

@@ -50,9 +50,11 @@ def test_a_record_read_back_different_from_the_one_held_wins_and_shares_one_fing
 def test_the_state_is_serialised_as_bytes_identical_to_its_json_text(tmp_path: Path) -> None:
     rec = _finished()
     state = State(flow="wf", nodes={"wf/a": rec.node}, cache={"k1": rec.cache})  # type: ignore[dict-item]
-    assert state.to_json_bytes() == state.to_json().encode()
+    stored = state.to_json_bytes()
+    assert stored == b"".join(state.to_json_parts())
+    assert json.loads(stored)["cache"]["k1"]["from_node"] is True  # (what it shares with its node: written once)
     store = StateStore(LocalBackend(tmp_path), "wf")
-    assert store.serialise(state) == redact(state.to_json()).encode()
+    assert store.serialise(state) == redact(stored.decode()).encode()
 
 
 def test_masking_bytes_masks_what_masking_the_text_masks() -> None:
