@@ -256,9 +256,10 @@ def _parse_times(path: Path, runs: int) -> list[float]:
 
 
 def state_load(n: int, runs: int, work: Path, real_state: Path | None = None) -> dict[str, Any]:
-    """Median time of `parse_state` on a state of n nodes built with the project's own model."""
+    """Median time of `parse_state` on a state of n nodes built with the project's own model, as a state file
+    holds it (the stored form: `State.to_json_parts`)."""
     path = work / f"state-{n}.json"
-    path.write_text(synthetic_state(n).to_json())
+    path.write_bytes(synthetic_state(n).to_json_bytes())
     times = _parse_times(path, runs)
     out: dict[str, Any] = {"nodes": n, "bytes": path.stat().st_size, "parse_s": times,
                            "median_s": statistics.median(times)}

@@ -87,7 +87,7 @@ def main() -> None:
             import extras
             from state.model import parse_state  # noqa: F401 - imported here for the profile's script
             path = root / "state.json"
-            path.write_text(extras.synthetic_state(a.n).to_json())
+            path.write_bytes(extras.synthetic_state(a.n).to_json_bytes())
             script = root / "load.py"
             script.write_text(f"from state.model import parse_state\nparse_state(open({str(path)!r}).read(), 'x')\n")
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]]))

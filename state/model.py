@@ -138,17 +138,17 @@ class StoredCacheEntry(BaseModel):
     from_node: bool = False
 
 
-def _mirrors_its_node(entry: CacheEntry, nodes: dict[str, NodeRecord]) -> bool:
+def _mirrors_its_node(key: str, entry: CacheEntry, nodes: dict[str, NodeRecord]) -> bool:
     node = nodes.get(entry.address)
-    return (node is not None and node.key == entry.key and node.task_name == entry.task_name
+    return (node is not None and node.key == entry.key == key and node.task_name == entry.task_name
             and node.run_id == entry.run_id
             and (node.outputs is entry.outputs or node.outputs == entry.outputs)
             and (node.fingerprint is entry.fingerprint or node.fingerprint == entry.fingerprint))
 
 
-def _stored_entry_json(entry: CacheEntry, nodes: dict[str, NodeRecord]) -> bytes:
+def _stored_entry_json(key: str, entry: CacheEntry, nodes: dict[str, NodeRecord]) -> bytes:
     """One cache entry of the stored document (indent=1, as pydantic writes the rest)."""
-    if not _mirrors_its_node(entry, nodes):
+    if not _mirrors_its_node(key, entry, nodes):
         return entry.__pydantic_serializer__.to_json(entry, indent=1)
     return pydantic_core.to_json({"address": entry.address, "job_id": entry.job_id, "created_at": entry.created_at,
                                   "from_node": True}, indent=1)
@@ -307,7 +307,7 @@ class State(BaseModel):
         for name, records in (("nodes", self.nodes), ("cache", self.cache), ("runs", self.runs)):
             yield b'"' + name.encode() + b'": '
             if name == "cache":
-                yield from _dict_parts(records, lambda entry: _stored_entry_json(entry, self.nodes))
+                yield from _dict_parts(records, lambda key, entry: _stored_entry_json(key, entry, self.nodes))
             else:
                 yield from _dict_parts(records)
             yield b",\n " if name != "runs" else b"\n}"
@@ -325,11 +325,11 @@ class _StoredState(State):
         return trusted(State, **values)
 
 
-def _model_json(record: BaseModel) -> bytes:
+def _model_json(_key: str, record: BaseModel) -> bytes:
     return record.__pydantic_serializer__.to_json(record, indent=1)
 
 
-def _dict_parts(records: dict[str, Any], to_json: Callable[[Any], bytes] = _model_json) -> Iterator[bytes]:
+def _dict_parts(records: dict[str, Any], to_json: Callable[[str, Any], bytes] = _model_json) -> Iterator[bytes]:
     """A dict of models one level deep in the state, as pydantic writes it with indent=1: each entry's lines two
     levels deep (JSON text has no raw newline but between lines, so indenting after each one is exact)."""
     if not records:
@@ -337,7 +337,7 @@ def _dict_parts(records: dict[str, Any], to_json: Callable[[Any], bytes] = _mode
         return
     sep = b"{\n  "
     for key, record in records.items():
-        body = to_json(record).replace(b"\n", b"\n  ")
+        body = to_json(key, record).replace(b"\n", b"\n  ")
         yield sep + pydantic_core.to_json(key) + b": " + body
         sep = b",\n  "
     yield b"\n }"

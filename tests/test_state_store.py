@@ -70,12 +70,14 @@ def test_a_cache_entry_that_is_its_nodes_result_is_stored_once_and_read_back_who
                        outputs={"clean": OutputRecord(type="FlyteFile[csv]", digest="e" * 64, uri="/blobs/ee")},
                        fingerprint={"task": {"name": "prep", "command": "old"}})
     state.cache[older.key] = older
+    state.cache["m" * 64] = state.cache[node.key or ""].model_copy()  # filed under a key not its own: kept as it is
     store = StateStore(LocalBackend(tmp_path), FLOW)
     stored = store.serialise(state)
     raw = json.loads(stored)
     assert raw["cache"][node.key or ""] == {"address": "wf/prep", "job_id": "local-1-abc", "created_at": AT,
                                             "from_node": True}
     assert raw["cache"][older.key] == json.loads(older.model_dump_json())
+    assert raw["cache"]["m" * 64]["key"] == node.key and "from_node" not in raw["cache"]["m" * 64]
     assert len(stored) < len(state.to_json().encode())  # (`flows state show`: every entry whole)
     back = parse_state(stored, "s.json")
     assert back == state and back.model_dump() == state.model_dump()
