@@ -161,6 +161,21 @@ def test_listing_the_store_makes_one_paginator_for_its_parallel_lists(s3: S3Env)
     assert counted.paginators == 1
 
 
+def test_the_domino_staging_clears_share_one_paginator(s3: S3Env) -> None:
+    """The Domino provider clears each finished job's staging keys on two threads: each clear asked the client for
+    a paginator, and the first two (one per thread, at once) each loaded botocore's paginator model."""
+    from providers.domino.staging import Staging
+
+    staging = Staging(s3.blobs())
+    counted = _PaginatorsCounted(staging.s3)
+    staging.s3 = counted
+    for tag in ("flows-a", "flows-b"):
+        s3.client.put_object(Bucket=s3.bucket, Key=f"blobs/staging/{tag}/out/x", Body=b"x")
+        staging.clear(tag)
+    assert counted.paginators == 1
+    assert staging.staged_keys("flows-a") == [] and staging.staged_keys("flows-b") == []
+
+
 def test_list_and_delete_only_touch_blobs(s3: S3Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(s3_blobs, "DELETE_BATCH", 2)  # several DeleteObjects requests
     store = s3.blobs()

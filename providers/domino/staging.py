@@ -109,9 +109,18 @@ class Staging:
         self.workflow_dir: str | None = None  # tests: the job's /workflow elsewhere (a job uses /workflow)
         self._runtime: tuple[str, str] | None = None
         self._lock = threading.Lock()
+        self._lister: Any = None
 
     def _prefix(self, tag: str) -> str:
         return f"{self.blobs.prefix}staging/{tag}/"
+
+    def _listing(self, tag: str) -> Any:
+        """The pages of the attempt's staging keys, through one paginator made once (clears run on two threads: a
+        client's first paginator loads botocore's paginator model, and two at once each loaded it)."""
+        with self._lock:
+            if self._lister is None:
+                self._lister = self.s3.get_paginator("list_objects_v2")
+        return self._lister.paginate(Bucket=self.bucket, Prefix=self._prefix(tag))
 
     def _signer(self) -> Any:
         """A client that signs URLs with SigV4 (what every region takes; a SigV2 URL may be refused)."""
@@ -236,14 +245,13 @@ class Staging:
         """Delete every staging key of the attempt: what was kept is in the store by now."""
         prefix = self._prefix(tag)
         with self.blobs._errors(f"s3://{self.bucket}/{prefix}", "deleting the job's staging keys"):
-            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            pages = self._listing(tag)
             keys = [{"Key": o["Key"]} for page in pages for o in page.get("Contents", [])]
             for i in range(0, len(keys), 1000):
                 self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
 
     def staged_keys(self, tag: str) -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._prefix(tag))
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return [o["Key"] for page in self._listing(tag) for o in page.get("Contents", [])]
 
 
 def _untar(archive: Path, dest: Path, name: str) -> None:
