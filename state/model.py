@@ -59,12 +59,17 @@ def trusted(cls: type[Model], **values: Any) -> Model:
             values[name] = make()
     if pydantics_own or values.keys() != every:
         return cls.model_construct(_fields_set=every, **values)
-    # What model_construct makes of exactly the declared fields, without its per-field search for aliases and
-    # defaults (a few of these per node: it was a tenth of the apply's own time per job).
+    return _record(cls, {name: values[name] for name in order}, every)  # (in field order: the JSON's)
+
+
+def _record(cls: type[Model], fields: dict[str, Any], fields_set: set[str]) -> Model:
+    """What model_construct makes of `fields` (exactly the declared ones, in declaration order), without its
+    per-field search for aliases and defaults (a few of these per node: it was a tenth of the apply's own time per
+    job)."""
     record = cls.__new__(cls)
     _set = object.__setattr__
-    _set(record, "__dict__", {name: values[name] for name in order})  # (in field order: the JSON's)
-    _set(record, "__pydantic_fields_set__", every)
+    _set(record, "__dict__", fields)
+    _set(record, "__pydantic_fields_set__", fields_set)
     _set(record, "__pydantic_extra__", None)
     _set(record, "__pydantic_private__", None)
     return record
@@ -157,10 +162,9 @@ def _stored_entry_json(key: str, entry: CacheEntry, nodes: dict[str, NodeRecord]
 def _cache_from_stored(stored: dict[str, StoredCacheEntry], nodes: dict[str, NodeRecord],
                        source: str) -> dict[str, CacheEntry]:
     """The cache entries of a parsed document, each `from_node` one given its node's outputs and fingerprint (the
-    same objects: one copy in memory, as an apply holds them). Made as `trusted` makes records, in one loop: there
+    same objects: one copy in memory, as an apply holds them). Made as `trusted` makes records (`_record`): there
     is one per node of the state."""
     every = set(CacheEntry.model_fields)
-    make, set_attribute = CacheEntry.__new__, object.__setattr__
     cache: dict[str, CacheEntry] = {}
     for key, entry in stored.items():
         if entry.from_node:
@@ -179,15 +183,10 @@ def _cache_from_stored(stored: dict[str, StoredCacheEntry], nodes: dict[str, Nod
                 raise StateError(f"state does not match the schema: cache.{key}.{missing}: Field required",
                                  file=source)
             task_name, run_id, outputs, fingerprint = entry.task_name, entry.run_id, entry.outputs, entry.fingerprint
-        record = make(CacheEntry)
-        set_attribute(record, "__dict__", {  # (in field order: the JSON's)
+        cache[key] = _record(CacheEntry, {  # (in field order: the JSON's)
             "key": key if entry.from_node else entry.key, "task_name": task_name, "address": entry.address,
             "outputs": outputs, "run_id": run_id, "job_id": entry.job_id, "created_at": entry.created_at,
-            "fingerprint": fingerprint if fingerprint is not None else {}})
-        set_attribute(record, "__pydantic_fields_set__", every)
-        set_attribute(record, "__pydantic_extra__", None)
-        set_attribute(record, "__pydantic_private__", None)
-        cache[key] = record
+            "fingerprint": fingerprint if fingerprint is not None else {}}, every)
     return cache
 
 
