@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from reconcile import run_timeline
 from reconcile.gates import AskApproval, GateQuestion, approver
@@ -30,6 +30,7 @@ from reconcile.plan_model import Plan
 from providers.base import InputValue, JobResult, JobSpec, Provider, StartQueue
 from providers.blobs.base import BlobStore
 from state import journal
+from state.fingerprint_text import Fingerprint
 from state.model import Approval, CacheEntry, GateWait, NodeRecord, OutputRecord, RunRecord, State, now, trusted
 from state.store import Lease, StateStore
 
@@ -242,7 +243,7 @@ class Scheduler:
         self.outcomes: dict[str, NodeOutcome] = {}
         self.stopping = False  # set by the node that fails first (without --keep-going): nothing new starts
         self.lost_lock = False  # set when the lock can no longer be shown to be ours: nothing new starts
-        self._known: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}  # address -> (key, fp, display)
+        self._known: dict[str, tuple[str, Mapping[str, Any], dict[str, Any]]] = {}  # address -> (key, fp, display)
         self._lock = threading.Lock()
         self.presence = BlobPresence(blobs)
         self.slots = JobSlots(1)  # sized by run_all
@@ -323,7 +324,7 @@ class Scheduler:
             value = b.value if b.kind == "literal" else self.keyer.resolver.flow_value(b.name)
         return self.keyer.resolver.picked(b, value, name) if b.path else value
 
-    def _reuse(self, node: Node, outcome: NodeOutcome, key: str, fp: dict[str, Any], display: dict[str, Any],
+    def _reuse(self, node: Node, outcome: NodeOutcome, key: str, fp: Mapping[str, Any], display: dict[str, Any],
                entry: CacheEntry, why: str) -> None:
         self.outputs[node.address] = entry.outputs
         rec = self.state.nodes.get(node.address)
@@ -370,7 +371,7 @@ class Scheduler:
                        log_path="")
 
     # -- approval gates ------------------------------------------------------------------------
-    def _gate(self, node: Node, outcome: NodeOutcome, key: str, fp: dict[str, Any], display: dict[str, Any]) -> None:
+    def _gate(self, node: Node, outcome: NodeOutcome, key: str, fp: Mapping[str, Any], display: dict[str, Any]) -> None:
         """A gate whose upstreams are done: reused when this value was approved before; passed when its name is
         approved (--approve, or earlier in this run); otherwise it waits for the question at the end of the walk."""
         entry = self.state.cache.get(key)
@@ -394,7 +395,7 @@ class Scheduler:
         self.reporter.event(outcome, f"waits for approval: flows apply ... --approve {name}" +
                             (" (or answer below)" if self.ask is not None else ""))
 
-    def _pass_gate(self, node: Node, outcome: NodeOutcome, key: str, fp: dict[str, Any], display: dict[str, Any],
+    def _pass_gate(self, node: Node, outcome: NodeOutcome, key: str, fp: Mapping[str, Any], display: dict[str, Any],
                    approval: Approval) -> None:
         name = node.gate or ""
         if name not in self.run.approvals:
@@ -468,8 +469,9 @@ class Scheduler:
         node = self.graph.nodes[address]
         change = self.plan.node(address)
         outcome = self.outcomes[address]
-        fp, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
-        key = cache_key(fp)
+        raw_fp, display = self.keyer.fingerprint(node, lambda a: self.outputs.get(a))
+        key = cache_key(raw_fp)
+        fp = Fingerprint(raw_fp)  # (its text made once, for the record and the cache entry alike)
         self._known[address] = (key, fp, display)
         if node.kind == "gate":
             self._gate(node, outcome, key, fp, display)

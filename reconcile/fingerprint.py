@@ -19,6 +19,7 @@ from vocab.canonical import canonical_json
 from vocab.flytetypes import canonical_value, is_blob, is_dir
 from reconcile.graph import Binding, FlowGraph, Node
 from reconcile.input_paths import unreadable_reason
+from state.fingerprint_text import has_key_schema
 from state.model import OutputRecord, State
 
 # As in Domino Flows: fields that cannot change results do not invalidate (DESIGN decision 4).
@@ -177,14 +178,14 @@ def upgrade_keys(state: State) -> int:
     fingerprint that was masked, or whose code identity changed since, simply matches nothing: that node runs.)"""
     rekeyed = 0
     for old_key, entry in list(state.cache.items()):
-        if entry.fingerprint and "key_schema" not in entry.fingerprint:
+        if entry.fingerprint and not has_key_schema(entry.fingerprint):
             fp = {"key_schema": KEY_SCHEMA, **entry.fingerprint}
             new_key = cache_key(fp)
             del state.cache[old_key]
             state.cache.setdefault(new_key, entry.model_copy(update={"key": new_key, "fingerprint": fp}))
             rekeyed += 1
     for rec in state.nodes.values():
-        if rec.fingerprint and "key_schema" not in rec.fingerprint:
+        if rec.fingerprint and not has_key_schema(rec.fingerprint):
             rec.fingerprint = {"key_schema": KEY_SCHEMA, **rec.fingerprint}
             rec.key = cache_key(rec.fingerprint) if rec.key else None
             rekeyed += 1

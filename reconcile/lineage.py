@@ -9,7 +9,7 @@ flow's artifact declarations and input edges in each run record (`run_graph`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from vocab.errors import InputError
 from reconcile.graph import FlowGraph
@@ -51,7 +51,7 @@ class Producer:
     address: str
     task_name: str
     outputs: dict[str, OutputRecord]
-    fingerprint: dict[str, Any]
+    fingerprint: Mapping[str, Any]
     key: str | None
     run_id: str | None   # the run whose job made these outputs (not a later run that reused them)
     job_id: str | None

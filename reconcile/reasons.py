@@ -1,11 +1,12 @@
 """Why a node changed: deepdiff of the recorded vs the new fingerprint, in words a person reads."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from reconcile.fingerprint import PENDING
 from reconcile.plan_model import Reason
 from vocab.canonical import canonical_json
+from state.fingerprint_text import as_dict
 from vocab.masking import redact_obj
 
 MAX_VALUE = 60
@@ -31,11 +32,12 @@ def _drop_pending(fp: dict[str, Any], pending: set[str]) -> dict[str, Any]:
     return out
 
 
-def fingerprint_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[Reason]:
+def fingerprint_reasons(recorded: Mapping[str, Any], fresh: Mapping[str, Any]) -> list[Reason]:
     """One Reason per changed leaf (inputs and code grouped per name); inputs still pending are skipped.
 
     Both sides are masked first: a reason shows a value cut short, and a secret cut in two would escape masking."""
-    old, new = redact_obj(old), redact_obj(new)
+    old: dict[str, Any] = redact_obj(as_dict(recorded))
+    new: dict[str, Any] = redact_obj(as_dict(fresh))
     if old.get("key_schema") != new.get("key_schema"):
         return [Reason(field="key_schema", message=f"cache keys are computed anew by this version of flows (key "
                                                    f"schema {old.get('key_schema', 1)} → {new.get('key_schema')}): "

@@ -7,6 +7,7 @@ from typing import Any
 
 from vocab.errors import StateError
 from reconcile.fingerprint import cache_key
+from state.fingerprint_text import fresh_dict
 from vocab.flytetypes import is_dir
 from state.model import State
 
@@ -37,7 +38,7 @@ def move_node(state: State, old: str, new: str) -> None:
     rec.address = new
     if new_task != rec.task_name:
         for entry in [e for e in state.cache.values() if e.task_name == rec.task_name and e.fingerprint]:
-            fp = json.loads(json.dumps(entry.fingerprint))
+            fp = fresh_dict(entry.fingerprint)
             fp["task"]["name"] = new_task
             key = cache_key(fp)
             state.cache.setdefault(key, entry.model_copy(update={"key": key, "task_name": new_task,

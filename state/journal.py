@@ -17,10 +17,12 @@ from typing import Annotated, Any, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from state.fingerprint_text import STORED
 from state.model import Approval, CacheEntry, GateWait, NodeRecord, RunRecord, State, now
 from vocab.errors import StateError
 
-JOURNAL_VERSION = 2  # 2: `gate_approved` records, `waiting` in `run_finished` (approval gates)
+# 2: `gate_approved` records, `waiting` in `run_finished` (approval gates); 3: fingerprints as their JSON text
+JOURNAL_VERSION = 3
 
 
 class _Record(BaseModel):
@@ -111,7 +113,8 @@ def parse_record(data: bytes | str | dict[str, Any], source: str) -> JournalReco
 
 
 def dump_record(record: JournalRecord) -> str:
-    return record.model_dump_json(exclude_none=False)
+    """A journal line: fingerprints as their text, as the state document stores them."""
+    return record.model_dump_json(exclude_none=False, context=STORED)
 
 
 def fold(state: State, records: Iterable[JournalRecord], *, copy: bool = True) -> State:

@@ -11,11 +11,12 @@ import datetime as dt
 import gc
 import json
 import uuid
-from typing import Any, Callable, Iterator, Literal, TypeVar
+from typing import Annotated, Any, Callable, Iterator, Literal, Mapping, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from state.fingerprint_text import STORED, Fingerprint
 from vocab.errors import StateError
 from vocab.version import VERSION
 
@@ -23,7 +24,8 @@ from vocab.version import VERSION
 # 3: approval gates: runs' `approvals` and `waiting`, the run outcome `waiting`
 # 4: a cache entry whose outputs and fingerprint are those of the node record at its address is stored without
 #    them, marked `from_node` (they were a third of a large state's bytes, read and parsed twice)
-STATE_VERSION = 4
+# 5: every fingerprint (node records, cache entries) stored as its JSON text (`state.fingerprint_text`)
+STATE_VERSION = 5
 
 NodeStatus = Literal["succeeded", "failed", "running", "cancelled", "skipped"]
 # waiting: the run stopped at an approval gate nobody answered; `flows apply|recover --approve NAME` goes on.
@@ -95,12 +97,16 @@ class OutputRecord(BaseModel):
     value: Any = None           # primitives: the parsed value, shown in plans and passed downstream
 
 
+# A fingerprint field: a dict, or a Fingerprint (its text until read); stored as text (`STORED` context).
+FingerprintField = Annotated[Mapping[str, Any], Fingerprint]
+
+
 class NodeRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
     address: str
     task_name: str
     key: str | None = None
-    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    fingerprint: FingerprintField = Field(default_factory=dict)
     display: dict[str, Any] = Field(default_factory=dict)   # recorded, not in the key (Title, tiers, ...)
     outputs: dict[str, OutputRecord] = Field(default_factory=dict)
     status: NodeStatus = "succeeded"
@@ -123,7 +129,7 @@ class CacheEntry(BaseModel):
     run_id: str | None = None
     job_id: str | None = None
     created_at: str = Field(default_factory=now)
-    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    fingerprint: FingerprintField = Field(default_factory=dict)
 
 
 class StoredCacheEntry(BaseModel):
@@ -139,7 +145,7 @@ class StoredCacheEntry(BaseModel):
     run_id: str | None = None
     job_id: str | None = None
     created_at: str = Field(default_factory=now)
-    fingerprint: dict[str, Any] | None = None
+    fingerprint: FingerprintField | None = None
     from_node: bool = False
 
 
@@ -154,7 +160,7 @@ def _mirrors_its_node(key: str, entry: CacheEntry, nodes: dict[str, NodeRecord])
 def _stored_entry_json(key: str, entry: CacheEntry, nodes: dict[str, NodeRecord]) -> bytes:
     """One cache entry of the stored document (indent=1, as pydantic writes the rest)."""
     if not _mirrors_its_node(key, entry, nodes):
-        return entry.__pydantic_serializer__.to_json(entry, indent=1)
+        return entry.__pydantic_serializer__.to_json(entry, indent=1, context=STORED)
     return pydantic_core.to_json({"address": entry.address, "job_id": entry.job_id, "created_at": entry.created_at,
                                   "from_node": True}, indent=1)
 
@@ -176,7 +182,7 @@ def _cache_from_stored(stored: dict[str, StoredCacheEntry], nodes: dict[str, Nod
             task_name: str | None = node.task_name
             run_id = node.run_id
             outputs: dict[str, OutputRecord] | None = node.outputs
-            fingerprint: dict[str, Any] | None = node.fingerprint
+            fingerprint: Mapping[str, Any] | None = node.fingerprint
         else:
             missing = next((f for f in ("key", "task_name", "outputs") if getattr(entry, f) is None), None)
             if missing is not None:
@@ -299,7 +305,7 @@ class State(BaseModel):
         cache entry (`StoredCacheEntry`: without what it shares with its node) and run. A 10,000-node state is
         20+ MB of text; written from these, it is never held whole."""
         shell = self.model_copy(update={"nodes": {}, "cache": {}, "runs": {}})
-        head = shell.__pydantic_serializer__.to_json(shell, indent=1)
+        head = shell.__pydantic_serializer__.to_json(shell, indent=1, context=STORED)
         tail = b'"nodes": {},\n "cache": {},\n "runs": {}\n}'
         assert head.endswith(tail), "nodes, cache and runs are the state's last fields, in this order"
         yield head[:-len(tail)]
@@ -325,7 +331,7 @@ class _StoredState(State):
 
 
 def _model_json(_key: str, record: BaseModel) -> bytes:
-    return record.__pydantic_serializer__.to_json(record, indent=1)
+    return record.__pydantic_serializer__.to_json(record, indent=1, context=STORED)
 
 
 def _dict_parts(records: dict[str, Any], to_json: Callable[[str, Any], bytes] = _model_json) -> Iterator[bytes]:
@@ -357,10 +363,15 @@ def _upgrade_3(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "version": 4}
 
 
+def _upgrade_4(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 wrote fingerprints as nested objects, which version 5 still reads."""
+    return {**raw, "version": 5}
+
+
 # Upgrade functions, one per older schema version: UPGRADES[n] turns a version-n dict into n+1.
-UPGRADES: dict[int, Any] = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3}
+UPGRADES: dict[int, Any] = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4}
 # Versions whose documents read as the current one's (no upgrade but the number): no detour through json.loads
-_READ_AS_IS = {3, STATE_VERSION}
+_READ_AS_IS = {3, 4, STATE_VERSION}
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from vocab.canonical import canonical_json
 from vocab.errors import FlowsError, LockHeldError, StateError
 from vocab.masking import redact, redact_bytes, redact_obj, secret_values
 from state.backend import Backend, HistoryEntry, LockInfo, LockLostError
-from state.journal import JournalRecord, RunStarted, fold, parse_record
+from state.journal import JournalRecord, RunStarted, dump_record, fold, parse_record
 from state.model import RunRecord, State, parse_state
 
 
@@ -121,7 +121,7 @@ class StateStore:
     def record_bytes(self, record: JournalRecord) -> bytes:
         if isinstance(record, RunStarted):
             note_masked_inputs(record.run)
-        return redact(record.model_dump_json()).encode()
+        return redact(dump_record(record)).encode()
 
     # -- reading, without the lock ------------------------------------------------------------------
     def read(self) -> tuple[State | None, str | None]:

@@ -16,6 +16,7 @@ import pytest
 from vocab.errors import StateError
 from state import journal
 from state.backend import LockInfo, LockLostError
+from state.fingerprint_text import STORED
 from state.local import LocalBackend
 from state.model import (STATE_VERSION, Approval, CacheEntry, GateWait, NodeRecord, OutputRecord, RunRecord, State,
                          parse_state)
@@ -76,7 +77,7 @@ def test_a_cache_entry_that_is_its_nodes_result_is_stored_once_and_read_back_who
     raw = json.loads(stored)
     assert raw["cache"][node.key or ""] == {"address": "wf/prep", "job_id": "local-1-abc", "created_at": AT,
                                             "from_node": True}
-    assert raw["cache"][older.key] == json.loads(older.model_dump_json())
+    assert raw["cache"][older.key] == json.loads(older.model_dump_json(context=STORED))
     assert raw["cache"]["m" * 64]["key"] == node.key and "from_node" not in raw["cache"]["m" * 64]
     assert len(stored) < len(state.to_json().encode())  # (`flows state show`: every entry whole)
     back = parse_state(stored, "s.json")
@@ -113,7 +114,7 @@ def test_golden_journal_record_shape() -> None:
     _golden(f"journal_node_finished_v{journal.JOURNAL_VERSION}.json",
             json.dumps(json.loads(journal.dump_record(rec)), indent=1) + "\n")
     approved = journal.GateApproved(run_id="r1", name="deploy", approval=Approval(by="ann", at=AT), fence=2)
-    _golden("journal_gate_approved_v2.json", json.dumps(json.loads(journal.dump_record(approved)), indent=1) + "\n")
+    _golden(f"journal_gate_approved_v{journal.JOURNAL_VERSION}.json", json.dumps(json.loads(journal.dump_record(approved)), indent=1) + "\n")
 
 
 def test_a_journal_record_of_journal_version_1_still_reads() -> None:
