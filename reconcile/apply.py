@@ -286,6 +286,8 @@ class Scheduler:
 
     def _record(self, node: NodeRecord, cache: CacheEntry | None) -> None:
         self._journal(trusted(journal.NodeFinished, run_id=self.run.id, node=node, cache=cache))
+        if isinstance(node.fingerprint, Fingerprint):
+            node.fingerprint.settle()  # (its text is what was journaled; the run holds every record to its end)
         with self._lock:
             self.state.nodes[node.address] = node
             if cache is not None:

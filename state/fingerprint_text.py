@@ -58,6 +58,13 @@ class Fingerprint(Mapping[str, Any]):
             self._text = pydantic_core.to_json(self._data).decode()  # (the stored order: the engine's)
         return self._text
 
+    def settle(self) -> None:
+        """Keep the text alone (made now if need be): a record once written keeps no parsed copy of its fingerprint
+        (an apply holds every node's record to its end; the text is a third of the nested dicts' memory)."""
+        if self._data is not None:
+            self.text  # noqa: B018 - made and kept
+            self._data = None
+
     def has_key_schema(self) -> bool:
         """Whether the fingerprint says its key schema: from the text's start when it shows it (the engine puts it
         first), else from the parsed object."""
@@ -76,7 +83,7 @@ class Fingerprint(Mapping[str, Any]):
 
     def __bool__(self) -> bool:
         if self._data is None and self._text is not None:
-            return self._text.strip() != "{}"
+            return ":" in self._text  # (a JSON object with a member has a colon; `{}` and `{ }` have none)
         return bool(self._data)
 
     def __eq__(self, other: object) -> bool:

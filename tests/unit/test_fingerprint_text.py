@@ -115,3 +115,17 @@ def test_a_fingerprint_text_broken_inside_fails_when_read_with_a_clear_error(tmp
     loaded = parse_state(json.dumps(raw), "edited.json")
     with pytest.raises(StateError, match="recorded fingerprint is not valid JSON"):
         loaded.nodes["wf/prep1"].fingerprint.get("task")
+
+
+@pytest.mark.parametrize("text, truth", [("{}", False), ("{ }", False), ('{"a":1}', True)])
+def test_a_stored_fingerprint_is_empty_exactly_when_its_object_is(text: str, truth: bool) -> None:
+    fp = Fingerprint(text=text)
+    assert bool(fp) is truth and fp._data is None  # (told without parsing it)
+    assert bool(fp.data) is truth
+
+
+def test_a_settled_fingerprint_keeps_only_its_text_and_stays_equal() -> None:
+    fp = Fingerprint(json.loads(json.dumps(FP)))
+    fp.settle()
+    assert fp._data is None and fp._text is not None and fp.has_key_schema()
+    assert fp == FP and dict(fp) == FP and cache_key(dict(fp)) == cache_key(FP)
