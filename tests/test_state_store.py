@@ -264,3 +264,23 @@ def test_masked_inputs_keep_a_digest_and_never_the_value(tmp_path: Path, monkeyp
     assert stored.inputs == {"tok": "***", "n": 3} and set(stored.masked_inputs) == {"tok"}
     assert stored.masked_inputs["tok"] == masked_input_digest("r1", "tok", "tok-4f9a-very-secret")
     assert stored.masked_inputs["tok"] != masked_input_digest("r1", "tok", "***")
+
+
+def test_a_secret_that_json_escapes_is_masked_in_the_stored_state_and_the_journal(tmp_path: Path) -> None:
+    """A secret with a quote and a backslash shows in JSON text only escaped (and twice escaped inside a
+    fingerprint's stored text): masked in every form, in the state document and in a journal line alike."""
+    from vocab.masking import register_secret
+    odd = 'pa"ss\\w0rd-Zq81x-é'
+    register_secret(odd)
+    forms = {odd, json.dumps(odd)[1:-1], json.dumps(odd, ensure_ascii=False)[1:-1],
+             json.dumps(json.dumps(odd, ensure_ascii=False)[1:-1], ensure_ascii=False)[1:-1]}
+    node = NodeRecord(address="wf/a", task_name="a", error=f"failed: {odd}",
+                      fingerprint={"key_schema": 2, "inputs": {"pw": {"type": "str", "value": odd}}})
+    store = StateStore(LocalBackend(tmp_path), FLOW)
+    document = store.serialise(State(flow=FLOW, nodes={"wf/a": node})).decode()
+    line = store.record_bytes(journal.NodeFinished(run_id="r1", node=node)).decode()
+    for text in (document, line):
+        assert not [form for form in forms if form in text]
+        assert "***" in text
+    parsed = parse_state(document, "s.json").nodes["wf/a"]  # still a valid document, the value masked
+    assert parsed.error == "failed: ***" and "***" in parsed.fingerprint["inputs"]["pw"]["value"]

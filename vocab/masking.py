@@ -4,7 +4,8 @@ Masked: every value registered with `register_secret` (a Domino API key or token
 value of every environment variable whose name says KEY/TOKEN/SECRET/PASSWORD when the value looks like a
 secret (`looks_like_secret`: not a path, a URL without credentials, a number, a flag or plain words).
 
-Everything the tool prints or writes (state, plan files, logs, errors) goes through `redact`.
+Everything the tool prints or writes (state, plan files, logs, errors) goes through `redact`, which masks each
+secret both as it is and as JSON text escapes it.
 """
 from __future__ import annotations
 
@@ -79,8 +80,16 @@ def _compute_secret_values() -> list[str]:
     for name, value in os.environ.items():
         if SECRET_ENV_NAME.search(name) and not LOCATION_ENV_NAME.search(name) and value and looks_like_secret(value):
             found.add(value)
+    # Each also as JSON text shows it: a secret with a quote, a backslash, a line break or (ASCII-escaped) a
+    # non-ASCII letter appears in a stored document only escaped, and inside a fingerprint's stored text
+    # (`state.fingerprint_text`) escaped twice.
+    forms = set(found)
+    for value in found:
+        for ascii_only in (False, True):
+            once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+            forms.update((once, json.dumps(once, ensure_ascii=ascii_only)[1:-1]))
     # Longest first so a secret containing another is masked whole.
-    return sorted(found, key=len, reverse=True)
+    return sorted(forms, key=len, reverse=True)
 
 
 def redact(text: str) -> str:
