@@ -43,8 +43,8 @@ class NodeKeyer:
 
     def _share(self, part: Any) -> Any:
         """One object for equal parts of different nodes' static fingerprint parts (a config, an interface, a
-        code identity): a flow's nodes mostly share them, and a 10,000-node apply held ~9 MB of equal copies for
-        its whole run. Keyed by `repr`, which tells `1` from `True` and `1.0` (Python's equality does not, and
+        code identity): a flow's nodes mostly share them, and a 10,000-node apply held ~12 MiB of equal copies
+        for its whole run. Keyed by `repr`, which tells `1` from `True` and `1.0` (Python's equality does not, and
         their canonical JSON differs). Safe because these parts are never changed in place (`static_part`)."""
         return self._shared.setdefault(repr(part), part)
 

@@ -60,9 +60,9 @@ class Fingerprint(Mapping[str, Any]):
 
     def settle(self) -> None:
         """Keep the text alone (made now if need be): a record once written keeps no parsed copy of its fingerprint
-        (an apply holds every node's record to its end; the text is a third of the nested dicts' memory)."""
+        (an apply holds every node's record to its end; the text takes less than the nested dicts it stands for)."""
         if self._data is not None:
-            self.text  # noqa: B018 - made and kept
+            self._text = self.text
             self._data = None
 
     def has_key_schema(self) -> bool:

@@ -114,7 +114,8 @@ def test_golden_journal_record_shape() -> None:
     _golden(f"journal_node_finished_v{journal.JOURNAL_VERSION}.json",
             json.dumps(json.loads(journal.dump_record(rec)), indent=1) + "\n")
     approved = journal.GateApproved(run_id="r1", name="deploy", approval=Approval(by="ann", at=AT), fence=2)
-    _golden(f"journal_gate_approved_v{journal.JOURNAL_VERSION}.json", json.dumps(json.loads(journal.dump_record(approved)), indent=1) + "\n")
+    _golden(f"journal_gate_approved_v{journal.JOURNAL_VERSION}.json",
+            json.dumps(json.loads(journal.dump_record(approved)), indent=1) + "\n")
 
 
 def test_a_journal_record_of_journal_version_1_still_reads() -> None:
