@@ -5,8 +5,8 @@ from typing import Any, Mapping
 
 from reconcile.fingerprint import PENDING
 from reconcile.plan_model import Reason
-from vocab.canonical import canonical_json
 from state.fingerprint_text import as_dict
+from vocab.canonical import canonical_json
 from vocab.masking import redact_obj
 
 MAX_VALUE = 60

@@ -29,14 +29,9 @@ class Fingerprint(Mapping[str, Any]):
     _data: dict[str, Any] | None
     _text: str | None
 
-    def __init__(self, data: Mapping[str, Any] | None = None, *, text: str | None = None) -> None:
-        if isinstance(data, Fingerprint):
-            self._data, self._text = data._data, data._text
-            return
-        self._data = dict(data) if data is not None and not isinstance(data, dict) else data
+    def __init__(self, data: dict[str, Any] | None = None, *, text: str | None = None) -> None:
+        self._data = data if data is not None or text is not None else {}
         self._text = text
-        if self._data is None and self._text is None:
-            self._data = {}
 
     @property
     def data(self) -> dict[str, Any]:
@@ -55,7 +50,7 @@ class Fingerprint(Mapping[str, Any]):
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text = pydantic_core.to_json(self._data).decode()  # (the stored order: the engine's)
+            self._text = _text_of(self.data)
         return self._text
 
     def settle(self) -> None:
@@ -125,8 +120,12 @@ class Fingerprint(Mapping[str, Any]):
 
 def _serialise(value: Mapping[str, Any], info: core_schema.SerializationInfo) -> Any:
     if info.mode == "json" and info.context and info.context.get("stored"):
-        return value.text if isinstance(value, Fingerprint) else Fingerprint(value).text
+        return value.text if isinstance(value, Fingerprint) else _text_of(value)
     return value.data if isinstance(value, Fingerprint) else value
+
+
+def _text_of(data: Mapping[str, Any]) -> str:
+    return pydantic_core.to_json(data).decode()  # (compact, in the engine's order: `key_schema` first)
 
 
 def as_dict(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
