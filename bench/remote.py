@@ -84,9 +84,22 @@ class Moto:
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
+    def cpu_seconds(self) -> float | None:
+        """moto's own CPU time so far (user + system, every thread): the server shares this machine's cores with
+        the command measured, where S3's servers are not on the client's machine. None off Linux."""
+        return process_cpu_seconds(self.proc.pid)
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
 def s3_toml(state_url: str, blobs_url: str, project: str) -> str:
@@ -143,10 +156,12 @@ def apply_args(parallelism: int) -> list[str]:
 
 def _series(root: Path, args: list[str], env: dict[str, str], runs: int, proxies: list[LatencyProxy],
             before: Callable[[], None] | None = None, log: Callable[[str], None] = print,
-            label: str = "") -> dict[str, Any]:
-    """Warm-up + `runs` runs; wall time, requests per run (summed over `proxies`), and the load average."""
+            label: str = "", server: Moto | None = None) -> dict[str, Any]:
+    """Warm-up + `runs` runs; wall time, requests per run (summed over `proxies`), the load average, and the CPU
+    time `server` (moto, on this machine) spent answering each run."""
     walls: list[float] = []
     cpus: list[float] = []
+    server_cpus: list[float] = []
     requests: list[int] = []
     load: list[float] = []
     for i in range(runs + 1):
@@ -155,20 +170,27 @@ def _series(root: Path, args: list[str], env: dict[str, str], runs: int, proxies
         for p in proxies:
             p.reset_counts()
         load.append(os.getloadavg()[0])
+        served = server.cpu_seconds() if server is not None else None
         s = flows_timed(root, args, env)
         if s.rc != 0:
             raise RuntimeError(f"{label}: exit {s.rc}: {s.tail(3)}")
         n = sum(p.counts()["requests"] for p in proxies)
+        after = server.cpu_seconds() if server is not None else None
+        server_cpu = after - served if after is not None and served is not None else None
         log(f"    {label} run {i}{' (warm-up)' if i == 0 else ''}: {s.wall:.3f} s (CPU {s.cpu_s:.3f} s), "
-            f"{n} requests")
+            f"{n} requests" + (f"; moto's CPU {server_cpu:.2f} s" if server_cpu is not None else ""))
         if i:
             walls.append(s.wall)
             cpus.append(s.cpu_s)
             requests.append(n)
+            if server_cpu is not None:
+                server_cpus.append(server_cpu)
     # CPU time (user + system) is what a loaded machine inflates least: with the requests x the round trip it
     # bounds what the command costs on an idle one.
     return {"median_wall_s": statistics.median(walls), "walls_s": [round(w, 4) for w in walls],
             "median_cpu_s": statistics.median(cpus), "cpu_s": [round(c, 4) for c in cpus],
+            "median_server_cpu_s": statistics.median(server_cpus) if server_cpus else None,
+            "server_cpu_s": [round(c, 3) for c in server_cpus],
             "requests": requests, "loadavg_1m": load, "last_output_tail": s.tail(2)}
 
 
@@ -192,8 +214,8 @@ def s3_row(work: Path, n: int = 1000, rtt: float = 0.030, runs: int = 5,
         proxy.rtt = rtt
         receipts = root / ".flows" / "plans"
         full = _series(root, plan_args(), env, runs, [proxy], before=lambda: shutil.rmtree(receipts, True),
-                       log=log, label="full plan (no receipt)")
-        noop = _series(root, plan_args(), env, runs, [proxy], log=log, label="no-op plan (receipt)")
+                       log=log, label="full plan (no receipt)", server=moto)
+        noop = _series(root, plan_args(), env, runs, [proxy], log=log, label="no-op plan (receipt)", server=moto)
         return {"nodes": n, "rtt_s": rtt, "full_plan": full, "noop_plan": noop}
     finally:
         proxy.stop()
@@ -247,7 +269,7 @@ def domino_row(work: Path, n: int = 200, rtt: float = 0.050, runs: int = 3, para
         (root / "flows.toml").write_text(domino_toml(s3.url, f"domino{n}"))
         env = {**aws_env(), "DOMINO_API_HOST": api.url, "DOMINO_PROJECT_OWNER": OWNER,
                "DOMINO_PROJECT_NAME": PROJECT, "DOMINO_USER_API_KEY": API_KEY}
-        first = _series(root, plan_args(), env, runs, [api, s3], log=log, label="first plan")
+        first = _series(root, plan_args(), env, runs, [api, s3], log=log, label="first plan", server=moto)
         s3.rtt = 0.0  # the jobs' own transfers go through this proxy too: no latency, counted apart
         api.reset_counts()
         s3.reset_counts()
@@ -259,7 +281,7 @@ def domino_row(work: Path, n: int = 200, rtt: float = 0.050, runs: int = 3, para
         api_counts, s3_counts = api.counts(), s3.counts()
         jobs = len(emu.started_jobs)
         s3.rtt = rtt
-        noop = _series(root, plan_args(), env, runs, [api, s3], log=log, label="no-op plan")
+        noop = _series(root, plan_args(), env, runs, [api, s3], log=log, label="no-op plan", server=moto)
         polls = len(emu.calls("GET", "/v4/jobs"))  # the watcher's list requests (and per-job GETs)
         logs = len(emu.calls("GET", "/v1/projects/"))
         job_own = sum(v for k, v in s3_counts["by_agent"].items() if k.lower().startswith("python-urllib"))

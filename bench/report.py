@@ -132,7 +132,10 @@ def remote_rows(ex: dict[str, Any]) -> list[tuple[str, list[str], str, bool | No
 def _timing(series: dict[str, Any]) -> str:
     text = f"{series['median_wall_s']:.3f} s"
     if series.get("median_cpu_s") is not None:
-        text += f" (CPU {series['median_cpu_s']:.3f} s)"
+        text += f" (CPU {series['median_cpu_s']:.3f} s"
+        if series.get("median_server_cpu_s") is not None:  # moto answering it, on the same cores
+            text += f"; moto's {series['median_server_cpu_s']:.2f} s"
+        text += ")"
     load = series.get("loadavg_1m") or []
     if load:
         text += f" at load {statistics.median(load):.1f}"
