@@ -139,8 +139,8 @@ def main() -> None:
                     if i:
                         walls[t.name].append(wall)
                         parts[t.name].append(got)
-            print(f"N={n:,}: core-seconds (perf -a, {HZ} Hz, median of {a.runs}); the wall is from the tool's first sample to "
-                  "the last of the tool or anything it started")
+            print(f"N={n:,}: core-seconds (perf -a, {HZ} Hz, median of {a.runs}); the wall is from the tool's first "
+                  "sample to the last of the tool or anything it started")
             print(f"  {'':26}" + "".join(f"{t.name:>10}" for t in tools))
             med = {t.name: {c: statistics.median(p[c] for p in parts[t.name]) for c in CATEGORIES} for t in tools}
             for c in CATEGORIES:
@@ -164,6 +164,7 @@ def main() -> None:
                   f"(own {own:.2f}, idle {f['idle']:.2f}; the floor's idle {fl['idle']:.2f})", flush=True)
     a.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {a.out}")
+
 
 if __name__ == "__main__":
     main()

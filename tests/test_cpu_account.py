@@ -50,3 +50,10 @@ def test_each_sample_goes_to_its_part_of_the_run() -> None:
 
 def test_a_recording_without_the_tool_is_empty() -> None:
     assert account(RECORDING, root=999, hz=1000) == (0.0, {})
+
+
+def test_without_perf_it_says_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.cpu_account as cpu_account
+
+    monkeypatch.setattr(cpu_account.shutil, "which", lambda name: None)
+    assert cpu_account.perf_problem() == "needs Linux perf (not found on PATH)"
