@@ -28,7 +28,7 @@ BENCH = Path(__file__).resolve().parent
 
 HZ = 1000
 _FORK = re.compile(r"PERF_RECORD_FORK\((\d+):\d+\):\((\d+):\d+\)")
-_SAMPLE = re.compile(r"^\s*(.+?)\s+(\d+)/(\d+)\s+([\d.]+):\s*$")
+_SAMPLE = re.compile(r"^\s*.+?\s+(\d+)/(\d+)\s+([\d.]+):\s*$")  # command pid/tid time:
 CATEGORIES = ("own: main thread", "own: other threads", "starter", "jobs", "idle", "idle before the first job",
               "idle among the jobs", "idle after the last job", "rest of the machine")
 
@@ -62,7 +62,7 @@ def account(text: str, root: int, hz: int) -> tuple[float, Counter[str]]:
     """(first to last sample in seconds, core-seconds per category) of `perf script --show-task-events -F
     comm,pid,tid,time` output, `root` being the measured tool's pid and `hz` the sampling rate."""
     parent: dict[int, int] = {}
-    samples: list[tuple[str, int, int, float]] = []
+    samples: list[tuple[int, int, float]] = []  # (pid, tid, time)
     for line in text.splitlines():
         if "PERF_RECORD_" in line:
             m = _FORK.search(line)
@@ -71,7 +71,7 @@ def account(text: str, root: int, hz: int) -> tuple[float, Counter[str]]:
             continue
         m = _SAMPLE.match(line)
         if m:
-            samples.append((m.group(1).strip(), int(m.group(2)), int(m.group(3)), float(m.group(4))))
+            samples.append((int(m.group(1)), int(m.group(2)), float(m.group(3))))
     top: dict[int, int | None] = {}  # pid -> the root's child it descends from (None: not the root's)
 
     def under_root(pid: int) -> int | None:
@@ -85,14 +85,14 @@ def account(text: str, root: int, hz: int) -> tuple[float, Counter[str]]:
         return top[pid]
 
     # The run: from the tool's first sample to the last of the tool or anything it started.
-    ours = [at for _, pid, _, at in samples if pid == root or (pid != 0 and under_root(pid) is not None)]
+    ours = [at for pid, _, at in samples if pid == root or (pid != 0 and under_root(pid) is not None)]
     if not ours:
         return 0.0, Counter()
     start, end = min(ours), max(ours)
-    jobs_at = [at for _, pid, _, at in samples if pid not in (0, root) and under_root(pid) not in (None, pid)]
+    jobs_at = [at for pid, _, at in samples if pid not in (0, root) and under_root(pid) not in (None, pid)]
     first_job, last_job = (min(jobs_at), max(jobs_at)) if jobs_at else (end, end)
     counts: Counter[str] = Counter()
-    for _, pid, tid, at in samples:
+    for pid, tid, at in samples:
         if not start <= at <= end:
             continue  # (perf's own start and end)
         if pid == 0:

@@ -21,7 +21,6 @@ import os
 import queue
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +34,7 @@ sys.path.insert(0, os.environ.get("FLOWS_BENCH_SRC") or str(BENCH.parent))  # (t
 import gen  # noqa: E402
 from blake3 import blake3  # noqa: E402
 from providers import sandbox  # noqa: E402
+from tools import Floor, _rm  # noqa: E402
 
 
 def digest_of(data: bytes) -> str:
@@ -170,43 +170,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flows-lean-") as tmp:
         for n in (int(s) for s in a.sizes.split(",")):
             projects = gen.generate(n, Path(tmp) / f"n{n}", None)
-            trash = Path(tmp) / "trash"
-            trash.mkdir(exist_ok=True)
+            floor = Floor(projects)
             ratios: list[float] = []
             cpus: list[float] = []
             lean_walls: list[float] = []
             floor_walls: list[float] = []
             for i in range(a.runs + 1):  # a warm-up round, then `runs`
-                for p in (projects.flows / ".lean", projects.floor / "out"):
-                    if p.exists():  # (set aside, not deleted: a deletion right before a run slows its new files)
-                        os.rename(p, trash / f"{time.monotonic_ns()}")
-                def floor_run() -> float:
-                    t = time.perf_counter()
-                    subprocess.run(["bash", "floor.sh"], cwd=projects.floor, check=True)
-                    return time.perf_counter() - t
-
-                if i % 2:  # (the order alternates round by round)
-                    floor = floor_run()
+                floor.reset()  # (the last run's files set aside, as every bench tool's: tools._rm says why)
+                _rm(floor.trash, projects.flows / ".lean")
+                floor_first = i % 2 == 1  # (the order alternates round by round)
+                floor_wall = _floor_wall(floor) if floor_first else 0.0
                 before = resource.getrusage(resource.RUSAGE_SELF)
                 t = time.perf_counter()
                 lean_apply(projects.flows, projects.nodes, log.write)
                 wall = time.perf_counter() - t
                 after = resource.getrusage(resource.RUSAGE_SELF)
-                if not i % 2:
-                    floor = floor_run()
+                if not floor_first:
+                    floor_wall = _floor_wall(floor)
                 cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
                 print(f"N={n:,} round {i}{' (warm-up)' if i == 0 else ''}: lean {wall:.2f} s (its own CPU "
-                      f"{cpu / n * 1000:.2f} ms a job) | floor {floor:.2f} s | {wall / floor:.2f}×", flush=True)
+                      f"{cpu / n * 1000:.2f} ms a job) | floor {floor_wall:.2f} s | {wall / floor_wall:.2f}×",
+                      flush=True)
                 if i:
-                    ratios.append(wall / floor)
+                    ratios.append(wall / floor_wall)
                     cpus.append(cpu / n * 1000)
                     lean_walls.append(wall)
-                    floor_walls.append(floor)
+                    floor_walls.append(floor_wall)
             print(f"N={n:,}: lean {statistics.median(lean_walls):.2f} s vs floor "
                   f"{statistics.median(floor_walls):.2f} s, {statistics.median(ratios):.2f}× (median of the rounds' "
-                  "own ratios); its own CPU "
-                  f"{statistics.median(cpus):.2f} ms a job", flush=True)
+                  f"own ratios); its own CPU {statistics.median(cpus):.2f} ms a job", flush=True)
 
+
+def _floor_wall(floor: Floor) -> float:
+    sample = floor.run(floor.apply_argv())
+    if sample.rc != 0:
+        raise RuntimeError(f"the floor failed: {sample.tail()}")
+    return sample.wall
 
 if __name__ == "__main__":
     main()
