@@ -3,6 +3,7 @@ at the end (providers/job_folders.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from providers.job_folders import KEEP_BYTES, RetiredFolders, empty_for_reuse, give_back_space
@@ -121,9 +122,19 @@ def test_a_folder_with_anything_but_plain_files_is_not_reused(tmp_path: Path) ->
     (deep / "outputs" / "sub").mkdir()
     extra = _flat_job_folder(tmp_path, "e.1.x")
     (extra / "more").mkdir()
-    for folder in (linked, second_name, deep, extra):
+    elsewhere = tmp_path / "elsewhere"  # a whole folder of the job's swapped for a link to one outside
+    elsewhere.mkdir()
+    (elsewhere / "big").write_bytes(b"y" * (KEEP_BYTES + 1))
+    (elsewhere / "out").write_bytes(b"keep")
+    swapped_inputs, swapped_outputs = _flat_job_folder(tmp_path, "i.1.x"), _flat_job_folder(tmp_path, "o.1.x")
+    for folder, name in ((swapped_inputs, "inputs"), (swapped_outputs, "outputs")):
+        shutil.rmtree(folder / name)
+        (folder / name).symlink_to(elsewhere)
+    for folder in (linked, second_name, deep, extra, swapped_inputs, swapped_outputs):
         assert empty_for_reuse(folder) is None, folder
     assert outside.read_text() == "keep me" and (tmp_path / "other-name").read_bytes() == b"data"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["big", "out"]
+    assert os.path.getsize(elsewhere / "big") == KEEP_BYTES + 1
 
 
 def test_take_hands_out_a_folder_keeping_no_input_name_the_job_lacks(tmp_path: Path) -> None:

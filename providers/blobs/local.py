@@ -103,6 +103,44 @@ class LocalBlobStore:
             raise
         return placed
 
+    def take_file(self, path: str, info: os.stat_result) -> tuple[StoredBlob, bool] | None:
+        """A job's output that is a plain file of one name (`info`: its lstat), which nothing can write any more,
+        becomes the blob (a hard link, hashed): `put_file(consume=True)` with a fraction of its system calls.
+        Returns the blob and whether it is new (then `settle_taken` tells the stat cache, once the job's names
+        are removed: each removal moves its ctime); None, with nothing done, when it cannot be linked here (another
+        filesystem): the caller stores a copy."""
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            return None
+        tmp = self._tmp()
+        try:
+            os.link(path, tmp)
+        except OSError:
+            return None
+        try:
+            digest, size = file_digest_and_size(tmp)
+            target = self._path(digest)
+            if self._intact(target, digest):  # content-addressed: an intact blob is these very bytes
+                os.unlink(tmp)
+                return StoredBlob(digest=digest, uri=target, size=size), False
+            os.chmod(tmp, 0o444)
+            try:
+                os.replace(tmp, target)
+            except FileNotFoundError:  # the shard's first blob
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(tmp, target)
+        except BaseException:
+            _unlink_if_there(tmp)
+            raise
+        return StoredBlob(digest=digest, uri=target, size=size), True
+
+    def settle_taken(self, names: Collection[str], fresh: Collection[tuple[str, str]]) -> None:
+        """After `take_file`: the job's names of the taken files are removed (the blobs keep the files) and the
+        new blobs (`fresh`: uri, digest) are remembered by the stat cache with their final stat."""
+        for name in names:
+            _unlink_if_there(name)
+        for uri, digest in fresh:
+            self.digests.remember(uri, digest)
+
     def put_bytes(self, data: bytes) -> StoredBlob:
         digest = bytes_digest(data)
         if self._intact(self._path(digest), digest):
