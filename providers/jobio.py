@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 from providers.base import InputValue
 from providers.blobs.base import BlobChangedError, BlobStore, ensure_inside, is_s3
+from providers.blobs.local import clone_or_copy
 from providers.pytask import ValueFormatError, format_value, inner_type, json_value, parse_value
 from vocab.digest import TreeError, tree_files
 from vocab.flytetypes import is_blob, is_dir
@@ -57,10 +58,10 @@ class OutputsError(JobIOError):
 
 # ---- inputs ----------------------------------------------------------------------------------------
 
-def write_inputs(inputs: Mapping[str, InputValue], inputs_dir: Path, blobs: BlobStore) -> set[str]:
+def write_inputs(inputs: Mapping[str, InputValue], inputs_dir: Path, blobs: BlobStore, made: bool = False) -> set[str]:
     """Write every input as `<inputs_dir>/<name>`, as Domino does. An optional file input that was not
-    given writes nothing (as on Domino). Returns the names written."""
-    if not inputs_dir.is_dir():  # (a job folder has it already: one stat, not a failed mkdir and a stat)
+    given writes nothing (as on Domino). Returns the names written. `made`: the caller made the folder."""
+    if not made and not inputs_dir.is_dir():  # (a job folder has it already: one stat, not a failed mkdir)
         inputs_dir.mkdir(parents=True, exist_ok=True)
     written: set[str] = set()
     for name, value in inputs.items():
@@ -138,7 +139,7 @@ def fetch(name: str, t: str, location: str, dest: Path, blobs: BlobStore) -> Non
         else:
             raise fail(f"no such directory: {location}")
     elif path.is_file():
-        shutil.copyfile(path, dest)
+        clone_or_copy(location, dest)  # (shutil.copyfile's checks and buffered files cost twice the system calls)
     else:
         raise fail(f"{'expected a file, got a directory' if path.is_dir() else 'no such file'}: {location}")
 

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -34,7 +35,7 @@ from providers import jobio
 from providers.blobs.base import BlobStore, ensure_inside
 from providers import pytask
 from vocab.errors import FlowsError, NotStartedError, ProviderError
-from vocab.masking import redact
+from vocab.masking import env_signature, redact
 from state.model import OutputRecord, trusted
 
 NO_ISOLATION = ("jobs cannot get a private /workflow here (unshare with mount namespaces is not available): "
@@ -111,6 +112,7 @@ class LocalProvider:
         self._held_until: Callable[[], float | None] | None = None  # set by queue_starts (StartQueue)
         self._held: str | None = None  # why nothing more starts (hold)
         self._project_envs: dict[str, dict[str, str]] = {}  # project root -> the variables all its jobs get
+        self._launcher_envs: dict[tuple[object, str], dict[str, str]] = {}  # see _launcher_env
 
     def close(self) -> None:
         """Stop the resident job launcher, if one was started (it kills any job still running), and remove the
@@ -135,12 +137,13 @@ class LocalProvider:
             self._log_folders.add(folder)
 
     def _spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path,
-               env: dict[str, str], log_fd: int | None = None) -> JobProcess:
+               env: dict[str, str], job_env: dict[str, str], log_fd: int | None = None) -> JobProcess:
+        """`env`: what every job of the project gets alike (`_project_env`); `job_env`: this job's own variables."""
         if self._uses_launcher:
             launcher = self._the_launcher()
             if log_fd is None:
                 self._log_folder(log_path)  # (the launcher opens the log)
-            env = sandbox.job_env(workflow_dir, cwd, env, True)
+            shared = self._launcher_env(cwd, env)
             while True:
                 start_by = None
                 if self._held_until is not None:  # (starts held in the launcher: only while the lock is ours)
@@ -150,9 +153,9 @@ class LocalProvider:
                             os.close(log_fd)
                         raise NotStartedError(self._held or "not started: the state lock cannot be shown to be ours")
                 try:
-                    return launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path, env=env,
+                    return launcher.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path, env=shared,
                                           hide=self.hidden, log_fd=log_fd, running=self._running_limit,
-                                          start_by=start_by)
+                                          start_by=start_by, env_changes=job_env)
                 except sandbox.StartExpired:
                     log_fd = None  # (the launcher closed it: the log is opened again, appended to)
                 except sandbox.StartHeld as e:
@@ -162,7 +165,8 @@ class LocalProvider:
         if log_fd is not None:
             os.close(log_fd)
         return process_group.PopenGroup(sandbox.spawn(command, cwd=cwd, workflow_dir=workflow_dir, log_path=log_path,
-                                                      env=env, isolate=self.isolated, hide=self.hidden))
+                                                      env={**env, **job_env}, isolate=self.isolated,
+                                                      hide=self.hidden))
 
     # ---- capabilities --------------------------------------------------------------------------
     @functools.cached_property
@@ -234,7 +238,7 @@ class LocalProvider:
         """The job's folder with its inputs written, while the job waits for a slot (taken by `start`)."""
         if job.kind == "export_artifacts":
             return
-        short = uuid.uuid4().hex[:8]
+        short = _short_id()
         try:
             folder = self._prepared_folder(job, short)
         except (FlowsError, OSError):
@@ -254,7 +258,7 @@ class LocalProvider:
 
     def start(self, job: JobSpec) -> JobHandle:
         if job.kind == "export_artifacts":  # no process: done in wait(), where a failure becomes a result
-            short = uuid.uuid4().hex[:8]
+            short = _short_id()
             log = Path(job.log_path) if job.log_path else self.logs_dir / "local" / f"{short}.log"
             job_id = f"local-{os.getpid()}-{short}"
             self._remember(job_id, {"log": str(log)})
@@ -264,20 +268,20 @@ class LocalProvider:
             raise NotStartedError(self._held)
         # (before the prepared folder and log are taken: a command that cannot be built leaves them to `close`)
         command = self._command(job)
-        env = {**self._project_env(job.project_root), **jobenv.job_variables(
-            run_id=job.run_id, address=job.address, attempt=job.attempt,
-            working_dir=sandbox.CODE if self.isolated else job.project_root)}
+        env = self._project_env(job.project_root)
+        variables = jobenv.job_variables(run_id=job.run_id, address=job.address, attempt=job.attempt,
+                                         working_dir=sandbox.CODE if self.isolated else job.project_root)
         with self._lock:
             prepared = self._prepared.pop((job.run_id, job.address, job.attempt), None)
         if prepared is not None and prepared.log_path != job.log_path:  # (prepared for another log: not its own)
             prepared.close_log()
-        short = prepared.short if prepared is not None else uuid.uuid4().hex[:8]
+        short = prepared.short if prepared is not None else _short_id()
         log = Path(job.log_path) if job.log_path else self.logs_dir / "local" / f"{short}.log"
         folder = prepared.folder if prepared is not None else self._prepared_folder(job, short)
         log_fd = prepared.take_log() if prepared is not None else None
         try:
             proc = self._spawn(command, cwd=Path(job.project_root), workflow_dir=folder, log_path=log, env=env,
-                               log_fd=log_fd)
+                               job_env=variables, log_fd=log_fd)
         except FlowsError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -296,6 +300,17 @@ class LocalProvider:
         self._remember(job_id, info)
         return trusted(JobHandle, provider=self.name, job_id=job_id,
                        data={"kind": job.kind, "pid": proc.pid, "folder": folder_text, "log": log_text})
+
+    def _launcher_env(self, project_root: Path, project_env: dict[str, str]) -> dict[str, str]:
+        """The environment every launched job of the project starts from (this process's, the project's variables,
+        the job folders' fixed places): made again only when this process's environment changed, and otherwise
+        the same dict, never changed (the launcher keeps it: a job sends its own variables only)."""
+        key = (env_signature(), str(project_root))
+        made = self._launcher_envs.get(key)
+        if made is None:
+            made = sandbox.job_env(Path(sandbox.WORKFLOW), project_root, project_env, True)
+            self._launcher_envs = {key: made}  # (one kept: an environment that changed is not asked for again)
+        return made
 
     def _project_env(self, project_root: str) -> dict[str, str]:
         """What every job of the project gets alike (made once per project, not per job)."""
@@ -354,7 +369,7 @@ class LocalProvider:
     def _write_inputs(self, job: JobSpec, inputs_dir: Path) -> set[str]:
         """The job's inputs in Domino's formats (`providers.jobio`), errors naming the node; the names written."""
         try:
-            return jobio.write_inputs(job.inputs, inputs_dir, self.blobs)
+            return jobio.write_inputs(job.inputs, inputs_dir, self.blobs, made=True)
         except jobio.InputsError as e:
             raise ProviderError(str(e), node=job.address) from None
 
@@ -569,6 +584,12 @@ class LocalProvider:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+
+def _short_id() -> str:
+    """The random part of a job's id and folder name: 8 hex digits from `random` (seeded from the system once),
+    not a UUID per job (a system call and an object each)."""
+    return f"{random.getrandbits(32):08x}"
+
 
 def _child_of_launcher(pid: int, launcher: int, launcher_start: object) -> str | None:
     """The start time of process `pid` when it is still a child of the launcher that started the job (the same

@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import socket
+import _socket
 import subprocess
 import sys
 import threading
@@ -167,13 +168,13 @@ class LaunchedJob:
     whichever thread waits for it; signals go through the launcher, which knows whether the job has been reaped
     (so a signal never reaches a reused pid)."""
 
-    def __init__(self, launcher: "Launcher", job_id: int, reply: socket.socket) -> None:
+    def __init__(self, launcher: "Launcher", job_id: int, reply: _socket.socket) -> None:
         self.launcher = launcher
         self.id = job_id
         self.pid = 0
         self.returncode: int | None = None
         self.log_done: threading.Thread | None = None  # the masking pump, when the log needs one
-        self._reply: socket.socket | None = reply
+        self._reply: _socket.socket | None = reply
         self._reading = threading.Lock()  # one reader of the reply socket at a time
         self._timeout: float | None = reply.gettimeout()  # the reply socket's, as last set
 
@@ -256,6 +257,7 @@ class Launcher:
         self._hidden: dict[tuple[str, ...], list[str]] = {}  # `hide` -> the folders to mount over, once all exist
         self._env_base: dict[str, str] | None = None  # the environment the launcher keeps (see _env_against_base)
         self._env_base_id = 0
+        self._env_source: dict[str, str] | None = None  # the caller's dict the base was made from (see above)
         self._started: str | None = None  # the process's start time, once asked (`started`)
 
     def _ensure(self) -> socket.socket:
@@ -295,12 +297,13 @@ class Launcher:
 
     def spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path, env: dict[str, str],
               hide: Iterable[Path], log_fd: int | None = None, running: int | None = None,
-              start_by: float | None = None) -> LaunchedJob:
+              start_by: float | None = None, env_changes: dict[str, str] | None = None) -> LaunchedJob:
         """Start `bash -c command` as `spawn` does in the isolated case; returns once it runs (or raises
         LauncherError with the reason; StartHeld after `hold`). `log_fd`: `log_path` opened already (`open_log`);
         closed here. `running`: at most that many jobs run at once; this one waits in the launcher (in the order
         of the calls) until one of them has ended, and starts then without a word from this process, unless its
-        turn comes after `start_by` (time.monotonic()): then StartExpired."""
+        turn comes after `start_by` (time.monotonic()): then StartExpired. `env_changes`: the job's environment
+        is `env` with these set (`env` then one dict shared by many jobs and never changed: sent once)."""
         values = secret_values()
         if values:  # masked as it is written (a pump thread); with no secret known, the job writes its log itself
             if log_fd is not None:
@@ -311,7 +314,8 @@ class Launcher:
         request: dict[str, Any] = {"op": "spawn", "argv": [self._bash, "-c", f"trap : EXIT\n{command}"],
                    "cwd": str(cwd), "workflow": str(workflow_dir), "hide": self._folders_to_hide(hide),
                    "running": running, "start_by": start_by}
-        reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # (the C module's pair: `socket.socketpair` wraps each end again, asking the kernel for its address)
+        reply, theirs = _socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with self._lock:
                 sock = self._ensure()
@@ -319,7 +323,7 @@ class Launcher:
                 job = LaunchedJob(self, self._next, reply)
                 request["id"] = job.id
                 try:
-                    request.update(self._env_against_base(sock, env))
+                    request.update(self._env_against_base(sock, env, env_changes))
                     socket.send_fds(sock, [marshal.dumps(request)], [write_fd, theirs.fileno()])
                 except OSError as e:
                     gone = self._proc is not None and self._proc.poll() is not None
@@ -346,21 +350,28 @@ class Launcher:
             job.log_done = pump_thread(os.fdopen(read_fd, "rb"), log_path, values)
         return job
 
-    def _env_against_base(self, sock: socket.socket, env: dict[str, str]) -> dict[str, Any]:
-        """Under the lock: a job's environment as the changes from one the launcher was sent before (`env`
-        message), which it keeps: the jobs of an apply share all but a few variables, and the whole environment
-        in every request cost both processes a JSON document of kilobytes per job. A new base is sent when a job
-        differs from the last in more than a few variables."""
+    def _env_against_base(self, sock: socket.socket, env: dict[str, str],
+                          changes: dict[str, str] | None) -> dict[str, Any]:
+        """Under the lock: a job's environment (`env`, with `changes` set) as the changes from one the launcher was
+        sent before (`env` message), which it keeps: the jobs of an apply share all but a few variables, and the
+        whole environment in every request cost both processes a JSON document of kilobytes per job. A new base
+        is sent when a job differs from the last in more than a few variables. With `changes` given, `env` is a
+        dict shared by many jobs and never changed: sent as the base itself, and not compared again, variable by
+        variable, for each of its jobs (their changes are their own variables)."""
+        if changes is not None and env is self._env_source and len(changes) <= ENV_CHANGES_MAX:
+            return {"env_base": self._env_base_id, "env": changes, "unset": []}
+        whole = {**env, **changes} if changes else env
         base = self._env_base
         if base is not None:
-            changed = {k: v for k, v in env.items() if base.get(k) != v}
-            unset = [k for k in base if k not in env]
+            changed = {k: v for k, v in whole.items() if base.get(k) != v}
+            unset = [k for k in base if k not in whole]
             if len(changed) + len(unset) <= ENV_CHANGES_MAX:
                 return {"env_base": self._env_base_id, "env": changed, "unset": unset}
         self._env_base_id += 1
         sock.send(marshal.dumps({"op": "env", "id": self._env_base_id, "env": env}))
         self._env_base = dict(env)
-        return {"env_base": self._env_base_id, "env": {}, "unset": []}
+        self._env_source = env if changes is not None else None
+        return {"env_base": self._env_base_id, "env": dict(changes or {}), "unset": []}
 
     def hold(self, why: str) -> None:
         """Start nothing more: each start waiting in the launcher, and each later one, fails with StartHeld(why).

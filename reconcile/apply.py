@@ -31,7 +31,7 @@ from providers.base import InputValue, JobResult, JobSpec, Provider, StartQueue
 from providers.blobs.base import BlobStore
 from state import journal
 from state.fingerprint_text import Fingerprint
-from state.model import Approval, CacheEntry, GateWait, NodeRecord, OutputRecord, RunRecord, State, now, trusted
+from state.model import Approval, CacheEntry, GateWait, NodeRecord, OutputRecord, RunRecord, State, at, now, trusted
 from state.store import Lease, StateStore
 
 DONE_OK = ("succeeded", "reused")
@@ -528,7 +528,7 @@ class Scheduler:
                       outcome: NodeOutcome, slot: HeldSlot) -> tuple["_Result", str, JobSpec]:
         """The node's job, with its retries, in a job slot: (result, started_at, the last attempt's spec)."""
         outcome.started = time.monotonic()
-        started_at = now()
+        began = time.time()  # (written out only for a job that did not start here: a re-attached one, or none)
         result: _Result | None = None
         for attempt in range(1, node.retries + 2):
             if self.cancel.is_set():
@@ -549,7 +549,7 @@ class Scheduler:
             if attempt <= node.retries:
                 self.reporter.event(outcome, f"attempt {attempt} {result.status}: {result.error}; retrying")
         assert result is not None
-        return result, outcome.started_at or started_at, spec
+        return result, outcome.started_at or at(began), spec
 
     def _attempt_spec(self, spec: JobSpec, address: str, attempt: int) -> JobSpec:
         log = f"{self._run_logs}/{safe_file_name(address)}.{attempt}.log"

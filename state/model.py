@@ -36,6 +36,11 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+def at(seconds: float) -> str:
+    """`now()`'s text for a moment taken earlier with `time.time()`."""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
 Model = TypeVar("Model", bound=BaseModel)
 # per class: every field name (a set, and a tuple in declaration order), how to make each default, and whether
 # pydantic's own model_construct must make its records (extra fields allowed, or a post-init hook)

@@ -424,5 +424,18 @@ def test_each_job_gets_exactly_its_own_environment_however_it_differs_from_the_l
             seen = dict(entry.split("=", 1) for entry in log.read_text().split("\0") if entry)
             seen.pop("PWD", None), seen.pop("SHLVL", None), seen.pop("_", None)  # (set by bash itself)
             assert seen == env, i
+        # One shared dict and each job's own variables (as the local provider starts its jobs): a job sees the
+        # shared ones with its own set, never the last job's own; another shared dict is sent as a new base.
+        shared, other = {**common}, {"ONLY": "other"}
+        for i, (env, changes) in enumerate([(shared, {"RUN": "1"}), (shared, {"RUN": "2", "FLOWS_T_1": "x"}),
+                                            (shared, {}), (other, {"RUN": "3"}), (shared, {"RUN": "4"})]):
+            log = tmp_path / f"shared{i}.log"
+            job = launcher.spawn("env -0", cwd=tmp_path, workflow_dir=tmp_path / "job", log_path=log, env=env,
+                                 hide=[], env_changes=changes)
+            assert job.wait() == 0
+            seen = dict(entry.split("=", 1) for entry in log.read_text().split("\0") if entry)
+            seen.pop("PWD", None), seen.pop("SHLVL", None), seen.pop("_", None)
+            assert seen == {**env, **changes}, i
+        assert shared == common  # (the shared dict is the caller's: never changed)
     finally:
         launcher.close()

@@ -33,11 +33,22 @@ def register_secret(value: str | None) -> None:
 _cache: tuple[object, list[str]] | None = None
 
 
+_env_seen: dict[Any, Any] | None = None  # the environment as last seen by env_signature (a copy)
+_env_version = 0
+
+
 def env_signature() -> object:
-    """Cheap identity of the environment and the registered secrets: redact runs thousands of times a plan."""
+    """Cheap identity of the environment and the registered secrets: redact runs thousands of times a plan (and
+    several times per job of an apply). A version that moves whenever the environment differs from the last look:
+    one comparison of two dicts in C, where hashing a tuple of its items allocated one per variable."""
+    global _env_seen, _env_version
     raw = getattr(os.environ, "_data", None)  # CPython keeps the encoded environment here: no decoding needed
-    env = hash(tuple(raw.items())) if isinstance(raw, dict) else tuple(os.environ.items())
-    return (env, len(_registered))
+    if not isinstance(raw, dict):
+        return (tuple(os.environ.items()), len(_registered))
+    if raw != _env_seen:
+        _env_seen = dict(raw)
+        _env_version += 1
+    return (_env_version, len(_registered))
 
 
 def secret_values() -> list[str]:

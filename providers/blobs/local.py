@@ -30,11 +30,13 @@ __all__ = ["LocalBlobStore", "MANIFEST_HEAD"]
 # with the same pid is never taken for ours) and a serial (itertools.count: one value per call, across threads).
 _TMP_TAG = uuid.uuid4().hex[:12]
 _TMP_SERIAL = itertools.count()
+_PID = os.getpid()  # (asked once: each getpid is a system call, and a temporary name is made per stored blob)
 
 
 def _new_tmp_tag() -> None:
-    global _TMP_TAG
+    global _TMP_TAG, _PID
     _TMP_TAG = uuid.uuid4().hex[:12]
+    _PID = os.getpid()
 
 
 os.register_at_fork(after_in_child=_new_tmp_tag)  # (a forked child draws its own)
@@ -83,7 +85,7 @@ class LocalBlobStore:
         if not self._root_made:
             self.root.mkdir(parents=True, exist_ok=True)
             self._root_made = True
-        return os.path.join(self.url, f".{os.getpid()}.{_TMP_TAG}.{next(_TMP_SERIAL)}.tmp")
+        return os.path.join(self.url, f".{_PID}.{_TMP_TAG}.{next(_TMP_SERIAL)}.tmp")
 
     def put_file(self, path: str | Path, digest: str | None = None, *, consume: bool = False) -> StoredBlob:
         """`consume`: the caller deletes `path` next and nothing can write to it any more (the job that wrote
