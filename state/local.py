@@ -243,7 +243,7 @@ class LocalBackend:
         """Return once the journal is on disk up to this caller's record (group commit): an fsync that started
         after the record was written covers it, so records written while one fsync runs share the next one
         instead of each waiting for its own (an fsync costs ~1.5 ms here)."""
-        sync = self._syncs.setdefault(flow, _GroupSync())
+        sync = self._syncs.get(flow) or self._syncs.setdefault(flow, _GroupSync())  # (one made once, not per record)
         with sync.cond:
             sync.written += 1
             mine = sync.written
