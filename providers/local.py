@@ -98,7 +98,7 @@ class LocalProvider:
         # Folders a job must not see (an empty read-only mount over each): the project's .flows/ (state,
         # blobs, stat cache, logs), and the blob store and state wherever they are configured.
         store = getattr(blobs, "root", None)
-        self.hidden = [self.logs_dir.parent, *([Path(store)] if store else []), *(hide or [])]
+        self.hidden = (self.logs_dir.parent, *([Path(store)] if store else []), *(hide or []))
         self._isolate = isolate
         self._running: dict[str, _Running] = {}
         self._stopped: set[str] = set()
