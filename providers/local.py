@@ -585,10 +585,14 @@ class LocalProvider:
 
 # ---- helpers ---------------------------------------------------------------------------------------
 
+_IDS = random.Random()  # (its own generator, seeded from the system: a flow that seeds `random` does not set it)
+os.register_at_fork(after_in_child=_IDS.seed)  # (a forked child draws its own)
+
+
 def _short_id() -> str:
-    """The random part of a job's id and folder name: 8 hex digits from `random` (seeded from the system once),
-    not a UUID per job (a system call and an object each)."""
-    return f"{random.getrandbits(32):08x}"
+    """The random part of a job's id and folder name: 8 hex digits, not a UUID per job (a system call and an
+    object each)."""
+    return f"{_IDS.getrandbits(32):08x}"
 
 
 def _child_of_launcher(pid: int, launcher: int, launcher_start: object) -> str | None:

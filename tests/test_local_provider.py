@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import shlex
 import threading
 import time
@@ -579,3 +580,16 @@ def test_job_spec_json_round_trip_for_the_runner(tmp_path: Path, blobs: LocalBlo
                      outputs={"o0": "int"})
     command = LocalProvider(blobs, tmp_path / "logs", isolate=False)._command(job)
     assert json.loads(shlex.split(command)[-1])["inputs"] == {"it's \"q\" $x": "int"}
+
+
+def test_a_flow_that_seeds_random_does_not_repeat_job_ids(tmp_path: Path, provider: LocalProvider) -> None:
+    """A job id's random part comes from the provider's own generator: a flow (imported in this process) that seeds
+    `random` cannot make two applies, or two jobs, draw the same ids."""
+    ids = []
+    for address in ("wf/a", "wf/b"):
+        random.seed(7)
+        job = spec(tmp_path, "true", address=address)
+        handle = provider.start(job)
+        assert provider.wait(handle, job, threading.Event()).status == "succeeded"
+        ids.append(handle.job_id.rsplit("-", 1)[1])
+    assert ids[0] != ids[1]
