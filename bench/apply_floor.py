@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +22,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 import gen  # noqa: E402
 from scenarios import run_series  # noqa: E402
+from runner import Series  # noqa: E402
 from tools import Floor, FloorSh, Flows  # noqa: E402
 
 MIB_MB = 1.048576
@@ -50,6 +52,11 @@ def main() -> None:
             if plan is not None:
                 res["flows_noop_plan"] = plan.to_json()
             results[str(n)] = res
+            if f.ok and fl.ok:
+                paired = paired_ratios(f, fl)
+                res["flows_floor_paired"] = paired
+                print(f"N={n:,}: flows/floor round by round (each round's own runs: the machine's speed moves between "
+                      f"rounds) median {statistics.median(paired):.2f}× ({min(paired):.2f}–{max(paired):.2f}×)")
             if f.ok and fl.ok and sh.ok:
                 print(f"N={n:,}: flows apply {f.median_wall():.2f} s · {f.median_rss() * MIB_MB:.0f} MB peak RSS | "
                       f"floor {fl.median_wall():.2f} s | sh -c {sh.median_wall():.2f} s | "
@@ -62,6 +69,11 @@ def main() -> None:
                 print(f"N={n:,}: no-op plan {plan.median_wall():.2f} s · {plan.median_rss() * MIB_MB:.0f} MB peak RSS")
     a.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {a.out}")
+
+
+def paired_ratios(a: Series, b: Series) -> list[float]:
+    """a/b for each round's own pair of runs (run_series runs every tool once per round, in rotating order)."""
+    return [round(x.wall / y.wall, 4) for x, y in zip(a.samples, b.samples)]
 
 
 if __name__ == "__main__":
