@@ -175,21 +175,6 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobS
     take = getattr(blobs, "take_file", None) if consume else None  # (a store that can take a job's own file)
     taken: list[str] = []  # the job's names of files the store took (removed once every output is stored)
     fresh: list[tuple[str, str]] = []  # (uri, digest) of the blobs they made
-    _collect(declared, outputs_dir, blobs, consume, take, records, warnings, missing, stored, taken, fresh)
-    if missing:
-        names = ", ".join(f"'{m}'" for m in missing)
-        raise OutputsError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(outputs_dir)}")
-    if taken:
-        blobs.settle_taken(taken, fresh)  # type: ignore[attr-defined]  # (a store with take_file)
-    if consume and stored:
-        _give_up_taken([(path, t) for _, path, t in stored], {name: records[name] for name, _, _ in stored}, blobs)
-    return records, warnings
-
-
-def _collect(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobStore, consume: bool, take: Any,
-             records: dict[str, OutputRecord], warnings: list[str], missing: list[str],
-             stored: list[tuple[str, str, str]], taken: list[str], fresh: list[tuple[str, str]]) -> None:
-    """`collect_outputs`' walk over the declared outputs, filling the lists it is given."""
     folder = os.fspath(outputs_dir)
     for name, t in declared.items():
         if take is not None and "/" not in name and _plain_name(name):
@@ -215,6 +200,14 @@ def _collect(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobStore, c
             continue
         records[name] = _store(name, t, path, blobs, consume, found.st_mode)
         stored.append((name, os.fspath(path), t))
+    if missing:
+        names = ", ".join(f"'{m}'" for m in missing)
+        raise OutputsError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(outputs_dir)}")
+    if taken:
+        blobs.settle_taken(taken, fresh)  # type: ignore[attr-defined]  # (a store with take_file)
+    if consume and stored:
+        _give_up_taken([(path, t) for _, path, t in stored], {name: records[name] for name, _, _ in stored}, blobs)
+    return records, warnings
 
 
 def _taken(t: str, path: str, take: Any, fresh: list[tuple[str, str]]) -> OutputRecord | None:
