@@ -171,13 +171,15 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobS
     warnings: list[str] = []
     missing: list[str] = []
     _check_not_a_link(outputs_dir)
-    stored: list[tuple[str, str, str]] = []  # (name, path, type) stored (a consumed one's name: given up at the end)
-    take = getattr(blobs, "take_file", None) if consume else None  # (a store that can take a job's own file)
+    stored: list[tuple[str, str, str]] = []  # (name, path, type) stored; a consumed one's name is given up at the end
+    # a store that can take a job's own file whole (the local one), when the caller deletes the folder next
+    take = getattr(blobs, "take_file", None) if consume else None
+    settle = getattr(blobs, "settle_taken", None) if consume else None
     taken: list[str] = []  # the job's names of files the store took (removed once every output is stored)
     fresh: list[tuple[str, str]] = []  # (uri, digest) of the blobs they made
     folder = os.fspath(outputs_dir)
     for name, t in declared.items():
-        if take is not None and "/" not in name and _plain_name(name):
+        if take is not None and settle is not None and "/" not in name and _plain_name(name):
             path_text = os.path.join(folder, name)
             record = _taken(t, path_text, take, fresh)
             if record is not None:
@@ -203,8 +205,8 @@ def collect_outputs(declared: Mapping[str, str], outputs_dir: Path, blobs: BlobS
     if missing:
         names = ", ".join(f"'{m}'" for m in missing)
         raise OutputsError(f"missing output{'s' if len(missing) > 1 else ''} {names}; {_written(outputs_dir)}")
-    if taken:
-        blobs.settle_taken(taken, fresh)  # type: ignore[attr-defined]  # (a store with take_file)
+    if taken and settle is not None:
+        settle(taken, fresh)
     if consume and stored:
         _give_up_taken([(path, t) for _, path, t in stored], {name: records[name] for name, _, _ in stored}, blobs)
     return records, warnings

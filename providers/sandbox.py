@@ -255,7 +255,6 @@ class Launcher:
         self._dead: str | None = None
         self._bash = shutil.which("bash") or "/bin/bash"
         self._hidden: dict[tuple[str, ...], list[str]] = {}  # `hide` -> the folders to mount over, once all exist
-        self._last_hidden: tuple[tuple[Path, ...], list[str]] | None = None  # an immutable `hide` asked last, found
         self._env_base: dict[str, str] | None = None  # the environment the launcher keeps (see _env_against_base)
         self._env_base_id = 0
         self._env_source: dict[str, str] | None = None  # the caller's dict the base was made from (see above)
@@ -288,17 +287,12 @@ class Launcher:
             return self._dead
 
     def _folders_to_hide(self, hide: Iterable[Path]) -> list[str]:
-        last = self._last_hidden
-        if last is not None and last[0] is hide:  # (the same tuple as the last job's: every job of a provider)
-            return last[1]
         key = tuple(map(str, hide))
         found = self._hidden.get(key)
         if found is None:
             found = _outermost(map(Path, key))
             if all(os.path.isdir(folder) for folder in key):  # one made later (the blob store) is looked for again
                 self._hidden[key] = found
-        if isinstance(hide, tuple) and key in self._hidden:
-            self._last_hidden = (hide, found)
         return found
 
     def spawn(self, command: str, *, cwd: Path, workflow_dir: Path, log_path: Path, env: dict[str, str],

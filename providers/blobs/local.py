@@ -67,18 +67,23 @@ class LocalBlobStore:
     def _place(self, tmp: str, digest: str, size: int) -> StoredBlob:
         """Make `tmp` (a private file of verified bytes, `size` of them) the blob `digest`, unless an intact one is
         there."""
+        if self._install(tmp, digest):
+            self.digests.remember(self._path(digest), digest)
+        return StoredBlob(digest=digest, uri=self._path(digest), size=size)
+
+    def _install(self, tmp: str, digest: str) -> bool:
+        """`tmp` renamed to the blob `digest` (True), or dropped when an intact blob is there already (False)."""
         target = self._path(digest)
         if self._intact(target, digest):  # content-addressed: an intact blob is these very bytes
             os.unlink(tmp)
-        else:  # absent, or changed since it was stored: these bytes take its place
-            os.chmod(tmp, 0o444)
-            try:
-                os.replace(tmp, target)
-            except FileNotFoundError:  # the shard's first blob (its folder is made then, not checked every time)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                os.replace(tmp, target)
-            self.digests.remember(target, digest)
-        return StoredBlob(digest=digest, uri=target, size=size)
+            return False
+        os.chmod(tmp, 0o444)  # absent, or changed since it was stored: these bytes take its place
+        try:
+            os.replace(tmp, target)
+        except FileNotFoundError:  # the shard's first blob (its folder is made then, not checked every time)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(tmp, target)
+        return True
 
     def _tmp(self) -> str:
         # unique per call: two jobs of one apply may store the same bytes at the same moment
@@ -120,20 +125,11 @@ class LocalBlobStore:
             return None
         try:
             digest, size = file_digest_and_size(tmp)
-            target = self._path(digest)
-            if self._intact(target, digest):  # content-addressed: an intact blob is these very bytes
-                os.unlink(tmp)
-                return StoredBlob(digest=digest, uri=target, size=size), False
-            os.chmod(tmp, 0o444)
-            try:
-                os.replace(tmp, target)
-            except FileNotFoundError:  # the shard's first blob
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                os.replace(tmp, target)
+            new = self._install(tmp, digest)
         except BaseException:
             _unlink_if_there(tmp)
             raise
-        return StoredBlob(digest=digest, uri=target, size=size), True
+        return StoredBlob(digest=digest, uri=self._path(digest), size=size), new
 
     def settle_taken(self, names: Collection[str], fresh: Collection[tuple[str, str]]) -> None:
         """After `take_file`: the job's names of the taken files are removed (the blobs keep the files) and the
