@@ -2,6 +2,7 @@
 the local-apply row, and so what the rest of flows's per-job code costs.
 
     .venv/bin/python bench/lean_apply.py --sizes 1000 --runs 4
+    .venv/bin/python bench/lean_apply.py --sizes 1000 --runs 6 --flows   # and flows apply, split in its phases
 
 A stand-in apply of the bench DAG that does, per job, what flows's local provider does at the least: a node's
 fingerprint and key (canonical JSON, BLAKE3), a reused job folder, its inputs copied in, a log file, the start
@@ -12,10 +13,17 @@ parallelism 2. It has none of flows's checks, records, messages or recovery: it 
 own process's CPU is reported per job (the jobs and the launcher are its children). Each round runs it and the floor
 (`xargs -P2` waves), the order alternating; the stand-in runs in this process, so Python's start-up and imports are
 not in its wall time (flows's are: ~0.75 s on the fourteenth round's machine).
+
+`--flows` also runs `flows apply` in every round (the three in rotating order) and splits its wall time by its own
+run timeline (`timeline.json`: when each node's job started and when its record was made): the start-up (process
+start to the first job's start), the run (to the last node's record) and the tail (to the process's exit). Then
+the bound it gives: flows's start-up and tail around the stand-in's run, over the floor of the same round — the
+ratio flows would reach with a per-job path as lean as the stand-in's and its start and end as they are.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import queue
@@ -34,7 +42,8 @@ sys.path.insert(0, os.environ.get("FLOWS_BENCH_SRC") or str(BENCH.parent))  # (t
 import gen  # noqa: E402
 from blake3 import blake3  # noqa: E402
 from providers import sandbox  # noqa: E402
-from tools import Floor, _rm  # noqa: E402
+from runner import Sample  # noqa: E402
+from tools import Floor, Flows, _rm  # noqa: E402
 
 
 def digest_of(data: bytes) -> str:
@@ -54,7 +63,12 @@ def lean_apply(project: Path, nodes: list[gen.Node], out: Callable[[str], object
     outputs: dict[str, str] = {}
     digests: dict[str, str] = {}
     free_folders: list[str] = []
-    env = {"PATH": os.environ["PATH"], "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+    # The environment flows's jobs get (and the floor's): this process's, the project's and the job folders'
+    # variables. (Until the sixteenth round the stand-in gave its jobs three variables: no LANG, so no locale loaded
+    # by each of a job's programs, ~1 ms of the job's CPU here, and a short PATH; that made it ~0.6 s faster.)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DOMINO_PROJECT_OWNER": "bench", "DOMINO_PROJECT_NAME": "flows",
+           "DOMINO_STARTING_USERNAME": "bench", "FLOWS_INPUTS_DIR": "/workflow/inputs",
+           "FLOWS_OUTPUTS_DIR": "/workflow/outputs", "FLOWS_PROJECT_ROOT": "/mnt/code"}
     made = [0]
 
     def folder() -> str:
@@ -87,7 +101,9 @@ def lean_apply(project: Path, nodes: list[gen.Node], out: Callable[[str], object
             os.close(dst)
         log = str(work / "logs" / f"{node.name}.log")
         job = launcher.spawn(command, cwd=project, workflow_dir=Path(path), log_path=Path(log), env=env, hide=[work],
-                             log_fd=sandbox.open_log(log), running=2)
+                             log_fd=sandbox.open_log(log), running=2,
+                             env_changes={"DOMINO_RUN_ID": f"bench.{node.name}.1", "DOMINO_WORKING_DIR": "/mnt/code",
+                                          "DOMINO_IS_WORKFLOW_JOB": "true"})
         with journal_lock:
             os.write(journal, (json.dumps({"type": "node_started", "address": node.name, "key": key,
                                            "job_id": job.pid, "attempt": 1}) + "\n").encode())
@@ -164,6 +180,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000")
     ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--flows", action="store_true", help="also flows apply, split into start-up, run and tail")
     a = ap.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     log = open(os.devnull, "w")  # (the progress lines: written, as flows writes them, not shown)
@@ -171,34 +188,71 @@ def main() -> None:
         for n in (int(s) for s in a.sizes.split(",")):
             projects = gen.generate(n, Path(tmp) / f"n{n}", None)
             floor = Floor(projects)
-            ratios: list[float] = []
-            cpus: list[float] = []
-            lean_walls: list[float] = []
-            floor_walls: list[float] = []
+            flows = Flows(projects) if a.flows else None
+            rounds: list[dict[str, float]] = []
             for i in range(a.runs + 1):  # a warm-up round, then `runs`
                 floor.reset()  # (the last run's files set aside, as every bench tool's: tools._rm says why)
                 _rm(floor.trash, projects.flows / ".lean")
-                floor_first = i % 2 == 1  # (the order alternates round by round)
-                floor_wall = _floor_wall(floor) if floor_first else 0.0
-                before = resource.getrusage(resource.RUSAGE_SELF)
-                t = time.perf_counter()
-                lean_apply(projects.flows, projects.nodes, log.write)
-                wall = time.perf_counter() - t
-                after = resource.getrusage(resource.RUSAGE_SELF)
-                if not floor_first:
-                    floor_wall = _floor_wall(floor)
-                cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-                print(f"N={n:,} round {i}{' (warm-up)' if i == 0 else ''}: lean {wall:.2f} s (its own CPU "
-                      f"{cpu / n * 1000:.2f} ms a job) | floor {floor_wall:.2f} s | {wall / floor_wall:.2f}×",
-                      flush=True)
+                got: dict[str, float] = {}
+                steps = ["floor", "lean"] + (["flows"] if flows is not None else [])
+                for step in steps[i % len(steps):] + steps[:i % len(steps)]:  # (the order rotates round by round)
+                    if step == "floor":
+                        got["floor"] = _floor_wall(floor)
+                    elif step == "lean":
+                        before = resource.getrusage(resource.RUSAGE_SELF)
+                        t = time.perf_counter()
+                        lean_apply(projects.flows, projects.nodes, log.write)
+                        got["lean"] = time.perf_counter() - t
+                        after = resource.getrusage(resource.RUSAGE_SELF)
+                        got["cpu"] = ((after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)) / n
+                    else:
+                        assert flows is not None
+                        flows.reset()
+                        got.update(_flows_phases(flows, flows.run(flows.apply_argv())))
+                line = (f"N={n:,} round {i}{' (warm-up)' if i == 0 else ''}: lean {got['lean']:.2f} s (its own CPU "
+                        f"{got['cpu'] * 1000:.2f} ms a job) | floor {got['floor']:.2f} s | "
+                        f"{got['lean'] / got['floor']:.2f}×")
+                if flows is not None:
+                    got["bound"] = got["start"] + got["lean"] + got["tail"]
+                    line += (f" | flows {got['flows']:.2f} s (start-up {got['start']:.2f}, run {got['run']:.2f}, "
+                             f"tail {got['tail']:.2f}) {got['flows'] / got['floor']:.2f}×, its run alone "
+                             f"{got['run'] / got['floor']:.2f}× | bound {got['bound'] / got['floor']:.2f}×")
+                print(line, flush=True)
                 if i:
-                    ratios.append(wall / floor_wall)
-                    cpus.append(cpu / n * 1000)
-                    lean_walls.append(wall)
-                    floor_walls.append(floor_wall)
-            print(f"N={n:,}: lean {statistics.median(lean_walls):.2f} s vs floor "
-                  f"{statistics.median(floor_walls):.2f} s, {statistics.median(ratios):.2f}× (median of the rounds' "
-                  f"own ratios); its own CPU {statistics.median(cpus):.2f} ms a job", flush=True)
+                    rounds.append(got)
+            _summary(n, rounds, flows is not None)
+
+
+def _summary(n: int, rounds: list[dict[str, float]], with_flows: bool) -> None:
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    def ratio(key: str) -> str:  # (the median of each round's own ratio: the machine's speed moves between rounds)
+        values = [r[key] / r["floor"] for r in rounds]
+        return f"{statistics.median(values):.2f}× ({min(values):.2f}–{max(values):.2f})"
+
+    print(f"N={n:,}: lean {med('lean'):.2f} s vs floor {med('floor'):.2f} s, {ratio('lean')} (median of the rounds' "
+          f"own ratios); its own CPU {med('cpu') * 1000:.2f} ms a job", flush=True)
+    if with_flows:
+        print(f"N={n:,}: flows {med('flows'):.2f} s, {ratio('flows')}: start-up {med('start'):.2f} s, run "
+              f"{med('run'):.2f} s ({ratio('run')} alone), tail {med('tail'):.2f} s | flows's start-up and tail around "
+              f"the stand-in's run: {ratio('bound')}", flush=True)
+
+
+def _flows_phases(flows: Flows, sample: Sample) -> dict[str, float]:
+    """The apply's wall time split by its own run timeline (the newest under .flows/logs)."""
+    if sample.rc != 0:
+        raise RuntimeError(f"flows apply failed: {sample.tail()}")
+    timeline = max((flows.cwd / ".flows" / "logs").glob("*/*/timeline.json"), key=lambda p: p.stat().st_mtime)
+    nodes = json.loads(timeline.read_text())["nodes"].values()
+
+    def seconds(text: str) -> float:
+        return dt.datetime.fromisoformat(text).timestamp()
+
+    first = min(seconds(x["started_at"]) for x in nodes if x.get("started_at"))
+    last = max(seconds(x["finished_at"]) for x in nodes if x.get("finished_at"))
+    end = sample.began + sample.wall
+    return {"flows": sample.wall, "start": first - sample.began, "run": last - first, "tail": end - last}
 
 
 def _floor_wall(floor: Floor) -> float:

@@ -33,6 +33,7 @@ class Sample:
     rc: int
     output: str            # stdout + stderr (for the checks and for error messages)
     timed_out: bool = False
+    began: float = 0.0     # time.time() when it was started (to place a tool's own timestamps in the run)
 
     def tail(self, lines: int = 2) -> str:
         """The last meaningful lines (rich traceback frames and box drawing left out), for a skip reason."""
@@ -46,7 +47,7 @@ def measure(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None,
     """Run argv to completion (or kill its process group at `timeout`) and measure it."""
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss_file:
         prefix = [TIME, "-f", "%M", "-o", rss_file.name] if TIME else []
-        t0 = time.perf_counter()
+        began, t0 = time.time(), time.perf_counter()
         proc = subprocess.Popen(prefix + list(argv), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         killed = threading.Event()
@@ -73,7 +74,8 @@ def measure(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None,
             # `time` writes "Command exited with non-zero status N" before the figure when rc != 0
             figures = [x for x in rss_file.read().split() if x.isdigit()]
             rss_kb = float(figures[-1]) if figures else float("nan")
-    return Sample(wall=wall, rss_mb=rss_kb / 1024, rc=proc.returncode, output=text, timed_out=killed.is_set())
+    return Sample(wall=wall, rss_mb=rss_kb / 1024, rc=proc.returncode, output=text, timed_out=killed.is_set(),
+                  began=began)
 
 
 @dataclasses.dataclass
