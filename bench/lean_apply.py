@@ -2,7 +2,7 @@
 the local-apply row, and so what the rest of flows's per-job code costs.
 
     .venv/bin/python bench/lean_apply.py --sizes 1000 --runs 4
-    .venv/bin/python bench/lean_apply.py --sizes 1000 --runs 6 --flows   # and flows apply, split in its phases
+    .venv/bin/python bench/lean_apply.py --sizes 1000 --runs 6 --flows --ladder   # and flows apply, split in its phases
 
 A stand-in apply of the bench DAG that does, per job, what flows's local provider does at the least: a node's
 fingerprint and key (canonical JSON, BLAKE3), a reused job folder, its inputs copied in, a log file, the start
@@ -19,6 +19,10 @@ run timeline (`timeline.json`: when each node's job started and when its record 
 start to the first job's start), the run (to the last node's record) and the tail (to the process's exit). Then
 the bound it gives: flows's start-up and tail around the stand-in's run, over the floor of the same round — the
 ratio flows would reach with a per-job path as lean as the stand-in's and its start and end as they are.
+
+`--ladder` adds two rungs to every round: the same jobs started through the same launcher by four threads with a log
+file each and nothing else (what starting jobs this way costs at all), and the stand-in without its fsyncs (what one
+synced result line a job costs).
 """
 from __future__ import annotations
 
@@ -50,8 +54,62 @@ def digest_of(data: bytes) -> str:
     return blake3(data).hexdigest()
 
 
-def lean_apply(project: Path, nodes: list[gen.Node], out: Callable[[str], object]) -> None:
-    """One apply of `nodes` in `project`, its files under `project/.lean`; `out` takes the progress lines."""
+def job_env() -> dict[str, str]:
+    """The environment flows's jobs get (and the floor's): this process's, the project's and the job folders'
+    variables. (Until the sixteenth round the stand-in gave its jobs three variables: no LANG, so no locale loaded by
+    each of a job's programs, ~0.9 ms of the job's CPU here, and a short PATH; that made it ~0.6 s faster.)"""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "DOMINO_PROJECT_OWNER": "bench", "DOMINO_PROJECT_NAME": "flows",
+            "DOMINO_STARTING_USERNAME": "bench", "FLOWS_INPUTS_DIR": "/workflow/inputs",
+            "FLOWS_OUTPUTS_DIR": "/workflow/outputs", "FLOWS_PROJECT_ROOT": "/mnt/code"}
+
+
+def _job_variables(node: gen.Node) -> dict[str, str]:
+    return {"DOMINO_RUN_ID": f"bench.{node.name}.1", "DOMINO_WORKING_DIR": "/mnt/code", "DOMINO_IS_WORKFLOW_JOB": "true"}
+
+
+def launcher_only(project: Path, nodes: list[gen.Node]) -> None:
+    """The ladder's first rung: the same jobs, in the same order, started through the same launcher by four threads,
+    with a log file each and nothing else (no key, no journal, no store: each thread's folder holds every input a
+    job may read, written once)."""
+    work = project / ".lean"
+    (work / "logs").mkdir(parents=True)
+    launcher = sandbox.Launcher()
+    env = job_env()
+    source = (project / "data" / "src0.csv").read_bytes()
+    todo: queue.SimpleQueue[gen.Node | None] = queue.SimpleQueue()
+    failed: list[str] = []
+
+    def worker(k: int) -> None:
+        folder = work / f"jobs{k}"
+        (folder / "inputs").mkdir(parents=True)
+        (folder / "outputs").mkdir()
+        for name in ("a", "b"):
+            (folder / "inputs" / name).write_bytes(source)
+        while (node := todo.get()) is not None:
+            log = str(work / "logs" / f"{node.name}.log")
+            job = launcher.spawn(gen.flows_command(node), cwd=project, workflow_dir=folder, log_path=Path(log), env=env,
+                                 hide=[work], log_fd=sandbox.open_log(log), running=2,
+                                 env_changes=_job_variables(node))
+            if job.wait() != 0:
+                failed.append(node.name)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for node in nodes:
+        todo.put(node)
+    for _ in threads:
+        todo.put(None)
+    for t in threads:
+        t.join()
+    launcher.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs failed, {failed[0]} first")
+
+
+def lean_apply(project: Path, nodes: list[gen.Node], out: Callable[[str], object], sync: bool = True) -> None:
+    """One apply of `nodes` in `project`, its files under `project/.lean`; `out` takes the progress lines. `sync`:
+    each result line is synced (fsync), as flows's are."""
     work = project / ".lean"
     (work / "jobs").mkdir(parents=True)
     (work / "store").mkdir()
@@ -63,12 +121,7 @@ def lean_apply(project: Path, nodes: list[gen.Node], out: Callable[[str], object
     outputs: dict[str, str] = {}
     digests: dict[str, str] = {}
     free_folders: list[str] = []
-    # The environment flows's jobs get (and the floor's): this process's, the project's and the job folders'
-    # variables. (Until the sixteenth round the stand-in gave its jobs three variables: no LANG, so no locale loaded
-    # by each of a job's programs, ~1 ms of the job's CPU here, and a short PATH; that made it ~0.6 s faster.)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DOMINO_PROJECT_OWNER": "bench", "DOMINO_PROJECT_NAME": "flows",
-           "DOMINO_STARTING_USERNAME": "bench", "FLOWS_INPUTS_DIR": "/workflow/inputs",
-           "FLOWS_OUTPUTS_DIR": "/workflow/outputs", "FLOWS_PROJECT_ROOT": "/mnt/code"}
+    env = job_env()
     made = [0]
 
     def folder() -> str:
@@ -102,8 +155,7 @@ def lean_apply(project: Path, nodes: list[gen.Node], out: Callable[[str], object
         log = str(work / "logs" / f"{node.name}.log")
         job = launcher.spawn(command, cwd=project, workflow_dir=Path(path), log_path=Path(log), env=env, hide=[work],
                              log_fd=sandbox.open_log(log), running=2,
-                             env_changes={"DOMINO_RUN_ID": f"bench.{node.name}.1", "DOMINO_WORKING_DIR": "/mnt/code",
-                                          "DOMINO_IS_WORKFLOW_JOB": "true"})
+                             env_changes=_job_variables(node))
         with journal_lock:
             os.write(journal, (json.dumps({"type": "node_started", "address": node.name, "key": key,
                                            "job_id": job.pid, "attempt": 1}) + "\n").encode())
@@ -133,7 +185,8 @@ def lean_apply(project: Path, nodes: list[gen.Node], out: Callable[[str], object
                            "finished_at": time.time()}) + "\n"
         with journal_lock:
             os.write(journal, line.encode())
-            os.fsync(journal)
+            if sync:
+                os.fsync(journal)
         digests[node.name] = digest
         outputs[node.name] = blob
         out(f"bench/{node.name}: succeeded\n")
@@ -181,6 +234,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000")
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--flows", action="store_true", help="also flows apply, split into start-up, run and tail")
+    ap.add_argument("--ladder", action="store_true",
+                    help="also the jobs started through the launcher alone, and the stand-in without its fsyncs")
     a = ap.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     log = open(os.devnull, "w")  # (the progress lines: written, as flows writes them, not shown)
@@ -192,19 +247,28 @@ def main() -> None:
             rounds: list[dict[str, float]] = []
             for i in range(a.runs + 1):  # a warm-up round, then `runs`
                 floor.reset()  # (the last run's files set aside, as every bench tool's: tools._rm says why)
-                _rm(floor.trash, projects.flows / ".lean")
                 got: dict[str, float] = {}
-                steps = ["floor", "lean"] + (["flows"] if flows is not None else [])
+                steps = ["floor", "lean"] + (["flows"] if flows is not None else []) + \
+                    (["launcher", "unsynced"] if a.ladder else [])
                 for step in steps[i % len(steps):] + steps[:i % len(steps)]:  # (the order rotates round by round)
                     if step == "floor":
                         got["floor"] = _floor_wall(floor)
                     elif step == "lean":
+                        _rm(floor.trash, projects.flows / ".lean")  # (each step that writes it starts without it)
                         before = resource.getrusage(resource.RUSAGE_SELF)
                         t = time.perf_counter()
                         lean_apply(projects.flows, projects.nodes, log.write)
                         got["lean"] = time.perf_counter() - t
                         after = resource.getrusage(resource.RUSAGE_SELF)
                         got["cpu"] = ((after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)) / n
+                    elif step in ("launcher", "unsynced"):
+                        _rm(floor.trash, projects.flows / ".lean")
+                        t = time.perf_counter()
+                        if step == "launcher":
+                            launcher_only(projects.flows, projects.nodes)
+                        else:
+                            lean_apply(projects.flows, projects.nodes, log.write, sync=False)
+                        got[step] = time.perf_counter() - t
                     else:
                         assert flows is not None
                         flows.reset()
@@ -217,13 +281,16 @@ def main() -> None:
                     line += (f" | flows {got['flows']:.2f} s (start-up {got['start']:.2f}, run {got['run']:.2f}, "
                              f"tail {got['tail']:.2f}) {got['flows'] / got['floor']:.2f}×, its run alone "
                              f"{got['run'] / got['floor']:.2f}× | bound {got['bound'] / got['floor']:.2f}×")
+                if a.ladder:
+                    line += (f" | launcher alone {got['launcher'] / got['floor']:.2f}×, stand-in unsynced "
+                             f"{got['unsynced'] / got['floor']:.2f}×")
                 print(line, flush=True)
                 if i:
                     rounds.append(got)
-            _summary(n, rounds, flows is not None)
+            _summary(n, rounds, flows is not None, a.ladder)
 
 
-def _summary(n: int, rounds: list[dict[str, float]], with_flows: bool) -> None:
+def _summary(n: int, rounds: list[dict[str, float]], with_flows: bool, ladder: bool) -> None:
     def med(key: str) -> float:
         return statistics.median(r[key] for r in rounds)
 
@@ -237,6 +304,9 @@ def _summary(n: int, rounds: list[dict[str, float]], with_flows: bool) -> None:
         print(f"N={n:,}: flows {med('flows'):.2f} s, {ratio('flows')}: start-up {med('start'):.2f} s, run "
               f"{med('run'):.2f} s ({ratio('run')} alone), tail {med('tail'):.2f} s | flows's start-up and tail around "
               f"the stand-in's run: {ratio('bound')}", flush=True)
+    if ladder:
+        print(f"N={n:,}: the jobs through the launcher alone {med('launcher'):.2f} s, {ratio('launcher')}; the stand-in "
+              f"without its fsyncs {med('unsynced'):.2f} s, {ratio('unsynced')}", flush=True)
 
 
 def _flows_phases(flows: Flows, sample: Sample) -> dict[str, float]:
