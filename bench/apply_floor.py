@@ -65,6 +65,10 @@ def main() -> None:
                       f"load {before[0]:.1f} → {after[0]:.1f}", flush=True)
             else:
                 print(f"N={n:,}: " + "; ".join(f"{k}: {s.skipped}" for k, s in row.items() if not s.ok))
+            if (split := f.median_phases()) is not None and fl.ok:
+                print(f"N={n:,}: flows apply split by its run timeline: start-up {split['start']:.2f} s, run "
+                      f"{split['run']:.2f} s ({split['run'] / fl.median_wall():.2f}× the floor alone), tail "
+                      f"{split['tail']:.2f} s", flush=True)
             if plan is not None and plan.ok:
                 print(f"N={n:,}: no-op plan {plan.median_wall():.2f} s · {plan.median_rss() * MIB_MB:.0f} MB peak RSS")
     a.out.write_text(json.dumps(results, indent=1) + "\n")

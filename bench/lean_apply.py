@@ -27,7 +27,6 @@ synced result line a job costs).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import queue
@@ -46,7 +45,6 @@ sys.path.insert(0, os.environ.get("FLOWS_BENCH_SRC") or str(BENCH.parent))  # (t
 import gen  # noqa: E402
 from blake3 import blake3  # noqa: E402
 from providers import sandbox  # noqa: E402
-from runner import Sample  # noqa: E402
 from tools import Floor, Flows, _rm  # noqa: E402
 
 
@@ -272,7 +270,10 @@ def main() -> None:
                     else:
                         assert flows is not None
                         flows.reset()
-                        got.update(_flows_phases(flows, flows.run(flows.apply_argv())))
+                        sample = flows.run(flows.apply_argv())
+                        if sample.rc != 0 or sample.phases is None:
+                            raise RuntimeError(f"flows apply failed: {sample.tail()}")
+                        got.update(flows=sample.wall, **sample.phases)
                 line = (f"N={n:,} round {i}{' (warm-up)' if i == 0 else ''}: lean {got['lean']:.2f} s (its own CPU "
                         f"{got['cpu'] * 1000:.2f} ms a job) | floor {got['floor']:.2f} s | "
                         f"{got['lean'] / got['floor']:.2f}×")
@@ -307,22 +308,6 @@ def _summary(n: int, rounds: list[dict[str, float]], with_flows: bool, ladder: b
     if ladder:
         print(f"N={n:,}: the jobs through the launcher alone {med('launcher'):.2f} s, {ratio('launcher')}; the stand-in "
               f"without its fsyncs {med('unsynced'):.2f} s, {ratio('unsynced')}", flush=True)
-
-
-def _flows_phases(flows: Flows, sample: Sample) -> dict[str, float]:
-    """The apply's wall time split by its own run timeline (the newest under .flows/logs)."""
-    if sample.rc != 0:
-        raise RuntimeError(f"flows apply failed: {sample.tail()}")
-    timeline = max((flows.cwd / ".flows" / "logs").glob("*/*/timeline.json"), key=lambda p: p.stat().st_mtime)
-    nodes = json.loads(timeline.read_text())["nodes"].values()
-
-    def seconds(text: str) -> float:
-        return dt.datetime.fromisoformat(text).timestamp()
-
-    first = min(seconds(x["started_at"]) for x in nodes if x.get("started_at"))
-    last = max(seconds(x["finished_at"]) for x in nodes if x.get("finished_at"))
-    end = sample.began + sample.wall
-    return {"flows": sample.wall, "start": first - sample.began, "run": last - first, "tail": end - last}
 
 
 def _floor_wall(floor: Floor) -> float:

@@ -186,6 +186,12 @@ def build_table(res: dict[str, Any], sizes: dict[int, dict[str, dict[str, Series
                 if ms is not None:
                     t.add_row("  apply overhead per node vs floor", f"{n:,}", f"{ms:.1f} ms", "", "", "", "", "", "",
                               "well under 10 ms" if n == 1000 else "", verdict(ms < 10) if n == 1000 else "")
+                if (flows := row.get("flows")) is not None and (split := flows.median_phases()) is not None:
+                    floor = row.get("floor")
+                    run_ratio = split["run"] / floor.median_wall() if floor is not None and floor.ok else None  # type: ignore[operator]
+                    t.add_row("  flows apply split: start-up · run · tail; run vs floor", f"{n:,}",
+                              f"{split['start']:.2f} · {split['run']:.2f} · {split['tail']:.2f} s", "", "", "", "", "",
+                              fmt_ratio(run_ratio), "", "")
                 if (sh := row.get("floor_sh")) is not None and sh.ok:
                     t.add_row("  bare `sh -c` per job (xargs -P2 sh -c waves)", f"{n:,}", "", "", "", fmt_cell(sh), "",
                               "", fmt_ratio(ratio(row.get("flows"), sh)), "", "")

@@ -34,6 +34,7 @@ class Sample:
     output: str            # stdout + stderr (for the checks and for error messages)
     timed_out: bool = False
     began: float = 0.0     # time.time() when it was started (to place a tool's own timestamps in the run)
+    phases: dict[str, float] | None = None  # flows apply: start-up, run, tail (`tools.apply_phases`)
 
     def tail(self, lines: int = 2) -> str:
         """The last meaningful lines (rich traceback frames and box drawing left out), for a skip reason."""
@@ -96,14 +97,22 @@ class Series:
     def median_rss(self) -> float | None:
         return statistics.median(s.rss_mb for s in self.samples) if self.ok else None
 
+    def median_phases(self) -> dict[str, float] | None:
+        """Each phase's median over the samples that have them (flows applies), or None."""
+        split = [s.phases for s in self.samples if s.phases]
+        return {k: statistics.median(p[k] for p in split) for k in split[0]} if self.ok and split else None
+
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Series":
         """Back from results.json (walls and RSS only), to re-print or merge an earlier run."""
-        samples = [Sample(wall=w, rss_mb=r, rc=0, output="") for w, r in zip(d["walls_s"], d["peak_rss_mib"])]
+        phases = d.get("phases_s") or [None] * len(d["walls_s"])
+        samples = [Sample(wall=w, rss_mb=r, rc=0, output="", phases=p)
+                   for w, r, p in zip(d["walls_s"], d["peak_rss_mib"], phases)]
         return cls(samples=samples, skipped=d.get("skipped"), check=d.get("check"))
 
     def to_json(self) -> dict[str, object]:
         return {"median_wall_s": self.median_wall(), "median_peak_rss_mib": self.median_rss(),
                 "walls_s": [round(s.wall, 4) for s in self.samples],
                 "peak_rss_mib": [round(s.rss_mb, 1) for s in self.samples],
-                "skipped": self.skipped, "check": self.check}
+                "skipped": self.skipped, "check": self.check,
+                **({"phases_s": [s.phases for s in self.samples]} if any(s.phases for s in self.samples) else {})}

@@ -3,6 +3,7 @@ and read back which nodes it says will run."""
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import hashlib
 import json
 import os
@@ -158,6 +159,12 @@ class Flows(Tool):
 
     def edit_file(self) -> Path:
         return self.cwd / "flow.py"
+
+    def run(self, argv: list[str], timeout: float | None = None) -> Sample:
+        sample = super().run(argv, timeout)
+        if "apply" in argv and sample.rc == 0:
+            sample.phases = apply_phases(self.cwd, sample)
+        return sample
 
     LINE = re.compile(r"^\s*([+~!?=-])\s+" + gen.FLOW_NAME + r"/(\S+)\s+(create|update|run|pending|reuse|forget)\b")
 
@@ -323,3 +330,20 @@ class FloorSh(Floor):
 
 def all_tools(projects: gen.Projects) -> list[Tool]:
     return [Flows(projects), Dvc(projects), Snakemake(projects), Floor(projects), FloorSh(projects)]
+
+
+def apply_phases(project: Path, sample: Sample) -> dict[str, float] | None:
+    """A flows apply's wall time split by its own run timeline (the newest `timeline.json` under .flows/logs: when
+    each node's job started, when its record was made): start-up (the process's start to the first job's start),
+    run (to the last node's record) and tail (to the process's exit). None when no job ran."""
+    try:
+        timeline = max((project / ".flows" / "logs").glob("*/*/timeline.json"), key=lambda p: p.stat().st_mtime)
+        nodes = json.loads(timeline.read_text())["nodes"].values()
+    except (OSError, ValueError, KeyError):
+        return None
+    started = [dt.datetime.fromisoformat(x["started_at"]).timestamp() for x in nodes if x.get("started_at")]
+    finished = [dt.datetime.fromisoformat(x["finished_at"]).timestamp() for x in nodes if x.get("finished_at")]
+    if not started or not finished or min(started) < sample.began:  # (no job ran: an earlier run's timeline)
+        return None
+    first, last = min(started), max(finished)
+    return {"start": first - sample.began, "run": last - first, "tail": sample.began + sample.wall - last}
