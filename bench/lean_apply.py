@@ -96,13 +96,18 @@ def launcher_only(project: Path, nodes: list[gen.Node]) -> None:
         t.start()
     for node in nodes:
         todo.put(node)
+    _finish(threads, todo)
+    launcher.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs failed, {failed[0]} first")
+
+
+def _finish(threads: list[threading.Thread], todo: "queue.SimpleQueue[gen.Node | None]") -> None:
+    """Each worker told to stop once the queue is drained, and waited for."""
     for _ in threads:
         todo.put(None)
     for t in threads:
         t.join()
-    launcher.close()
-    if failed:
-        raise RuntimeError(f"{len(failed)} jobs failed, {failed[0]} first")
 
 
 def lean_apply(project: Path, nodes: list[gen.Node], out: Callable[[str], object], sync: bool = True) -> None:
@@ -216,10 +221,7 @@ def lean_apply(project: Path, nodes: list[gen.Node], out: Callable[[str], object
             waiting[n.name] -= 1
             if waiting[n.name] == 0:
                 todo.put(n)
-    for _ in threads:
-        todo.put(None)
-    for t in threads:
-        t.join()
+    _finish(threads, todo)
     launcher.close()
     os.close(journal)
     os.close(index)
