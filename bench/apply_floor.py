@@ -71,7 +71,9 @@ def main() -> None:
                       f"{split['tail']:.2f} s", flush=True)
             if plan is not None and plan.ok:
                 print(f"N={n:,}: no-op plan {plan.median_wall():.2f} s · {plan.median_rss() * MIB_MB:.0f} MB peak RSS")
-    a.out.write_text(json.dumps(results, indent=1) + "\n")
+    # (the sizes not run this time keep their samples: other rounds' figures cite them)
+    kept = json.loads(a.out.read_text()) if a.out.exists() else {}
+    a.out.write_text(json.dumps({**kept, **results}, indent=1) + "\n")
     print(f"wrote {a.out}")
 
 
