@@ -104,7 +104,7 @@ class Series:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Series":
-        """Back from results.json (walls and RSS only), to re-print or merge an earlier run."""
+        """Back from results.json (walls, RSS and any phases), to re-print or merge an earlier run."""
         phases = d.get("phases_s") or [None] * len(d["walls_s"])
         samples = [Sample(wall=w, rss_mb=r, rc=0, output="", phases=p)
                    for w, r, p in zip(d["walls_s"], d["peak_rss_mib"], phases)]
