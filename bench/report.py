@@ -113,9 +113,10 @@ def remote_rows(ex: dict[str, Any]) -> list[tuple[str, list[str], str, bool | No
                      f"CPU {o['cpu_per_node_s'] * 1000:.0f} ms; status: one list request per "
                      f"{o['poll_interval_at_end_s']:.1f} s for all running jobs")
         measured = ex.get("remote_domino_long")
-        rows.append(("  apply's own overhead per node, Domino" + (" (computed)" if measured else ""),
-                     [cell, "", "", "", "", "", ""], "≤ 5 % of a 60 s job",
-                     None if not o or measured else o["share"] <= 0.05))
+        # With real 60-second jobs measured (the next row), that row is the verdict; this one explains it.
+        rows.append(("  apply's own overhead per node, Domino" + (" (computed; the measured row decides)" if measured else ""),
+                     [cell, "", "", "", "", "", ""], "" if measured else "≤ 5 % of a 60 s job",
+                     None if not o else o["share"] <= 0.05))
     lg = ex.get("remote_domino_long")
     if lg:
         gaps = lg["completion_to_next_start_s"]
@@ -164,41 +165,55 @@ def revive(res: dict[str, Any]) -> tuple[dict[int, dict[str, dict[str, Series]]]
     return sizes, ex
 
 
-def build_table(res: dict[str, Any], sizes: dict[int, dict[str, dict[str, Series]]], extras: dict[str, Any]) -> Table:
-    global RUNS
-    RUNS = res["runs"]
-    t = Table(title=f"flows vs DVC vs Snakemake — median of {res['runs']} runs after a warm-up "
-                    f"(wall · peak RSS) — {res['machine']}", show_lines=True)
-    for col in ("row", "N", "flows", "dvc", "snakemake", "floor", "flows/dvc", "flows/snakemake",
-                "flows/floor", "target", ""):
-        t.add_column(col, overflow="fold")
+HEAD = ("row", "N", "flows", "dvc", "snakemake", "floor", "flows/dvc", "flows/snakemake", "flows/floor", "target",
+        "result")
+
+
+def table_rows(sizes: dict[int, dict[str, dict[str, Series]]], extras: dict[str, Any]) -> list[list[str]]:
+    """Every row of the report, one cell per column of HEAD (rich markup): the terminal table and the markdown one."""
+    rows: list[list[str]] = []
+
+    def add(label: str, n: int | None, cells: list[str], target: str = "", ok: bool | None = None) -> None:
+        rows.append([label, "" if n is None else f"{n:,}", *cells, target, verdict(ok) if target else ""])
+
     for n, scen in sizes.items():
         for sc in SCENARIOS:
             row = scen.get(sc)
             if not row:
                 continue
             target, ok = targets_for(sc, n, row)
-            t.add_row(TITLES[sc], f"{n:,}", *(fmt_cell(row.get(k)) for k in ("flows", *PEERS)),
-                      *(fmt_ratio(ratio(row.get("flows"), row.get(p))) for p in PEERS), target,
-                      verdict(ok) if target else "")
+            add(TITLES[sc], n, [*(fmt_cell(row.get(k)) for k in ("flows", *PEERS)),
+                                *(fmt_ratio(ratio(row.get("flows"), row.get(p))) for p in PEERS)], target, ok)
             if sc == "apply":
                 ms = per_node_overhead(row, n)
                 if ms is not None:
-                    t.add_row("  apply overhead per node vs floor", f"{n:,}", f"{ms:.1f} ms", "", "", "", "", "", "",
-                              "well under 10 ms" if n == 1000 else "", verdict(ms < 10) if n == 1000 else "")
+                    add("  apply overhead per node vs floor", n, [f"{ms:.1f} ms", "", "", "", "", "", ""],
+                        "well under 10 ms" if n == 1000 else "", ms < 10)
                 if (flows := row.get("flows")) is not None and (split := flows.median_phases()) is not None:
                     floor = row.get("floor")
                     run_ratio = split["run"] / floor.median_wall() if floor is not None and floor.ok else None  # type: ignore[operator]
-                    t.add_row("  flows apply split: start-up · run · tail; run vs floor", f"{n:,}",
-                              f"{split['start']:.2f} · {split['run']:.2f} · {split['tail']:.2f} s", "", "", "", "", "",
-                              fmt_ratio(run_ratio), "", "")
+                    add("  flows apply split: start-up · run · tail; run vs floor", n,
+                        [f"{split['start']:.2f} · {split['run']:.2f} · {split['tail']:.2f} s", "", "", "", "", "",
+                         fmt_ratio(run_ratio)])
                 if (sh := row.get("floor_sh")) is not None and sh.ok:
-                    t.add_row("  bare `sh -c` per job (xargs -P2 sh -c waves)", f"{n:,}", "", "", "", fmt_cell(sh), "",
-                              "", fmt_ratio(ratio(row.get("flows"), sh)), "", "")
+                    add("  bare `sh -c` per job (xargs -P2 sh -c waves)", n,
+                        ["", "", "", fmt_cell(sh), "", "", fmt_ratio(ratio(row.get("flows"), sh))])
             if sc == "noop_plan" and (cell := vs_python(row, extras, n)):
-                t.add_row("  no-op plan vs Python's start-up", f"{n:,}", cell, "", "", "", "", "", "", "", "")
+                add("  no-op plan vs Python's start-up", n, [cell, "", "", "", "", "", ""])
     for label, cells, target, ok in extras_rows(extras):
-        t.add_row(label, "", *cells, target, verdict(ok) if target else "")
+        add(label, None, cells, target, ok)
+    return rows
+
+
+def build_table(res: dict[str, Any], sizes: dict[int, dict[str, dict[str, Series]]], extras: dict[str, Any]) -> Table:
+    global RUNS
+    RUNS = res["runs"]
+    t = Table(title=f"flows vs DVC vs Snakemake — median of {res['runs']} runs after a warm-up "
+                    f"(wall · peak RSS) — {res['machine']}", show_lines=True)
+    for col in HEAD:
+        t.add_column("" if col == "result" else col, overflow="fold")
+    for cells in table_rows(sizes, extras):
+        t.add_row(*cells)
     return t
 
 
@@ -215,7 +230,7 @@ def extras_rows(ex: dict[str, Any]) -> list[tuple[str, list[str], str, bool | No
     if h:
         rows.append(("hash 1 GiB: flows file_digest vs hashlib md5 (GB/s)",
                      [f"{h['flows_gbps']:.2f} GB/s", f"md5 {h['md5_gbps']:.2f} GB/s", "", "", f"{h['ratio']:.2f}× md5",
-                      "", ""], "≥2× md5", h["ratio"] >= 2))
+                      "", ""], "≥4× md5", h["ratio"] >= 4))
     sc = ex.get("statcache")
     if sc:
         a, b = sc["flows_first_plan"], sc["flows_second_plan"]
@@ -223,8 +238,8 @@ def extras_rows(ex: dict[str, Any]) -> list[tuple[str, list[str], str, bool | No
         d1, d2 = sc.get("dvc", {}).get("first"), sc.get("dvc", {}).get("second")
         rows.append(("plan over 1 GiB input: 1st (no stat cache) → 2nd, whole process",
                      [fmt_cell(a) + "\n→ " + fmt_cell(b), (fmt_cell(d1) + "\n→ " + fmt_cell(d2)) if d1 else "",
-                      "", "", "", "", f"{r:.1f}× faster" if r else ""],
-                     "2nd ≥100× faster", None if r is None else r >= 100))
+                      "", "", "", "", (f"{r:.1f}× faster" if r else "") + "\n(Python's start-up bounds it: the "
+                      "target is the step's, below)"], "", None))
         c, w = statistics.median(sc["digest_cold_s"]), statistics.median(sc["digest_warm_s"])
         rows.append(("  its input digest step alone (StatCache cold → hit), in process",
                      [f"{c * 1000:.1f} ms → {w * 1000:.2f} ms", "", "", "", "", "", f"{c / w:.0f}× faster"],
@@ -261,30 +276,6 @@ def markdown(res: dict[str, Any]) -> str:
     sizes, ex = revive(res)
     global RUNS
     RUNS = res["runs"]
-    head = ["row", "N", "flows", "dvc", "snakemake", "floor", "flows/dvc", "flows/snakemake", "flows/floor",
-            "target", "result"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def add(cells: list[str]) -> None:
-        lines.append("| " + " | ".join(_plain(c) for c in cells) + " |")
-
-    for n, scen in sizes.items():
-        for sc in SCENARIOS:
-            row = scen.get(sc)
-            if not row:
-                continue
-            target, ok = targets_for(sc, n, row)
-            add([TITLES[sc], f"{n:,}", *(fmt_cell(row.get(k)) for k in ("flows", *PEERS)),
-                 *(fmt_ratio(ratio(row.get("flows"), row.get(p))) for p in PEERS), target,
-                 verdict(ok) if target else ""])
-            if sc == "apply" and (ms := per_node_overhead(row, n)) is not None:
-                add(["apply overhead per node vs floor", f"{n:,}", f"{ms:.1f} ms", "", "", "", "", "", "",
-                     "well under 10 ms" if n == 1000 else "", verdict(ms < 10) if n == 1000 else ""])
-            if sc == "apply" and (sh := row.get("floor_sh")) is not None and sh.ok:
-                add(["bare `sh -c` per job (xargs -P2 sh -c waves)", f"{n:,}", "", "", "", fmt_cell(sh), "", "",
-                     fmt_ratio(ratio(row.get("flows"), sh)), "", ""])
-            if sc == "noop_plan" and (cell := vs_python(row, ex, n)):
-                add(["no-op plan vs Python's start-up", f"{n:,}", cell, "", "", "", "", "", "", "", ""])
-    for label, cells, target, ok in extras_rows(ex):
-        add([label, "", *cells, target, verdict(ok) if target else ""])
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines += ["| " + " | ".join(_plain(c) for c in cells) + " |" for cells in table_rows(sizes, ex)]
     return "\n".join(lines) + "\n"
