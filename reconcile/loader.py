@@ -4,15 +4,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import heapq
+import importlib.abc
+import importlib.machinery
 import importlib.util
+import marshal
 import os
 import signal
 import sys
 import threading
 import traceback
 from pathlib import Path
-from types import ModuleType
-from typing import Iterator
+from types import CodeType, ModuleType
+from typing import Iterator, Sequence
 
 from reconcile import graph_cache, tracing
 from reconcile.authoring import load_notes
@@ -23,7 +26,7 @@ from reconcile.graph import Binding, FlowGraph, Node
 from reconcile.project_root import PROJECT_MARKERS, project_root_for
 
 __all__ = ["PROJECT_MARKERS", "FlowGraph", "load_flow", "load_every_workflow", "import_flow_module",
-           "project_root_for"]
+           "project_root_for", "project_sources"]
 
 
 def _short_error(e: BaseException, path: Path) -> FlowLoadError:
@@ -53,6 +56,74 @@ def _short_error(e: BaseException, path: Path) -> FlowLoadError:
     return FlowLoadError(f"failed to load: {type(e).__name__}: {text}".rstrip(": "), file=where, line=line)
 
 
+_CHECKED_HASH_FLAGS = (0b11).to_bytes(4, "little")  # PEP 552: hash-based, checked against the source
+
+
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """A module of the flow's own, run as its source says: its .pyc is trusted only by the hash of the source.
+
+    Python trusts a timestamp .pyc whose recorded source mtime (whole seconds) and size match the file. An edit in
+    the same second that keeps the size (a commit id, a default, a file name of the same length) would be traced as
+    the old code while the plan keys the new content: a wrong cache hit. So only a checked-hash .pyc (PEP 552) is
+    used, and the one written is one (where bytecode is written at all); Python's own import validates it the same
+    way, so a job importing the module later cannot run it stale either."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        source = self.get_data(self.path)
+        digest = importlib.util.source_hash(source)
+        cache = importlib.util.cache_from_source(self.path)
+        header = importlib.util.MAGIC_NUMBER + _CHECKED_HASH_FLAGS + digest
+        with contextlib.suppress(OSError):
+            data = self.get_data(cache)
+            if data[:16] == header:
+                with contextlib.suppress(ValueError, EOFError, TypeError):
+                    code = marshal.loads(data[16:])
+                    if isinstance(code, CodeType):
+                        return code
+        code = self.source_to_code(source, self.path)
+        if not sys.dont_write_bytecode:
+            with contextlib.suppress(OSError, NotImplementedError):  # an unwritable folder: as Python, no cache
+                self.set_data(cache, header + marshal.dumps(code))
+        return code
+
+
+class _ProjectSources(importlib.abc.MetaPathFinder):
+    """The flow's own modules, loaded from their source: a top-level module found in the flow's folder or project
+    (not one found elsewhere on `sys.path`, such as a virtualenv kept inside the project), and the submodules of
+    such a package. Sits just before the path finder, so built-in and frozen modules come first as usual."""
+
+    def __init__(self, roots: list[str]) -> None:
+        self.roots = roots
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+                  ) -> importlib.machinery.ModuleSpec | None:
+        parent_name = fullname.rpartition(".")[0]
+        if parent_name:
+            parent_spec = getattr(sys.modules.get(parent_name), "__spec__", None)
+            if not isinstance(getattr(parent_spec, "loader", None), _SourceOnlyLoader):
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        else:
+            spec = importlib.machinery.PathFinder.find_spec(fullname, self.roots)
+        origin = spec.origin if spec is not None else None
+        if spec is None or origin is None or type(spec.loader) is not importlib.machinery.SourceFileLoader:
+            return None  # not ours (or a namespace package): the path finder, next in line, finds it as usual
+        spec.loader = _SourceOnlyLoader(fullname, origin)
+        return spec
+
+
+@contextlib.contextmanager
+def project_sources(roots: list[str]) -> Iterator[None]:
+    """While inside: the flow's own modules (under these folders) are loaded from their source."""
+    finder = _ProjectSources(roots)
+    at = next((i for i, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder), len(sys.meta_path))
+    sys.meta_path.insert(at, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def import_flow_module(path: Path) -> ModuleType:
     """Execute the flow file with the flytekit/Domino shims in place (its `__main__` block does not run)."""
     if not path.is_file():
@@ -60,13 +131,13 @@ def import_flow_module(path: Path) -> ModuleType:
                 "not a regular file (a FIFO, socket or device)" if path.exists() else "no such flow file")
         raise FlowLoadError(what, file=str(path))
     name = "flows_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceOnlyLoader(name, str(path)))
     if spec is None or spec.loader is None:
         raise FlowLoadError("not a Python file", file=str(path))
     module = importlib.util.module_from_spec(spec)
     extra_paths = [str(path.parent), str(project_root_for(path))]
     before_modules = set(sys.modules)
-    with shimmed(), stdout_to_stderr():
+    with project_sources(extra_paths), shimmed(), stdout_to_stderr():
         sys.path[:0] = extra_paths
         sys.modules[name] = module
         try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.pytask import ValueFormatError, as_datetime, format_value, inner_type, parse_value
-from reconcile.loader import import_flow_module, project_root_for
+from reconcile.loader import import_flow_module, project_root_for, project_sources
 from vocab.errors import FlowsError
 from vocab.flytetypes import FlyteDirectory, FlyteFile, check_value, is_blob, is_dir, is_file
 
@@ -105,12 +105,14 @@ def run(spec: dict[str, Any]) -> None:
     flow_file = Path(spec["file"])
     fn = _find_function(import_flow_module(flow_file), spec["qualname"])
     # Python runs a script with its folder importable; do the same for imports made inside the task.
-    sys.path[:0] = [str(flow_file.parent), str(project_root_for(flow_file))]
+    own_folders = [str(flow_file.parent), str(project_root_for(flow_file))]
+    sys.path[:0] = own_folders
     inputs_dir = Path(os.environ["FLOWS_INPUTS_DIR"])
     outputs_dir = Path(os.environ["FLOWS_OUTPUTS_DIR"])
     kwargs = {name: _read_input(t, inputs_dir / name) for name, t in spec["inputs"].items()}
     kwargs = {name: _as_annotated(fn, name, value) for name, value in kwargs.items()}
-    result = fn(**kwargs)
+    with project_sources(own_folders):  # a module the task imports as it runs: from its source, as the trace did
+        result = fn(**kwargs)
     outputs: dict[str, str] = spec["outputs"]
     for name, value in _split_result(result, list(outputs), spec["qualname"]).items():
         _write_output(name, outputs[name], value, outputs_dir)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import py_compile
 import random
 import shlex
 import threading
@@ -474,6 +476,23 @@ def test_python_tasks_run_in_a_subprocess(tmp_path: Path, provider: LocalProvide
     assert upper.status == "succeeded", upper
     assert blobs.read_bytes(upper.outputs["o0"].uri) == b"ABC!"
     assert upper.outputs["o1"].value == 4
+
+
+def test_a_module_a_python_task_imports_as_it_runs_comes_from_its_source(tmp_path: Path,
+                                                                          provider: LocalProvider) -> None:
+    """Not from a .pyc that only looks fresh (an edit in the same second, the same size): the node's key has the new
+    content, so the job must run it."""
+    (tmp_path / "flow.py").write_text(FLOW + "\n\n@task\ndef plus_k(a: int) -> int:\n    import konst\n"
+                                              "    return a + konst.K\n")
+    konst = tmp_path / "konst.py"
+    konst.write_text("K = 1\n")
+    py_compile.compile(str(konst), doraise=True)  # as the user's own Python leaves it
+    job = python_job(tmp_path, "plus_k", inputs={"a": InputValue(type="int", value=1)}, outputs={"o0": "int"})
+    assert run(provider, job).outputs["o0"].value == 2
+    before = konst.stat()
+    konst.write_text("K = 5\n")
+    os.utime(konst, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert run(provider, job).outputs["o0"].value == 6
 
 
 def test_python_task_errors_fail_with_the_traceback_in_the_log(tmp_path: Path, provider: LocalProvider) -> None:
