@@ -59,7 +59,7 @@ def _short_error(e: BaseException, path: Path) -> FlowLoadError:
 _CHECKED_HASH_FLAGS = (0b11).to_bytes(4, "little")  # PEP 552: hash-based, checked against the source
 
 
-class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+class _HashCheckedLoader(importlib.machinery.SourceFileLoader):
     """A module of the flow's own, run as its source says: its .pyc is trusted only by the hash of the source.
 
     Python trusts a timestamp .pyc whose recorded source mtime (whole seconds) and size match the file. An edit in
@@ -88,7 +88,7 @@ class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
 
 
 class _ProjectSources(importlib.abc.MetaPathFinder):
-    """The flow's own modules, loaded from their source: a top-level module found in the flow's folder or project
+    """The flow's own modules, loaded by `_HashCheckedLoader`: a top-level module found in the flow's folder or project
     (not one found elsewhere on `sys.path`, such as a virtualenv kept inside the project), and the submodules of
     such a package. Sits just before the path finder, so built-in and frozen modules come first as usual."""
 
@@ -100,7 +100,7 @@ class _ProjectSources(importlib.abc.MetaPathFinder):
         parent_name = fullname.rpartition(".")[0]
         if parent_name:
             parent_spec = getattr(sys.modules.get(parent_name), "__spec__", None)
-            if not isinstance(getattr(parent_spec, "loader", None), _SourceOnlyLoader):
+            if not isinstance(getattr(parent_spec, "loader", None), _HashCheckedLoader):
                 return None
             spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         else:
@@ -108,13 +108,13 @@ class _ProjectSources(importlib.abc.MetaPathFinder):
         origin = spec.origin if spec is not None else None
         if spec is None or origin is None or type(spec.loader) is not importlib.machinery.SourceFileLoader:
             return None  # not ours (or a namespace package): the path finder, next in line, finds it as usual
-        spec.loader = _SourceOnlyLoader(fullname, origin)
+        spec.loader = _HashCheckedLoader(fullname, origin)
         return spec
 
 
 @contextlib.contextmanager
 def project_sources(roots: list[str]) -> Iterator[None]:
-    """While inside: the flow's own modules (under these folders) are loaded from their source."""
+    """While inside: the flow's own modules (found in these folders) run as their source says (`_HashCheckedLoader`)."""
     finder = _ProjectSources(roots)
     at = next((i for i, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder), len(sys.meta_path))
     sys.meta_path.insert(at, finder)
@@ -131,7 +131,7 @@ def import_flow_module(path: Path) -> ModuleType:
                 "not a regular file (a FIFO, socket or device)" if path.exists() else "no such flow file")
         raise FlowLoadError(what, file=str(path))
     name = "flows_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceOnlyLoader(name, str(path)))
+    spec = importlib.util.spec_from_file_location(name, path, loader=_HashCheckedLoader(name, str(path)))
     if spec is None or spec.loader is None:
         raise FlowLoadError("not a Python file", file=str(path))
     module = importlib.util.module_from_spec(spec)

@@ -111,7 +111,7 @@ def run(spec: dict[str, Any]) -> None:
     outputs_dir = Path(os.environ["FLOWS_OUTPUTS_DIR"])
     kwargs = {name: _read_input(t, inputs_dir / name) for name, t in spec["inputs"].items()}
     kwargs = {name: _as_annotated(fn, name, value) for name, value in kwargs.items()}
-    with project_sources(own_folders):  # a module the task imports as it runs: from its source, as the trace did
+    with project_sources(own_folders):  # what the task imports as it runs: as its source says, as in the trace
         result = fn(**kwargs)
     outputs: dict[str, str] = spec["outputs"]
     for name, value in _split_result(result, list(outputs), spec["qualname"]).items():

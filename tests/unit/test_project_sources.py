@@ -1,6 +1,6 @@
-"""Which modules the trace loads from their source (reconcile.loader.project_sources): the flow's own, found in its
-folder or project, and their submodules; not a package found elsewhere on `sys.path`, even inside the project (a
-virtualenv kept there), whose bytecode cache stays in use."""
+"""Which modules the trace loads with their .pyc checked by the source's hash (reconcile.loader.project_sources): the
+flow's own, found in its folder or project, and their submodules; not a package found elsewhere on `sys.path`, even
+inside the project (a virtualenv kept there), which keeps Python's own loader."""
 from __future__ import annotations
 
 import sys
@@ -36,12 +36,12 @@ def loader_of(name: str) -> type:
     return type(sys.modules[name].__spec__.loader)
 
 
-def test_the_flows_own_modules_and_their_submodules_come_from_source(project: Path) -> None:
+def test_the_flows_own_modules_and_their_submodules_are_hash_checked(project: Path) -> None:
     with loader.project_sources([str(project)]):
         import helpers_x1  # noqa: F401
         import pkg_x1.sub  # noqa: F401
         import lib_x1.sub  # noqa: F401
-    assert loader_of("helpers_x1") is loader_of("pkg_x1") is loader_of("pkg_x1.sub") is loader._SourceOnlyLoader
+    assert loader_of("helpers_x1") is loader_of("pkg_x1") is loader_of("pkg_x1.sub") is loader._HashCheckedLoader
     # Found through another `sys.path` entry, though inside the project: Python's own loader, bytecode cache and all.
-    assert loader_of("lib_x1") is loader_of("lib_x1.sub") is not loader._SourceOnlyLoader
+    assert loader_of("lib_x1") is loader_of("lib_x1.sub") is not loader._HashCheckedLoader
     assert not any(isinstance(f, loader._ProjectSources) for f in sys.meta_path)
