@@ -15,12 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.fixtures.projects import CHAIN_FLOW, FLOWS, flows, write_project
-
-INPUTS = ("--data", "data/in.csv")
-FLOW = CHAIN_FLOW.replace('command="python scripts/report.py"', 'command=helpers.REPORT').replace(
-    "from flytekit import workflow", "from flytekit import workflow\nimport helpers")
-HELPERS = 'REPORT = "python scripts/report.py notes.txt"\n'
+from tests.fixtures.projects import FLOWS, flows, write_project
+from tests.test_noop_plan import FLOW, HELPERS, INPUTS  # the chain flow whose report command a helper module holds
 
 
 def edit_keeping_size_and_mtime(path: Path, old: str, new: str) -> None:
